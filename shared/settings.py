@@ -1,0 +1,97 @@
+"""Settings every service shares, read from ``SAGAKIT_*`` environment variables.
+
+One class per service subclasses ``PlatformSettings`` to add its own fields (its database URL
+first of all); nothing else in the code reads ``os.environ``.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| SAGAKIT_KAFKA_BOOTSTRAP | 127.0.0.1:9092 | bootstrap servers, comma-separated |
+| SAGAKIT_KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL |
+| SAGAKIT_KAFKA_SASL_MECHANISM / _SASL_USERNAME / _SASL_PASSWORD | - | SASL credentials |
+| SAGAKIT_KAFKA_SSL_CAFILE / _SSL_CERTFILE / _SSL_KEYFILE | - | TLS files |
+| SAGAKIT_KAFKA_COMPRESSION | none | none, gzip, lz4, zstd or snappy |
+| SAGAKIT_TOPIC_PREFIX | "" | prefix of every topic name (to share a cluster) |
+| SAGAKIT_TOPIC_PARTITIONS | 6 | partitions of topics created by ensure-topics |
+| SAGAKIT_TOPIC_REPLICATION_FACTOR | 1 | use 3 on a real cluster |
+| SAGAKIT_TOPIC_MIN_INSYNC_REPLICAS | 1 | use 2 on a real cluster |
+| SAGAKIT_REDIS_URL | redis://127.0.0.1:6379/0 | idempotency fast path |
+| SAGAKIT_RETRY_ATTEMPTS | 3 | attempts of a handler before its record is dead-lettered |
+| SAGAKIT_RETRY_BASE_DELAY_MS / _MAX_DELAY_MS | 100 / 5000 | exponential backoff bounds |
+| SAGAKIT_IDEMPOTENCY_TTL_SECONDS | 604800 | how long Redis remembers a processed event |
+| SAGAKIT_OUTBOX_POLL_INTERVAL_MS | 500 | relay's safety-net poll (it wakes on NOTIFY) |
+| SAGAKIT_ADMIN_TOKEN | unset | bearer token of the admin endpoints; unset switches them off |
+| SAGAKIT_INSTANCE_ID | host-pid | names this process in logs, metrics and DLQ headers |
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PlatformSettings", "kafka_client_options"]
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class PlatformSettings(BaseSettings):
+    """What the platform needs to reach Kafka, Redis and its database, and how to behave."""
+
+    model_config = SettingsConfigDict(env_prefix="SAGAKIT_", extra="ignore", frozen=True)
+
+    service_name: str = "sagakit"
+    instance_id: str = Field(default_factory=_default_instance_id)
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    kafka_compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = "none"
+
+    topic_prefix: str = ""
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_min_insync_replicas: int = Field(default=1, ge=1)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = "postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit"
+
+    retry_attempts: int = Field(default=3, ge=1)
+    retry_base_delay_ms: int = Field(default=100, ge=0)
+    retry_max_delay_ms: int = Field(default=5000, ge=0)
+    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    outbox_poll_interval_ms: int = Field(default=500, ge=10)
+
+    admin_token: SecretStr | None = None
+
+
+def kafka_client_options(settings: PlatformSettings) -> dict[str, Any]:
+    """Connection and security options to pass to every aiokafka client."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+        "client_id": f"{settings.service_name}-{settings.instance_id}",
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+        options["ssl_context"] = context
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism or "PLAIN",
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": password.get_secret_value() if password else None,
+        }
+    return options

@@ -1,0 +1,58 @@
+import random
+
+import pytest
+
+from shared.backoff import backoff_delay
+from shared.events import CATALOGUE, OrderCreated
+from shared.topics import EVENT_TYPES, Topics
+
+
+def test_the_catalogue_names_the_contracts_topics() -> None:
+    assert Topics().all(include_dlq=False) == [
+        "order-created",
+        "payment-processed",
+        "payment-failed",
+        "inventory-reserved",
+        "inventory-failed",
+        "order-shipped",
+        "shipping-failed",
+        "payment-refunded",
+        "inventory-released",
+        "order-completed",
+        "order-cancelled",
+    ]
+
+
+def test_every_topic_has_a_dead_letter_topic() -> None:
+    names = Topics().all()
+    assert len(names) == 22
+    assert "order-created-dlq" in names and "order-cancelled-dlq" in names
+
+
+def test_a_prefix_separates_systems_sharing_a_cluster() -> None:
+    topics = Topics(prefix="run7.")
+    assert topics.for_event(OrderCreated) == "run7.order-created"
+    assert topics.dlq(topics.for_event("PaymentFailed")) == "run7.payment-failed-dlq"
+
+
+def test_every_event_model_is_in_the_catalogue_and_back() -> None:
+    assert tuple(cls.type_name() for cls in CATALOGUE) == EVENT_TYPES
+
+
+def test_an_event_type_outside_the_catalogue_has_no_topic() -> None:
+    with pytest.raises(ValueError, match="not in the event catalogue"):
+        Topics().for_event("OrderTeleported")
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    rng = random.Random(7)
+    delays = [backoff_delay(n, base_ms=100, max_ms=1000, rng=rng) for n in range(1, 7)]
+    ceilings = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    for delay, ceiling in zip(delays, ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    assert len({round(d, 6) for d in delays}) == len(delays)  # jittered, not a fixed schedule
+
+
+def test_backoff_counts_retries_from_one() -> None:
+    with pytest.raises(ValueError):
+        backoff_delay(0, base_ms=100, max_ms=1000)
