@@ -6,6 +6,8 @@ import random
 
 __all__ = ["backoff_delay"]
 
+_shared_rng = random.Random()
+
 
 def backoff_delay(
     retry: int, *, base_ms: int, max_ms: int, rng: random.Random | None = None
@@ -19,5 +21,4 @@ def backoff_delay(
     if retry < 1:
         raise ValueError("retry counts from 1")
     ceiling = min(max_ms, base_ms * 2 ** (retry - 1)) / 1000
-    uniform = rng.uniform if rng else random.uniform
-    return ceiling / 2 + uniform(0, ceiling / 2)
+    return ceiling / 2 + (rng or _shared_rng).uniform(0, ceiling / 2)
