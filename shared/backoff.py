@@ -20,5 +20,5 @@ def backoff_delay(
     """
     if retry < 1:
         raise ValueError("retry counts from 1")
-    ceiling = min(max_ms, base_ms * 2 ** (retry - 1)) / 1000
+    ceiling = min(max_ms, base_ms << (retry - 1)) / 1000
     return ceiling / 2 + (rng or _shared_rng).uniform(0, ceiling / 2)
