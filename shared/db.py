@@ -1,0 +1,219 @@
+"""The database side of the platform: engine, the platform's own tables, the unit of work.
+
+A handler or a route never talks to Kafka. It changes its state and *emits* events inside one
+``UnitOfWork``; the events become rows of the outbox table in the same transaction, so either
+both the state change and its events are committed or neither is. The outbox relay
+(``shared.outbox``) publishes those rows afterwards.
+
+The platform's tables (outbox and inbox) live here, on ``platform_metadata``, because both
+the unit of work and the relay read and write them: one definition, no import cycle. A
+service creates them with ``create_platform_tables`` (or includes ``platform_metadata`` in its
+migrations) next to its own tables.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    Uuid,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from shared.events import Event, Record, encode
+from shared.topics import Topics
+
+__all__ = [
+    "OUTBOX_CHANNEL",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "asyncpg_dsn",
+    "create_platform_tables",
+    "decode_headers",
+    "encode_headers",
+    "inbox_table",
+    "make_engine",
+    "outbox_table",
+    "platform_metadata",
+]
+
+# The channel the unit of work notifies and the relay listens on. PostgreSQL scopes
+# notifications to one database, so one fixed name serves every service.
+OUTBOX_CHANNEL = "sagakit_outbox"
+
+platform_metadata = MetaData()
+
+outbox_table = Table(
+    "sagakit_outbox",
+    platform_metadata,
+    # The identity is the publication order: rows are inserted in emission order at commit.
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("key", LargeBinary, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    # [[name, base64(value)], ...]: header values are bytes, JSON has no bytes type.
+    Column("headers", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True), nullable=True),
+)
+# The relay's only query: the oldest unsent rows. A partial index stays as small as the backlog.
+Index(
+    "sagakit_outbox_unsent",
+    outbox_table.c.id,
+    postgresql_where=outbox_table.c.sent_at.is_(None),
+)
+
+inbox_table = Table(
+    "sagakit_inbox",
+    platform_metadata,
+    Column("consumer_group", Text, primary_key=True),
+    Column("event_id", Uuid, primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+def make_engine(url: str | URL, **options: Any) -> AsyncEngine:
+    """An async engine for ``url`` (``postgresql+asyncpg://...``).
+
+    Connections are pinged before use so that a restarted PostgreSQL costs one failed ping,
+    not one failed transaction per pooled connection. ``options`` go to
+    ``create_async_engine`` unchanged.
+    """
+    return create_async_engine(url, pool_pre_ping=True, **options)
+
+
+def asyncpg_dsn(url: str | URL) -> str:
+    """The libpq-style DSN for a raw ``asyncpg.connect`` from an SQLAlchemy URL.
+
+    The relay needs a connection of its own (LISTEN and a session advisory lock), which
+    SQLAlchemy's pool cannot give; this keeps one configured URL for both.
+    """
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_platform_tables(engine: AsyncEngine) -> None:
+    """Create the outbox and inbox tables (and their index) where they do not exist yet."""
+    async with engine.begin() as connection:
+        await connection.run_sync(platform_metadata.create_all)
+
+
+def encode_headers(headers: Sequence[tuple[str, bytes]]) -> list[list[str]]:
+    """Record headers as the outbox stores them (JSON-safe, lossless)."""
+    return [[name, base64.b64encode(value).decode("ascii")] for name, value in headers]
+
+
+def decode_headers(stored: Sequence[Sequence[str]]) -> list[tuple[str, bytes]]:
+    """The inverse of ``encode_headers``."""
+    return [(name, base64.b64decode(value)) for name, value in stored]
+
+
+def _outbox_row(record: Record) -> dict[str, Any]:
+    return {
+        "topic": record.topic,
+        "key": record.key,
+        "value": record.value,
+        "headers": encode_headers(record.headers),
+    }
+
+
+class UnitOfWork:
+    """One database transaction: the service's own changes and the events they emit.
+
+    Use it as ``async with factory() as uow: ...; await uow.commit()``. Leaving the block
+    without ``commit`` (an exception included) rolls everything back, events too.
+    """
+
+    def __init__(self, session: AsyncSession, topics: Topics) -> None:
+        self._session = session
+        self._topics = topics
+        self._staged: list[Record] = []
+        self._committed = False
+
+    @property
+    def session(self) -> AsyncSession:
+        """The session for the service's own queries; it shares the transaction."""
+        return self._session
+
+    @property
+    def committed(self) -> bool:
+        """Whether ``commit`` has succeeded at least once."""
+        return self._committed
+
+    def emit(self, event: Event, *, traceparent: str | None = None) -> None:
+        """Publish ``event`` if and only if this unit of work commits.
+
+        The outbox row is written at ``commit``, after the service's own statements: rows
+        of one unit of work keep the order of their ``emit`` calls.
+        """
+        self._staged.append(encode(event, self._topics, traceparent))
+
+    async def commit(self) -> None:
+        """Write the staged outbox rows, wake the relay, and commit the transaction."""
+        if self._staged:
+            rows = [_outbox_row(record) for record in self._staged]
+            await self._session.execute(insert(outbox_table), rows)
+            # Delivered to listeners only when the transaction commits (and dropped if it
+            # does not), so the relay never wakes for rows it cannot see yet.
+            await self._session.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")))
+        await self._session.commit()
+        self._staged.clear()
+        self._committed = True
+
+    async def rollback(self) -> None:
+        """Undo everything since the last commit, staged events included."""
+        self._staged.clear()
+        await self._session.rollback()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Closing returns the connection to the pool and rolls back whatever was not
+        # committed; unlike an explicit rollback it never hides the exception in flight
+        # when the connection is already gone.
+        self._staged.clear()
+        await self._session.close()
+
+
+class UnitOfWorkFactory:
+    """Makes a fresh ``UnitOfWork`` per call: one per record, one per request."""
+
+    def __init__(self, engine: AsyncEngine, topics: Topics) -> None:
+        self.engine = engine
+        self.topics = topics
+        # expire_on_commit=False: objects read in a unit of work stay readable after commit
+        # (a route returns the order it just created) without a lazy load on a closed session.
+        self._sessions: Callable[[], AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False
+        )
+
+    def __call__(self) -> UnitOfWork:
+        return UnitOfWork(self._sessions(), self.topics)
