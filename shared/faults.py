@@ -1,0 +1,219 @@
+"""Failure injection (contract section 3): the ``POST /faults`` body and the registry behind it.
+
+Each service process keeps one in-memory ``FaultRegistry``. The admin API adds each
+``FaultSpec`` to it; the code that may fail asks ``take(kind, order_id)`` at the point where
+that failure belongs, and acts when a fault comes back:
+
+- business kinds, asked by the service's handler, which turns them into an ordinary business
+  outcome: ``decline`` (payment: the charge is declined), ``out_of_stock`` (inventory: the
+  reservation fails), ``fail`` (shipping: the shipment fails);
+- ``delay``, ``transient``, ``permanent``: asked by the consumer runner before every handler
+  attempt through ``inject_before_handler``;
+- ``crash``: asked by the consumer runner itself *after* the handler's database transaction
+  has committed and *before* the Kafka offset is committed, and answered by ``os._exit``, so
+  the record is redelivered and the idempotency machinery must skip it. It is not handled in
+  ``inject_before_handler`` because it belongs at that precise point.
+
+``count`` counts the times a fault fires (handler attempts, not events): a ``transient`` fault
+with ``count`` below the runner's retry limit fails the first attempts and lets a later one
+through.
+"""
+
+import asyncio
+import random
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from enum import StrEnum
+from typing import Final, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.errors import PermanentError, TransientError
+
+__all__ = [
+    "INFRASTRUCTURE_KINDS",
+    "MAX_DELAY_MS",
+    "SERVICE_KINDS",
+    "ActiveFault",
+    "FaultKind",
+    "FaultRegistry",
+    "FaultSpec",
+    "inject_before_handler",
+]
+
+
+class FaultKind(StrEnum):
+    """What an injected fault does; see the contract's table."""
+
+    decline = "decline"
+    out_of_stock = "out_of_stock"
+    fail = "fail"
+    transient = "transient"
+    permanent = "permanent"
+    crash = "crash"
+    delay = "delay"
+
+
+INFRASTRUCTURE_KINDS: Final = frozenset(
+    {FaultKind.transient, FaultKind.permanent, FaultKind.crash, FaultKind.delay}
+)
+"""Kinds every service accepts: they act on the consumer runner, not on a business rule."""
+
+SERVICE_KINDS: Final[Mapping[str, frozenset[FaultKind]]] = {
+    "order": INFRASTRUCTURE_KINDS,
+    "payment": INFRASTRUCTURE_KINDS | {FaultKind.decline},
+    "inventory": INFRASTRUCTURE_KINDS | {FaultKind.out_of_stock},
+    "shipping": INFRASTRUCTURE_KINDS | {FaultKind.fail},
+}
+"""The kinds each service of the reference system accepts."""
+
+MAX_DELAY_MS: Final = 600_000
+"""The longest ``delay`` accepted (10 minutes): longer is surely a typo, and would stall a
+partition well past any poll interval."""
+
+
+class FaultSpec(BaseModel):
+    """The body of ``POST /faults``. Unknown fields are refused (a 422 from the API)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: FaultKind
+    rate: float = Field(default=1.0, ge=0.0, le=1.0, description="chance to fire, 0.0 to 1.0")
+    count: int | None = Field(
+        default=None, ge=1, description="how many times it fires; null: until deleted"
+    )
+    order_ids: list[str] | None = Field(
+        default=None, min_length=1, description="the orders it applies to; null: any order"
+    )
+    delay_ms: int = Field(
+        default=0, ge=0, le=MAX_DELAY_MS, description="for kind delay: how long to sleep"
+    )
+
+    @model_validator(mode="after")
+    def _delay_ms_goes_with_kind_delay(self) -> Self:
+        if self.kind is FaultKind.delay and self.delay_ms == 0:
+            raise ValueError("a delay fault needs delay_ms > 0")
+        if self.kind is not FaultKind.delay and self.delay_ms != 0:
+            raise ValueError(f"delay_ms applies only to kind delay, not to {self.kind}")
+        return self
+
+
+class ActiveFault(FaultSpec):
+    """A fault in a registry: its spec, an ``id``, and how many firings it has ``remaining``
+    (None: unlimited). What ``GET /faults`` lists."""
+
+    id: str
+    remaining: int | None
+
+    def applies_to(self, order_id: str | None) -> bool:
+        """True when the fault covers ``order_id`` (every order, or one of its ``order_ids``)."""
+        return self.order_ids is None or order_id in self.order_ids
+
+
+class FaultRegistry:
+    """The faults active in one service process.
+
+    Only the kinds in ``allowed`` can be added. ``rng`` decides whether a fault with a
+    ``rate`` below 1 fires: pass a seeded ``random.Random`` for repeatable tests. Safe to use
+    from the event loop and from threads (sync routes run in a thread pool).
+    """
+
+    def __init__(self, allowed: frozenset[FaultKind], *, rng: random.Random | None = None) -> None:
+        self._allowed = frozenset(allowed)
+        self._rng = rng if rng is not None else random.Random()
+        self._faults: list[ActiveFault] = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_service(cls, service: str, *, rng: random.Random | None = None) -> Self:
+        """A registry accepting the kinds of ``service`` (a key of ``SERVICE_KINDS``)."""
+        try:
+            allowed = SERVICE_KINDS[service]
+        except KeyError:
+            known = ", ".join(sorted(SERVICE_KINDS))
+            raise ValueError(f"unknown service {service!r}: expected one of {known}") from None
+        return cls(allowed, rng=rng)
+
+    @property
+    def allowed_kinds(self) -> frozenset[FaultKind]:
+        """The kinds this registry accepts."""
+        return self._allowed
+
+    def add(self, spec: FaultSpec) -> ActiveFault:
+        """Activate a fault; ``ValueError`` if its kind is not one this service accepts."""
+        if spec.kind not in self._allowed:
+            allowed = ", ".join(sorted(self._allowed))
+            raise ValueError(
+                f"fault kind '{spec.kind}' does not apply to this service: it accepts {allowed}"
+            )
+        fault = ActiveFault(**spec.model_dump(), id=str(uuid.uuid4()), remaining=spec.count)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def active(self) -> list[ActiveFault]:
+        """The active faults, oldest first."""
+        with self._lock:
+            return list(self._faults)
+
+    def clear(self) -> int:
+        """Remove every fault; returns how many there were."""
+        with self._lock:
+            removed = len(self._faults)
+            self._faults.clear()
+        return removed
+
+    def take(self, kind: FaultKind, order_id: str | None) -> ActiveFault | None:
+        """The first active fault of ``kind`` covering ``order_id`` that fires, or None.
+
+        Faults are tried oldest first; each fires with probability ``rate``. The one that fires
+        has one firing fewer ``remaining`` (the returned copy shows the count after this one)
+        and leaves the registry when none remain.
+        """
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if fault.kind is not kind or not fault.applies_to(order_id):
+                    continue
+                if not self._fires(fault.rate):
+                    continue
+                if fault.remaining is None:
+                    return fault
+                fired = fault.model_copy(update={"remaining": fault.remaining - 1})
+                if fired.remaining == 0:
+                    del self._faults[index]
+                else:
+                    self._faults[index] = fired
+                return fired
+        return None
+
+    def _fires(self, rate: float) -> bool:
+        # No draw for the certain cases, so a rate-1 fault leaves the random sequence alone.
+        if rate >= 1.0:
+            return True
+        if rate <= 0.0:
+            return False
+        return self._rng.random() < rate
+
+
+async def inject_before_handler(
+    registry: FaultRegistry,
+    order_id: str | None,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Apply the faults that act before a handler attempt; the runner calls it every attempt.
+
+    ``delay`` sleeps ``delay_ms`` first; then ``permanent`` raises ``PermanentError`` (the
+    record goes to the DLQ), else ``transient`` raises ``TransientError`` (the runner retries).
+    ``permanent`` is asked first because it is the stronger of the two: a ``transient`` fault is
+    not used up by an attempt that is dead-lettered anyway. ``crash`` is not handled here (see
+    the module docstring).
+    """
+    delay = registry.take(FaultKind.delay, order_id)
+    if delay is not None:
+        await sleep(delay.delay_ms / 1000)
+    if registry.take(FaultKind.permanent, order_id) is not None:
+        raise PermanentError("injected permanent fault")
+    if registry.take(FaultKind.transient, order_id) is not None:
+        raise TransientError("injected transient fault")
