@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
-from typing import Final, Self
+from typing import Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -105,6 +105,10 @@ class ActiveFault(FaultSpec):
 
     id: str
     remaining: int | None
+
+    def describe(self) -> dict[str, Any]:
+        """The fault as a JSON-ready dict: the spec's fields, ``id`` and ``remaining``."""
+        return self.model_dump(mode="json")
 
     def applies_to(self, order_id: str | None) -> bool:
         """True when the fault covers ``order_id`` (every order, or one of its ``order_ids``)."""

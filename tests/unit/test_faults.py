@@ -166,7 +166,7 @@ def test_clear_removes_every_fault_and_says_how_many() -> None:
 def test_an_active_fault_serialises_to_json_for_get_faults() -> None:
     fault = registry().add(FaultSpec(kind=K.delay, delay_ms=5, count=1))
 
-    dumped = fault.model_dump(mode="json")
+    dumped = fault.describe()
 
     assert dumped == {
         "kind": "delay",
