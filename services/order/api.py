@@ -1,0 +1,128 @@
+"""The order API: place orders, read them and their saga's timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.order import store
+from services.order.model import OrderLine, OrderStatus, order_total
+from shared.db import UnitOfWorkFactory
+from shared.events import OrderCreated
+from shared.money import MoneyStr
+
+__all__ = ["router"]
+
+PRODUCER = "order"
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=100_000)
+    unit_price: MoneyStr
+
+
+class OrderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: str = Field(min_length=1, max_length=128)
+    items: list[ItemIn] = Field(min_length=1, max_length=100)
+
+
+class OrderPublic(BaseModel):
+    order_id: str
+    customer_id: str
+    items: list[ItemIn]
+    total: MoneyStr
+    status: OrderStatus
+    cancel_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, order: store.Order) -> OrderPublic:
+        return cls(
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            items=[ItemIn.model_validate(item) for item in order.items],
+            total=order.total,
+            status=order.status,
+            cancel_reason=order.cancel_reason.value if order.cancel_reason else None,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def router(units: UnitOfWorkFactory) -> APIRouter:
+    api = APIRouter(prefix="/orders", tags=["orders"])
+
+    @api.post("", status_code=status.HTTP_202_ACCEPTED)
+    async def place_order(body: OrderCreate, idempotency_key: IdempotencyKey = None) -> OrderPublic:
+        """Accept an order and start its saga; the same Idempotency-Key returns the same order."""
+        lines = [OrderLine(item.sku, item.quantity, item.unit_price) for item in body.items]
+        items = [item.model_dump(mode="json") for item in body.items]
+        total = order_total(lines)
+        async with units() as uow:
+            order = await store.add_order(
+                uow.session,
+                order_id=store.new_order_id(),
+                customer_id=body.customer_id,
+                items=items,
+                total=total,
+                idempotency_key=idempotency_key,
+            )
+            if order is not None:
+                uow.emit(
+                    OrderCreated.first(
+                        order_id=order.order_id,
+                        producer=PRODUCER,
+                        customer_id=order.customer_id,
+                        items=items,
+                        total=total,
+                    )
+                )
+                await uow.commit()
+                return OrderPublic.of(order)
+        # The key was used before: answer with that order, start nothing.
+        async with units() as uow:
+            existing = await store.find_by_idempotency_key(uow.session, idempotency_key or "")
+        if existing is None:  # pragma: no cover - the conflict proves it exists
+            raise HTTPException(status.HTTP_409_CONFLICT, "idempotency key conflict, retry")
+        return OrderPublic.of(existing)
+
+    @api.get("/{order_id}")
+    async def get_order(order_id: str) -> OrderPublic:
+        """An order and where its saga stands."""
+        async with units() as uow:
+            order = await store.get_order(uow.session, order_id)
+        if order is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id!r}")
+        return OrderPublic.of(order)
+
+    @api.get("/{order_id}/timeline")
+    async def get_timeline(order_id: str) -> list[dict[str, Any]]:
+        """The saga's events in the order they happened."""
+        async with units() as uow:
+            if await store.get_order(uow.session, order_id) is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id!r}")
+            return await store.read_timeline(uow.session, order_id)
+
+    @api.get("")
+    async def list_orders(
+        response: Response,
+        status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[OrderPublic]:
+        """Recent orders, newest first."""
+        async with units() as uow:
+            found = await store.recent_orders(uow.session, status=status_, limit=limit)
+        response.headers["Cache-Control"] = "no-store"
+        return [OrderPublic.of(order) for order in found]
+
+    return api

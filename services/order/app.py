@@ -1,0 +1,41 @@
+"""Order's bootstrap: its settings, and the wiring of its parts into the service shell."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from pydantic import AliasChoices, Field
+from shared.consumer import Subscription
+
+from services.order import api, handlers, store
+from shared.events import CATALOGUE
+from shared.faults import INFRASTRUCTURE_KINDS
+from shared.platform import Platform
+from shared.service import create_app
+from shared.settings import PlatformSettings
+
+__all__ = ["OrderSettings", "bootstrap"]
+
+
+class OrderSettings(PlatformSettings):
+    service_name: str = "order"
+    database_url: str = Field(
+        default="postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_order",
+        validation_alias=AliasChoices("SAGAKIT_ORDER_DATABASE_URL", "SAGAKIT_DATABASE_URL"),
+    )
+
+
+def bootstrap(settings: OrderSettings | None = None) -> FastAPI:
+    """The order service as an ASGI app; it connects when the app starts."""
+    settings = settings or OrderSettings()
+    platform = Platform.configure(settings, INFRASTRUCTURE_KINDS)
+    saga = [Subscription(outcome, handlers.advance_saga) for outcome in handlers.OUTCOMES]
+    # A second consumer group reads every topic for the timeline: pub/sub next to the
+    # saga's own group, and a read model kept apart from the write side (CQRS).
+    timeline = [Subscription(event_type, handlers.record_in_timeline) for event_type in CATALOGUE]
+    service = platform.service(
+        tables=store.metadata,
+        consumers={"order": saga, "order-timeline": timeline},
+        routers=[api.router(platform.units)],
+        description="Takes orders and follows each order's saga to its end.",
+    )
+    return create_app(service)

@@ -1,0 +1,186 @@
+"""Order's tables: the orders with their saga state, and the timeline read model."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    Uuid,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
+from shared.events import Event
+
+__all__ = ["Order", "metadata", "orders", "timeline"]
+
+metadata = MetaData()
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("items", JSONB, nullable=False),
+    Column("total", Numeric(18, 2), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("cancel_reason", Text, nullable=True),
+    Column("facts", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("idempotency_key", Text, nullable=True, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("orders_recent", orders.c.created_at.desc())
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("seq", BigInteger, Identity(), primary_key=True),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("order_id", Text, nullable=False, index=True),
+    Column("event_type", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("producer", Text, nullable=False),
+    Column("causation_id", Uuid, nullable=True),
+    Column("payload", JSONB, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: str
+    customer_id: str
+    items: list[dict[str, Any]]
+    total: Decimal
+    status: OrderStatus
+    cancel_reason: CancelReason | None
+    facts: frozenset[SagaFact]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def saga(self) -> Saga:
+        return Saga(self.status, self.cancel_reason, self.facts)
+
+
+def _order(row: Any) -> Order:
+    reason = row["cancel_reason"]
+    return Order(
+        order_id=row["order_id"],
+        customer_id=row["customer_id"],
+        items=row["items"],
+        total=row["total"],
+        status=OrderStatus(row["status"]),
+        cancel_reason=CancelReason(reason) if reason else None,
+        facts=frozenset(SagaFact(fact) for fact in row["facts"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def add_order(
+    session: AsyncSession,
+    *,
+    order_id: str,
+    customer_id: str,
+    items: list[dict[str, Any]],
+    total: Decimal,
+    idempotency_key: str | None,
+) -> Order | None:
+    """Insert a new order; None when an order with this idempotency key already exists."""
+    statement = (
+        insert(orders)
+        .values(
+            order_id=order_id,
+            customer_id=customer_id,
+            items=items,
+            total=total,
+            status=OrderStatus.PENDING.value,
+            idempotency_key=idempotency_key,
+        )
+        .on_conflict_do_nothing(index_elements=[orders.c.idempotency_key])
+        .returning(orders)
+    )
+    row = (await session.execute(statement)).mappings().one_or_none()
+    return _order(row) if row else None
+
+
+async def get_order(session: AsyncSession, order_id: str, *, lock: bool = False) -> Order | None:
+    query = select(orders).where(orders.c.order_id == order_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await session.execute(query)).mappings().one_or_none()
+    return _order(row) if row else None
+
+
+async def find_by_idempotency_key(session: AsyncSession, key: str) -> Order | None:
+    query = select(orders).where(orders.c.idempotency_key == key)
+    row = (await session.execute(query)).mappings().one_or_none()
+    return _order(row) if row else None
+
+
+async def recent_orders(
+    session: AsyncSession, *, status: OrderStatus | None, limit: int
+) -> list[Order]:
+    query = select(orders).order_by(orders.c.created_at.desc(), orders.c.order_id).limit(limit)
+    if status is not None:
+        query = query.where(orders.c.status == status.value)
+    return [_order(row) for row in (await session.execute(query)).mappings()]
+
+
+async def save_saga(session: AsyncSession, order_id: str, saga: Saga) -> None:
+    await session.execute(
+        update(orders)
+        .where(orders.c.order_id == order_id)
+        .values(
+            status=saga.status.value,
+            cancel_reason=saga.cancel_reason.value if saga.cancel_reason else None,
+            facts=sorted(fact.value for fact in saga.facts),
+            updated_at=func.now(),
+        )
+    )
+
+
+async def add_to_timeline(session: AsyncSession, event: Event) -> None:
+    """Record ``event`` in its order's timeline (once, however often it is delivered)."""
+    statement = insert(timeline).values(
+        event_id=event.event_id,
+        order_id=event.order_id,
+        event_type=event.event_type,
+        occurred_at=event.occurred_at,
+        producer=event.producer,
+        causation_id=event.causation_id,
+        payload=event.model_dump(mode="json"),
+    )
+    await session.execute(statement.on_conflict_do_nothing(index_elements=[timeline.c.event_id]))
+
+
+async def read_timeline(session: AsyncSession, order_id: str) -> list[dict[str, Any]]:
+    """The order's events in the order they happened (ties: the order they were recorded)."""
+    query = (
+        select(timeline.c.payload)
+        .where(timeline.c.order_id == order_id)
+        .order_by(timeline.c.occurred_at, timeline.c.seq)
+    )
+    return [payload for (payload,) in (await session.execute(query)).all()]
+
+
+def new_order_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,44 @@
+"""Payment's bootstrap: its settings, and the wiring of its parts into the service shell."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import FastAPI
+from pydantic import AliasChoices, Field
+from shared.consumer import Subscription
+
+from services.payment import api, handlers, store
+from shared.events import InventoryFailed, OrderCreated, ShippingFailed
+from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
+from shared.platform import Platform
+from shared.service import create_app
+from shared.settings import PlatformSettings
+
+__all__ = ["PaymentSettings", "bootstrap"]
+
+
+class PaymentSettings(PlatformSettings):
+    service_name: str = "payment"
+    database_url: str = Field(
+        default="postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_payment",
+        validation_alias=AliasChoices("SAGAKIT_PAYMENT_DATABASE_URL", "SAGAKIT_DATABASE_URL"),
+    )
+
+
+def bootstrap(settings: PaymentSettings | None = None) -> FastAPI:
+    """The payment service as an ASGI app; it connects when the app starts."""
+    settings = settings or PaymentSettings()
+    platform = Platform.configure(settings, INFRASTRUCTURE_KINDS | {FaultKind.decline})
+    subscriptions = [
+        Subscription(OrderCreated, partial(handlers.charge, faults=platform.faults)),
+        Subscription(InventoryFailed, handlers.refund),
+        Subscription(ShippingFailed, handlers.refund),
+    ]
+    service = platform.service(
+        tables=store.metadata,
+        consumers={"payment": subscriptions},
+        admin_routers=[api.admin_router(platform.units)],
+        description="Charges orders, refunds them when a later step fails.",
+    )
+    return create_app(service)

@@ -1,0 +1,97 @@
+"""Payment's tables and the queries its handlers and routes need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import Column, DateTime, MetaData, Numeric, Table, Text, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.payment.model import DeclineReason, PaymentStatus
+
+__all__ = ["Payment", "accounts", "metadata", "payments"]
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("balance", Numeric(18, 2), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("order_id", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("amount", Numeric(18, 2), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+@dataclass(frozen=True)
+class Payment:
+    order_id: str
+    customer_id: str
+    amount: Decimal
+    status: PaymentStatus
+    reason: DeclineReason | None
+
+
+async def lock_balance(session: AsyncSession, customer_id: str) -> Decimal | None:
+    """The customer's balance, locked until commit (two instances may charge one customer)."""
+    query = (
+        select(accounts.c.balance).where(accounts.c.customer_id == customer_id).with_for_update()
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def read_balance(session: AsyncSession, customer_id: str) -> Decimal | None:
+    query = select(accounts.c.balance).where(accounts.c.customer_id == customer_id)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def set_balance(session: AsyncSession, customer_id: str, balance: Decimal) -> None:
+    statement = insert(accounts).values(customer_id=customer_id, balance=balance)
+    statement = statement.on_conflict_do_update(
+        index_elements=[accounts.c.customer_id],
+        set_={"balance": statement.excluded.balance, "updated_at": func.now()},
+    )
+    await session.execute(statement)
+
+
+async def get_payment(
+    session: AsyncSession, order_id: str, *, lock: bool = False
+) -> Payment | None:
+    query = select(payments).where(payments.c.order_id == order_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await session.execute(query)).mappings().one_or_none()
+    if row is None:
+        return None
+    reason = DeclineReason(row["reason"]) if row["reason"] else None
+    return Payment(
+        row["order_id"], row["customer_id"], row["amount"], PaymentStatus(row["status"]), reason
+    )
+
+
+async def save_payment(session: AsyncSession, payment: Payment) -> None:
+    values = {
+        "order_id": payment.order_id,
+        "customer_id": payment.customer_id,
+        "amount": payment.amount,
+        "status": payment.status.value,
+        "reason": payment.reason.value if payment.reason else None,
+    }
+    statement = insert(payments).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[payments.c.order_id],
+        set_={"status": statement.excluded.status, "updated_at": func.now()},
+    )
+    await session.execute(statement)

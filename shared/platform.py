@@ -1,0 +1,159 @@
+"""The platform wired for one service: what every service's ``bootstrap`` builds on.
+
+``Platform.configure`` builds the pieces that need no connection yet (engine, Redis client,
+unit-of-work factory, fault registry); ``Platform.service`` adds the service's own tables,
+subscriptions and routes and returns the ``Service`` the shell runs. Everything that talks to
+Kafka is created when the app starts, inside the running event loop (aiokafka binds to it),
+and nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter
+from redis.asyncio import Redis
+from sqlalchemy import MetaData, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.consumer import ConsumerRunner, Subscription
+from shared.db import UnitOfWorkFactory, make_engine, platform_metadata
+from shared.faults import FaultKind, FaultRegistry
+from shared.inbox import Deduplicator
+from shared.observability import Sample
+from shared.outbox import OutboxRelay
+from shared.producer import build_producer
+from shared.service import Service
+from shared.settings import PlatformSettings, kafka_client_options
+from shared.topics import Topics, ensure_topics
+
+__all__ = ["Platform"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Platform:
+    """The shared infrastructure of one service process."""
+
+    settings: PlatformSettings
+    engine: AsyncEngine
+    redis: Redis
+    topics: Topics
+    units: UnitOfWorkFactory
+    faults: FaultRegistry
+
+    @classmethod
+    def configure(cls, settings: PlatformSettings, faults: frozenset[FaultKind]) -> Platform:
+        """The platform for ``settings``; ``faults`` are the fault kinds this service accepts."""
+        engine = make_engine(settings.database_url)
+        topics = Topics(settings.topic_prefix)
+        return cls(
+            settings=settings,
+            engine=engine,
+            redis=Redis.from_url(settings.redis_url),
+            topics=topics,
+            units=UnitOfWorkFactory(engine, topics),
+            faults=FaultRegistry(faults),
+        )
+
+    def service(
+        self,
+        *,
+        tables: MetaData,
+        consumers: Mapping[str, Sequence[Subscription]],
+        routers: Sequence[APIRouter] = (),
+        admin_routers: Sequence[APIRouter] = (),
+        description: str = "",
+    ) -> Service:
+        """The service the shell runs: these tables, consumer groups and routes."""
+        runtime = Runtime(self, tables, consumers)
+        return Service(
+            settings=self.settings,
+            engine=self.engine,
+            redis=self.redis,
+            faults=self.faults,
+            components=[runtime],
+            routers=routers,
+            admin_routers=admin_routers,
+            probes={"kafka": runtime.ping_kafka},
+            description=description,
+        )
+
+
+@dataclass
+class Runtime:
+    """What runs while the app lives: the producer, the outbox relay, the consumer runners."""
+
+    platform: Platform
+    tables: MetaData
+    consumers: Mapping[str, Sequence[Subscription]]
+    producer: AIOKafkaProducer | None = field(default=None, init=False)
+    relay: OutboxRelay | None = field(default=None, init=False)
+    runners: list[ConsumerRunner] = field(default_factory=list, init=False)
+
+    async def start(self) -> None:
+        settings = self.platform.settings
+        await self._create_tables()
+        await ensure_topics(
+            kafka_client_options(settings),
+            self.platform.topics.all(),
+            partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication_factor,
+            min_insync_replicas=settings.topic_min_insync_replicas,
+        )
+        self.producer = build_producer(settings)
+        await self.producer.start()
+        self.relay = OutboxRelay.from_settings(settings, self.producer)
+        await self.relay.start()
+        dedup = Deduplicator(self.platform.redis, ttl_seconds=settings.idempotency_ttl_seconds)
+        for group, subscriptions in self.consumers.items():
+            runner = ConsumerRunner(
+                group_id=group,
+                subscriptions=subscriptions,
+                settings=settings,
+                units=self.platform.units,
+                dedup=dedup,
+                producer=self.producer,
+                topics=self.platform.topics,
+                faults=self.platform.faults,
+            )
+            await runner.start()
+            self.runners.append(runner)
+
+    async def stop(self) -> None:
+        # Consumers first (they drain and commit), then the relay publishes what they
+        # emitted, then the producer flushes.
+        for runner in reversed(self.runners):
+            await runner.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def ping_kafka(self) -> None:
+        if self.producer is None:
+            raise RuntimeError("not started yet")
+        await self.producer.client.fetch_all_metadata()
+
+    def metrics(self) -> Iterable[Sample]:
+        labels = {
+            "service": self.platform.settings.service_name,
+            "instance": self.platform.settings.instance_id,
+        }
+        if self.relay is not None:
+            stats = self.relay.stats
+            yield Sample("sagakit_outbox_published_total", stats.published, labels)
+            yield Sample("sagakit_outbox_leader", int(self.relay.is_leader), labels, kind="gauge")
+        for runner in self.runners:
+            yield from runner.metrics()
+
+    async def _create_tables(self) -> None:
+        async with self.platform.engine.begin() as connection:
+            # Two instances starting together would both try to create the same tables.
+            await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('sagakit-ddl'))"))
+            await connection.run_sync(platform_metadata.create_all)
+            await connection.run_sync(self.tables.create_all)

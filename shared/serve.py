@@ -1,0 +1,40 @@
+"""Run a service from the command line: ``python -m services.<name> [--host H] [--port P]``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.observability import configure_logging
+from shared.settings import PlatformSettings
+
+__all__ = ["serve"]
+
+
+def serve(
+    bootstrap: Callable[[], FastAPI],
+    settings: PlatformSettings,
+    default_port: int,
+) -> None:
+    """Parse the command line and serve the app ``bootstrap`` builds until SIGTERM/SIGINT.
+
+    uvicorn runs the app's lifespan: on a signal it stops taking requests, then the service
+    drains its consumers, commits their offsets and flushes its outbox before exiting.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m services.{settings.service_name}")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args()
+    configure_logging(settings.service_name, settings.instance_id, args.log_level)
+    uvicorn.run(
+        bootstrap(),
+        host=args.host,
+        port=args.port,
+        log_config=None,  # keep the one format configure_logging set
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
