@@ -1,0 +1,354 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
+
+Units of work write events as rows of the outbox table (``shared.db``); the relay reads the
+oldest unsent rows, sends them with the idempotent producer, waits for Kafka's
+acknowledgements and only then marks them sent. A crash between the acknowledgement and the
+UPDATE republishes those rows on restart: delivery is at least once, and consumers skip the
+duplicates by ``event_id`` (``shared.inbox``).
+
+One leader per database
+    Per-key order needs one publisher at a time: two relays reading the same backlog would
+    race, and one could publish an order's second event before the other publishes its
+    first. Each relay therefore takes a session-level PostgreSQL advisory lock on a
+    dedicated connection before it publishes anything; the others stand by, trying the lock
+    every ``standby_retry_s``. The lock lives exactly as long as that connection, so a leader
+    that dies, hangs up or is cut off from the database loses it by itself, and a standby
+    takes over without any lease to expire or clock to trust. We chose this over partitioning
+    the outbox by key (each instance owning some keys) because it needs no coordination of
+    key ranges and no rebalancing when instances come and go; its price is that one process
+    per service publishes, which at hundreds of rows per round is far from the bottleneck.
+    The leader does all its reads and writes on the lock connection: if it loses the lock it
+    cannot mark anything sent either.
+
+Order across rounds
+    Rows are read in ``id`` order and handed to the producer in that order. aiokafka keeps
+    per-partition order across batches (checked in its source, 0.14
+    ``producer/sender.py``): it has at most one produce request in flight per broker, mutes a
+    partition while its batch is in flight, and puts a retried batch back at the head of the
+    partition's queue. Idempotence adds that such a retry is never written twice and that
+    batches never expire while the broker is away. So the relay can send a whole round
+    without waiting record by record, then wait for all acknowledgements, then run one UPDATE.
+    A round that stops early (Kafka refused or did not answer in time) marks only the rows
+    Kafka acknowledged and tries the rest again after a backoff; sends still pending in the
+    producer are reused rather than sent twice.
+
+Waking up
+    Each unit of work that emitted rows runs ``pg_notify`` in its transaction, delivered at
+    commit; the leader LISTENs on its connection and publishes at once. It also polls every
+    ``poll_interval_s`` in case a notification was lost (a reconnect, a row written by hand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
+from sqlalchemy.engine import URL
+
+from shared.backoff import backoff_delay
+from shared.db import OUTBOX_CHANNEL, asyncpg_dsn, decode_headers, outbox_table
+from shared.settings import PlatformSettings
+
+__all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats"]
+
+log = logging.getLogger(__name__)
+
+# Advisory locks are scoped to one database, and each service has its own database, so one
+# fixed key elects one leader per service. CRC32 of a name keeps it readable and stable.
+DEFAULT_LOCK_KEY: Final = zlib.crc32(b"sagakit.outbox.relay")
+
+_TABLE = outbox_table.name
+_SELECT_UNSENT = (
+    f"SELECT id, topic, key, value, headers FROM {_TABLE} "
+    "WHERE sent_at IS NULL ORDER BY id LIMIT $1"
+)
+_MARK_SENT = f"UPDATE {_TABLE} SET sent_at = now() WHERE id = ANY($1::bigint[])"
+
+# What losing the database looks like through asyncpg: the server went away
+# (PostgresConnectionError, ConnectionDoesNotExistError), the socket broke (OSError), or the
+# server refused us (PostgresError, e.g. "terminating connection due to administrator command").
+_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+# Sends handed to the producer, by outbox row id.
+_Sends = dict[int, asyncio.Future[RecordMetadata]]
+
+
+@dataclass(slots=True)
+class RelayStats:
+    """Counters for logs, metrics and tests."""
+
+    published: int = 0
+    rounds: int = 0
+    failed_rounds: int = 0
+    leaderships: int = 0
+
+
+class OutboxRelay:
+    """Publishes the outbox of one database; start one per service process.
+
+    The producer must be started by the caller, who also stops it after ``stop()``: the relay
+    shares it (the consumer runner sends dead letters with the same one).
+    """
+
+    def __init__(
+        self,
+        database_url: str | URL,
+        producer: AIOKafkaProducer,
+        *,
+        poll_interval_s: float = 0.5,
+        batch_size: int = 500,
+        ack_timeout_s: float = 30.0,
+        standby_retry_s: float = 1.0,
+        lock_key: int = DEFAULT_LOCK_KEY,
+        name: str = "outbox-relay",
+    ) -> None:
+        self._dsn = asyncpg_dsn(database_url)
+        self._producer = producer
+        self._poll_interval = poll_interval_s
+        self._batch_size = batch_size
+        self._ack_timeout = ack_timeout_s
+        self._standby_retry = standby_retry_s
+        self._lock_key = lock_key
+        self._name = name
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._is_leader = False
+        # Sends handed to the producer but not yet marked sent, by outbox id: a later round
+        # reuses them instead of queueing a second copy behind the first.
+        self._in_flight: _Sends = {}
+        self.stats = RelayStats()
+
+    @classmethod
+    def from_settings(
+        cls, settings: PlatformSettings, producer: AIOKafkaProducer, **options: Any
+    ) -> OutboxRelay:
+        """A relay for ``settings.database_url`` polling every ``outbox_poll_interval_ms``."""
+        options.setdefault("poll_interval_s", settings.outbox_poll_interval_ms / 1000)
+        options.setdefault("name", f"{settings.service_name}/{settings.instance_id}")
+        return cls(settings.database_url, producer, **options)
+
+    @property
+    def name(self) -> str:
+        """Names this relay in logs and, as ``application_name``, in ``pg_stat_activity``."""
+        return self._name
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this relay holds the lock and publishes (the others stand by)."""
+        return self._is_leader
+
+    async def start(self) -> None:
+        """Start relaying in the background; returns at once."""
+        if self._task is not None:
+            raise RuntimeError(f"{self._name} is already started")
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Finish the round in hand, publish what is committed already, give up the lead.
+
+        After ``timeout_s`` (default: the acknowledgement timeout plus a margin) the round is
+        cancelled instead; rows it had not marked sent are published again by the next
+        leader, which is at-least-once, not a loss.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        limit = self._ack_timeout + 5 if timeout_s is None else timeout_s
+        try:
+            await asyncio.wait_for(asyncio.shield(task), limit)
+        except TimeoutError:
+            log.warning("%s: round still running after %.0f s, cancelling it", self._name, limit)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                failures = 0
+            except _DATABASE_ERRORS as error:
+                failures += 1
+                delay = _backoff(failures)
+                log.warning(
+                    "%s: database connection lost (%r), retrying in %.1f s",
+                    self._name,
+                    error,
+                    delay,
+                )
+                await self._sleep(delay)
+            except Exception:
+                # A relay that dies silently stops every saga of its service: log and go on.
+                failures += 1
+                delay = _backoff(failures)
+                log.exception("%s: unexpected error, retrying in %.1f s", self._name, delay)
+                await self._sleep(delay)
+
+    async def _session(self) -> None:
+        """One database connection's life: stand by until leader, then publish."""
+        connection: asyncpg.Connection = await asyncpg.connect(
+            # Named, so an operator sees in pg_stat_activity which process leads.
+            self._dsn,
+            server_settings={"application_name": self._name[:63]},
+        )
+        try:
+            connection.add_termination_listener(lambda _: self._wake.set())
+            if await self._wait_for_lead(connection):
+                await self._lead(connection)
+        finally:
+            self._is_leader = False
+            self._in_flight.clear()
+            await _close(connection)
+
+    async def _wait_for_lead(self, connection: asyncpg.Connection) -> bool:
+        announced = False
+        while not self._stopping.is_set():
+            if await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                return True
+            if not announced:
+                log.info("%s: another relay leads this database, standing by", self._name)
+                announced = True
+            await self._sleep(self._standby_retry)
+        return False
+
+    async def _lead(self, connection: asyncpg.Connection) -> None:
+        self._is_leader = True
+        self.stats.leaderships += 1
+        log.info("%s: leading the outbox relay", self._name)
+        await connection.add_listener(OUTBOX_CHANNEL, self._on_notify)
+        failures = 0
+        while not self._stopping.is_set():
+            if connection.is_closed():
+                raise asyncpg.ConnectionDoesNotExistError("the relay's lock connection closed")
+            # Cleared before reading: a commit that lands during the round wakes the next one.
+            self._wake.clear()
+            more, complete = await self._round(connection)
+            if not complete:
+                failures += 1
+                await self._sleep(_backoff(failures))
+                continue
+            failures = 0
+            if not more:
+                await self._wait_for_work()
+        # Stopping: publish what is committed already (the consumers drained just before),
+        # so that a restart does not leave a backlog waiting for the next leader.
+        more, complete = True, True
+        while more and complete:
+            more, complete = await self._round(connection)
+
+    async def _round(self, connection: asyncpg.Connection) -> tuple[bool, bool]:
+        """Publish the oldest unsent rows; return (maybe more waiting, every row acknowledged)."""
+        rows = await connection.fetch(_SELECT_UNSENT, self._batch_size)
+        if not rows:
+            return False, True
+        self.stats.rounds += 1
+        sends = await self._send(rows)
+        acknowledged = await self._acknowledged(sends)
+        if acknowledged:
+            await connection.execute(_MARK_SENT, acknowledged)
+            for row_id in acknowledged:
+                self._in_flight.pop(row_id, None)
+            self.stats.published += len(acknowledged)
+        complete = len(acknowledged) == len(rows)
+        if not complete:
+            self.stats.failed_rounds += 1
+        return len(rows) == self._batch_size, complete
+
+    async def _send(self, rows: Sequence[asyncpg.Record]) -> _Sends:
+        """Hand rows to the producer in id order; stop at the first one it refuses."""
+        sends: _Sends = {}
+        for row in rows:
+            row_id: int = row["id"]
+            earlier = self._in_flight.get(row_id)
+            if earlier is not None and not _failed(earlier):
+                sends[row_id] = earlier
+                continue
+            try:
+                future = await self._producer.send(
+                    row["topic"],
+                    value=row["value"],
+                    key=row["key"],
+                    headers=decode_headers(json.loads(row["headers"])),
+                )
+            except Exception as error:  # any refusal ends the round the same way
+                # Sending later rows now could put them ahead of this one on its partition.
+                log.warning("%s: Kafka refused outbox row %d: %r", self._name, row_id, error)
+                break
+            future.add_done_callback(_retrieve)
+            self._in_flight[row_id] = future
+            sends[row_id] = future
+        return sends
+
+    async def _acknowledged(self, sends: _Sends) -> list[int]:
+        if not sends:
+            return []
+        # asyncio.wait, not wait_for(gather): on timeout the sends must stay in the producer.
+        done, pending = await asyncio.wait(sends.values(), timeout=self._ack_timeout)
+        if pending:
+            log.warning(
+                "%s: Kafka did not acknowledge %d of %d records within %.0f s",
+                self._name,
+                len(pending),
+                len(sends),
+                self._ack_timeout,
+            )
+        acknowledged = [row_id for row_id, future in sends.items() if future in done]
+        failed = [row_id for row_id in acknowledged if _failed(sends[row_id])]
+        for row_id in failed:
+            log.warning(
+                "%s: Kafka failed outbox row %d: %r", self._name, row_id, sends[row_id].exception()
+            )
+        return [row_id for row_id in acknowledged if row_id not in failed]
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _backoff(failures: int) -> float:
+    return backoff_delay(min(failures, 10), base_ms=200, max_ms=10_000)
+
+
+async def _close(connection: asyncpg.Connection) -> None:
+    """Close gracefully when the server answers, otherwise just drop the socket."""
+    try:
+        await asyncio.wait_for(connection.close(), 5)
+    except asyncio.CancelledError:
+        connection.terminate()
+        raise
+    except Exception:  # a dead connection cannot close politely; either way it is gone
+        connection.terminate()
+
+
+def _failed(future: asyncio.Future[RecordMetadata]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
+
+
+def _retrieve(future: asyncio.Future[RecordMetadata]) -> None:
+    # A send the relay stopped waiting for may fail later; reading its outcome here keeps
+    # asyncio from reporting "exception was never retrieved" for it.
+    if not future.cancelled():
+        future.exception()
