@@ -1,0 +1,246 @@
+"""``make demo``: the saga's flows and failures, shown on the running system.
+
+Run as ``python -m deploy.demo [STACK_ENV]`` (default ``.stack/stack.env``) once ``make up``
+has started everything. Each scenario drives the system over HTTP exactly as a user would,
+then prints what happened; the system is left running for you to try.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from deploy.demo.client import SagaClient, SystemUrls
+from deploy.localstack.supervisor import read_status
+
+RUN = uuid.uuid4().hex[:6]
+Scenario = Callable[[SagaClient, dict[str, str]], Awaitable[None]]
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    say("    " + line.format(*header))
+    say("    " + line.format(*("-" * w for w in widths)))
+    for row in rows:
+        say("    " + line.format(*map(str, row)))
+
+
+def short(identifier: str) -> str:
+    return identifier[:8]
+
+
+async def show_order(client: SagaClient, order: dict[str, Any]) -> None:
+    reason = f" ({order['cancel_reason']})" if order["cancel_reason"] else ""
+    say(
+        f"  order {short(order['order_id'])}  total {order['total']}  ->  {order['status']}{reason}"
+    )
+    events = await client.timeline(order["order_id"])
+    table(
+        [
+            [str(i), e["event_type"], e["producer"], e["occurred_at"][11:23]]
+            for i, e in enumerate(events, 1)
+        ],
+        ["#", "event", "producer", "at (UTC)"],
+    )
+
+
+async def fresh_customer(client: SagaClient, name: str, balance: str) -> str:
+    customer = f"{name}-{RUN}"
+    await client.set_balance(customer, balance)
+    return customer
+
+
+async def fresh_sku(client: SagaClient, name: str, available: int) -> str:
+    sku = f"{name}-{RUN}"
+    await client.set_stock(sku, available)
+    return sku
+
+
+async def completed(client: SagaClient, env: dict[str, str]) -> None:
+    alice = await fresh_customer(client, "alice", "100.00")
+    mug = await fresh_sku(client, "mug", 10)
+    order = await client.place_order(alice, [(mug, 2, "12.50")])
+    await show_order(client, await client.wait_terminal(order["order_id"]))
+    say(
+        f"  alice's balance 100.00 -> {await client.balance(alice)}; "
+        f"stock of mug: {await client.stock(mug)}"
+    )
+
+
+async def declined(client: SagaClient, env: dict[str, str]) -> None:
+    bob = await fresh_customer(client, "bob", "5.00")
+    mug = await fresh_sku(client, "mug2", 10)
+    order = await client.place_order(bob, [(mug, 1, "20.00")])
+    await show_order(client, await client.wait_terminal(order["order_id"]))
+    say(
+        f"  bob's balance stays {await client.balance(bob)}; payment: "
+        f"{(await client.payment(order['order_id']) or {}).get('status')}"
+    )
+
+
+async def out_of_stock(client: SagaClient, env: dict[str, str]) -> None:
+    carol = await fresh_customer(client, "carol", "100.00")
+    lamp = await fresh_sku(client, "lamp", 1)
+    order = await client.place_order(carol, [(lamp, 3, "10.00")])
+    await show_order(client, await client.wait_terminal(order["order_id"]))
+    say(
+        f"  charged then refunded: carol's balance is back to {await client.balance(carol)}; "
+        f"payment {(await client.payment(order['order_id']) or {}).get('status')}"
+    )
+
+
+async def shipping_failed(client: SagaClient, env: dict[str, str]) -> None:
+    dave = await fresh_customer(client, "dave", "100.00")
+    desk = await fresh_sku(client, "desk", 5)
+    await client.add_fault(client.urls.shipping, "fail", count=1)
+    say("  shipping will fail the next shipment")
+    order = await client.place_order(dave, [(desk, 1, "40.00")])
+    done = await client.wait_terminal(order["order_id"])
+    await show_order(client, done)
+    say(f"  stock of desk: {await client.stock(desk)}; dave's balance {await client.balance(dave)}")
+
+
+async def transient(client: SagaClient, env: dict[str, str]) -> None:
+    erin = await fresh_customer(client, "erin", "100.00")
+    pen = await fresh_sku(client, "pen", 10)
+    await client.add_fault(client.urls.inventory, "transient", count=2)
+    say("  inventory will fail twice with a transient error (the retry limit is 3)")
+    order = await client.place_order(erin, [(pen, 1, "2.00")])
+    await show_order(client, await client.wait_terminal(order["order_id"]))
+    await client.clear_faults()
+
+
+async def crash(client: SagaClient, env: dict[str, str]) -> None:
+    frank = await fresh_customer(client, "frank", "100.00")
+    cup = await fresh_sku(client, "cup", 10)
+    before = _restarts()
+    await client.add_fault(client.urls.inventory, "crash", count=1)
+    say("  inventory will exit abruptly after committing the reservation, before the offset commit")
+    order = await client.place_order(frank, [(cup, 3, "4.00")])
+    done = await client.wait_terminal(order["order_id"], timeout=60)
+    await show_order(client, done)
+    after = _restarts()
+    say(
+        f"  inventory restarts: {before.get('inventory', 0)} -> {after.get('inventory', 0)}; "
+        f"the redelivered event was skipped: stock {await client.stock(cup)} (3 shipped, once)"
+    )
+
+
+async def poison(client: SagaClient, env: dict[str, str]) -> None:
+    bootstrap = env["SAGAKIT_KAFKA_BOOTSTRAP"]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(
+            "order-created", b"\x00 this is not an event", key=b"poison"
+        )
+    finally:
+        await producer.stop()
+    say(f"  wrote garbage to order-created (partition {sent.partition}, offset {sent.offset})")
+    grace = await fresh_customer(client, "grace", "100.00")
+    book = await fresh_sku(client, "book", 10)
+    order = await client.place_order(grace, [(book, 1, "9.00")])
+    done = await client.wait_terminal(order["order_id"])
+    say(f"  an order placed right after it: {done['status']}")
+    record = await _find_dead_letter(bootstrap, "order-created-dlq", sent.partition, sent.offset)
+    if record is None:
+        say("  (the dead letter did not show up within 15 s: check the payment logs)")
+        return
+    headers = {k: v.decode() for k, v in record.headers if k.startswith("dlq.")}
+    table([[k, v[:70]] for k, v in headers.items()], ["header", "value"])
+
+
+async def _find_dead_letter(bootstrap: str, topic: str, partition: int, offset: int) -> Any:
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    original = dict(record.headers)
+                    if (
+                        original.get("dlq.original.partition") == str(partition).encode()
+                        and original.get("dlq.original.offset") == str(offset).encode()
+                    ):
+                        return record
+        return None
+    finally:
+        await consumer.stop()
+
+
+async def partitions(client: SagaClient, env: dict[str, str]) -> None:
+    rows = []
+    for url in client.urls.instances:
+        health = await client.health(url)
+        for group, assigned in sorted(health.get("partitions", {}).items()):
+            rows.append([health["instance"], url, group, ",".join(map(str, assigned)) or "-"])
+    table(rows, ["instance", "url", "consumer group", "partitions (of order-created etc.)"])
+
+
+def _restarts() -> dict[str, int]:
+    return {str(i["name"]): int(str(i["restarts"])) for i in read_status(_state_dir())}
+
+
+def _state_dir() -> Path:
+    return Path(_env_file()).parent / "services"
+
+
+def _env_file() -> str:
+    return sys.argv[1] if len(sys.argv) > 1 else ".stack/stack.env"
+
+
+SCENARIOS: list[tuple[str, Scenario]] = [
+    ("A completed order and its timeline", completed),
+    ("A declined payment", declined),
+    ("Out of stock: the payment is refunded", out_of_stock),
+    ("A failed shipment: stock released and payment refunded", shipping_failed),
+    ("A transient fault, retried, and the saga completes", transient),
+    ("A crash mid-handler: the restarted service does nothing twice", crash),
+    ("A poison message goes to its dead-letter topic; sagas go on", poison),
+    ("Load balancing: which instance holds which partitions", partitions),
+]
+
+
+def read_env(path: str) -> dict[str, str]:
+    lines = Path(path).read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+async def main(env: dict[str, str]) -> None:
+    async with SagaClient(SystemUrls.from_env(env)) as client:
+        await client.clear_faults()
+        for number, (title, scenario) in enumerate(SCENARIOS, 1):
+            say(f"\n[{number}/{len(SCENARIOS)}] {title}")
+            started = time.monotonic()
+            await scenario(client, env)
+            say(f"  ({time.monotonic() - started:.1f} s)")
+    say("\nEverything is still running. Try it:")
+    say(f"  API docs      {env['SAGAKIT_ORDER_URL']}/docs")
+    for name in ("order", "payment", "inventory", "shipping"):
+        say(f"  {name:<13} {env[f'SAGAKIT_{name.upper()}_URL']}  (admin token in {_env_file()})")
+    say(f"  all instances {env['SAGAKIT_INSTANCE_URLS']}")
+    say("  make status   what runs where;  make down   stop it all")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(read_env(_env_file())))
