@@ -18,7 +18,8 @@ One leader per database
     key ranges and no rebalancing when instances come and go; its price is that one process
     per service publishes, which at hundreds of rows per round is far from the bottleneck.
     The leader does all its reads and writes on the lock connection: if it loses the lock it
-    cannot mark anything sent either.
+    cannot mark anything sent either. That connection must be a real server session (direct,
+    or a pooler in session mode): a transaction-mode pooler would lose the lock and the LISTEN.
 
 Order across rounds
     Rows are read in ``id`` order and handed to the producer in that order. aiokafka keeps
@@ -76,6 +77,7 @@ _MARK_SENT = f"UPDATE {_TABLE} SET sent_at = now() WHERE id = ANY($1::bigint[])"
 # What losing the database looks like through asyncpg: the server went away
 # (PostgresConnectionError, ConnectionDoesNotExistError), the socket broke (OSError), or the
 # server refused us (PostgresError, e.g. "terminating connection due to administrator command").
+_COMMAND_TIMEOUT_S = 30.0
 _DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
@@ -186,7 +188,7 @@ class OutboxRelay:
                 failures += 1
                 delay = _backoff(failures)
                 log.warning(
-                    "%s: database connection lost (%r), retrying in %.1f s",
+                    "%s: database unreachable or connection lost (%r), retrying in %.1f s",
                     self._name,
                     error,
                     delay,
@@ -202,9 +204,10 @@ class OutboxRelay:
     async def _session(self) -> None:
         """One database connection's life: stand by until leader, then publish."""
         connection: asyncpg.Connection = await asyncpg.connect(
-            # Named, so an operator sees in pg_stat_activity which process leads.
             self._dsn,
-            server_settings={"application_name": self._name[:63]},
+            # A query that hangs on a half-open connection fails instead, and we reconnect.
+            command_timeout=_COMMAND_TIMEOUT_S,
+            server_settings=self._server_settings(),
         )
         try:
             connection.add_termination_listener(lambda _: self._wake.set())
@@ -214,6 +217,18 @@ class OutboxRelay:
             self._is_leader = False
             self._in_flight.clear()
             await _close(connection)
+
+    def _server_settings(self) -> dict[str, str]:
+        return {
+            # Named, so an operator sees in pg_stat_activity which process leads.
+            "application_name": self._name[:63],
+            # A leader whose host vanished without closing its socket keeps the lock until
+            # the server notices: ask it to probe after 10 s and give up after 3 misses,
+            # instead of the operating system's default of two hours.
+            "tcp_keepalives_idle": "10",
+            "tcp_keepalives_interval": "5",
+            "tcp_keepalives_count": "3",
+        }
 
     async def _wait_for_lead(self, connection: asyncpg.Connection) -> bool:
         announced = False
