@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consumer import ConsumerRunner, Subscription
+from shared.consumer import ConsumerRunner
+from shared.subscriptions import Subscription
 from shared.db import UnitOfWorkFactory, make_engine, platform_metadata
 from shared.faults import FaultKind, FaultRegistry
 from shared.inbox import Deduplicator
@@ -138,6 +139,15 @@ class Runtime:
         if self.producer is None:
             raise RuntimeError("not started yet")
         await self.producer.client.fetch_all_metadata()
+
+    def partitions(self) -> dict[str, dict[str, list[int]]]:
+        """Per consumer group, the partitions of each topic this process owns right now."""
+        owned: dict[str, dict[str, list[int]]] = {}
+        for runner in self.runners:
+            topics = owned.setdefault(runner.group_id, {})
+            for tp in sorted(runner.assigned_partitions):
+                topics.setdefault(tp.topic, []).append(tp.partition)
+        return owned
 
     def metrics(self) -> Iterable[Sample]:
         labels = {

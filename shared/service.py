@@ -135,9 +135,19 @@ def _health_router(service: Service) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok", "service": service.name, "instance": service.settings.instance_id}
+    async def healthz() -> dict[str, object]:
+        """Liveness: the process answers. Also which partitions it consumes right now."""
+        partitions: dict[str, object] = {}
+        for component in service.components:
+            report = getattr(component, "partitions", None)
+            if report is not None:
+                partitions |= report()
+        return {
+            "status": "ok",
+            "service": service.name,
+            "instance": service.settings.instance_id,
+            "partitions": partitions,
+        }
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:

@@ -46,7 +46,7 @@ async def show_order(client: SagaClient, order: dict[str, Any]) -> None:
     say(
         f"  order {short(order['order_id'])}  total {order['total']}  ->  {order['status']}{reason}"
     )
-    events = await client.timeline(order["order_id"])
+    events = await settled_timeline(client, order["order_id"])
     table(
         [
             [str(i), e["event_type"], e["producer"], e["occurred_at"][11:23]]
@@ -54,6 +54,31 @@ async def show_order(client: SagaClient, order: dict[str, Any]) -> None:
         ],
         ["#", "event", "producer", "at (UTC)"],
     )
+
+
+async def settled_timeline(client: SagaClient, order_id: str) -> list[dict[str, Any]]:
+    """The timeline once its read model has caught up with the order's last event.
+
+    The timeline is a separate consumer group: it may trail the order's status by a moment.
+    """
+    for _ in range(50):
+        events = await client.timeline(order_id)
+        if events and events[-1]["event_type"] in ("OrderCompleted", "OrderCancelled"):
+            return events
+        await asyncio.sleep(0.1)
+    return events
+
+
+async def settled_stock(client: SagaClient, sku: str) -> dict[str, Any]:
+    """The sku's stock once no reservation is in flight: inventory moves reserved stock to
+    shipped when it reads OrderShipped, a moment after the order completes (or, after a
+    crash, once the restarted instance has rejoined its consumer group)."""
+    for _ in range(300):
+        stock = await client.stock(sku)
+        if stock["reserved"] == 0:
+            return stock
+        await asyncio.sleep(0.1)
+    return stock
 
 
 async def fresh_customer(client: SagaClient, name: str, balance: str) -> str:
@@ -75,7 +100,7 @@ async def completed(client: SagaClient, env: dict[str, str]) -> None:
     await show_order(client, await client.wait_terminal(order["order_id"]))
     say(
         f"  alice's balance 100.00 -> {await client.balance(alice)}; "
-        f"stock of mug: {await client.stock(mug)}"
+        f"stock of mug: {await settled_stock(client, mug)}"
     )
 
 
@@ -109,7 +134,9 @@ async def shipping_failed(client: SagaClient, env: dict[str, str]) -> None:
     order = await client.place_order(dave, [(desk, 1, "40.00")])
     done = await client.wait_terminal(order["order_id"])
     await show_order(client, done)
-    say(f"  stock of desk: {await client.stock(desk)}; dave's balance {await client.balance(dave)}")
+    say(
+        f"  stock of desk: {await settled_stock(client, desk)}; dave's balance {await client.balance(dave)}"
+    )
 
 
 async def transient(client: SagaClient, env: dict[str, str]) -> None:
@@ -134,27 +161,26 @@ async def crash(client: SagaClient, env: dict[str, str]) -> None:
     after = _restarts()
     say(
         f"  inventory restarts: {before.get('inventory', 0)} -> {after.get('inventory', 0)}; "
-        f"the redelivered event was skipped: stock {await client.stock(cup)} (3 shipped, once)"
+        f"the redelivered event was skipped: stock {await settled_stock(client, cup)}"
     )
 
 
 async def poison(client: SagaClient, env: dict[str, str]) -> None:
     bootstrap = env["SAGAKIT_KAFKA_BOOTSTRAP"]
+    topic = env.get("SAGAKIT_TOPIC_PREFIX", "") + "order-created"
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        sent = await producer.send_and_wait(
-            "order-created", b"\x00 this is not an event", key=b"poison"
-        )
+        sent = await producer.send_and_wait(topic, b"\x00 this is not an event", key=b"poison")
     finally:
         await producer.stop()
-    say(f"  wrote garbage to order-created (partition {sent.partition}, offset {sent.offset})")
+    say(f"  wrote garbage to {topic} (partition {sent.partition}, offset {sent.offset})")
     grace = await fresh_customer(client, "grace", "100.00")
     book = await fresh_sku(client, "book", 10)
     order = await client.place_order(grace, [(book, 1, "9.00")])
     done = await client.wait_terminal(order["order_id"])
     say(f"  an order placed right after it: {done['status']}")
-    record = await _find_dead_letter(bootstrap, "order-created-dlq", sent.partition, sent.offset)
+    record = await _find_dead_letter(bootstrap, f"{topic}-dlq", sent.partition, sent.offset)
     if record is None:
         say("  (the dead letter did not show up within 15 s: check the payment logs)")
         return
@@ -179,7 +205,8 @@ async def _find_dead_letter(bootstrap: str, topic: str, partition: int, offset: 
                 for record in records:
                     original = dict(record.headers)
                     if (
-                        original.get("dlq.original.partition") == str(partition).encode()
+                        original.get("dlq.consumer.group") == b"payment"
+                        and original.get("dlq.original.partition") == str(partition).encode()
                         and original.get("dlq.original.offset") == str(offset).encode()
                     ):
                         return record
@@ -192,9 +219,10 @@ async def partitions(client: SagaClient, env: dict[str, str]) -> None:
     rows = []
     for url in client.urls.instances:
         health = await client.health(url)
-        for group, assigned in sorted(health.get("partitions", {}).items()):
-            rows.append([health["instance"], url, group, ",".join(map(str, assigned)) or "-"])
-    table(rows, ["instance", "url", "consumer group", "partitions (of order-created etc.)"])
+        for group, by_topic in sorted(health.get("partitions", {}).items()):
+            for topic, assigned in sorted(by_topic.items()):
+                rows.append([health["instance"], group, topic, ",".join(map(str, assigned))])
+    table(rows, ["instance", "consumer group", "topic", "partitions"])
 
 
 def _restarts() -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
-from shared.consumer import Subscription
+from shared.subscriptions import Subscription
 
 from services.order import api, handlers, store
 from shared.events import CATALOGUE

@@ -6,7 +6,7 @@ from functools import partial
 
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
-from shared.consumer import Subscription
+from shared.subscriptions import Subscription
 
 from services.payment import api, handlers, store
 from shared.events import InventoryFailed, OrderCreated, ShippingFailed
