@@ -20,7 +20,6 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerRunner
-from shared.subscriptions import Subscription
 from shared.db import UnitOfWorkFactory, make_engine, platform_metadata
 from shared.faults import FaultKind, FaultRegistry
 from shared.inbox import Deduplicator
@@ -29,6 +28,7 @@ from shared.outbox import OutboxRelay
 from shared.producer import build_producer
 from shared.service import Service
 from shared.settings import PlatformSettings, kafka_client_options
+from shared.subscriptions import Subscription
 from shared.topics import Topics, ensure_topics
 
 __all__ = ["Platform"]
