@@ -135,7 +135,8 @@ async def shipping_failed(client: SagaClient, env: dict[str, str]) -> None:
     done = await client.wait_terminal(order["order_id"])
     await show_order(client, done)
     say(
-        f"  stock of desk: {await settled_stock(client, desk)}; dave's balance {await client.balance(dave)}"
+        f"  stock of desk: {await settled_stock(client, desk)}; "
+        f"dave's balance {await client.balance(dave)}"
     )
 
 
