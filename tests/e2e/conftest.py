@@ -1,0 +1,152 @@
+"""The four services running as real processes, supervised, on the session's infrastructure.
+
+The ``system`` fixture gives each service a fresh database and the session its own copy of
+every topic, starts them under the same supervisor ``make up`` uses (two payment instances,
+restarts on exit), waits until every instance is ready, and stops them at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy.demo.client import SagaClient, SystemUrls
+from deploy.localstack.supervisor import read_status
+from tests.infra import Infrastructure
+
+SERVICES = ("order", "payment", "inventory", "shipping")
+FIRST_PORT = 18100  # clear of the test profile's infrastructure and of the dev stack
+READY_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    service: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+INSTANCES = (
+    Instance("order", "order", FIRST_PORT),
+    Instance("payment", "payment", FIRST_PORT + 1),
+    Instance("payment-2", "payment", FIRST_PORT + 4),
+    Instance("inventory", "inventory", FIRST_PORT + 2),
+    Instance("shipping", "shipping", FIRST_PORT + 3),
+)
+
+
+@dataclass
+class RunningSystem:
+    """The services as a user meets them, plus what tests need to look behind the API."""
+
+    env: dict[str, str]
+    state_dir: Path
+    client: SagaClient
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.env["SAGAKIT_KAFKA_BOOTSTRAP"]
+
+    def topic(self, name: str) -> str:
+        return self.env["SAGAKIT_TOPIC_PREFIX"] + name
+
+    def restarts(self) -> dict[str, int]:
+        """How often the supervisor restarted each instance."""
+        return {str(i["name"]): int(str(i["restarts"])) for i in read_status(self.state_dir)}
+
+    def log(self, instance: str) -> str:
+        return (self.state_dir / "logs" / f"{instance}.log").read_text(errors="replace")
+
+
+async def _system_env(infra: Infrastructure) -> dict[str, str]:
+    env = {
+        "SAGAKIT_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+        "SAGAKIT_REDIS_URL": infra.redis_url,
+        "SAGAKIT_TOPIC_PREFIX": infra.topic_prefix("e2e"),
+        "SAGAKIT_ADMIN_TOKEN": f"e2e-{infra.run_id}",
+        # Quick retries keep the fault scenarios short; the limit stays the default 3.
+        "SAGAKIT_RETRY_BASE_DELAY_MS": "20",
+        "SAGAKIT_RETRY_MAX_DELAY_MS": "200",
+        "SAGAKIT_INSTANCE_URLS": ",".join(instance.url for instance in INSTANCES),
+    }
+    for service in SERVICES:
+        url = next(i.url for i in INSTANCES if i.service == service)
+        env[f"SAGAKIT_{service.upper()}_URL"] = url
+        env[f"SAGAKIT_{service.upper()}_DATABASE_URL"] = await infra.create_database(service)
+    return env
+
+
+async def _wait_ready(state_dir: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=2) as http:
+        for instance in INSTANCES:
+            while True:
+                try:
+                    if (await http.get(f"{instance.url}/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    log = state_dir / "logs" / f"{instance.name}.log"
+                    tail = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+                    raise TimeoutError(f"{instance.name} not ready in {READY_TIMEOUT_S} s:\n{tail}")
+                await asyncio.sleep(0.2)
+
+
+def _start_supervisor(state_dir: Path, env_file: Path) -> subprocess.Popen[bytes]:
+    specs = [f"{i.name}={i.service}:{i.port}" for i in INSTANCES]
+    argv = [sys.executable, "-m", "deploy.localstack.supervisor", str(state_dir), str(env_file)]
+    with open(state_dir / "supervisor.log", "wb") as log:
+        return subprocess.Popen(
+            [*argv, *specs],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # The services must not inherit a shell's stack.env pointing at the dev stack.
+            env={k: v for k, v in os.environ.items() if not k.startswith("SAGAKIT_")},
+        )
+
+
+@pytest.fixture(scope="session")
+async def system(
+    infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningSystem]:
+    state_dir = tmp_path_factory.mktemp("services")
+    env = await _system_env(infra)
+    env_file = state_dir / "stack.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    supervisor = _start_supervisor(state_dir, env_file)
+    try:
+        await _wait_ready(state_dir)
+        async with SagaClient(SystemUrls.from_env(env)) as client:
+            yield RunningSystem(env, state_dir, client)
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(supervisor.wait, 60)
+        except subprocess.TimeoutExpired:
+            supervisor.kill()
+            supervisor.wait()
+
+
+@pytest.fixture(autouse=True)
+async def _no_faults_left_behind(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A fault one test injects must not fire in the next one."""
+    yield
+    if "system" in request.fixturenames:
+        running: RunningSystem = request.getfixturevalue("system")
+        await running.client.clear_faults()
