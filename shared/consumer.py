@@ -1,0 +1,246 @@
+"""The consumer runner: one consumer group, its subscriptions, manual commits, clean rebalances.
+
+``ConsumerRunner`` polls its topics, hands each partition's batch to ``PartitionWorkers``
+(partitions concurrently, each in order) whose ``RecordProcessor`` decodes, deduplicates,
+handles, retries and dead-letters each record; offsets are committed only once a record is
+done (at-least-once), or before its handler for ``at_most_once`` subscriptions.
+
+Staying in the group: aiokafka heartbeats from a background task, but it also leaves the
+group when ``getmany`` has not been called for ``max_poll_interval_ms``. The poll loop here
+never waits for a handler: a partition with a batch in hand is paused, and the loop keeps
+calling ``getmany`` for the others. A record retrying with backoff, or a slow handler,
+therefore never makes the consumer drop out of its group, however long it takes.
+
+Rebalances: aiokafka uses the eager protocol (every rebalance revokes every partition, then
+assigns them afresh, positions read from the committed offsets). On revocation the runner
+stops each partition's work after the record in hand (a record waiting for its next retry
+is abandoned at once), cancels what is still busy after ``revoke_grace_s``, and commits the
+offsets of the records that are done; a commit that fails because the group has moved on is
+logged and not raised (the next owner redelivers, the inbox skips). aiokafka's rebalance
+timeout defaults to its 10 s session timeout; the runner sets it to leave room for the grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition
+
+from shared.db import UnitOfWork
+from shared.dlq import DeadLetterQueue
+from shared.faults import FaultRegistry
+from shared.inbox import Deduplicator, Inbox
+from shared.observability import Sample
+from shared.partitions import PartitionWorkers
+from shared.processing import ConsumerStats, RecordProcessor, RetryPolicy
+from shared.producer import build_producer
+from shared.settings import PlatformSettings, kafka_client_options
+from shared.subscriptions import Delivery, Handler, Subscription, routes_by_topic
+from shared.topics import Topics
+
+__all__ = ["ConsumerRunner", "ConsumerStats", "Delivery", "Handler", "Subscription"]
+
+log = logging.getLogger(__name__)
+
+# How long one poll waits for records. It bounds how quickly ``stop`` is noticed, not
+# latency: a poll returns as soon as any partition has records.
+POLL_TIMEOUT_MS = 500
+REVOKE_GRACE_S = 10.0
+REBALANCE_TIMEOUT_MS = 30_000
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._runner._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._runner._on_assigned(assigned)
+
+
+class ConsumerRunner:
+    """Consumes the topics of ``subscriptions`` as consumer group ``group_id``.
+
+    ``units`` makes a fresh unit of work per attempt; ``dedup`` is the Redis fast path
+    (optional: the inbox alone is enough); ``producer`` is a started producer from
+    ``build_producer`` used for dead letters (without one the runner builds and owns its
+    own); ``faults`` enables failure injection. ``consumer_options`` override the
+    ``AIOKafkaConsumer`` settings (tests shorten heartbeats with it).
+    """
+
+    def __init__(
+        self,
+        *,
+        group_id: str,
+        subscriptions: Sequence[Subscription],
+        settings: PlatformSettings,
+        units: Callable[[], UnitOfWork],
+        topics: Topics | None = None,
+        dedup: Deduplicator | None = None,
+        inbox: Inbox | None = None,
+        producer: AIOKafkaProducer | None = None,
+        faults: FaultRegistry | None = None,
+        revoke_grace_s: float = REVOKE_GRACE_S,
+        consumer_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.group_id = group_id
+        self.stats = ConsumerStats()
+        self._settings = settings
+        self._routes = routes_by_topic(subscriptions, topics or Topics(settings.topic_prefix))
+        self._units = units
+        self._dedup = dedup
+        self._inbox = inbox or Inbox()
+        self._producer = producer
+        self._owns_producer = producer is None
+        self._faults = faults
+        self._revoke_grace_s = revoke_grace_s
+        self._consumer_options = dict(consumer_options or {})
+        self._consumer: AIOKafkaConsumer | None = None
+        self._workers: PartitionWorkers | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._assigned: frozenset[TopicPartition] = frozenset()
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics this group subscribes to."""
+        return sorted(self._routes)
+
+    @property
+    def assigned_partitions(self) -> frozenset[TopicPartition]:
+        """The partitions this process owns in the group right now (empty while rebalancing)."""
+        return self._assigned
+
+    async def start(self) -> None:
+        """Join the group and start consuming; returns before the first assignment."""
+        if self._poll_task is not None:
+            raise RuntimeError(f"consumer runner {self.group_id!r} is already started")
+        if self._producer is None:
+            self._producer = build_producer(self._settings)
+            await self._producer.start()
+        consumer = AIOKafkaConsumer(**self._consumer_config())
+        await consumer.start()
+        self._consumer = consumer
+        self._workers = PartitionWorkers(
+            consumer,
+            self._processor(),
+            self._routes,
+            self.stats,
+            grace_s=self._revoke_grace_s,
+        )
+        consumer.subscribe(self.topics, listener=_Rebalances(self))
+        self._poll_task = asyncio.create_task(self._poll(), name=f"poll {self.group_id}")
+
+    async def stop(self) -> None:
+        """Finish the records in hand, commit, leave the group, close. Safe to call twice."""
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
+        if self._workers is not None:
+            await self._workers.release_all()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._owns_producer and self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        self._consumer = None
+        self._workers = None
+        self._assigned = frozenset()
+
+    def metrics(self) -> Iterable[Sample]:
+        """The group's counters and assignment as Prometheus samples."""
+        labels = {
+            "service": self._settings.service_name,
+            "instance": self._settings.instance_id,
+            "group": self.group_id,
+        }
+        counters = {
+            "processed": ("records whose handlers committed", self.stats.processed),
+            "duplicates": ("records skipped as already processed", self.stats.duplicates),
+            "retries": ("handler attempts retried after a failure", self.stats.retried),
+            "dead_lettered": ("records sent to a dead-letter topic", self.stats.dead_lettered),
+            "commit_failures": ("offset commits that failed", self.stats.commit_failures),
+        }
+        for name, (text, value) in counters.items():
+            yield Sample(f"sagakit_consumer_{name}_total", value, labels, help=text)
+        yield Sample(
+            "sagakit_consumer_assigned_partitions",
+            len(self._assigned),
+            labels,
+            kind="gauge",
+            help="partitions this instance owns in its group",
+        )
+
+    def _consumer_config(self) -> dict[str, Any]:
+        return {
+            **kafka_client_options(self._settings),
+            "group_id": self.group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed",
+            "rebalance_timeout_ms": REBALANCE_TIMEOUT_MS,
+            **self._consumer_options,
+        }
+
+    def _processor(self) -> RecordProcessor:
+        settings = self._settings
+        return RecordProcessor(
+            group=self.group_id,
+            routes=self._routes,
+            units=self._units,
+            dead_letters=DeadLetterQueue(
+                self._producer,
+                group=self.group_id,
+                retry_base_ms=settings.retry_base_delay_ms,
+                retry_max_ms=settings.retry_max_delay_ms,
+            ),
+            retry=RetryPolicy(
+                attempts=settings.retry_attempts,
+                base_delay_ms=settings.retry_base_delay_ms,
+                max_delay_ms=settings.retry_max_delay_ms,
+            ),
+            stats=self.stats,
+            inbox=self._inbox,
+            dedup=self._dedup,
+            faults=self._faults,
+        )
+
+    async def _poll(self) -> None:
+        assert self._consumer is not None and self._workers is not None
+        consumer, workers = self._consumer, self._workers
+        while True:
+            try:
+                batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+            except Exception as error:
+                # Authorization or offset errors surface here; the consumer itself recovers
+                # from connection problems. Keep polling: a dead poll loop would consume
+                # nothing while looking alive.
+                log.error("polling %s failed: %r", self.group_id, error)
+                await asyncio.sleep(1.0)
+                continue
+            # No await from getmany's return to here: the batches belong to the current
+            # assignment. A partition revoked meanwhile is skipped (its records are read
+            # again from the committed offset by whoever owns it next).
+            for tp, records in batches.items():
+                if records and tp in self._assigned:
+                    workers.dispatch(tp, records)
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._assigned = frozenset()
+        if self._workers is not None:
+            await self._workers.release(revoked)
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned = frozenset(assigned)
+        log.info(
+            "group %s assigned %s",
+            self.group_id,
+            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "nothing",
+        )

@@ -1,0 +1,183 @@
+"""Partitions processed concurrently, each one strictly in order.
+
+When a poll returns a batch for a partition, the partition is paused and one task takes the
+batch record by record; when the batch is done its offset is committed and the partition is
+resumed. So a partition never has two batches in flight (order holds), while other
+partitions go on, and the poll loop never waits for a handler: a record retrying with
+backoff holds back only its own partition, and the consumer keeps polling (which is what
+keeps it in its group, see ``shared.consumer``).
+
+Releasing partitions (revocation or shutdown) stops their tasks after the record in hand,
+cancels a task still busy after a grace period (its unit of work rolls back, or is already
+committed and the redelivery is skipped by the inbox), and commits the offsets of the
+records that are done. Records fetched but not started are not committed: whoever owns the
+partition next reads them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from shared.processing import ConsumerStats, Outcome, RecordProcessor
+from shared.subscriptions import Route
+
+__all__ = ["PartitionWorkers"]
+
+log = logging.getLogger(__name__)
+
+# After a failure the runner could not place (a bug), wait this long before re-reading.
+_RECOVERY_PAUSE_S = 1.0
+
+
+@dataclass(eq=False)
+class _Partition:
+    tp: TopicPartition
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    done: int = -1
+    """The offset after the last record fully processed in this assignment (-1: none)."""
+    committed: int = -1
+    """The last offset this process committed for the partition in this assignment."""
+
+
+class PartitionWorkers:
+    """The per-partition tasks of one consumer, their offsets and their commits.
+
+    ``consumer`` is the started ``AIOKafkaConsumer`` (group management, manual commits).
+    """
+
+    def __init__(
+        self,
+        consumer: Any,
+        processor: RecordProcessor,
+        routes: Mapping[str, Route],
+        stats: ConsumerStats,
+        *,
+        grace_s: float,
+        commit_timeout_s: float = 10.0,
+    ) -> None:
+        self._consumer = consumer
+        self._processor = processor
+        self._routes = routes
+        self._stats = stats
+        self._grace_s = grace_s
+        self._commit_timeout_s = commit_timeout_s
+        self._partitions: dict[TopicPartition, _Partition] = {}
+
+    @property
+    def busy(self) -> frozenset[TopicPartition]:
+        """Partitions with a batch in hand."""
+        return frozenset(tp for tp, p in self._partitions.items() if p.task is not None)
+
+    def dispatch(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Start processing a polled batch of ``tp``; pause ``tp`` until it is done."""
+        partition = self._partitions.setdefault(tp, _Partition(tp))
+        if partition.task is not None:
+            # Paused partitions return nothing, so this is a bug: drop the batch and re-read
+            # it after the one in hand rather than process a partition out of order.
+            log.error("a second batch for busy partition %s; it will be read again", tp)
+            return
+        self._consumer.pause(tp)
+        partition.task = asyncio.create_task(
+            self._run(partition, records), name=f"consume {tp.topic}[{tp.partition}]"
+        )
+
+    async def release(self, tps: Iterable[TopicPartition]) -> None:
+        """Stop the work of ``tps`` and commit what is done; they are no longer ours."""
+        released = [self._partitions.pop(tp) for tp in tps if tp in self._partitions]
+        for partition in released:
+            partition.stopping.set()
+        tasks = [p.task for p in released if p.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self._grace_s)
+            for task in late:
+                log.warning(
+                    "cancelling %s: still busy %.1fs after release", task.get_name(), self._grace_s
+                )
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        offsets = {p.tp: p.done for p in released if p.done > p.committed}
+        if offsets:
+            await self._commit(offsets)
+
+    async def release_all(self) -> None:
+        """``release`` every partition (shutdown)."""
+        await self.release(list(self._partitions))
+
+    async def _run(
+        self, partition: _Partition, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        tp = partition.tp
+        try:
+            await self._process(partition, records)
+            if not partition.stopping.is_set() and partition.done > partition.committed:
+                await self._commit({tp: partition.done})
+        except Exception:
+            log.exception("unexpected failure consuming %s; reading it again shortly", tp)
+            await asyncio.sleep(_RECOVERY_PAUSE_S)
+        finally:
+            # Cleared only now, with no await until the resume below, so that ``release``
+            # waits for the commit and a batch is never dispatched while one is in hand.
+            partition.task = None
+        if partition.stopping.is_set():
+            return  # ``release`` commits what is done; the next owner reads the rest
+        first_not_done = max(partition.done, int(records[0].offset))
+        try:
+            if first_not_done <= records[-1].offset:
+                # Stopped short without being released (a lost commit in at-most-once mode,
+                # a bug): read the rest again rather than skip it.
+                self._consumer.seek(tp, first_not_done)
+            self._consumer.resume(tp)
+        except IllegalStateError:
+            pass  # revoked meanwhile: the new assignment starts from the committed offset
+
+    async def _process(
+        self, partition: _Partition, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        for record in records:
+            if partition.stopping.is_set():
+                return
+            after = int(record.offset) + 1
+            at_most_once = self._routes[record.topic].delivery == "at_most_once"
+            if at_most_once and not await self._commit({partition.tp: after}):
+                return
+            outcome = await self._processor.process(record, partition.stopping)
+            if outcome is Outcome.abandoned:
+                return
+            partition.done = after
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        try:
+            # aiokafka retries retriable commit errors without end; a rebalance must not
+            # wait on a coordinator that is gone.
+            async with asyncio.timeout(self._commit_timeout_s):
+                await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as error:
+            self._stats.commit_failures += 1
+            log.warning(
+                "offset commit %s lost to a rebalance (%s): the partition's next owner "
+                "redelivers from the last committed offset and the inbox skips what was done",
+                _describe(offsets),
+                error,
+            )
+            return False
+        except (KafkaError, TimeoutError) as error:
+            self._stats.commit_failures += 1
+            log.error("offset commit %s failed: %r", _describe(offsets), error)
+            return False
+        for tp, offset in offsets.items():
+            partition = self._partitions.get(tp)
+            if partition is not None:
+                partition.committed = max(partition.committed, offset)
+        return True
+
+
+def _describe(offsets: Mapping[TopicPartition, int]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in offsets.items())

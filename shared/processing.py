@@ -1,0 +1,283 @@
+"""What happens to one consumed record: decode, deduplicate, handle, retry, dead-letter.
+
+The steps, in order (architecture.md section 4):
+
+1. decode; bytes that are not an event of the topic's type go to the DLQ at once;
+2. skip the event if Redis says this group processed it already (fast path);
+3. apply the injected ``delay`` / ``transient`` / ``permanent`` faults, if a registry is given;
+4. in one unit of work: claim the event in the inbox (already claimed: a duplicate, skip),
+   run the route's handlers, commit; then tell Redis;
+5. an injected ``crash`` exits the process here: after the database commit, before the
+   offset commit, so the record is redelivered and must be skipped.
+
+How failures are treated (``classify``):
+
+- ``PermanentError`` (``NotAnEvent`` included): dead-lettered at once (attempts: 1);
+- ``TransientError``: retried with backoff, dead-lettered after ``retry_attempts`` in all;
+- any other exception (a bug, a constraint violation): as ``TransientError``, a few tries and
+  then the DLQ, with its class name in ``dlq.error.type``;
+- infrastructure unavailable (PostgreSQL connection refused or lost, ``OSError``, timeouts):
+  retried with backoff *without limit*.
+
+The last row is a choice: the record is fine, our own database is not, and dead-lettering
+every record that arrives during a database outage would lose events the contract says are
+never lost. The partition waits instead (paused; the consumer keeps polling and stays in the
+group) and resumes where it stopped when the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NoReturn
+
+from aiokafka.structs import ConsumerRecord
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from shared.backoff import backoff_delay
+from shared.db import UnitOfWork
+from shared.dlq import DeadLetterQueue
+from shared.errors import PermanentError, TransientError
+from shared.events import Event, decode
+from shared.faults import FaultKind, FaultRegistry, inject_before_handler
+from shared.inbox import Deduplicator, Inbox
+from shared.subscriptions import Route
+
+__all__ = [
+    "CRASH_EXIT_CODE",
+    "ConsumerStats",
+    "Failure",
+    "MisroutedEvent",
+    "Outcome",
+    "RecordProcessor",
+    "RetryPolicy",
+    "classify",
+]
+
+log = logging.getLogger(__name__)
+
+CRASH_EXIT_CODE = 70
+"""The exit status of a process ended by an injected ``crash`` fault (EX_SOFTWARE)."""
+
+# SQLSTATE classes that mean "the server is not there for us right now": 08 connection
+# exception, 53 insufficient resources, 57P01-57P03 shutdown / cannot connect now.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+class MisroutedEvent(PermanentError):
+    """A valid event on a topic that carries another event type: a producer's bug."""
+
+
+class Failure(enum.Enum):
+    """How the runner treats an exception raised while handling a record."""
+
+    permanent = "permanent"
+    transient = "transient"
+    unavailable = "unavailable"
+
+
+def _sqlstate(error: DBAPIError) -> str:
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return state if isinstance(state, str) else ""
+
+
+def classify(error: BaseException) -> Failure:
+    """The treatment of ``error``: see the module's table."""
+    if isinstance(error, PermanentError):
+        return Failure.permanent
+    if isinstance(error, TransientError):
+        return Failure.transient
+    if isinstance(error, OSError | TimeoutError | InterfaceError | OperationalError):
+        return Failure.unavailable
+    if isinstance(error, DBAPIError) and (
+        error.connection_invalidated or _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES)
+    ):
+        return Failure.unavailable
+    return Failure.transient
+
+
+class Outcome(enum.Enum):
+    """What became of a record."""
+
+    processed = "processed"
+    duplicate = "duplicate"
+    dead_lettered = "dead_lettered"
+    abandoned = "abandoned"
+    """Given up between two attempts because the partition is being released; not done."""
+
+
+@dataclass
+class ConsumerStats:
+    """Counters of one consumer group in this process, for ``/metrics``."""
+
+    processed: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    commit_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a failing record is tried again."""
+
+    attempts: int = 3
+    base_delay_ms: int = 100
+    max_delay_ms: int = 5000
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first)."""
+        # Capped so that an unbounded retry of an unavailable database cannot overflow.
+        return backoff_delay(min(retry, 30), base_ms=self.base_delay_ms, max_ms=self.max_delay_ms)
+
+
+async def _stopped_within(stopping: asyncio.Event, seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+class RecordProcessor:
+    """Takes one record of a consumer group through every step, retries included.
+
+    Never raises for a record's failure (it ends dead-lettered or, when ``stopping`` is set
+    during a backoff, abandoned); cancellation is the only way out mid-record.
+    """
+
+    def __init__(
+        self,
+        *,
+        group: str,
+        routes: Mapping[str, Route],
+        units: Callable[[], UnitOfWork],
+        dead_letters: DeadLetterQueue,
+        retry: RetryPolicy,
+        stats: ConsumerStats,
+        inbox: Inbox,
+        dedup: Deduplicator | None = None,
+        faults: FaultRegistry | None = None,
+        exit_process: Callable[[int], NoReturn] = os._exit,
+    ) -> None:
+        self._group = group
+        self._routes = routes
+        self._units = units
+        self._dead_letters = dead_letters
+        self._retry = retry
+        self._stats = stats
+        self._inbox = inbox
+        self._dedup = dedup
+        self._faults = faults
+        self._exit_process = exit_process
+
+    async def process(
+        self, record: ConsumerRecord[bytes, bytes], stopping: asyncio.Event
+    ) -> Outcome:
+        """Take ``record`` as far as it goes; see the module docstring for the steps."""
+        try:
+            event, route = self._decode(record)
+        except PermanentError as error:
+            return await self._dead_letter(record, None, error, attempts=1)
+        if self._dedup is not None and await self._dedup.already_processed(
+            self._group, event.event_id
+        ):
+            self._stats.duplicates += 1
+            return Outcome.duplicate
+        attempts = 0
+        bounded_failures = 0
+        while True:
+            attempts += 1
+            try:
+                outcome = await self._attempt(event, route)
+                break
+            except Exception as error:
+                failure = classify(error)
+                if failure is Failure.transient:
+                    bounded_failures += 1
+                if failure is Failure.permanent or bounded_failures >= self._retry.attempts:
+                    return await self._dead_letter(record, event, error, attempts)
+                delay = self._retry.delay(attempts)
+                self._stats.retried += 1
+                log.warning(
+                    "retrying %s %s (order %s) in %.2fs after attempt %d failed (%s): %s: %s",
+                    event.event_type,
+                    event.event_id,
+                    event.order_id,
+                    delay,
+                    attempts,
+                    failure.value,
+                    type(error).__name__,
+                    error,
+                )
+                if await _stopped_within(stopping, delay):
+                    return Outcome.abandoned
+        if outcome is Outcome.duplicate:
+            self._stats.duplicates += 1
+            return outcome
+        if self._dedup is not None:
+            await self._dedup.remember(self._group, event.event_id)
+        self._stats.processed += 1
+        self._maybe_crash(event)
+        return outcome
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> tuple[Event, Route]:
+        route = self._routes[record.topic]
+        event = decode(record.value)
+        if not isinstance(event, route.event_type):
+            raise MisroutedEvent(
+                f"{event.event_type} on topic {record.topic}, which carries "
+                f"{route.event_type.type_name()}"
+            )
+        return event, route
+
+    async def _attempt(self, event: Event, route: Route) -> Outcome:
+        if self._faults is not None:
+            await inject_before_handler(self._faults, event.order_id)
+        async with self._units() as uow:
+            if not await self._inbox.claim(uow, self._group, event.event_id):
+                return Outcome.duplicate
+            for handler in route.handlers:
+                await handler(event, uow)
+            await uow.commit()
+        return Outcome.processed
+
+    async def _dead_letter(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: Event | None,
+        error: BaseException,
+        attempts: int,
+    ) -> Outcome:
+        log.error(
+            "dead-lettering %s %s (order %s) from %s[%d]@%d after %d attempt(s): %s: %s",
+            event.event_type if event else "record",
+            event.event_id if event else "-",
+            event.order_id if event else "-",
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            type(error).__name__,
+            error,
+        )
+        await self._dead_letters.send(record, error, attempts)
+        self._stats.dead_lettered += 1
+        return Outcome.dead_lettered
+
+    def _maybe_crash(self, event: Event) -> None:
+        if self._faults is None or self._faults.take(FaultKind.crash, event.order_id) is None:
+            return
+        log.critical(
+            "injected crash after committing %s %s (order %s), before its offset commit",
+            event.event_type,
+            event.event_id,
+            event.order_id,
+        )
+        logging.shutdown()  # flush the line above: os._exit skips every cleanup
+        self._exit_process(CRASH_EXIT_CODE)
