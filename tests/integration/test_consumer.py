@@ -1,0 +1,295 @@
+"""The consumer runner against real Kafka, PostgreSQL and Redis: poison, retries, duplicates."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.consumer import Subscription
+from shared.db import UnitOfWork
+from shared.errors import PermanentError, TransientError
+from shared.events import OrderCreated
+from shared.inbox import Deduplicator
+from shared.topics import Topics
+from tests.infra import Infrastructure
+from tests.integration.test_consumer_support import (
+    Kafka,
+    add_effect,
+    closed_port,
+    effect_handler,
+    effects_of,
+    new_order,
+    prepare_database,
+    read_all,
+    running,
+    settings_for,
+    wait_until,
+)
+
+CONTRACT_DLQ_HEADERS = {
+    "dlq.original.topic",
+    "dlq.original.partition",
+    "dlq.original.offset",
+    "dlq.consumer.group",
+    "dlq.error.type",
+    "dlq.error.message",
+    "dlq.attempts",
+    "dlq.failed_at",
+}
+
+
+@pytest.fixture(scope="module")
+async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
+    engine = await prepare_database(await infra.create_database("consumer"))
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
+    async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("c"))) as kafka:
+        yield kafka
+
+
+async def test_poison_records_are_dead_lettered_byte_for_byte_and_the_next_record_is_processed(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka
+) -> None:
+    topic = kafka.topics.for_event(OrderCreated)
+    good = new_order("o-poison")
+    missing_field = json.loads(new_order("o-poison").to_json())
+    del missing_field["customer_id"]
+    poison = [
+        (b"\x00\xff random bytes \x9c", [("trace", b"\x01\x02")]),
+        (json.dumps({"event_type": "NoSuchEvent", "order_id": "o-poison"}).encode(), []),
+        (json.dumps(missing_field).encode(), [("event_type", b"OrderCreated")]),
+    ]
+    for value, extra_headers in poison:
+        await kafka.publish_raw(topic, b"o-poison", value, extra_headers)
+    await kafka.publish(good)
+    group = infra.unique("g")
+
+    async with running(
+        settings_for(kafka.bootstrap, kafka.topics),
+        engine,
+        [Subscription(OrderCreated, effect_handler(group))],
+        group=group,
+        topics=kafka.topics,
+    ) as runner:
+        await wait_until(
+            lambda: _has_effect(engine, group, good.event_id), what="the good record's effect"
+        )
+        dead = await read_all(kafka.bootstrap, Topics.dlq(topic), expected=3)
+
+    assert runner.stats.dead_lettered == 3
+    assert runner.stats.processed == 1
+    assert [(r.key, r.value) for r in dead] == [(b"o-poison", value) for value, _ in poison]
+    for record, (_, sent_headers) in zip(dead, poison, strict=True):
+        headers = dict(record.headers)
+        assert list(record.headers)[: len(sent_headers)] == sent_headers
+        assert headers.keys() >= CONTRACT_DLQ_HEADERS
+        assert headers["dlq.original.topic"] == topic.encode()
+        assert headers["dlq.consumer.group"] == group.encode()
+        assert headers["dlq.error.type"] == b"NotAnEvent"
+        assert headers["dlq.attempts"] == b"1"
+        assert headers["dlq.failed_at"].endswith(b"Z")
+        assert headers["dlq.error.message"]
+    offsets = [int(dict(r.headers)["dlq.original.offset"]) for r in dead]
+    partitions = {dict(r.headers)["dlq.original.partition"] for r in dead}
+    assert offsets == sorted(offsets) and len(partitions) == 1
+    assert b"customer_id" in dict(dead[2].headers)["dlq.error.message"]
+
+
+async def test_a_handler_that_fails_twice_transiently_then_succeeds_has_its_effect_once(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka
+) -> None:
+    group = infra.unique("g")
+    attempts = 0
+
+    async def flaky(event: OrderCreated, uow: UnitOfWork) -> None:
+        nonlocal attempts
+        attempts += 1
+        await add_effect(uow, group, event)  # written, then rolled back by the failure
+        if attempts <= 2:
+            raise TransientError(f"attempt {attempts} times out")
+
+    event = new_order()
+    await kafka.publish(event)
+    async with running(
+        settings_for(kafka.bootstrap, kafka.topics, retry_attempts=3),
+        engine,
+        [Subscription(OrderCreated, flaky)],
+        group=group,
+        topics=kafka.topics,
+    ) as runner:
+        await wait_until(lambda: _has_effect(engine, group, event.event_id), what="the effect")
+
+    assert attempts == 3
+    assert await effects_of(engine, group) == {event.event_id: 1}
+    assert (runner.stats.retried, runner.stats.processed, runner.stats.dead_lettered) == (2, 1, 0)
+
+
+async def test_a_handler_that_always_fails_transiently_is_dead_lettered_after_the_retry_limit(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka
+) -> None:
+    group = infra.unique("g")
+    attempts = 0
+
+    async def failing(event: OrderCreated, uow: UnitOfWork) -> None:
+        nonlocal attempts
+        attempts += 1
+        await add_effect(uow, group, event)
+        raise TransientError("the ledger is locked")
+
+    event = new_order()
+    await kafka.publish(event)
+    next_event = new_order(event.order_id)
+    await kafka.publish(next_event)
+    async with running(
+        settings_for(kafka.bootstrap, kafka.topics, retry_attempts=4),
+        engine,
+        [Subscription(OrderCreated, failing)],
+        group=group,
+        topics=kafka.topics,
+    ):
+        dead = await read_all(
+            kafka.bootstrap, Topics.dlq(kafka.topics.for_event(OrderCreated)), expected=2
+        )
+
+    first = dict(dead[0].headers)
+    assert dead[0].value == event.to_json()
+    assert first["dlq.attempts"] == b"4"
+    assert first["dlq.error.type"] == b"TransientError"
+    assert first["dlq.error.message"] == b"the ledger is locked"
+    assert first["event_id"] == str(event.event_id).encode()
+    assert attempts == 8
+    assert await effects_of(engine, group) == {}
+
+
+async def test_a_permanent_error_is_dead_lettered_at_once_after_one_attempt(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka
+) -> None:
+    group = infra.unique("g")
+    attempts = 0
+
+    async def refusing(event: OrderCreated, uow: UnitOfWork) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise PermanentError("this customer cannot exist")
+
+    event = new_order()
+    await kafka.publish(event)
+    async with running(
+        settings_for(kafka.bootstrap, kafka.topics),
+        engine,
+        [Subscription(OrderCreated, refusing)],
+        group=group,
+        topics=kafka.topics,
+    ) as runner:
+        dead = await read_all(
+            kafka.bootstrap, Topics.dlq(kafka.topics.for_event(OrderCreated)), expected=1
+        )
+
+    assert dict(dead[0].headers)["dlq.attempts"] == b"1"
+    assert dict(dead[0].headers)["dlq.error.type"] == b"PermanentError"
+    assert attempts == 1
+    assert runner.stats.retried == 0
+
+
+async def test_a_database_outage_is_waited_out_rather_than_dead_lettered(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka
+) -> None:
+    group = infra.unique("g")
+    attempts = 0
+
+    async def during_an_outage(event: OrderCreated, uow: UnitOfWork) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts <= 3:
+            raise ConnectionRefusedError("connection to PostgreSQL refused")
+        await add_effect(uow, group, event)
+
+    event = new_order()
+    await kafka.publish(event)
+    async with running(
+        settings_for(kafka.bootstrap, kafka.topics, retry_attempts=1),
+        engine,
+        [Subscription(OrderCreated, during_an_outage)],
+        group=group,
+        topics=kafka.topics,
+    ) as runner:
+        await wait_until(lambda: _has_effect(engine, group, event.event_id), what="the effect")
+
+    assert attempts == 4
+    assert runner.stats.dead_lettered == 0
+    assert await effects_of(engine, group) == {event.event_id: 1}
+
+
+@pytest.mark.parametrize("redis_state", ["redis up", "redis unreachable"])
+async def test_the_same_event_delivered_twice_has_one_effect(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka, redis_state: str
+) -> None:
+    group = infra.unique("g")
+    redis_url = (
+        infra.redis_url if redis_state == "redis up" else f"redis://127.0.0.1:{closed_port()}"
+    )
+    redis = Redis.from_url(redis_url)
+    dedup = Deduplicator(redis, ttl_seconds=600, prefix=infra.unique("seen"))
+    event = new_order()
+    sentinel = new_order(event.order_id)  # same key, so it is processed after both copies
+    for each in (event, event, sentinel):
+        await kafka.publish(each)
+
+    async with running(
+        settings_for(kafka.bootstrap, kafka.topics),
+        engine,
+        [Subscription(OrderCreated, effect_handler(group))],
+        group=group,
+        topics=kafka.topics,
+        dedup=dedup,
+    ) as runner:
+        await wait_until(lambda: _has_effect(engine, group, sentinel.event_id), what="sentinel")
+    await redis.aclose()
+
+    assert await effects_of(engine, group) == {event.event_id: 1, sentinel.event_id: 1}
+    assert (runner.stats.processed, runner.stats.duplicates) == (2, 1)
+
+
+async def test_several_handlers_of_one_event_type_run_in_one_unit_of_work(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka
+) -> None:
+    first, second = infra.unique("first"), infra.unique("second")
+    calls = 0
+
+    async def second_fails_once(event: OrderCreated, uow: UnitOfWork) -> None:
+        nonlocal calls
+        calls += 1
+        await add_effect(uow, second, event)
+        if calls == 1:
+            raise TransientError("once")
+
+    event = new_order()
+    await kafka.publish(event)
+    async with running(
+        settings_for(kafka.bootstrap, kafka.topics),
+        engine,
+        [
+            Subscription(OrderCreated, effect_handler(first)),
+            Subscription(OrderCreated, second_fails_once),
+        ],
+        group=infra.unique("g"),
+        topics=kafka.topics,
+    ):
+        await wait_until(lambda: _has_effect(engine, second, event.event_id), what="effects")
+
+    # The first handler's effect of the failed attempt was rolled back with the second's.
+    assert await effects_of(engine, first) == {event.event_id: 1}
+    assert await effects_of(engine, second) == {event.event_id: 1}
+
+
+async def _has_effect(engine: AsyncEngine, label: str, event_id: uuid.UUID) -> bool:
+    return event_id in await effects_of(engine, label)
