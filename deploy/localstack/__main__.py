@@ -1,0 +1,57 @@
+"""``python -m deploy.localstack up|down|status [--profile dev|test]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from deploy.localstack.component import StatusRow
+from deploy.localstack.errors import StackError
+from deploy.localstack.profiles import PROFILES
+from deploy.localstack.stack import down, status, up
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.localstack",
+        description="Run Kafka, PostgreSQL and Redis on this machine, without Docker.",
+    )
+    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="dev",
+        help="dev: what `make up` runs (default); test: the test suite's own",
+    )
+    args = parser.parse_args(argv)
+    # While a broker starts, aiokafka logs every refused connection; the readiness wait
+    # reports the one failure that matters itself.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        if args.command == "up":
+            up(args.profile)
+        elif args.command == "down":
+            down(args.profile)
+        else:
+            print_table(status(args.profile))
+    except StackError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def print_table(rows: list[StatusRow]) -> None:
+    """component, where, pid, state: aligned columns."""
+    table = [("component", "where", "pid", "state")] + [
+        (row.component, row.where, str(row.pid or "-"), row.state) for row in rows
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(*table, strict=True)]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

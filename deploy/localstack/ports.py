@@ -1,0 +1,48 @@
+"""Which TCP ports are free, and who holds the ones that are not."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+
+from deploy.localstack.errors import StackError
+from deploy.localstack.profiles import HOST
+
+__all__ = ["is_free", "owner", "wait_until_free"]
+
+
+def is_free(port: int) -> bool:
+    """Whether a server could listen on ``HOST:port`` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Without SO_REUSEADDR, connections in TIME_WAIT right after a stop look like a listener.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def owner(port: int) -> str | None:
+    """``name (pid N)`` of the process listening on ``port``, when ``ss`` can tell."""
+    if shutil.which("ss") is None:
+        return None
+    listing = subprocess.run(
+        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    found = re.search(r'users:\(\("([^"]+)",pid=(\d+)', listing)
+    return f"{found[1]} (pid {found[2]})" if found else None
+
+
+def wait_until_free(ports: Iterable[int], what: str, timeout: float = 30.0) -> None:
+    """Return once nothing listens on any of ``ports``; a stopped server leaves none behind."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while not is_free(port):
+            if time.monotonic() > deadline:
+                raise StackError(f"{what} stopped but port {port} is still taken by {owner(port)}")
+            time.sleep(0.1)

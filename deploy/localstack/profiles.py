@@ -1,0 +1,62 @@
+"""The two stacks one checkout can run side by side.
+
+``dev`` is what ``make up`` starts, ``test`` is what the test suite starts. They share no port,
+no state folder and no PostgreSQL cluster, so running the tests never stops, reuses or pollutes
+the dev stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["HOST", "PROFILES", "REPO_ROOT", "SERVICES", "Profile"]
+
+HOST = "127.0.0.1"
+# The package is installed editable (pip install -e), so this is the checkout's root.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("order", "payment", "inventory", "shipping")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where one stack keeps its state and which ports it listens on."""
+
+    name: str
+    state_dir: Path
+    kafka_port: int
+    kafka_controller_port: int
+    postgres_port: int
+    redis_port: int
+    first_service_port: int
+
+    @property
+    def postgres_cluster(self) -> str:
+        """The profile's own Debian cluster: never the distribution's ``main``."""
+        return f"sagakit-{self.name}"
+
+    def service_port(self, service: str) -> int:
+        """The HTTP port of a service: order, payment, inventory, shipping in a row."""
+        return self.first_service_port + SERVICES.index(service)
+
+
+PROFILES = {
+    "dev": Profile(
+        name="dev",
+        state_dir=REPO_ROOT / ".stack",
+        kafka_port=9092,
+        kafka_controller_port=9093,
+        postgres_port=5432,
+        redis_port=6379,
+        first_service_port=8000,
+    ),
+    "test": Profile(
+        name="test",
+        state_dir=REPO_ROOT / ".stack-test",
+        kafka_port=19092,
+        kafka_controller_port=19093,
+        postgres_port=15432,
+        redis_port=16379,
+        first_service_port=18000,
+    ),
+}
