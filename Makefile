@@ -1,0 +1,57 @@
+# sagakit: every command a newcomer needs. Python runs from .venv, created on first use.
+#   make up / down / status   the local stack (PROFILE=test for the test suite's own stack)
+#   make test                 the whole suite against real Kafka, PostgreSQL and Redis
+#   make lint                 ruff and mypy
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PROFILE ?= dev
+PYTEST_ARGS ?=
+
+.PHONY: help install up down status test lint demo bench
+
+help:
+	@echo "make install | up | down | status | test | lint | demo | bench   (PROFILE=$(PROFILE))"
+
+# Re-installed only when pyproject.toml changes (the stamp is older than it).
+$(INSTALLED): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV) || { \
+	  echo "python3 -m venv failed: apt-get install -y python3-venv (Python 3.11+ needed)" >&2; \
+	  exit 1; }
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+install: $(INSTALLED)
+
+up: install
+	$(PY) -m deploy.localstack up --profile $(PROFILE)
+
+down: install
+	$(PY) -m deploy.localstack down --profile $(PROFILE)
+
+status: install
+	@$(PY) -m deploy.localstack status --profile $(PROFILE)
+
+# The suite starts the local stack's test profile itself (tests/infra.py) and stops it after.
+# pytest exits 5 when it collects no tests: that is a failure here, and said so.
+test: install
+	@$(PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
+	exit $$status
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict deploy tests/conftest.py tests/infra.py tests/integration/test_smoke.py
+
+demo: up
+	@echo "The stack is up (make status shows it). The saga demo arrives with the services."
+
+# Exits 1 on purpose: a placeholder must not look like a benchmark that passed.
+bench:
+	@echo "make bench: the benchmark is not written yet (it has its own issue)." >&2
+	@exit 1
