@@ -125,7 +125,13 @@ class ConsumerRunner:
             self._producer = build_producer(self._settings)
             await self._producer.start()
         consumer = AIOKafkaConsumer(**self._consumer_config())
-        await consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            if self._owns_producer:
+                await self._producer.stop()
+                self._producer = None
+            raise
         self._consumer = consumer
         self._workers = PartitionWorkers(
             consumer,
@@ -143,6 +149,7 @@ class ConsumerRunner:
             self._poll_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
+            self._poll_task = None
         if self._workers is not None:
             await self._workers.release_all()
         if self._consumer is not None:
@@ -167,6 +174,7 @@ class ConsumerRunner:
             "retries": ("handler attempts retried after a failure", self.stats.retried),
             "dead_lettered": ("records sent to a dead-letter topic", self.stats.dead_lettered),
             "commit_failures": ("offset commits that failed", self.stats.commit_failures),
+            "rebalances": ("partition assignments received", self.stats.rebalances),
         }
         for name, (text, value) in counters.items():
             yield Sample(f"sagakit_consumer_{name}_total", value, labels, help=text)
@@ -239,6 +247,7 @@ class ConsumerRunner:
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned = frozenset(assigned)
+        self.stats.rebalances += 1
         log.info(
             "group %s assigned %s",
             self.group_id,

@@ -83,6 +83,7 @@ class PartitionWorkers:
             # Paused partitions return nothing, so this is a bug: drop the batch and re-read
             # it after the one in hand rather than process a partition out of order.
             log.error("a second batch for busy partition %s; it will be read again", tp)
+            self._consumer.seek(tp, records[0].offset)
             return
         self._consumer.pause(tp)
         partition.task = asyncio.create_task(

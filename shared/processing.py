@@ -119,6 +119,7 @@ class ConsumerStats:
     retried: int = 0
     dead_lettered: int = 0
     commit_failures: int = 0
+    rebalances: int = 0
 
 
 @dataclass(frozen=True, slots=True)
