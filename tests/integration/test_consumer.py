@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.consumer import Subscription
 from shared.db import UnitOfWork
 from shared.errors import PermanentError, TransientError
-from shared.events import OrderCreated
+from shared.events import OrderCreated, PaymentFailed
 from shared.inbox import Deduplicator
 from shared.topics import Topics
 from tests.infra import Infrastructure
@@ -63,10 +63,14 @@ async def test_poison_records_are_dead_lettered_byte_for_byte_and_the_next_recor
     good = new_order("o-poison")
     missing_field = json.loads(new_order("o-poison").to_json())
     del missing_field["customer_id"]
+    misrouted = PaymentFailed.first(
+        order_id="o-poison", producer="payment", customer_id="c", amount="1.00", reason="x"
+    )
     poison = [
         (b"\x00\xff random bytes \x9c", [("trace", b"\x01\x02")]),
         (json.dumps({"event_type": "NoSuchEvent", "order_id": "o-poison"}).encode(), []),
         (json.dumps(missing_field).encode(), [("event_type", b"OrderCreated")]),
+        (misrouted.to_json(), []),
     ]
     for value, extra_headers in poison:
         await kafka.publish_raw(topic, b"o-poison", value, extra_headers)
@@ -83,9 +87,9 @@ async def test_poison_records_are_dead_lettered_byte_for_byte_and_the_next_recor
         await wait_until(
             lambda: _has_effect(engine, group, good.event_id), what="the good record's effect"
         )
-        dead = await read_all(kafka.bootstrap, Topics.dlq(topic), expected=3)
+        dead = await read_all(kafka.bootstrap, Topics.dlq(topic), expected=len(poison))
 
-    assert runner.stats.dead_lettered == 3
+    assert runner.stats.dead_lettered == len(poison)
     assert runner.stats.processed == 1
     assert [(r.key, r.value) for r in dead] == [(b"o-poison", value) for value, _ in poison]
     for record, (_, sent_headers) in zip(dead, poison, strict=True):
@@ -94,7 +98,7 @@ async def test_poison_records_are_dead_lettered_byte_for_byte_and_the_next_recor
         assert headers.keys() >= CONTRACT_DLQ_HEADERS
         assert headers["dlq.original.topic"] == topic.encode()
         assert headers["dlq.consumer.group"] == group.encode()
-        assert headers["dlq.error.type"] == b"NotAnEvent"
+        assert headers["dlq.error.type"] in (b"NotAnEvent", b"MisroutedEvent")
         assert headers["dlq.attempts"] == b"1"
         assert headers["dlq.failed_at"].endswith(b"Z")
         assert headers["dlq.error.message"]
@@ -102,6 +106,7 @@ async def test_poison_records_are_dead_lettered_byte_for_byte_and_the_next_recor
     partitions = {dict(r.headers)["dlq.original.partition"] for r in dead}
     assert offsets == sorted(offsets) and len(partitions) == 1
     assert b"customer_id" in dict(dead[2].headers)["dlq.error.message"]
+    assert dict(dead[3].headers)["dlq.error.type"] == b"MisroutedEvent"
 
 
 async def test_a_handler_that_fails_twice_transiently_then_succeeds_has_its_effect_once(

@@ -1,0 +1,193 @@
+"""A runner process that dies mid-record, restarted: what survives depends on when offsets move.
+
+Each test runs the runner in a child process (``test_consumer_support`` run as a module),
+kills it at a precise point with ``os._exit``, starts it again and reads the effects from the
+database. A sentinel event with the same key (so the same partition, behind the first one)
+tells when the restarted runner has gone past the record the first one died on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.events import Event
+from shared.processing import CRASH_EXIT_CODE
+from shared.subscriptions import Delivery
+from shared.topics import Topics
+from tests.infra import Infrastructure
+from tests.integration.test_consumer_support import (
+    ChildConfig,
+    Kafka,
+    closed_port,
+    effects_of,
+    new_order,
+    prepare_database,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+CHILD_WAIT_S = 60.0
+HANDLER_EXIT_CODE = 3
+
+
+@pytest.fixture(scope="module")
+async def database(infra: Infrastructure) -> AsyncIterator[tuple[str, AsyncEngine]]:
+    url = await infra.create_database("consumer_crash")
+    engine = await prepare_database(url)
+    yield url, engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
+    async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("cc"))) as kafka:
+        yield kafka
+
+
+class Child:
+    """One runner process; its log goes to a file shown when something goes wrong."""
+
+    def __init__(self, config: ChildConfig, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.config.command(), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=log
+            )
+
+    async def exit_code(self) -> int:
+        """Wait for the process to end by itself."""
+        assert self.process is not None
+        try:
+            return await asyncio.wait_for(self.process.wait(), CHILD_WAIT_S)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise AssertionError(
+                f"the child did not exit; its log:\n{self.log.read_text()}"
+            ) from None
+
+    async def stop(self) -> dict[str, int]:
+        """SIGTERM: the runner drains and commits; return the counters it prints."""
+        assert self.process is not None and self.process.stdout is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            out = await asyncio.wait_for(self.process.stdout.read(), CHILD_WAIT_S)
+            await asyncio.wait_for(self.process.wait(), CHILD_WAIT_S)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise AssertionError(
+                f"the child did not stop; its log:\n{self.log.read_text()}"
+            ) from None
+        assert self.process.returncode == 0, self.log.read_text()
+        stats: dict[str, int] = json.loads(out.decode().splitlines()[-1])
+        return stats
+
+
+def child_config(
+    infra: Infrastructure,
+    kafka: Kafka,
+    url: str,
+    *,
+    redis_url: str | None = None,
+    delivery: Delivery = "at_least_once",
+    crash_after_commit_of: list[str] | None = None,
+    exit_in_handler_for: list[str] | None = None,
+) -> ChildConfig:
+    return ChildConfig(
+        kafka=kafka.bootstrap,
+        database_url=url,
+        topic_prefix=kafka.topics.prefix,
+        group=infra.unique("g"),
+        label=infra.unique("effects"),
+        redis_url=redis_url or infra.redis_url,
+        delivery=delivery,
+        crash_after_commit_of=crash_after_commit_of or [],
+        exit_in_handler_for=exit_in_handler_for or [],
+    )
+
+
+@pytest.mark.parametrize("redis_state", ["redis up", "redis stopped"])
+async def test_a_process_killed_after_the_db_commit_and_before_the_offset_commit_has_one_effect(
+    infra: Infrastructure,
+    database: tuple[str, AsyncEngine],
+    kafka: Kafka,
+    tmp_path: Path,
+    redis_state: str,
+) -> None:
+    url, engine = database
+    redis_url = (
+        infra.redis_url if redis_state == "redis up" else f"redis://127.0.0.1:{closed_port()}"
+    )
+    event = new_order()
+    sentinel = new_order(event.order_id)
+    config = child_config(
+        infra, kafka, url, redis_url=redis_url, crash_after_commit_of=[event.order_id]
+    )
+    await kafka.publish(event)
+
+    first = Child(config, tmp_path / "child.log")
+    await first.start()
+    assert await first.exit_code() == CRASH_EXIT_CODE, first.log.read_text()
+    assert await effects_of(engine, config.label) == {event.event_id: 1}
+
+    config.crash_after_commit_of = []
+    again = Child(config, tmp_path / "child.log")
+    await again.start()
+    await kafka.publish(sentinel)
+    await wait_until(lambda: _has_effect(engine, config.label, sentinel), what="the sentinel")
+    stats = await again.stop()
+
+    assert await effects_of(engine, config.label) == {event.event_id: 1, sentinel.event_id: 1}
+    assert stats["duplicates"] == 1  # the redelivered record, skipped
+    assert stats["processed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("delivery", "survives"), [("at_least_once", True), ("at_most_once", False)]
+)
+async def test_a_crash_between_receiving_and_handling_loses_the_event_only_at_most_once(
+    infra: Infrastructure,
+    database: tuple[str, AsyncEngine],
+    kafka: Kafka,
+    tmp_path: Path,
+    delivery: Delivery,
+    survives: bool,
+) -> None:
+    url, engine = database
+    event = new_order()
+    sentinel = new_order(event.order_id)
+    config = child_config(
+        infra, kafka, url, delivery=delivery, exit_in_handler_for=[event.order_id]
+    )
+    await kafka.publish(event)
+
+    first = Child(config, tmp_path / "child.log")
+    await first.start()
+    assert await first.exit_code() == HANDLER_EXIT_CODE, first.log.read_text()
+
+    config.exit_in_handler_for = []
+    again = Child(config, tmp_path / "child.log")
+    await again.start()
+    await kafka.publish(sentinel)
+    await wait_until(lambda: _has_effect(engine, config.label, sentinel), what="the sentinel")
+    await again.stop()
+
+    effects = await effects_of(engine, config.label)
+    assert effects.get(event.event_id) == (1 if survives else None)
+    assert effects[sentinel.event_id] == 1
+
+
+async def _has_effect(engine: AsyncEngine, label: str, event: Event) -> bool:
+    return event.event_id in await effects_of(engine, label)
