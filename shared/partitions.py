@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,12 +29,15 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from shared.processing import ConsumerStats, Outcome, RecordProcessor
 from shared.subscriptions import Route
 
-__all__ = ["PartitionWorkers"]
+__all__ = ["COMMIT_INTERVAL_S", "PartitionWorkers"]
 
 log = logging.getLogger(__name__)
 
 # After a failure the runner could not place (a bug), wait this long before re-reading.
 _RECOVERY_PAUSE_S = 1.0
+
+COMMIT_INTERVAL_S = 1.0
+"""A batch commits at its end, and also on the way when it has run longer than this."""
 
 
 @dataclass(eq=False)
@@ -45,6 +49,7 @@ class _Partition:
     """The offset after the last record fully processed in this assignment (-1: none)."""
     committed: int = -1
     """The last offset this process committed for the partition in this assignment."""
+    last_commit: float = field(default_factory=time.monotonic)
 
 
 class PartitionWorkers:
@@ -70,11 +75,6 @@ class PartitionWorkers:
         self._grace_s = grace_s
         self._commit_timeout_s = commit_timeout_s
         self._partitions: dict[TopicPartition, _Partition] = {}
-
-    @property
-    def busy(self) -> frozenset[TopicPartition]:
-        """Partitions with a batch in hand."""
-        return frozenset(tp for tp, p in self._partitions.items() if p.task is not None)
 
     def dispatch(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Start processing a polled batch of ``tp``; pause ``tp`` until it is done."""
@@ -153,6 +153,10 @@ class PartitionWorkers:
             if outcome is Outcome.abandoned:
                 return
             partition.done = after
+            if time.monotonic() - partition.last_commit > COMMIT_INTERVAL_S:
+                # A long batch commits as it goes, so a crash redelivers seconds of work at
+                # most rather than the whole batch.
+                await self._commit({partition.tp: after})
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
         try:
@@ -173,10 +177,12 @@ class PartitionWorkers:
             self._stats.commit_failures += 1
             log.error("offset commit %s failed: %r", _describe(offsets), error)
             return False
+        now = time.monotonic()
         for tp, offset in offsets.items():
             partition = self._partitions.get(tp)
             if partition is not None:
                 partition.committed = max(partition.committed, offset)
+                partition.last_commit = now
         return True
 
 
