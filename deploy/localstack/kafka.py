@@ -33,6 +33,10 @@ JVM_OPTIONS = (
     "-XX:+ExplicitGCInvokesConcurrent",
     "-Djava.awt.headless=true",
 )
+MAVEN_FETCH = (
+    *("mvn", "-q", "-B", "-Dstyle.color=never"),
+    *("-f", str(POM), "dependency:copy-dependencies", "-DincludeScope=runtime"),
+)
 START_TIMEOUT = 90.0
 COMPLETE_MARKER = ".complete"
 
@@ -180,26 +184,14 @@ def _ensure_jars() -> Path:
     target = jars_dir()
     if _jars_complete():
         return target
-    print(
-        f"fetching the Kafka {KAFKA_VERSION} jars into {target} (once per machine)...", flush=True
-    )
+    print(f"fetching the Kafka {KAFKA_VERSION} jars into {target} (once)...", flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Download next to the target and rename: a cache dir is complete or absent, even when
     # two stacks fetch at the same time or a fetch is interrupted.
     fetching = Path(tempfile.mkdtemp(prefix=f".kafka-{KAFKA_VERSION}-", dir=target.parent))
     try:
-        copy = ["dependency:copy-dependencies", "-DincludeScope=runtime"]
         run(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-Dstyle.color=never",
-                "-f",
-                str(POM),
-                *copy,
-                f"-DoutputDirectory={fetching}",
-            ],
+            [*MAVEN_FETCH, f"-DoutputDirectory={fetching}"],
             what="fetching the Kafka jars with Maven",
         )
         if not any(fetching.glob("kafka_2.13-*.jar")):

@@ -47,6 +47,7 @@ LOCALE = "C.UTF-8"
 # Without the flag, pg_ctlcluster hands over to systemctl where systemd runs: we start the
 # cluster ourselves, as root, and it runs as user postgres.
 PG_CTLCLUSTER = ("pg_ctlcluster", "--skip-systemctl-redirect")
+AS_POSTGRES = ("runuser", "-u", "postgres", "--")
 Source = Literal["databases", "server", "local"]
 
 
@@ -214,23 +215,9 @@ class Postgres:
             f"ALTER ROLE {ROLE} WITH LOGIN CREATEDB PASSWORD '{ROLE}';"
         )
         # Over the Unix socket as user postgres (peer auth): TCP needs a password we lack yet.
-        psql = PG_ROOT / cluster.version / "bin" / "psql"
-        psql_options = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", str(cluster.port)]
-        run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(psql),
-                *psql_options,
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ],
-            what=f"creating role {ROLE}",
-        )
+        psql = [*AS_POSTGRES, str(PG_ROOT / cluster.version / "bin" / "psql"), "-X", "-q"]
+        options = ["-v", "ON_ERROR_STOP=1", "-p", str(cluster.port), "-d", "postgres"]
+        run([*psql, *options, "-c", sql], what=f"creating role {ROLE}")
 
 
 def _source(ctx: Context) -> Source:

@@ -23,9 +23,16 @@ __all__ = [
 
 
 def run(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, what: str = ""
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    what: str = "",
+    timeout: float = 600.0,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion; on failure raise a StackError that shows its output."""
+    """Run a command to completion; on failure raise a StackError that shows its output.
+
+    The timeout is generous (apt-get and Maven download): it only turns a hang into an error.
+    """
     try:
         done = subprocess.run(
             list(argv),
@@ -36,9 +43,14 @@ def run(
             # Tools such as psql run as user postgres: the caller's cwd may be unreadable to it.
             cwd="/",
             check=False,
+            timeout=timeout,
         )
     except FileNotFoundError as error:
         raise StackError(f"{what or argv[0]}: {argv[0]} not found") from error
+    except subprocess.TimeoutExpired as error:
+        raise StackError(
+            f"{what or argv[0]} still ran after {timeout:.0f} s: {' '.join(argv)}"
+        ) from error
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()
         raise StackError(
@@ -62,6 +74,7 @@ def spawn_detached(argv: Sequence[str], log: Path) -> int:
     "subprocess is still running" (warnings are errors in the test suite, which starts the
     stack in-process), and the new session keeps Ctrl-C in the terminal away from it.
     """
+    # Truncated at each start: the log holds this run only, and never grows without bound.
     write_log = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     return os.posix_spawn(
         argv[0],

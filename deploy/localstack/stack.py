@@ -47,16 +47,17 @@ def up(
     """
     ctx = _context(profile, environ)
     began = time.monotonic()
+    env_file = ctx.profile.state_dir / "stack.env"
     with state_lock(ctx.profile.state_dir):
         record = StartedRecord(ctx.profile.state_dir)
         leases = Leases(ctx.profile.state_dir)
-        if lease is not None:
-            leases.take(lease)
-        plans = [(component, component.plan(ctx)) for component in COMPONENTS]
-        prereqs.ensure(plan.needs for _, plan in plans if plan.action == "start")
-        env, env_file = _write_stack_env(ctx)
         started: list[Component] = []
         try:
+            if lease is not None:
+                leases.take(lease)
+            plans = [(component, component.plan(ctx)) for component in COMPONENTS]
+            prereqs.ensure(plan.needs for _, plan in plans if plan.action == "start")
+            env = _write_stack_env(ctx, env_file)
             for component, plan in plans:
                 if plan.action == "start":
                     # Recorded first: a start that fails half-way is stopped like the others.
@@ -120,16 +121,15 @@ def status(profile: str = "dev") -> list[StatusRow]:
     return rows
 
 
-def _write_stack_env(ctx: Context) -> tuple[dict[str, str], Path]:
+def _write_stack_env(ctx: Context, env_file: Path) -> dict[str, str]:
     """Write stack.env before anything starts: the endpoints follow from the profile and the
     environment alone, and the services (started last) read their settings from the file."""
     env = {"SAGAKIT_STACK_PROFILE": ctx.profile.name}
     for component in COMPONENTS:
         env |= component.env(ctx)
     env["SAGAKIT_ADMIN_TOKEN"] = admin_token(ctx.profile.state_dir)
-    env_file = ctx.profile.state_dir / "stack.env"
     write_stack_env(env_file, env)
-    return env, env_file
+    return env
 
 
 def _stop(
