@@ -69,16 +69,22 @@ async def settled_timeline(client: SagaClient, order_id: str) -> list[dict[str, 
     return events
 
 
-async def settled_stock(client: SagaClient, sku: str) -> dict[str, Any]:
+def stock_text(stock: dict[str, Any]) -> str:
+    return (
+        f"available {stock['available']}, reserved {stock['reserved']}, shipped {stock['shipped']}"
+    )
+
+
+async def settled_stock(client: SagaClient, sku: str) -> str:
     """The sku's stock once no reservation is in flight: inventory moves reserved stock to
     shipped when it reads OrderShipped, a moment after the order completes (or, after a
     crash, once the restarted instance has rejoined its consumer group)."""
     for _ in range(300):
         stock = await client.stock(sku)
         if stock["reserved"] == 0:
-            return stock
+            break
         await asyncio.sleep(0.1)
-    return stock
+    return stock_text(stock)
 
 
 async def fresh_customer(client: SagaClient, name: str, balance: str) -> str:
@@ -221,9 +227,13 @@ async def partitions(client: SagaClient, env: dict[str, str]) -> None:
     for url in client.urls.instances:
         health = await client.health(url)
         for group, by_topic in sorted(health.get("partitions", {}).items()):
-            for topic, assigned in sorted(by_topic.items()):
-                rows.append([health["instance"], group, topic, ",".join(map(str, assigned))])
-    table(rows, ["instance", "consumer group", "topic", "partitions"])
+            # Partitions of a group's topics are assigned alike (range assignor): one list.
+            owned = {",".join(map(str, assigned)) for assigned in by_topic.values()}
+            listed = owned.pop() if len(owned) == 1 else "; ".join(sorted(owned))
+            rows.append([health["instance"], group, str(len(by_topic)), listed])
+    table(rows, ["instance", "consumer group", "topics", "partitions of each topic"])
+    say("  the two payment instances share their group's partitions; the order service's")
+    say("  second group (order-timeline) reads every topic: pub/sub next to load balancing")
 
 
 def _restarts() -> dict[str, int]:

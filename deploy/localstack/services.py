@@ -1,48 +1,132 @@
-"""The four services' slot in the stack.
+"""The four services, each instance a process kept alive by the supervisor.
 
-For now it only reserves their URLs in stack.env and shows them in ``status``: the issue that
-adds the services makes ``start`` run them under a supervisor and ``status`` show restarts.
+``up`` starts ``deploy.localstack.supervisor`` in the background: it runs every instance
+(two of payment, to show load balancing), restarts any that dies and counts the restarts,
+which ``status`` shows. ``up`` returns once every instance answers ``/readyz``. The test
+profile starts no services here: the end-to-end tests run their own, on their own databases
+and topics (tests/e2e/conftest.py).
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import httpx
+
+from deploy.localstack import ports
 from deploy.localstack.component import Context, Plan, StatusRow
+from deploy.localstack.errors import StackError
+from deploy.localstack.prereqs import Needs
+from deploy.localstack.processes import is_alive, running_pid, start_server, terminate
 from deploy.localstack.profiles import HOST, SERVICES
+from deploy.localstack.readiness import wait_until_answers
+from deploy.localstack.supervisor import read_status
 
-__all__ = ["Services"]
+__all__ = ["INSTANCES", "Instance", "Services"]
 
-NOT_YET = "not started: the services arrive with their own issue"
+READY_TIMEOUT_S = 90.0
+SUPERVISOR = "deploy.localstack.supervisor"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One service process: its name, which service it runs, and its port's offset."""
+
+    name: str
+    service: str
+    offset: int
+
+    def port(self, ctx: Context) -> int:
+        return ctx.profile.first_service_port + self.offset
+
+    def url(self, ctx: Context) -> str:
+        return f"http://{HOST}:{self.port(ctx)}"
+
+
+# order 8000, payment 8001, inventory 8002, shipping 8003, and the second payment on 8004.
+INSTANCES = (
+    *(Instance(service, service, offset) for offset, service in enumerate(SERVICES)),
+    Instance("payment-2", "payment", len(SERVICES)),
+)
 
 
 class Services:
-    """order, payment, inventory, shipping: one HTTP instance each (for now)."""
+    """order, payment (two instances), inventory, shipping, under one supervisor."""
 
     name = "services"
 
     def plan(self, ctx: Context) -> Plan:
-        return Plan("none", detail=NOT_YET)
+        if ctx.profile.name == "test":
+            return Plan("none", detail="not part of the test stack (e2e tests start their own)")
+        if self._pid(ctx):
+            return Plan.running()
+        hint = "stop what listens there (make status shows what make up started)"
+        return Plan.start(Needs(ports=tuple((i.port(ctx), hint) for i in INSTANCES)))
 
     def start(self, ctx: Context) -> None:
-        pass
+        folder = ctx.state("services")
+        env_file = ctx.profile.state_dir / "stack.env"
+        specs = [f"{i.name}={i.service}:{i.port(ctx)}" for i in INSTANCES]
+        argv = [sys.executable, "-m", SUPERVISOR, str(folder), str(env_file), *specs]
+        start_server(argv, folder, "supervisor")
 
     def ready(self, ctx: Context) -> None:
-        pass
+        if ctx.profile.name == "test":
+            return
+        folder = ctx.state("services")
+        for instance in INSTANCES:
+            url = f"{instance.url(ctx)}/readyz"
+            wait_until_answers(
+                f"{instance.name} at {instance.url(ctx)}",
+                partial(_ready, url),
+                READY_TIMEOUT_S,
+                alive=lambda: self._pid(ctx) is not None,
+                log=folder / "logs" / f"{instance.name}.log",
+            )
 
     def env(self, ctx: Context) -> dict[str, str]:
-        urls = {service: self._url(ctx, service) for service in SERVICES}
-        return {f"SAGAKIT_{service.upper()}_URL": url for service, url in urls.items()} | {
-            # Every instance's base URL; two payment instances will give two payment URLs.
-            "SAGAKIT_INSTANCE_URLS": ",".join(urls.values()),
+        first = {i.service: i.url(ctx) for i in reversed(INSTANCES)}
+        return {f"SAGAKIT_{service.upper()}_URL": first[service] for service in SERVICES} | {
+            "SAGAKIT_INSTANCE_URLS": ",".join(i.url(ctx) for i in INSTANCES),
         }
 
     def stop(self, ctx: Context) -> None:
-        pass
+        pid = self._pid(ctx)
+        if pid:
+            # The supervisor stops every instance gracefully (they drain and commit) first.
+            terminate(pid, "the service supervisor", timeout=45.0)
+        self._pidfile(ctx).unlink(missing_ok=True)
+        ports.wait_until_free([i.port(ctx) for i in INSTANCES], "the services")
 
     def status(self, ctx: Context) -> list[StatusRow]:
-        return [
-            StatusRow(service, self._url(ctx, service), None, "not part of the stack yet")
-            for service in SERVICES
-        ]
+        if ctx.profile.name == "test":
+            return []
+        running = self._pid(ctx) is not None
+        known = {str(entry["name"]): entry for entry in read_status(ctx.state("services"))}
+        rows = []
+        for instance in INSTANCES:
+            entry = known.get(instance.name, {})
+            pid = entry.get("pid") if running else None
+            alive_pid = pid if isinstance(pid, int) and is_alive(pid) else None
+            state = "running" if alive_pid else "starting" if running else "stopped"
+            restarts = entry.get("restarts", 0)
+            if restarts:
+                state += f", {restarts} restart(s), last exit {entry.get('last_exit')}"
+            rows.append(StatusRow(instance.name, instance.url(ctx), alive_pid, state))
+        return rows
 
-    def _url(self, ctx: Context, service: str) -> str:
-        return f"http://{HOST}:{ctx.profile.service_port(service)}"
+    def _pidfile(self, ctx: Context) -> Path:
+        return ctx.state("services") / "supervisor.pid"
+
+    def _pid(self, ctx: Context) -> int | None:
+        return running_pid(self._pidfile(ctx), SUPERVISOR)
+
+
+async def _ready(url: str) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(url)
+    if response.status_code != 200:
+        raise StackError(f"{url} answered {response.status_code}: {response.text[:200]}")
