@@ -1,0 +1,53 @@
+"""Inventory's admin routes: stock to set and read."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.inventory import store
+from services.inventory.model import StockLevel
+from shared.db import UnitOfWorkFactory
+
+__all__ = ["admin_router"]
+
+
+class StockUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    available: int = Field(ge=0, strict=True)
+
+
+class StockPublic(BaseModel):
+    sku: str
+    available: int
+    reserved: int
+    shipped: int
+
+    @classmethod
+    def of(cls, sku: str, level: StockLevel) -> StockPublic:
+        return cls(
+            sku=sku, available=level.available, reserved=level.reserved, shipped=level.shipped
+        )
+
+
+def admin_router(units: UnitOfWorkFactory) -> APIRouter:
+    router = APIRouter(tags=["inventory admin"])
+
+    @router.put("/stock/{sku}")
+    async def set_stock(sku: str, body: StockUpdate) -> StockPublic:
+        """Set a sku's units on hand (creates the sku when it is new; reserved and shipped stay)."""
+        async with units() as uow:
+            level = await store.set_available(uow.session, sku, body.available)
+            await uow.commit()
+        return StockPublic.of(sku, level)
+
+    @router.get("/stock/{sku}")
+    async def get_stock(sku: str) -> StockPublic:
+        """A sku's units: available, reserved for paid orders, and shipped."""
+        async with units() as uow:
+            level = await store.read_stock(uow.session, sku)
+        if level is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no stock for sku {sku!r}")
+        return StockPublic.of(sku, level)
+
+    return router

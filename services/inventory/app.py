@@ -1,0 +1,44 @@
+"""Inventory's bootstrap: its settings, and the wiring of its parts into the service shell."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import FastAPI
+from pydantic import AliasChoices, Field
+
+from services.inventory import api, handlers, store
+from shared.events import OrderShipped, PaymentProcessed, ShippingFailed
+from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
+from shared.platform import Platform
+from shared.service import create_app
+from shared.settings import PlatformSettings
+from shared.subscriptions import Subscription
+
+__all__ = ["InventorySettings", "bootstrap"]
+
+
+class InventorySettings(PlatformSettings):
+    service_name: str = "inventory"
+    database_url: str = Field(
+        default="postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_inventory",
+        validation_alias=AliasChoices("SAGAKIT_INVENTORY_DATABASE_URL", "SAGAKIT_DATABASE_URL"),
+    )
+
+
+def bootstrap(settings: InventorySettings | None = None) -> FastAPI:
+    """The inventory service as an ASGI app; it connects when the app starts."""
+    settings = settings or InventorySettings()
+    platform = Platform.configure(settings, INFRASTRUCTURE_KINDS | {FaultKind.out_of_stock})
+    subscriptions = [
+        Subscription(PaymentProcessed, partial(handlers.reserve_stock, faults=platform.faults)),
+        Subscription(OrderShipped, handlers.ship_stock),
+        Subscription(ShippingFailed, handlers.release_stock),
+    ]
+    service = platform.service(
+        tables=store.metadata,
+        consumers={"inventory": subscriptions},
+        admin_routers=[api.admin_router(platform.units)],
+        description="Holds stock for paid orders, ships it or gives it back.",
+    )
+    return create_app(service)
