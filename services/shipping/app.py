@@ -1,0 +1,42 @@
+"""Shipping's bootstrap: its settings, and the wiring of its parts into the service shell."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import FastAPI
+from pydantic import AliasChoices, Field
+
+from services.shipping import api, handlers, store
+from shared.events import InventoryReserved
+from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
+from shared.platform import Platform
+from shared.service import create_app
+from shared.settings import PlatformSettings
+from shared.subscriptions import Subscription
+
+__all__ = ["ShippingSettings", "bootstrap"]
+
+
+class ShippingSettings(PlatformSettings):
+    service_name: str = "shipping"
+    database_url: str = Field(
+        default="postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_shipping",
+        validation_alias=AliasChoices("SAGAKIT_SHIPPING_DATABASE_URL", "SAGAKIT_DATABASE_URL"),
+    )
+
+
+def bootstrap(settings: ShippingSettings | None = None) -> FastAPI:
+    """The shipping service as an ASGI app; it connects when the app starts."""
+    settings = settings or ShippingSettings()
+    platform = Platform.configure(settings, INFRASTRUCTURE_KINDS | {FaultKind.fail})
+    subscriptions = [
+        Subscription(InventoryReserved, partial(handlers.ship_order, faults=platform.faults)),
+    ]
+    service = platform.service(
+        tables=store.metadata,
+        consumers={"shipping": subscriptions},
+        admin_routers=[api.admin_router(platform.units)],
+        description="Ships orders whose stock is held, with a stable tracking id.",
+    )
+    return create_app(service)

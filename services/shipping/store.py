@@ -1,0 +1,61 @@
+"""Shipping's table and the queries its handler and routes need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.shipping.model import FailureReason, ShipmentStatus
+
+__all__ = ["Shipment", "add_shipment", "get_shipment", "metadata", "shipments"]
+
+metadata = MetaData()
+
+shipments = Table(
+    "shipments",
+    metadata,
+    Column("order_id", Text, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("tracking_id", Text, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+@dataclass(frozen=True)
+class Shipment:
+    order_id: str
+    status: ShipmentStatus
+    tracking_id: str | None
+    reason: FailureReason | None
+
+
+async def get_shipment(session: AsyncSession, order_id: str) -> Shipment | None:
+    query = select(shipments).where(shipments.c.order_id == order_id)
+    row = (await session.execute(query)).mappings().one_or_none()
+    if row is None:
+        return None
+    reason = FailureReason(row["reason"]) if row["reason"] else None
+    return Shipment(row["order_id"], ShipmentStatus(row["status"]), row["tracking_id"], reason)
+
+
+async def add_shipment(session: AsyncSession, shipment: Shipment) -> bool:
+    """Record an order's shipment; False (and nothing written) if it already has one.
+
+    A concurrent insert of the same order makes this wait for that transaction, then lose.
+    """
+    statement = (
+        insert(shipments)
+        .values(
+            order_id=shipment.order_id,
+            status=shipment.status.value,
+            tracking_id=shipment.tracking_id,
+            reason=shipment.reason.value if shipment.reason else None,
+        )
+        .on_conflict_do_nothing(index_elements=[shipments.c.order_id])
+        .returning(shipments.c.order_id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None

@@ -1,0 +1,179 @@
+"""Shipping's handler and admin route against a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.shipping import api, store
+from services.shipping.handlers import ship_order
+from services.shipping.model import FailureReason, ShipmentStatus, tracking_id_for
+from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
+from shared.events import Event, InventoryReserved, OrderShipped, ShippingFailed, decode
+from shared.faults import FaultKind, FaultRegistry, FaultSpec
+from shared.topics import Topics
+from tests.infra import Infrastructure
+
+
+@pytest.fixture(scope="module")
+async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(await infra.create_database("shipping"))
+    async with engine.begin() as connection:
+        await connection.run_sync(platform_metadata.create_all)
+        await connection.run_sync(store.metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def units(engine: AsyncEngine) -> UnitOfWorkFactory:
+    return UnitOfWorkFactory(engine, Topics())
+
+
+@pytest.fixture
+def faults() -> FaultRegistry:
+    return FaultRegistry.for_service("shipping")
+
+
+def new_order() -> str:
+    return f"order-{uuid.uuid4().hex[:8]}"
+
+
+def reserved(order_id: str) -> InventoryReserved:
+    return InventoryReserved.first(
+        order_id=order_id, producer="inventory", items=[{"sku": "BOOK", "quantity": 1}]
+    )
+
+
+async def on_reserved(
+    units: UnitOfWorkFactory, event: InventoryReserved, faults: FaultRegistry
+) -> None:
+    async with units() as uow:
+        await ship_order(event, uow, faults)
+        await uow.commit()
+
+
+async def shipment_of(units: UnitOfWorkFactory, order_id: str) -> store.Shipment | None:
+    async with units() as uow:
+        return await store.get_shipment(uow.session, order_id)
+
+
+async def emitted(units: UnitOfWorkFactory, order_id: str) -> list[Event]:
+    """The events the handler wrote to the outbox for ``order_id``, oldest first."""
+    query = (
+        select(outbox_table.c.value)
+        .where(outbox_table.c.key == order_id.encode())
+        .order_by(outbox_table.c.id)
+    )
+    async with units() as uow:
+        values = (await uow.session.execute(query)).scalars().all()
+    return [decode(value) for value in values]
+
+
+async def test_a_reserved_order_ships_with_its_stable_tracking_id(
+    units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    order = new_order()
+    event = reserved(order)
+
+    await on_reserved(units, event, faults)
+
+    assert await shipment_of(units, order) == store.Shipment(
+        order, ShipmentStatus.SHIPPED, tracking_id_for(order), None
+    )
+    [shipped] = await emitted(units, order)
+    assert isinstance(shipped, OrderShipped)
+    assert shipped.tracking_id == tracking_id_for(order)
+    assert (shipped.causation_id, shipped.producer) == (event.event_id, "shipping")
+
+
+async def test_a_redelivered_or_duplicated_inventory_reserved_ships_once(
+    units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    order = new_order()
+    event = reserved(order)
+
+    for delivery in (event, event, reserved(order)):
+        await on_reserved(units, delivery, faults)
+    await asyncio.gather(*(on_reserved(units, reserved(order), faults) for _ in range(4)))
+
+    assert [type(e) for e in await emitted(units, order)] == [OrderShipped]
+
+
+async def test_concurrent_duplicates_of_a_new_order_ship_it_once(
+    units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    order = new_order()
+
+    await asyncio.gather(*(on_reserved(units, reserved(order), faults) for _ in range(4)))
+
+    assert [type(e) for e in await emitted(units, order)] == [OrderShipped]
+
+
+async def test_the_fail_fault_fails_the_shipment_and_emits_shipping_failed(
+    units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    order, other = new_order(), new_order()
+    faults.add(FaultSpec(kind=FaultKind.fail, count=1, order_ids=[order]))
+
+    await on_reserved(units, reserved(order), faults)
+    await on_reserved(units, reserved(order), faults)  # a redelivery does not ship it after all
+    await on_reserved(units, reserved(other), faults)
+
+    assert await shipment_of(units, order) == store.Shipment(
+        order, ShipmentStatus.FAILED, None, FailureReason.injected_failure
+    )
+    [failed] = await emitted(units, order)
+    assert isinstance(failed, ShippingFailed)
+    assert failed.reason == "injected_failure"
+    assert [type(e) for e in await emitted(units, other)] == [OrderShipped]
+
+
+# --- admin route ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def client(units: UnitOfWorkFactory) -> AsyncIterator[httpx.AsyncClient]:
+    app = FastAPI()
+    app.include_router(api.admin_router(units))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shipping") as client:
+        yield client
+
+
+async def test_get_shipment_shows_status_and_tracking_id(
+    client: httpx.AsyncClient, units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    shipped, failed = new_order(), new_order()
+    faults.add(FaultSpec(kind=FaultKind.fail, order_ids=[failed]))
+    await on_reserved(units, reserved(shipped), faults)
+    await on_reserved(units, reserved(failed), faults)
+
+    shipped_answer = await client.get(f"/shipments/{shipped}")
+    failed_answer = await client.get(f"/shipments/{failed}")
+
+    assert shipped_answer.json() == {
+        "order_id": shipped,
+        "status": "SHIPPED",
+        "tracking_id": tracking_id_for(shipped),
+        "reason": None,
+    }
+    assert failed_answer.json() == {
+        "order_id": failed,
+        "status": "FAILED",
+        "tracking_id": None,
+        "reason": "injected_failure",
+    }
+
+
+async def test_get_shipment_of_an_unknown_order_is_404(client: httpx.AsyncClient) -> None:
+    answer = await client.get(f"/shipments/{new_order()}")
+
+    assert answer.status_code == 404
