@@ -80,7 +80,7 @@ class Service:
             await connection.execute(text("SELECT 1"))
 
     async def _ping_redis(self) -> None:
-        await self.redis.ping()  # type: ignore[misc]
+        await self.redis.ping()
 
     def samples(self) -> Iterable[Sample]:
         labels = {"service": self.name, "instance": self.settings.instance_id}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
-from shared.subscriptions import Subscription
 
 from services.order import api, handlers, store
 from shared.events import CATALOGUE
@@ -12,6 +11,7 @@ from shared.faults import INFRASTRUCTURE_KINDS
 from shared.platform import Platform
 from shared.service import create_app
 from shared.settings import PlatformSettings
+from shared.subscriptions import Subscription
 
 __all__ = ["OrderSettings", "bootstrap"]
 

@@ -6,7 +6,6 @@ from functools import partial
 
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
-from shared.subscriptions import Subscription
 
 from services.payment import api, handlers, store
 from shared.events import InventoryFailed, OrderCreated, ShippingFailed
@@ -14,6 +13,7 @@ from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
 from shared.platform import Platform
 from shared.service import create_app
 from shared.settings import PlatformSettings
+from shared.subscriptions import Subscription
 
 __all__ = ["PaymentSettings", "bootstrap"]
 

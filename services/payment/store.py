@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import Column, DateTime, MetaData, Numeric, Table, Text, func, select
+from sqlalchemy import Column, DateTime, MetaData, Numeric, Table, Text, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -81,17 +81,30 @@ async def get_payment(
     )
 
 
-async def save_payment(session: AsyncSession, payment: Payment) -> None:
-    values = {
+async def add_payment(session: AsyncSession, payment: Payment) -> bool:
+    """Record an order's payment decision; False when the order already has one."""
+    statement = (
+        insert(payments)
+        .values(**_values(payment))
+        .on_conflict_do_nothing(index_elements=[payments.c.order_id])
+        .returning(payments.c.order_id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
+async def mark_refunded(session: AsyncSession, order_id: str) -> None:
+    await session.execute(
+        update(payments)
+        .where(payments.c.order_id == order_id)
+        .values(status=PaymentStatus.REFUNDED.value, updated_at=func.now())
+    )
+
+
+def _values(payment: Payment) -> dict[str, object]:
+    return {
         "order_id": payment.order_id,
         "customer_id": payment.customer_id,
         "amount": payment.amount,
         "status": payment.status.value,
         "reason": payment.reason.value if payment.reason else None,
     }
-    statement = insert(payments).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[payments.c.order_id],
-        set_={"status": statement.excluded.status, "updated_at": func.now()},
-    )
-    await session.execute(statement)
