@@ -1,0 +1,261 @@
+"""The Docker way to run the demo, held to the code without a Docker engine.
+
+The tests read deploy/docker-compose.yml, the Dockerfile and the configs next to them: every
+``SAGAKIT_*`` variable a container gets is one its settings class reads (a typo fails here, not
+silently at run time), every service is told where Kafka, Redis and its own database are, every
+container is health-checked and restarted, and the image runs modules that exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml  # type: ignore[import-untyped, unused-ignore]
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE_FILE = DEPLOY / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
+INIT_SQL = DEPLOY / "docker" / "postgres-init.sql"
+STACK_ENV = DEPLOY / "docker" / "stack.env"
+PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+GRAFANA = DEPLOY / "grafana"
+
+SETTINGS_CLASSES = {
+    "order": "OrderSettings",
+    "payment": "PaymentSettings",
+    "inventory": "InventorySettings",
+    "shipping": "ShippingSettings",
+}
+RESTART_POLICIES = {"always", "unless-stopped", "on-failure"}
+DEFAULTED = re.compile(r"^\$\{(?P<name>\w+):?-(?P<default>[^}]*)\}$")
+
+
+@cache
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return loaded
+
+
+def all_services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    return services
+
+
+def app_services() -> dict[str, dict[str, Any]]:
+    """The containers built from our Dockerfile (the sagakit services), by compose name."""
+    return {name: spec for name, spec in all_services().items() if "build" in spec}
+
+
+def environment(spec: dict[str, Any]) -> dict[str, str]:
+    """A service's environment, written either as a mapping or as ``KEY=value`` lines."""
+    raw = spec.get("environment") or {}
+    if isinstance(raw, list):
+        return dict(line.partition("=")[::2] for line in raw)
+    return {key: "" if value is None else str(value) for key, value in raw.items()}
+
+
+def service_of(name: str) -> str:
+    """The sagakit service a container runs (its SERVICE variable, read by the image's CMD)."""
+    return environment(app_services()[name])["SERVICE"]
+
+
+def settings_class(service: str) -> type[BaseSettings]:
+    try:
+        module = importlib.import_module(f"services.{service}.app")
+    except ImportError as error:
+        pytest.skip(f"services.{service}.app does not import yet ({error}): check it once it does")
+    cls: type[BaseSettings] = getattr(module, SETTINGS_CLASSES[service])
+    return cls
+
+
+def accepted_env_names(cls: type[BaseSettings]) -> set[str]:
+    """The environment variables pydantic-settings reads for ``cls``, as it names them."""
+    prefix = cls.model_config.get("env_prefix", "")
+    names: set[str] = set()
+    for field_name, field in cls.model_fields.items():
+        alias = field.validation_alias or field.alias
+        if isinstance(alias, AliasChoices):
+            names |= {choice for choice in alias.choices if isinstance(choice, str)}
+        elif isinstance(alias, str):
+            names.add(alias)  # an alias is read as written: the prefix does not apply
+        else:
+            names.add(prefix + field_name)
+    if not cls.model_config.get("case_sensitive", False):
+        names = {name.upper() for name in names}
+    return names
+
+
+def interpolated(value: str) -> str:
+    """``${NAME:-default}`` as compose reads it when NAME is not set."""
+    match = DEFAULTED.match(value)
+    return match["default"] if match else value
+
+
+def published_ports(spec: dict[str, Any]) -> dict[int, int]:
+    """Host port -> container port, from ``[ip:]host:container`` entries."""
+    ports: dict[int, int] = {}
+    for entry in spec.get("ports", []):
+        *_, host, container = str(entry).split(":")
+        ports[int(host)] = int(container)
+    return ports
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    lines = (line for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    return dict(line.partition("=")[::2] for line in lines)
+
+
+APPS = sorted(app_services())
+EVERYTHING = sorted(all_services())
+
+
+def test_the_compose_file_runs_every_service_and_two_payment_instances() -> None:
+    services = [service_of(name) for name in APPS]
+    assert sorted(set(services)) == sorted(SETTINGS_CLASSES)
+    assert services.count("payment") == 2
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_every_sagakit_variable_a_container_gets_is_one_its_settings_read(name: str) -> None:
+    accepted = accepted_env_names(settings_class(service_of(name)))
+    given = {key for key in environment(app_services()[name]) if key.upper().startswith("SAGAKIT_")}
+    assert given - accepted == set(), f"{name}: no settings field reads these"
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_a_containers_environment_builds_settings_that_hold_its_values(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = service_of(name)
+    cls = settings_class(service)
+    for key in list(os.environ):
+        if key.upper().startswith("SAGAKIT_"):
+            monkeypatch.delenv(key)  # whatever this shell exported must not mask the file
+    env = {key: interpolated(value) for key, value in environment(app_services()[name]).items()}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = cls()
+    assert settings.model_dump()["service_name"] == service
+    assert settings.model_dump()["database_url"] == env[f"SAGAKIT_{service.upper()}_DATABASE_URL"]
+    assert settings.model_dump()["kafka_bootstrap"] == env["SAGAKIT_KAFKA_BOOTSTRAP"]
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_every_service_is_told_where_kafka_redis_and_its_own_database_are(name: str) -> None:
+    service = service_of(name)
+    env = environment(app_services()[name])
+    needed = {
+        "SAGAKIT_KAFKA_BOOTSTRAP",
+        "SAGAKIT_REDIS_URL",
+        f"SAGAKIT_{service.upper()}_DATABASE_URL",
+    }
+    assert needed - env.keys() == set()
+    kafka_advertised = environment(all_services()["kafka"])["KAFKA_ADVERTISED_LISTENERS"]
+    for server in env["SAGAKIT_KAFKA_BOOTSTRAP"].split(","):
+        assert f"://{server}" in kafka_advertised, f"{server} is not a listener Kafka advertises"
+    for url in (env["SAGAKIT_REDIS_URL"], env[f"SAGAKIT_{service.upper()}_DATABASE_URL"]):
+        assert urlsplit(url).hostname in all_services(), f"{url} names no compose service"
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_every_service_uses_its_own_database_which_the_init_script_creates(name: str) -> None:
+    service = service_of(name)
+    url = urlsplit(environment(app_services()[name])[f"SAGAKIT_{service.upper()}_DATABASE_URL"])
+    assert url.scheme == "postgresql+asyncpg"
+    assert url.path == f"/sagakit_{service}"
+    created = re.findall(r"CREATE DATABASE (\w+) OWNER (\w+)", INIT_SQL.read_text())
+    assert (f"sagakit_{service}", url.username) in created
+    assert f"CREATE ROLE {url.username} LOGIN PASSWORD '{url.password}'" in INIT_SQL.read_text()
+
+
+@pytest.mark.parametrize("name", EVERYTHING)
+def test_every_container_has_a_healthcheck_and_a_restart_policy(name: str) -> None:
+    spec = all_services()[name]
+    healthcheck = spec.get("healthcheck", {})
+    assert healthcheck.get("test") and not healthcheck.get("disable")
+    assert healthcheck["test"][0] in {"CMD", "CMD-SHELL"}
+    assert spec.get("restart") in RESTART_POLICIES
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_service_healthchecks_ask_for_readiness_on_the_port_the_service_listens_on(
+    name: str,
+) -> None:
+    spec = app_services()[name]
+    probe = " ".join(spec["healthcheck"]["test"])
+    assert "/readyz" in probe
+    assert 'os.environ["PORT"]' in probe  # the port CMD passes to the service
+    assert int(environment(spec)["PORT"]) in published_ports(spec).values()
+
+
+@pytest.mark.parametrize("name", EVERYTHING)
+def test_depends_on_names_only_services_that_exist(name: str) -> None:
+    depends_on = all_services()[name].get("depends_on", {})
+    assert set(depends_on) - set(all_services()) == set()
+    if isinstance(depends_on, dict):
+        for dependency in depends_on.values():
+            assert dependency["condition"] in {"service_healthy", "service_started"}
+
+
+def test_the_image_is_python_3_11_slim_and_runs_as_a_non_root_user() -> None:
+    instructions = DOCKERFILE.read_text().splitlines()
+    assert "FROM python:3.11-slim" in instructions
+    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}
+
+
+def test_the_dockerfile_cmd_runs_the_service_module_its_container_names() -> None:
+    text = DOCKERFILE.read_text()
+    cmd = json.loads(re.findall(r"^CMD (\[.*\])$", text, re.MULTILINE)[-1])
+    assert 'python -m "services.${SERVICE}"' in " ".join(cmd)
+    default = re.search(r"\bSERVICE=(\w+)", text)
+    assert default and (ROOT / "services" / default[1] / "__main__.py").is_file()
+    for name in APPS:
+        assert (ROOT / "services" / service_of(name) / "__main__.py").is_file(), name
+        assert "command" not in app_services()[name], f"{name} overrides the image's CMD"
+
+
+def test_prometheus_scrapes_every_service_instance() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    for name in APPS:
+        assert f"{name}:{environment(app_services()[name])['PORT']}" in targets
+
+
+def test_stack_env_gives_the_host_the_ports_and_token_compose_publishes() -> None:
+    env = read_env_file(STACK_ENV)
+    published = {port for name in APPS for port in published_ports(app_services()[name])}
+    instance_ports = {urlsplit(url).port for url in env["SAGAKIT_INSTANCE_URLS"].split(",")}
+    assert instance_ports == published
+    for service in SETTINGS_CLASSES:
+        assert urlsplit(env[f"SAGAKIT_{service.upper()}_URL"]).port in published
+    token = environment(app_services()["order"])["SAGAKIT_ADMIN_TOKEN"]
+    assert env["SAGAKIT_ADMIN_TOKEN"] == interpolated(token)
+
+
+def test_the_grafana_dashboard_queries_the_provisioned_prometheus() -> None:
+    provisioned = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    uid = provisioned["datasources"][0]["uid"]
+    dashboard = json.loads((GRAFANA / "dashboards/sagakit.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {uid}
+    for metric in ("consumer_processed", "consumer_dead_lettered", "outbox_published"):
+        assert any(f"sagakit_{metric}_total" in expr for expr in expressions)
