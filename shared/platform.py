@@ -1,7 +1,7 @@
 """The platform wired for one service: what every service's ``bootstrap`` builds on.
 
 ``Platform.configure`` builds the pieces that need no connection yet (engine, Redis client,
-unit-of-work factory, fault registry); ``Platform.service`` adds the service's own tables,
+unit-of-work factory, fault registry); ``Platform.service`` adds the service's migrations,
 subscriptions and routes and returns the ``Service`` the shell runs. Everything that talks to
 Kafka is created when the app starts, inside the running event loop (aiokafka binds to it),
 and nothing connects at import time.
@@ -12,17 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter
 from redis.asyncio import Redis
-from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerRunner
-from shared.db import UnitOfWorkFactory, make_engine, platform_metadata
+from shared.db import UnitOfWorkFactory, make_engine
 from shared.faults import FaultKind, FaultRegistry
 from shared.inbox import Deduplicator
+from shared.migrations import upgrade_to_head
 from shared.observability import Sample
 from shared.outbox import OutboxRelay
 from shared.producer import build_producer
@@ -64,14 +65,14 @@ class Platform:
     def service(
         self,
         *,
-        tables: MetaData,
+        migrations: Path,
         consumers: Mapping[str, Sequence[Subscription]],
         routers: Sequence[APIRouter] = (),
         admin_routers: Sequence[APIRouter] = (),
         description: str = "",
     ) -> Service:
-        """The service the shell runs: these tables, consumer groups and routes."""
-        runtime = Runtime(self, tables, consumers)
+        """The service the shell runs: its migrations folder, consumer groups and routes."""
+        runtime = Runtime(self, migrations, consumers)
         return Service(
             settings=self.settings,
             engine=self.engine,
@@ -90,7 +91,7 @@ class Runtime:
     """What runs while the app lives: the producer, the outbox relay, the consumer runners."""
 
     platform: Platform
-    tables: MetaData
+    migrations: Path
     consumers: Mapping[str, Sequence[Subscription]]
     producer: AIOKafkaProducer | None = field(default=None, init=False)
     relay: OutboxRelay | None = field(default=None, init=False)
@@ -98,7 +99,7 @@ class Runtime:
 
     async def start(self) -> None:
         settings = self.platform.settings
-        await self._create_tables()
+        await self._migrate()
         await ensure_topics(
             kafka_client_options(settings),
             self.platform.topics.all(),
@@ -161,9 +162,6 @@ class Runtime:
         for runner in self.runners:
             yield from runner.metrics()
 
-    async def _create_tables(self) -> None:
-        async with self.platform.engine.begin() as connection:
-            # Two instances starting together would both try to create the same tables.
-            await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('sagakit-ddl'))"))
-            await connection.run_sync(platform_metadata.create_all)
-            await connection.run_sync(self.tables.create_all)
+    async def _migrate(self) -> None:
+        # Under an advisory lock: instances starting together migrate one after the other.
+        await upgrade_to_head(self.platform.engine, self.migrations)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
 
-from services.inventory import api, handlers, store
+from services.inventory import api, handlers
 from shared.events import OrderShipped, PaymentProcessed, ShippingFailed
 from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
 from shared.platform import Platform
@@ -36,7 +37,7 @@ def bootstrap(settings: InventorySettings | None = None) -> FastAPI:
         Subscription(ShippingFailed, handlers.release_stock),
     ]
     service = platform.service(
-        tables=store.metadata,
+        migrations=Path(__file__).with_name("migrations"),
         consumers={"inventory": subscriptions},
         admin_routers=[api.admin_router(platform.units)],
         description="Holds stock for paid orders, ships it or gives it back.",

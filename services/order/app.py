@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
 
-from services.order import api, handlers, store
+from services.order import api, handlers
 from shared.events import CATALOGUE
 from shared.faults import INFRASTRUCTURE_KINDS
 from shared.platform import Platform
@@ -33,7 +35,7 @@ def bootstrap(settings: OrderSettings | None = None) -> FastAPI:
     # saga's own group, and a read model kept apart from the write side (CQRS).
     timeline = [Subscription(event_type, handlers.record_in_timeline) for event_type in CATALOGUE]
     service = platform.service(
-        tables=store.metadata,
+        migrations=Path(__file__).with_name("migrations"),
         consumers={"order": saga, "order-timeline": timeline},
         routers=[api.router(platform.units)],
         description="Takes orders and follows each order's saga to its end.",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
 
-from services.payment import api, handlers, store
+from services.payment import api, handlers
 from shared.events import InventoryFailed, OrderCreated, ShippingFailed
 from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
 from shared.platform import Platform
@@ -36,7 +37,7 @@ def bootstrap(settings: PaymentSettings | None = None) -> FastAPI:
         Subscription(ShippingFailed, handlers.refund),
     ]
     service = platform.service(
-        tables=store.metadata,
+        migrations=Path(__file__).with_name("migrations"),
         consumers={"payment": subscriptions},
         admin_routers=[api.admin_router(platform.units)],
         description="Charges orders, refunds them when a later step fails.",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
 from pydantic import AliasChoices, Field
 
-from services.shipping import api, handlers, store
+from services.shipping import api, handlers
 from shared.events import InventoryReserved
 from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
 from shared.platform import Platform
@@ -34,7 +35,7 @@ def bootstrap(settings: ShippingSettings | None = None) -> FastAPI:
         Subscription(InventoryReserved, partial(handlers.ship_order, faults=platform.faults)),
     ]
     service = platform.service(
-        tables=store.metadata,
+        migrations=Path(__file__).with_name("migrations"),
         consumers={"shipping": subscriptions},
         admin_routers=[api.admin_router(platform.units)],
         description="Ships orders whose stock is held, with a stable tracking id.",
