@@ -1,0 +1,221 @@
+"""Each service's migrations against real PostgreSQL: exactly its tables, once, under a lock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, MetaData, func, inspect, select, text
+
+from services.inventory import store as inventory_store
+from services.order import store as order_store
+from services.payment import store as payment_store
+from services.shipping import store as shipping_store
+from shared.db import make_engine, platform_metadata
+from shared.migrations import (
+    MIGRATION_LOCK_KEY,
+    alembic_config,
+    compare_options,
+    upgrade_to_head,
+)
+from tests.infra import Infrastructure
+
+REPOSITORY = Path(__file__).parents[2]
+TABLES = {
+    "order": order_store.metadata,
+    "payment": payment_store.metadata,
+    "inventory": inventory_store.metadata,
+    "shipping": shipping_store.metadata,
+}
+WAIT_S = 60.0  # a fresh interpreter imports a whole service: allow a slow machine
+
+each_service = pytest.mark.parametrize("service", list(TABLES))
+
+
+def migrations(service: str) -> Path:
+    return REPOSITORY / "services" / service / "migrations"
+
+
+def schema_of(service: str) -> MetaData:
+    """The service's tables and the platform's, as one metadata (what its env.py targets)."""
+    schema = MetaData()
+    for metadata in (TABLES[service], platform_metadata):
+        for table in metadata.tables.values():
+            table.to_metadata(schema)
+    return schema
+
+
+def head_of(service: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(migrations(service))).get_current_head()
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    tables: list[str]
+    version: str | None
+    differences: list[Any]
+    """What autogenerate would write to bring the database to the tables: [] when equal."""
+
+
+def describe(connection: Connection, schema: MetaData) -> DatabaseState:
+    context = MigrationContext.configure(connection, opts=compare_options())
+    return DatabaseState(
+        tables=sorted(inspect(connection).get_table_names()),
+        version=context.get_current_revision(),
+        differences=list(compare_metadata(context, schema)),
+    )
+
+
+async def database_state(url: str, service: str) -> DatabaseState:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(describe, schema_of(service))
+    finally:
+        await engine.dispose()
+
+
+def at_head_with_exactly_its_tables(state: DatabaseState, service: str) -> bool:
+    expected = sorted([*schema_of(service).tables, "alembic_version"])
+    return state.tables == expected and state.version == head_of(service) and not state.differences
+
+
+def revisions_run(caplog: pytest.LogCaptureFixture) -> list[str]:
+    # alembic logs "Running upgrade <from> -> <to>, <message>" for each revision it applies.
+    return [record.message for record in caplog.records if record.message.startswith("Running ")]
+
+
+@asynccontextmanager
+async def holding_the_migration_lock(url: str) -> AsyncIterator[None]:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(select(func.pg_advisory_lock(MIGRATION_LOCK_KEY)))
+            try:
+                yield
+            finally:
+                await connection.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK_KEY)))
+    finally:
+        await engine.dispose()
+
+
+async def until_waiting_for_the_lock(url: str, count: int) -> None:
+    # A bigint key below 2**32 shows in pg_locks as objid (classid 0).
+    query = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND objid::bigint = :key"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    engine = make_engine(url)
+    deadline = time.monotonic() + WAIT_S
+    try:
+        async with engine.connect() as connection:
+            while (await connection.scalar(query, {"key": MIGRATION_LOCK_KEY})) < count:
+                assert time.monotonic() < deadline, f"{count} upgrades never waited for the lock"
+                await asyncio.sleep(0.05)
+    finally:
+        await engine.dispose()
+
+
+async def start_upgrade_process(url: str, service: str) -> asyncio.subprocess.Process:
+    """``python -m shared.migrations <folder> upgrade head``, as a human or a process would."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "shared.migrations",
+        str(migrations(service)),
+        "upgrade",
+        "head",
+        cwd=REPOSITORY,
+        env={**os.environ, f"SAGAKIT_{service.upper()}_DATABASE_URL": url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+@each_service
+async def test_upgrading_an_empty_database_gives_exactly_the_services_tables(
+    infra: Infrastructure, service: str
+) -> None:
+    url = await infra.create_database(f"migrate_{service}")
+
+    await upgrade_to_head(url, migrations(service))
+
+    state = await database_state(url, service)
+    assert at_head_with_exactly_its_tables(state, service), state
+
+
+@each_service
+async def test_upgrading_a_database_at_head_runs_no_revision(
+    infra: Infrastructure, service: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = await infra.create_database(f"migrate_twice_{service}")
+    caplog.set_level(logging.INFO, logger="alembic")
+    await upgrade_to_head(url, migrations(service))
+    first = revisions_run(caplog)
+    before = await database_state(url, service)
+    caplog.clear()
+
+    await upgrade_to_head(url, migrations(service))
+
+    assert first, "the first upgrade should have run the revisions"
+    assert revisions_run(caplog) == []
+    assert await database_state(url, service) == before
+
+
+@each_service
+async def test_two_processes_upgrading_one_fresh_database_together_both_succeed(
+    infra: Infrastructure, service: str
+) -> None:
+    url = await infra.create_database(f"migrate_together_{service}")
+
+    # Both processes queue on the lock the test holds, so they really start together.
+    async with holding_the_migration_lock(url):
+        upgrades = [await start_upgrade_process(url, service) for _ in range(2)]
+        await until_waiting_for_the_lock(url, count=2)
+    outputs = [await asyncio.wait_for(upgrade.communicate(), WAIT_S) for upgrade in upgrades]
+
+    assert [upgrade.returncode for upgrade in upgrades] == [0, 0], outputs
+    state = await database_state(url, service)
+    assert at_head_with_exactly_its_tables(state, service), state
+
+
+async def test_one_process_may_upgrade_several_databases_at_once(infra: Infrastructure) -> None:
+    urls = {service: await infra.create_database(f"migrate_side_{service}") for service in TABLES}
+
+    await asyncio.gather(
+        *(upgrade_to_head(url, migrations(service)) for service, url in urls.items())
+    )
+
+    for service, url in urls.items():
+        state = await database_state(url, service)
+        assert at_head_with_exactly_its_tables(state, service), (service, state)
+
+
+async def test_a_database_made_before_migrations_is_refused_with_the_command_that_adopts_it(
+    infra: Infrastructure,
+) -> None:
+    url = await infra.create_database("migrate_unversioned")
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(schema_of("payment").create_all)
+    finally:
+        await engine.dispose()
+
+    with pytest.raises(RuntimeError, match="no alembic_version") as refused:
+        await upgrade_to_head(url, migrations("payment"))
+
+    assert f"python -m shared.migrations {migrations('payment')} stamp 0001" in str(refused.value)
