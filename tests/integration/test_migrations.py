@@ -111,7 +111,7 @@ async def holding_the_migration_lock(url: str) -> AsyncIterator[None]:
         await engine.dispose()
 
 
-async def until_waiting_for_the_lock(url: str, count: int) -> None:
+async def until_waiting_for_the_lock(url: str, upgrades: list[asyncio.subprocess.Process]) -> None:
     # A bigint key below 2**32 shows in pg_locks as objid (classid 0).
     query = text(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
@@ -122,8 +122,12 @@ async def until_waiting_for_the_lock(url: str, count: int) -> None:
     deadline = time.monotonic() + WAIT_S
     try:
         async with engine.connect() as connection:
-            while (await connection.scalar(query, {"key": MIGRATION_LOCK_KEY})) < count:
-                assert time.monotonic() < deadline, f"{count} upgrades never waited for the lock"
+            while (await connection.scalar(query, {"key": MIGRATION_LOCK_KEY})) < len(upgrades):
+                for upgrade in upgrades:
+                    if upgrade.returncode is not None:  # it ended without waiting: say why
+                        output, _ = await upgrade.communicate()
+                        raise AssertionError(f"an upgrade ended early: {output.decode()[-2000:]}")
+                assert time.monotonic() < deadline, "the upgrades never waited for the lock"
                 await asyncio.sleep(0.05)
     finally:
         await engine.dispose()
@@ -184,7 +188,7 @@ async def test_two_processes_upgrading_one_fresh_database_together_both_succeed(
     # Both processes queue on the lock the test holds, so they really start together.
     async with holding_the_migration_lock(url):
         upgrades = [await start_upgrade_process(url, service) for _ in range(2)]
-        await until_waiting_for_the_lock(url, count=2)
+        await until_waiting_for_the_lock(url, upgrades)
     outputs = [await asyncio.wait_for(upgrade.communicate(), WAIT_S) for upgrade in upgrades]
 
     assert [upgrade.returncode for upgrade in upgrades] == [0, 0], outputs
