@@ -1,0 +1,317 @@
+"""The contract's invariants (section 5), checked over what one test set up, over HTTP.
+
+A test opens its own accounts and stocks its own skus through a ``Ledger``, which remembers
+what was put in and every order placed; ``await ledger.assert_invariants()`` then waits until
+every order is terminal (nothing lost) and checks, for those customers, skus and orders only:
+
+- money: starting balance - current balance == the totals of the customer's ``COMPLETED``
+  orders; a ``COMPLETED`` order's payment is ``CHARGED`` for its total, a ``CANCELLED`` one's
+  is ``DECLINED``, ``REFUNDED`` or absent;
+- stock: ``available + reserved + shipped`` == what was put in, ``reserved`` == 0 (polled:
+  inventory settles a moment after the order's status), and ``shipped`` == the units of the
+  ``COMPLETED`` orders; a ``COMPLETED`` order has a ``SHIPPED`` shipment with a tracking id, a
+  ``CANCELLED`` one a ``FAILED`` shipment or none;
+- no effect twice: the equalities above are exact, so a second charge, refund, reservation,
+  release or shipment breaks one of them.
+
+The polling helpers tolerate a service that is restarting (connection refused) and fail with
+what they last saw when their deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from deploy.demo.client import TERMINAL, SagaClient
+
+__all__ = [
+    "Ledger",
+    "bounded_gather",
+    "dead_letters",
+    "eventually",
+    "settled_stock",
+    "settled_timeline",
+    "unique",
+    "wait_terminal",
+]
+
+T = TypeVar("T")
+Json = dict[str, Any]
+Items = list[tuple[str, int, str]]
+
+POLL_INTERVAL_S = 0.1
+SAGA_END = ("OrderCompleted", "OrderCancelled")
+
+
+def unique(label: str) -> str:
+    """A customer id or sku no other test of the session uses."""
+    return f"{label}-{uuid.uuid4().hex[:10]}"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    timeout: float,
+    what: str,
+) -> T:
+    """``probe()`` once ``done`` holds for it; an AssertionError with the last value after
+    ``timeout`` seconds. A service that does not answer (restarting) is asked again."""
+    deadline = time.monotonic() + timeout
+    last: object = "no answer"
+    while True:
+        try:
+            value = await probe()
+        except httpx.TransportError as error:
+            last = f"no answer ({type(error).__name__})"
+        else:
+            if done(value):
+                return value
+            last = value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s; last seen: {last}")
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def wait_terminal(client: SagaClient, order_id: str, timeout: float = 30.0) -> Json:
+    """The order once it is ``COMPLETED`` or ``CANCELLED``."""
+    return await eventually(
+        lambda: client.order(order_id),
+        lambda order: order["status"] in TERMINAL,
+        timeout=timeout,
+        what=f"order {order_id} terminal",
+    )
+
+
+async def settled_stock(client: SagaClient, sku: str, timeout: float = 30.0) -> Json:
+    """The sku's stock once nothing is reserved (no reservation in flight)."""
+    return await eventually(
+        lambda: client.stock(sku),
+        lambda stock: stock["reserved"] == 0,
+        timeout=timeout,
+        what=f"stock of {sku} with nothing reserved",
+    )
+
+
+async def settled_timeline(client: SagaClient, order_id: str, timeout: float = 15.0) -> list[Json]:
+    """The order's timeline once it holds the saga's last event (the read model trails the
+    order's status: it is another consumer group)."""
+    return await eventually(
+        lambda: client.timeline(order_id),
+        lambda events: any(event["event_type"] in SAGA_END for event in events),
+        timeout=timeout,
+        what=f"timeline of {order_id} ending the saga",
+    )
+
+
+async def bounded_gather(calls: Iterable[Awaitable[T]], limit: int) -> list[T]:
+    """Await ``calls`` with at most ``limit`` of them running at a time; results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[T]) -> T:
+        async with gate:
+            return await call
+
+    return await asyncio.gather(*(one(call) for call in calls))
+
+
+async def dead_letters(
+    bootstrap: str, dlq_topic: str, order_id: str, *, timeout: float = 20.0
+) -> list[Any]:
+    """The dead letters of ``order_id`` in ``dlq_topic`` (keyed by order id, as every record),
+    read from the beginning without a consumer group; waits until there is at least one, or
+    returns none after ``timeout`` seconds."""
+    consumer = AIOKafkaConsumer(
+        dlq_topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while not found and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                found += [record for record in records if record.key == order_id.encode()]
+    finally:
+        await consumer.stop()
+    return found
+
+
+def _money(text: str) -> Decimal:
+    return Decimal(text)
+
+
+@dataclass
+class Ledger:
+    """What a test put into the system, and the orders it placed: the invariants' inputs."""
+
+    client: SagaClient
+    balances: dict[str, Decimal | None] = field(default_factory=dict)
+    """Starting balance of each customer; None for one without an account."""
+    stocked: dict[str, int | None] = field(default_factory=dict)
+    """Units put in of each sku; None for a sku never stocked."""
+    orders: dict[str, Json] = field(default_factory=dict)
+    """Each order placed, as the API accepted it."""
+
+    async def customer(self, label: str, balance: str | None) -> str:
+        """A new customer with ``balance`` (None: no account at all)."""
+        customer_id = unique(label)
+        if balance is not None:
+            await self.client.set_balance(customer_id, balance)
+        self.balances[customer_id] = None if balance is None else _money(balance)
+        return customer_id
+
+    async def sku(self, label: str, units: int | None) -> str:
+        """A new sku with ``units`` available (None: never stocked, unknown to inventory)."""
+        sku = unique(label)
+        if units is not None:
+            await self.client.set_stock(sku, units)
+        self.stocked[sku] = units
+        return sku
+
+    async def place(
+        self, customer_id: str, items: Items, *, idempotency_key: str | None = None
+    ) -> Json:
+        """Place an order and remember it."""
+        order = await self.client.place_order(customer_id, items, idempotency_key)
+        self.orders[order["order_id"]] = order
+        return order
+
+    async def settle(self, timeout: float = 60.0, concurrency: int = 20) -> dict[str, Json]:
+        """Every order once terminal (nothing lost); fails naming the orders still open."""
+        deadline = time.monotonic() + timeout
+        final: dict[str, Json] = {}
+        while True:
+            waiting = [order_id for order_id in self.orders if order_id not in final]
+            answers = await bounded_gather(
+                (self._read_order(order_id) for order_id in waiting), concurrency
+            )
+            final |= {
+                o["order_id"]: o for o in answers if o is not None and o["status"] in TERMINAL
+            }
+            if len(final) == len(self.orders):
+                return final
+            if time.monotonic() > deadline:
+                open_orders = {o["order_id"]: o["status"] for o in answers if o is not None}
+                raise AssertionError(
+                    f"{len(self.orders) - len(final)} of {len(self.orders)} orders not terminal "
+                    f"within {timeout:.0f} s: {dict(list(open_orders.items())[:10])}"
+                )
+            await asyncio.sleep(0.25)
+
+    async def _read_order(self, order_id: str) -> Json | None:
+        try:
+            return await self.client.order(order_id)
+        except httpx.TransportError:
+            return None  # the order service is restarting: ask again next round
+
+    async def assert_invariants(
+        self, timeout: float = 60.0, concurrency: int = 20
+    ) -> dict[str, Json]:
+        """Wait for every order to end, check contract section 5, return the final orders."""
+        final = await self.settle(timeout, concurrency)
+        problems = await self.violations(final, timeout, concurrency)
+        assert problems == [], "\n".join(problems)
+        return final
+
+    async def violations(
+        self, final: Mapping[str, Json], timeout: float = 60.0, concurrency: int = 20
+    ) -> list[str]:
+        """Every way the final state breaks contract section 5 (empty: none)."""
+        checks = [
+            *(self._money_of(customer, final) for customer in self.balances),
+            *(self._payment_of(order) for order in final.values()),
+            *(self._shipment_of(order) for order in final.values()),
+            *(self._stock_of(sku, final, timeout) for sku in self.stocked),
+        ]
+        found = await bounded_gather(checks, concurrency)
+        return [problem for problems in found for problem in problems]
+
+    async def _money_of(self, customer_id: str, final: Mapping[str, Json]) -> list[str]:
+        completed = [o for o in final.values() if o["customer_id"] == customer_id and _completed(o)]
+        spent = sum((_money(o["total"]) for o in completed), Decimal("0.00"))
+        start = self.balances[customer_id]
+        response = await self.client.http.get(f"{self.client.urls.payment}/accounts/{customer_id}")
+        if start is None:
+            if response.status_code != 404 or completed:
+                return [
+                    f"customer {customer_id} without an account: account answers "
+                    f"{response.status_code}, {len(completed)} order(s) completed"
+                ]
+            return []
+        response.raise_for_status()
+        current = _money(response.json()["balance"])
+        if start - current != spent:
+            return [
+                f"customer {customer_id}: balance {start} -> {current} (taken {start - current}), "
+                f"but its COMPLETED orders total {spent} ({len(completed)} order(s))"
+            ]
+        return []
+
+    async def _payment_of(self, order: Json) -> list[str]:
+        payment = await self.client.payment(order["order_id"])
+        status = payment["status"] if payment else None
+        if _completed(order):
+            amount = _money(payment["amount"]) if payment else None
+            if status != "CHARGED" or amount != _money(order["total"]):
+                return [f"COMPLETED order {order['order_id']} of {order['total']}: {payment}"]
+        elif status not in (None, "DECLINED", "REFUNDED"):
+            return [f"CANCELLED order {order['order_id']}: payment {payment}"]
+        return []
+
+    async def _shipment_of(self, order: Json) -> list[str]:
+        shipment = await self.client.shipment(order["order_id"])
+        status = shipment["status"] if shipment else None
+        if _completed(order):
+            if status != "SHIPPED" or not (shipment or {}).get("tracking_id"):
+                return [f"COMPLETED order {order['order_id']}: shipment {shipment}"]
+        elif status not in (None, "FAILED"):
+            return [f"CANCELLED order {order['order_id']}: shipment {shipment}"]
+        return []
+
+    async def _stock_of(self, sku: str, final: Mapping[str, Json], timeout: float) -> list[str]:
+        put_in = self.stocked[sku]
+        shipped = _units_completed(final.values())[sku]
+        if put_in is None:
+            response = await self.client.http.get(f"{self.client.urls.inventory}/stock/{sku}")
+            if response.status_code != 404 or shipped:
+                return [f"unknown sku {sku}: stock answers {response.status_code}"]
+            return []
+        try:
+            stock = await settled_stock(self.client, sku, timeout)
+        except AssertionError as error:
+            return [str(error)]
+        problems = []
+        on_hand = stock["available"] + stock["reserved"] + stock["shipped"]
+        if on_hand != put_in:
+            problems.append(f"sku {sku}: {put_in} put in, now {stock}")
+        if stock["shipped"] != shipped:
+            problems.append(f"sku {sku}: COMPLETED orders hold {shipped} units, {stock}")
+        return problems
+
+
+def _completed(order: Json) -> bool:
+    return bool(order["status"] == "COMPLETED")
+
+
+def _units_completed(orders: Iterable[Json]) -> defaultdict[str, int]:
+    units: defaultdict[str, int] = defaultdict(int)
+    for order in orders:
+        if _completed(order):
+            for item in order["items"]:
+                units[item["sku"]] += int(item["quantity"])
+    return units
