@@ -41,6 +41,7 @@ __all__ = [
     "eventually",
     "settled_stock",
     "settled_timeline",
+    "stays",
     "unique",
     "wait_terminal",
 ]
@@ -80,6 +81,22 @@ async def eventually(
             last = value
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout:.0f} s; last seen: {last}")
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def stays(
+    probe: Callable[[], Awaitable[T]], holds: Callable[[T], bool], *, seconds: float, what: str
+) -> T:
+    """``probe()`` after ``holds`` was true of every answer for ``seconds`` seconds: the one
+    place where waiting is the assertion (something must *not* happen)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = await probe()
+        assert holds(value), (
+            f"{what}: no longer true after {seconds - (deadline - time.monotonic()):.1f} s: {value}"
+        )
+        if time.monotonic() > deadline:
+            return value
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
