@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.order import store
 from services.order.model import OrderLine, OrderStatus, order_total
 from shared.db import UnitOfWorkFactory
 from shared.events import OrderCreated
-from shared.money import MoneyStr
+from shared.money import MAX_INTEGER_DIGITS, MoneyStr
 
 __all__ = ["router"]
 
@@ -30,6 +31,18 @@ class OrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     customer_id: str = Field(min_length=1, max_length=128)
     items: list[ItemIn] = Field(min_length=1, max_length=100)
+
+    @field_validator("items")
+    @classmethod
+    def _total_is_an_amount(cls, items: list[ItemIn]) -> list[ItemIn]:
+        # Each line can be valid and their total still too large to be money (or to store).
+        total = order_total(OrderLine(i.sku, i.quantity, i.unit_price) for i in items)
+        if total >= Decimal(10) ** MAX_INTEGER_DIGITS:
+            raise ValueError(
+                f"the order's total {total} is too large: at most {MAX_INTEGER_DIGITS} digits "
+                "before the point"
+            )
+        return items
 
 
 class OrderPublic(BaseModel):
