@@ -1,0 +1,47 @@
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from shared.http import BodySizeLimit
+
+
+async def echo_size(request: Request) -> JSONResponse:
+    return JSONResponse({"size": len(await request.body())})
+
+
+def client(limit: int) -> httpx.AsyncClient:
+    app = BodySizeLimit(Starlette(routes=[Route("/", echo_size, methods=["POST"])]), limit)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def chunks(count: int, size: int) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        yield b"x" * size
+
+
+async def test_a_body_within_the_limit_reaches_the_app_whole() -> None:
+    async with client(100) as http:
+        response = await http.post("/", content=b"x" * 100)
+    assert (response.status_code, response.json()) == (200, {"size": 100})
+
+
+async def test_a_declared_length_over_the_limit_is_refused_with_413() -> None:
+    async with client(100) as http:
+        response = await http.post("/", content=b"x" * 101)
+    assert response.status_code == 413
+
+
+async def test_a_streamed_body_over_the_limit_is_refused_with_413() -> None:
+    async with client(100) as http:
+        response = await http.post("/", content=chunks(5, 30))
+    assert response.status_code == 413
+
+
+async def test_a_streamed_body_within_the_limit_reaches_the_app_whole() -> None:
+    async with client(100) as http:
+        response = await http.post("/", content=chunks(3, 30))
+    assert (response.status_code, response.json()) == (200, {"size": 90})
