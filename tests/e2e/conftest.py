@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,8 +26,21 @@ from deploy.localstack.supervisor import read_status
 from tests.infra import Infrastructure
 
 SERVICES = ("order", "payment", "inventory", "shipping")
-FIRST_PORT = 18100  # clear of the test profile's infrastructure and of the dev stack
 READY_TIMEOUT_S = 90.0
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports nobody listens on now. Each test session gets its own, so two sessions on one
+    machine (two checkouts, or a developer's run beside CI's) never talk to each other's
+    services."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass(frozen=True)
@@ -40,12 +54,13 @@ class Instance:
         return f"http://127.0.0.1:{self.port}"
 
 
+_PORTS = _free_ports(5)
 INSTANCES = (
-    Instance("order", "order", FIRST_PORT),
-    Instance("payment", "payment", FIRST_PORT + 1),
-    Instance("payment-2", "payment", FIRST_PORT + 4),
-    Instance("inventory", "inventory", FIRST_PORT + 2),
-    Instance("shipping", "shipping", FIRST_PORT + 3),
+    Instance("order", "order", _PORTS[0]),
+    Instance("payment", "payment", _PORTS[1]),
+    Instance("payment-2", "payment", _PORTS[2]),
+    Instance("inventory", "inventory", _PORTS[3]),
+    Instance("shipping", "shipping", _PORTS[4]),
 )
 
 
