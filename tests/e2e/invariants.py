@@ -27,18 +27,22 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 
 from deploy.demo.client import TERMINAL, SagaClient
+from deploy.localstack.supervisor import read_status
 
 __all__ = [
     "Ledger",
+    "ServiceInstance",
     "bounded_gather",
     "dead_letters",
     "eventually",
+    "instances",
     "settled_stock",
     "settled_timeline",
     "stays",
@@ -52,6 +56,28 @@ Items = list[tuple[str, int, str]]
 
 POLL_INTERVAL_S = 0.1
 SAGA_END = ("OrderCompleted", "OrderCancelled")
+
+
+@dataclass(frozen=True)
+class ServiceInstance:
+    """One running service process: its supervisor name (logs, restarts), service and URL."""
+
+    name: str
+    service: str
+    url: str
+
+
+def instances(state_dir: Path, service: str | None = None) -> list[ServiceInstance]:
+    """The instances the session's supervisor runs (of ``service`` only, if given).
+
+    Read from the supervisor's status rather than imported from conftest: pytest imports
+    conftest under its own module name, so a second import would pick other free ports.
+    """
+    every = [
+        ServiceInstance(str(i["name"]), str(i["module"]), f"http://127.0.0.1:{i['port']}")
+        for i in read_status(state_dir)
+    ]
+    return [i for i in every if service is None or i.service == service]
 
 
 def unique(label: str) -> str:

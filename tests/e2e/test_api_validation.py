@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import INSTANCES, RunningSystem
-from tests.e2e.invariants import unique
+from tests.e2e.conftest import RunningSystem
+from tests.e2e.invariants import instances, unique
 
 Json = dict[str, Any]
 
@@ -181,7 +181,7 @@ async def test_the_order_list_filters_by_status(
     assert {o["status"] for o in response.json()} <= {"COMPLETED"}
 
 
-def admin_endpoints() -> list[tuple[str, str, Json | None]]:
+def admin_endpoints(system: RunningSystem) -> list[tuple[str, str, Json | None]]:
     """(method, url, body) of every admin endpoint of every instance."""
     by_service: dict[str, list[tuple[str, str, Json | None]]] = {
         "payment": [
@@ -202,7 +202,7 @@ def admin_endpoints() -> list[tuple[str, str, Json | None]]:
     ]
     return [
         (method, f"{instance.url}{path}", body)
-        for instance in INSTANCES
+        for instance in instances(system.state_dir)
         for method, path, body in [*by_service.get(instance.service, []), *faults]
     ]
 
@@ -217,13 +217,13 @@ async def test_admin_endpoints_refuse_callers_without_the_token(
 ) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     answers = {}
-    for method, url, body in admin_endpoints():
+    for method, url, body in admin_endpoints(system):
         response = await anonymous.request(method, url, json=body, headers=headers)
         answers[f"{method} {url}"] = response.status_code
 
     assert answers == dict.fromkeys(answers, expected)
     # and nothing they asked for was done
-    for instance in INSTANCES:
+    for instance in instances(system.state_dir):
         faults = (await system.client.http.get(f"{instance.url}/faults")).json()
         assert faults == [], (instance.name, faults)
     assert (await system.client.payment("some-order")) is None

@@ -17,8 +17,16 @@ import pytest
 
 from shared.events import PaymentProcessed, decode
 from shared.replay import replay_dead_letters
-from tests.e2e.conftest import INSTANCES, Instance, RunningSystem
-from tests.e2e.invariants import Ledger, dead_letters, eventually, stays, wait_terminal
+from tests.e2e.conftest import RunningSystem
+from tests.e2e.invariants import (
+    Ledger,
+    ServiceInstance,
+    dead_letters,
+    eventually,
+    instances,
+    stays,
+    wait_terminal,
+)
 
 Json = dict[str, Any]
 
@@ -26,8 +34,8 @@ RESTART_TIMEOUT_S = 45.0
 """A restarted instance imports, migrates and rejoins its consumer groups (up to ~15 s)."""
 
 
-def instance(name: str) -> Instance:
-    return next(i for i in INSTANCES if i.name == name)
+def instance(system: RunningSystem, name: str) -> ServiceInstance:
+    return next(i for i in instances(system.state_dir) if i.name == name)
 
 
 async def counter(system: RunningSystem, url: str, name: str) -> float:
@@ -44,7 +52,7 @@ async def active_faults(system: RunningSystem, url: str) -> list[Json]:
     return faults
 
 
-async def wait_ready(each: Instance) -> None:
+async def wait_ready(each: ServiceInstance) -> None:
     async def status() -> int:
         async with httpx.AsyncClient(timeout=2) as http:
             return (await http.get(f"{each.url}/readyz")).status_code
@@ -59,7 +67,7 @@ async def test_a_transient_fault_below_the_retry_limit_is_retried_and_the_saga_c
     system: RunningSystem, name: str
 ) -> None:
     client, ledger = system.client, Ledger(system.client)
-    url = instance(name).url
+    url = instance(system, name).url
     customer = await ledger.customer("transient", "1000.00")
     sku = await ledger.sku("transient", 100)
     retries_before = await counter(system, url, "sagakit_consumer_retries_total")
@@ -147,11 +155,11 @@ async def test_a_crash_after_the_commit_restarts_the_service_which_does_nothing_
     client, ledger = system.client, Ledger(system.client)
     customer = await ledger.customer(f"crash-{service}", "100.00")
     sku = await ledger.sku(f"crash-{service}", 10)
-    instances = [i for i in INSTANCES if i.service == service]
+    group = instances(system.state_dir, service)
     before = system.restarts()
     if service != "order":
         # Whichever payment instance owns the order's partition takes the fault.
-        for each in instances:
+        for each in group:
             await client.add_fault(each.url, "crash", count=1)
 
     order = await ledger.place(customer, [(sku, 3, "4.00")])
@@ -162,16 +170,16 @@ async def test_a_crash_after_the_commit_restarts_the_service_which_does_nothing_
 
     def restarted() -> list[str]:
         now = system.restarts()
-        return [i.name for i in instances if now.get(i.name, 0) > before.get(i.name, 0)]
+        return [i.name for i in group if now.get(i.name, 0) > before.get(i.name, 0)]
 
     async def probe() -> list[str]:
         return restarted()
 
     crashed = await eventually(probe, bool, timeout=30, what=f"a restart of {service}")
-    for survivor in instances:
+    for survivor in group:
         if survivor.name not in crashed:
             (await client.http.delete(f"{survivor.url}/faults")).raise_for_status()
-    for each in instances:
+    for each in group:
         await wait_ready(each)
 
     done = await wait_terminal(client, order_id, timeout=RESTART_TIMEOUT_S)

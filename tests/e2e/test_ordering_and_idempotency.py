@@ -32,11 +32,12 @@ from shared.events import (
 from shared.producer import build_producer
 from shared.settings import PlatformSettings
 from shared.topics import Topics
-from tests.e2e.conftest import INSTANCES, RunningSystem
+from tests.e2e.conftest import RunningSystem
 from tests.e2e.invariants import (
     Ledger,
     dead_letters,
     eventually,
+    instances,
     settled_timeline,
     stays,
     unique,
@@ -120,7 +121,7 @@ async def stalled(system: RunningSystem) -> AsyncIterator[Forger]:
     customer = await ledger.customer("forged", "100.00")
     # Placed before the order, whose id is not known yet: its OrderCreated is dead-lettered
     # by whichever payment instance owns its partition.
-    for payment in (i for i in INSTANCES if i.service == "payment"):
+    for payment in instances(system.state_dir, "payment"):
         await client.add_fault(payment.url, "permanent", count=1)
     order = await ledger.place(customer, [(unique("ghost"), 1, "10.00")])
     order_id = order["order_id"]
