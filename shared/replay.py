@@ -12,7 +12,9 @@ publishes the matching records twice. That is safe, because every consumer dedup
 ``event_id`` (its inbox), so a replayed event that was already handled changes nothing; and it
 is what an operator wants, since a dead letter replayed too early (cause not fixed yet) simply
 lands in the DLQ again, and the next run sends it again. Narrow a run with ``match`` (the CLI's
-``--order-id``) rather than relying on a remembered position.
+``--order-id``) rather than relying on a remembered position. Every consumer group of the
+original topic reads the replayed record, not only the one that gave up on it (its
+``dlq.consumer.group``): the others handled that event already and skip it the same way.
 
 Writing: an idempotent ``acks=all`` producer, and the count returned only once the broker has
 acknowledged every record. The matching records are collected first and published after, so
