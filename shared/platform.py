@@ -114,7 +114,8 @@ class Runtime:
         dedup = Deduplicator(self.platform.redis, ttl_seconds=settings.idempotency_ttl_seconds)
         for group, subscriptions in self.consumers.items():
             runner = ConsumerRunner(
-                group_id=group,
+                # The topic prefix separates systems sharing a cluster: their groups too.
+                group_id=f"{settings.topic_prefix}{group}",
                 subscriptions=subscriptions,
                 settings=settings,
                 units=self.platform.units,

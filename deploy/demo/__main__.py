@@ -187,7 +187,8 @@ async def poison(client: SagaClient, env: dict[str, str]) -> None:
     order = await client.place_order(grace, [(book, 1, "9.00")])
     done = await client.wait_terminal(order["order_id"])
     say(f"  an order placed right after it: {done['status']}")
-    record = await _find_dead_letter(bootstrap, f"{topic}-dlq", sent.partition, sent.offset)
+    group = (env.get("SAGAKIT_TOPIC_PREFIX", "") + "payment").encode()
+    record = await _find_dead_letter(bootstrap, f"{topic}-dlq", sent.partition, sent.offset, group)
     if record is None:
         say("  (the dead letter did not show up within 15 s: check the payment logs)")
         return
@@ -195,7 +196,9 @@ async def poison(client: SagaClient, env: dict[str, str]) -> None:
     table([[k, v[:70]] for k, v in headers.items()], ["header", "value"])
 
 
-async def _find_dead_letter(bootstrap: str, topic: str, partition: int, offset: int) -> Any:
+async def _find_dead_letter(
+    bootstrap: str, topic: str, partition: int, offset: int, group: bytes
+) -> Any:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -212,7 +215,7 @@ async def _find_dead_letter(bootstrap: str, topic: str, partition: int, offset: 
                 for record in records:
                     original = dict(record.headers)
                     if (
-                        original.get("dlq.consumer.group") == b"payment"
+                        original.get("dlq.consumer.group") == group
                         and original.get("dlq.original.partition") == str(partition).encode()
                         and original.get("dlq.original.offset") == str(offset).encode()
                     ):

@@ -106,7 +106,7 @@ async def test_a_permanent_fault_dead_letters_the_event_and_a_replay_completes_t
     letter = letters[0]
     headers = {name: value.decode() for name, value in letter.headers}
     assert headers["dlq.original.topic"] == system.topic("payment-processed")
-    assert headers["dlq.consumer.group"] == "inventory"
+    assert headers["dlq.consumer.group"] == system.topic("inventory")  # the prefixed group
     assert headers["dlq.attempts"] == "1"
     assert headers["dlq.error.type"] == "PermanentError"
     assert "injected permanent fault" in headers["dlq.error.message"]
