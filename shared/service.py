@@ -28,7 +28,7 @@ from shared.http import BodySizeLimit
 from shared.observability import Sample, render_metrics
 from shared.settings import PlatformSettings
 
-__all__ = ["Component", "MetricSource", "Probe", "Service", "create_app"]
+__all__ = ["Component", "Probe", "Service", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,6 @@ class Component(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
-
-
-class MetricSource(Protocol):
-    """Something that reports metric samples (runners, relays)."""
-
-    def metrics(self) -> Iterable[Sample]: ...
 
 
 @dataclass
@@ -85,6 +79,8 @@ class Service:
     def samples(self) -> Iterable[Sample]:
         labels = {"service": self.name, "instance": self.settings.instance_id}
         yield Sample("sagakit_up", 1, labels, kind="gauge", help="1 while the service runs")
+        # A component may also report metrics (``metrics() -> Iterable[Sample]``) and the
+        # partitions it owns (``partitions()``); the runtime of shared.platform does both.
         for component in self.components:
             report = getattr(component, "metrics", None)
             if report is not None:
