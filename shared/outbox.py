@@ -37,6 +37,13 @@ Waking up
     Each unit of work that emitted rows runs ``pg_notify`` in its transaction, delivered at
     commit; the leader LISTENs on its connection and publishes at once. It also polls every
     ``poll_interval_s`` in case a notification was lost (a reconnect, a row written by hand).
+
+Retention
+    The leader also keeps the platform's tables from growing without limit: at most once every
+    ``purge_interval_s``, between rounds and on its lock connection, it deletes outbox rows
+    sent more than ``outbox_retention`` ago and inbox rows processed more than
+    ``inbox_retention`` ago (``shared.retention``), one bounded batch per table per round,
+    until a batch comes back short. Unsent rows are never deleted.
 """
 
 from __future__ import annotations
@@ -45,9 +52,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -57,6 +66,7 @@ from sqlalchemy.engine import URL
 
 from shared.backoff import backoff_delay
 from shared.db import OUTBOX_CHANNEL, asyncpg_dsn, decode_headers, outbox_table
+from shared.retention import PURGE_BATCH_SIZE, purge_processed_inbox, purge_sent_outbox
 from shared.settings import PlatformSettings
 
 __all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats"]
@@ -93,6 +103,8 @@ class RelayStats:
     rounds: int = 0
     failed_rounds: int = 0
     leaderships: int = 0
+    purged_outbox: int = 0
+    purged_inbox: int = 0
 
 
 class OutboxRelay:
@@ -113,6 +125,9 @@ class OutboxRelay:
         standby_retry_s: float = 1.0,
         lock_key: int = DEFAULT_LOCK_KEY,
         name: str = "outbox-relay",
+        outbox_retention: timedelta = timedelta(hours=24),
+        inbox_retention: timedelta = timedelta(days=7),
+        purge_interval_s: float = 300.0,
     ) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._producer = producer
@@ -122,6 +137,10 @@ class OutboxRelay:
         self._standby_retry = standby_retry_s
         self._lock_key = lock_key
         self._name = name
+        self._outbox_retention = outbox_retention
+        self._inbox_retention = inbox_retention
+        self._purge_interval = purge_interval_s
+        self._next_purge = 0.0  # monotonic time; the first leadership purges at once
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -135,8 +154,10 @@ class OutboxRelay:
     def from_settings(
         cls, settings: PlatformSettings, producer: AIOKafkaProducer, **options: Any
     ) -> OutboxRelay:
-        """A relay for ``settings.database_url`` polling every ``outbox_poll_interval_ms``."""
+        """A relay for ``settings.database_url`` with the settings' poll and retention."""
         options.setdefault("poll_interval_s", settings.outbox_poll_interval_ms / 1000)
+        options.setdefault("outbox_retention", timedelta(hours=settings.outbox_retention_hours))
+        options.setdefault("inbox_retention", timedelta(hours=settings.inbox_retention_hours))
         options.setdefault("name", f"{settings.service_name}/{settings.instance_id}")
         return cls(settings.database_url, producer, **options)
 
@@ -253,12 +274,14 @@ class OutboxRelay:
             # Cleared before reading: a commit that lands during the round wakes the next one.
             self._wake.clear()
             more, complete = await self._round(connection)
+            # Before the backoff: a Kafka outage must not stop the tables from being trimmed.
+            purging = await self._purge_if_due(connection)
             if not complete:
                 failures += 1
                 await self._sleep(_backoff(failures))
                 continue
             failures = 0
-            if not more:
+            if not more and not purging:
                 await self._wait_for_work()
         # Stopping: publish what is committed already (the consumers drained just before),
         # so that a restart does not leave a backlog waiting for the next leader.
@@ -283,6 +306,21 @@ class OutboxRelay:
         if not complete:
             self.stats.failed_rounds += 1
         return len(rows) == self._batch_size, complete
+
+    async def _purge_if_due(self, connection: asyncpg.Connection) -> bool:
+        """Delete one batch of expired rows per table if due; return whether more remain."""
+        if time.monotonic() < self._next_purge:
+            return False
+        outbox = await purge_sent_outbox(connection, self._outbox_retention)
+        inbox = await purge_processed_inbox(connection, self._inbox_retention)
+        self.stats.purged_outbox += outbox
+        self.stats.purged_inbox += inbox
+        if outbox or inbox:
+            log.info("%s: purged %d outbox and %d inbox rows", self._name, outbox, inbox)
+        more = PURGE_BATCH_SIZE in (outbox, inbox)
+        if not more:
+            self._next_purge = time.monotonic() + self._purge_interval
+        return more
 
     async def _send(self, rows: Sequence[asyncpg.Record]) -> _Sends:
         """Hand rows to the producer in id order; stop at the first one it refuses."""

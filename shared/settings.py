@@ -19,6 +19,8 @@ first of all); nothing else in the code reads ``os.environ``.
 | SAGAKIT_RETRY_BASE_DELAY_MS / _MAX_DELAY_MS | 100 / 5000 | exponential backoff bounds |
 | SAGAKIT_IDEMPOTENCY_TTL_SECONDS | 604800 | how long Redis remembers a processed event |
 | SAGAKIT_OUTBOX_POLL_INTERVAL_MS | 500 | relay's safety-net poll (it wakes on NOTIFY) |
+| SAGAKIT_OUTBOX_RETENTION_HOURS | 24 | outbox rows sent longer ago are deleted (unsent never) |
+| SAGAKIT_INBOX_RETENTION_HOURS | 168 | inbox rows processed longer ago are deleted |
 | SAGAKIT_ADMIN_TOKEN | unset | bearer token of the admin endpoints; unset switches them off |
 | SAGAKIT_INSTANCE_ID | host-pid | names this process in logs, metrics and DLQ headers |
 """
@@ -71,6 +73,11 @@ class PlatformSettings(BaseSettings):
     retry_max_delay_ms: int = Field(default=5000, ge=0)
     idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     outbox_poll_interval_ms: int = Field(default=500, ge=10)
+    outbox_retention_hours: int = Field(default=24, ge=1)
+    # 7 days is Kafka's default log retention (log.retention.hours=168): an event older than
+    # what Kafka keeps cannot be redelivered, so forgetting that it was processed is safe. On
+    # a cluster that keeps topics longer, raise this to at least the topics' retention.ms.
+    inbox_retention_hours: int = Field(default=7 * 24, ge=1)
 
     admin_token: SecretStr | None = None
 
