@@ -159,6 +159,8 @@ class Runtime:
         if self.relay is not None:
             stats = self.relay.stats
             yield Sample("sagakit_outbox_published_total", stats.published, labels)
+            yield Sample("sagakit_outbox_purged_total", stats.purged_outbox, labels)
+            yield Sample("sagakit_inbox_purged_total", stats.purged_inbox, labels)
             yield Sample("sagakit_outbox_leader", int(self.relay.is_leader), labels, kind="gauge")
         for runner in self.runners:
             yield from runner.metrics()
