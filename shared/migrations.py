@@ -44,6 +44,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.db import make_engine
+from shared.settings import database_url_variables
 
 __all__ = [
     "MIGRATION_LOCK_KEY",
@@ -191,14 +192,14 @@ def _run_online(connection: Connection, config: Config, run: Callable[[Config], 
 def _database_url(folder: Path) -> str:
     # The command line is the one reader of the environment outside the settings classes: it
     # has no service to ask, and must target the database the service would.
-    service = folder.resolve().parent.name.upper()
-    variables = (f"SAGAKIT_{service}_DATABASE_URL", "SAGAKIT_DATABASE_URL")
+    service = folder.resolve().parent.name
+    variables = database_url_variables(service)
     for variable in variables:
         if url := os.environ.get(variable):
             return url
     raise SystemExit(
-        f"{variables[0]} is not set: export the database URL of the {service.lower()} service, "
-        f"e.g. postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_{service.lower()}"
+        f"{variables[0]} is not set: export the database URL of the {service} service, "
+        f"e.g. postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_{service}"
     )
 
 

@@ -32,10 +32,15 @@ import socket
 import ssl
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PlatformSettings", "kafka_client_options"]
+__all__ = [
+    "PlatformSettings",
+    "database_url_field",
+    "database_url_variables",
+    "kafka_client_options",
+]
 
 
 def _default_instance_id() -> str:
@@ -80,6 +85,23 @@ class PlatformSettings(BaseSettings):
     inbox_retention_hours: int = Field(default=7 * 24, ge=1)
 
     admin_token: SecretStr | None = None
+
+
+def database_url_variables(service: str) -> tuple[str, str]:
+    """Where a service's database URL is read from, in order: its own variable, the shared one."""
+    return f"SAGAKIT_{service.upper()}_DATABASE_URL", "SAGAKIT_DATABASE_URL"
+
+
+def database_url_field(service: str) -> Any:
+    """The ``database_url`` field of a service's settings class: its own database.
+
+    Read from ``database_url_variables(service)``; by default the local stack's database of
+    that service (``make up`` creates ``sagakit_<service>``).
+    """
+    return Field(
+        default=f"postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_{service}",
+        validation_alias=AliasChoices(*database_url_variables(service)),
+    )
 
 
 def kafka_client_options(settings: PlatformSettings) -> dict[str, Any]:

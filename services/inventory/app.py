@@ -6,14 +6,13 @@ from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import AliasChoices, Field
 
 from services.inventory import api, handlers
 from shared.events import OrderShipped, PaymentProcessed, ShippingFailed
 from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
 from shared.platform import Platform
 from shared.service import create_app
-from shared.settings import PlatformSettings
+from shared.settings import PlatformSettings, database_url_field
 from shared.subscriptions import Subscription
 
 __all__ = ["InventorySettings", "bootstrap"]
@@ -21,10 +20,7 @@ __all__ = ["InventorySettings", "bootstrap"]
 
 class InventorySettings(PlatformSettings):
     service_name: str = "inventory"
-    database_url: str = Field(
-        default="postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_inventory",
-        validation_alias=AliasChoices("SAGAKIT_INVENTORY_DATABASE_URL", "SAGAKIT_DATABASE_URL"),
-    )
+    database_url: str = database_url_field("inventory")
 
 
 def bootstrap(settings: InventorySettings | None = None) -> FastAPI:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import AliasChoices, Field
 
 from services.order import api, handlers
 from shared.events import CATALOGUE
 from shared.faults import INFRASTRUCTURE_KINDS
 from shared.platform import Platform
 from shared.service import create_app
-from shared.settings import PlatformSettings
+from shared.settings import PlatformSettings, database_url_field
 from shared.subscriptions import Subscription
 
 __all__ = ["OrderSettings", "bootstrap"]
@@ -20,10 +19,7 @@ __all__ = ["OrderSettings", "bootstrap"]
 
 class OrderSettings(PlatformSettings):
     service_name: str = "order"
-    database_url: str = Field(
-        default="postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_order",
-        validation_alias=AliasChoices("SAGAKIT_ORDER_DATABASE_URL", "SAGAKIT_DATABASE_URL"),
-    )
+    database_url: str = database_url_field("order")
 
 
 def bootstrap(settings: OrderSettings | None = None) -> FastAPI:

@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-
 from services.order import store
-from services.order.model import OrderStatus, SagaFact
+from services.order.model import OrderStatus, SagaFact, fact_for
 from shared.db import UnitOfWork
 from shared.errors import PermanentError
-from shared.events import (
-    Event,
-    InventoryFailed,
-    InventoryReleased,
-    InventoryReserved,
-    OrderCancelled,
-    OrderCompleted,
-    OrderShipped,
-    PaymentFailed,
-    PaymentProcessed,
-    PaymentRefunded,
-    ShippingFailed,
-)
+from shared.events import CATALOGUE, Event, OrderCancelled, OrderCompleted
 
 __all__ = ["OUTCOMES", "advance_saga", "record_in_timeline"]
 
-log = logging.getLogger(__name__)
 
 PRODUCER = "order"
 
-# The events that move an order's saga (everything the other services report).
-OUTCOMES: tuple[type[Event], ...] = (
-    PaymentProcessed,
-    PaymentFailed,
-    InventoryReserved,
-    InventoryFailed,
-    OrderShipped,
-    ShippingFailed,
-    PaymentRefunded,
-    InventoryReleased,
+# The events that move an order's saga: one per saga fact (everything the other services
+# report), taken from the catalogue so the two lists cannot drift apart.
+OUTCOMES: tuple[type[Event], ...] = tuple(
+    event_type for event_type in CATALOGUE if fact_for(event_type.type_name()) is not None
 )
 
 

@@ -6,14 +6,13 @@ from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import AliasChoices, Field
 
 from services.shipping import api, handlers
 from shared.events import InventoryReserved
 from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
 from shared.platform import Platform
 from shared.service import create_app
-from shared.settings import PlatformSettings
+from shared.settings import PlatformSettings, database_url_field
 from shared.subscriptions import Subscription
 
 __all__ = ["ShippingSettings", "bootstrap"]
@@ -21,10 +20,7 @@ __all__ = ["ShippingSettings", "bootstrap"]
 
 class ShippingSettings(PlatformSettings):
     service_name: str = "shipping"
-    database_url: str = Field(
-        default="postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_shipping",
-        validation_alias=AliasChoices("SAGAKIT_SHIPPING_DATABASE_URL", "SAGAKIT_DATABASE_URL"),
-    )
+    database_url: str = database_url_field("shipping")
 
 
 def bootstrap(settings: ShippingSettings | None = None) -> FastAPI:
