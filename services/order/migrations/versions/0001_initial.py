@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from shared import platform_schema
+
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -58,50 +60,11 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_timeline_order_id"), "timeline", ["order_id"])
     # The platform's tables (shared.db.platform_metadata), in every service's database.
-    op.create_table(
-        "sagakit_inbox",
-        sa.Column("consumer_group", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.Uuid(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("consumer_group", "event_id"),
-    )
-    op.create_table(
-        "sagakit_outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.LargeBinary(), nullable=False),
-        sa.Column("value", sa.LargeBinary(), nullable=False),
-        sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index(
-        "sagakit_outbox_unsent",
-        "sagakit_outbox",
-        ["id"],
-        postgresql_where=sa.text("sent_at IS NULL"),
-    )
+    platform_schema.create_v1()
 
 
 def downgrade() -> None:
-    op.drop_index(
-        "sagakit_outbox_unsent",
-        table_name="sagakit_outbox",
-        postgresql_where=sa.text("sent_at IS NULL"),
-    )
-    op.drop_table("sagakit_outbox")
-    op.drop_table("sagakit_inbox")
+    platform_schema.drop_v1()
     op.drop_index(op.f("ix_timeline_order_id"), table_name="timeline")
     op.drop_table("timeline")
     op.drop_index("orders_recent", table_name="orders")

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
+
+from shared import platform_schema
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -45,49 +46,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("order_id"),
     )
     # The platform's tables (shared.db.platform_metadata), in every service's database.
-    op.create_table(
-        "sagakit_inbox",
-        sa.Column("consumer_group", sa.Text(), nullable=False),
-        sa.Column("event_id", sa.Uuid(), nullable=False),
-        sa.Column(
-            "processed_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.PrimaryKeyConstraint("consumer_group", "event_id"),
-    )
-    op.create_table(
-        "sagakit_outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("topic", sa.Text(), nullable=False),
-        sa.Column("key", sa.LargeBinary(), nullable=False),
-        sa.Column("value", sa.LargeBinary(), nullable=False),
-        sa.Column("headers", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column(
-            "created_at",
-            sa.DateTime(timezone=True),
-            server_default=sa.text("now()"),
-            nullable=False,
-        ),
-        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-    )
-    op.create_index(
-        "sagakit_outbox_unsent",
-        "sagakit_outbox",
-        ["id"],
-        postgresql_where=sa.text("sent_at IS NULL"),
-    )
+    platform_schema.create_v1()
 
 
 def downgrade() -> None:
-    op.drop_index(
-        "sagakit_outbox_unsent",
-        table_name="sagakit_outbox",
-        postgresql_where=sa.text("sent_at IS NULL"),
-    )
-    op.drop_table("sagakit_outbox")
-    op.drop_table("sagakit_inbox")
+    platform_schema.drop_v1()
     op.drop_table("payments")
     op.drop_table("accounts")
