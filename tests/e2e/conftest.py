@@ -54,14 +54,14 @@ class Instance:
         return f"http://127.0.0.1:{self.port}"
 
 
-_PORTS = _free_ports(5)
-INSTANCES = (
-    Instance("order", "order", _PORTS[0]),
-    Instance("payment", "payment", _PORTS[1]),
-    Instance("payment-2", "payment", _PORTS[2]),
-    Instance("inventory", "inventory", _PORTS[3]),
-    Instance("shipping", "shipping", _PORTS[4]),
-)
+def _instances() -> tuple[Instance, ...]:
+    """The session's instances on free ports, chosen when the system starts (tests find them
+    in the supervisor's status: tests/e2e/invariants.py ``instances``)."""
+    names = ("order", "payment", "payment-2", "inventory", "shipping")
+    return tuple(
+        Instance(name, name.removesuffix("-2"), port)
+        for name, port in zip(names, _free_ports(len(names)), strict=True)
+    )
 
 
 @dataclass
@@ -87,7 +87,7 @@ class RunningSystem:
         return (self.state_dir / "logs" / f"{instance}.log").read_text(errors="replace")
 
 
-async def _system_env(infra: Infrastructure) -> dict[str, str]:
+async def _system_env(infra: Infrastructure, instances: tuple[Instance, ...]) -> dict[str, str]:
     env = {
         "SAGAKIT_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
         "SAGAKIT_REDIS_URL": infra.redis_url,
@@ -96,19 +96,19 @@ async def _system_env(infra: Infrastructure) -> dict[str, str]:
         # Quick retries keep the fault scenarios short; the limit stays the default 3.
         "SAGAKIT_RETRY_BASE_DELAY_MS": "20",
         "SAGAKIT_RETRY_MAX_DELAY_MS": "200",
-        "SAGAKIT_INSTANCE_URLS": ",".join(instance.url for instance in INSTANCES),
+        "SAGAKIT_INSTANCE_URLS": ",".join(instance.url for instance in instances),
     }
     for service in SERVICES:
-        url = next(i.url for i in INSTANCES if i.service == service)
+        url = next(i.url for i in instances if i.service == service)
         env[f"SAGAKIT_{service.upper()}_URL"] = url
         env[f"SAGAKIT_{service.upper()}_DATABASE_URL"] = await infra.create_database(service)
     return env
 
 
-async def _wait_ready(state_dir: Path) -> None:
+async def _wait_ready(state_dir: Path, instances: tuple[Instance, ...]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     async with httpx.AsyncClient(timeout=2) as http:
-        for instance in INSTANCES:
+        for instance in instances:
             while True:
                 try:
                     if (await http.get(f"{instance.url}/readyz")).status_code == 200:
@@ -122,8 +122,10 @@ async def _wait_ready(state_dir: Path) -> None:
                 await asyncio.sleep(0.2)
 
 
-def _start_supervisor(state_dir: Path, env_file: Path) -> subprocess.Popen[bytes]:
-    specs = [f"{i.name}={i.service}:{i.port}" for i in INSTANCES]
+def _start_supervisor(
+    state_dir: Path, env_file: Path, instances: tuple[Instance, ...]
+) -> subprocess.Popen[bytes]:
+    specs = [f"{i.name}={i.service}:{i.port}" for i in instances]
     argv = [sys.executable, "-m", "deploy.localstack.supervisor", str(state_dir), str(env_file)]
     with open(state_dir / "supervisor.log", "wb") as log:
         return subprocess.Popen(
@@ -141,12 +143,13 @@ async def system(
     infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningSystem]:
     state_dir = tmp_path_factory.mktemp("services")
-    env = await _system_env(infra)
+    instances = _instances()
+    env = await _system_env(infra, instances)
     env_file = state_dir / "stack.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
-    supervisor = _start_supervisor(state_dir, env_file)
+    supervisor = _start_supervisor(state_dir, env_file, instances)
     try:
-        await _wait_ready(state_dir)
+        await _wait_ready(state_dir, instances)
         async with SagaClient(SystemUrls.from_env(env)) as client:
             yield RunningSystem(env, state_dir, client)
     finally:
