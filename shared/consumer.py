@@ -113,6 +113,11 @@ class ConsumerRunner:
         return sorted(self._routes)
 
     @property
+    def joined(self) -> bool:
+        """Whether the group has given this process its first assignment (possibly empty)."""
+        return self.stats.rebalances > 0
+
+    @property
     def assigned_partitions(self) -> frozenset[TopicPartition]:
         """The partitions this process owns in the group right now (empty while rebalancing)."""
         return self._assigned

@@ -81,7 +81,7 @@ class Platform:
             components=[runtime],
             routers=routers,
             admin_routers=admin_routers,
-            probes={"kafka": runtime.ping_kafka},
+            probes={"kafka": runtime.ping_kafka, "consumer groups": runtime.check_joined},
             description=description,
         )
 
@@ -141,6 +141,13 @@ class Runtime:
         if self.producer is None:
             raise RuntimeError("not started yet")
         await self.producer.client.fetch_all_metadata()
+
+    async def check_joined(self) -> None:
+        # Until its first assignment an instance consumes nothing: "ready" before that would
+        # let a caller (make up, a test) count on an instance that is not working yet.
+        waiting = [runner.group_id for runner in self.runners if not runner.joined]
+        if waiting or not self.runners:
+            raise RuntimeError(f"not yet assigned in {', '.join(waiting) or 'any group'}")
 
     def partitions(self) -> dict[str, dict[str, list[int]]]:
         """Per consumer group, the partitions of each topic this process owns right now."""
