@@ -1,7 +1,8 @@
 """The local stack without Docker: a real Kafka broker, PostgreSQL and Redis on this machine.
 
-Run it as ``python -m deploy.localstack up|down|status [--profile dev|test]`` (``make up`` does);
-the test suite calls :func:`up` and :func:`down` with the ``test`` profile.
+Run it as ``python -m deploy.localstack up|down|status [--profile dev|test|bench]`` (``make up``
+does, ``make bench`` with ``bench``); the test suite calls :func:`up` and :func:`down` with the
+``test`` profile.
 """
 
 from deploy.localstack.errors import StackError

@@ -1,4 +1,4 @@
-"""``python -m deploy.localstack up|down|status [--profile dev|test]``."""
+"""``python -m deploy.localstack up|down|status [--profile dev|test|bench]``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         choices=sorted(PROFILES),
         default="dev",
-        help="dev: what `make up` runs (default); test: the test suite's own",
+        help="dev: what `make up` runs (default); test: the test suite's own; bench: make bench's",
     )
     args = parser.parse_args(argv)
     # While a broker starts, aiokafka logs every refused connection; the readiness wait

@@ -1,8 +1,9 @@
-"""The two stacks one checkout can run side by side.
+"""The three stacks one checkout can run side by side.
 
-``dev`` is what ``make up`` starts, ``test`` is what the test suite starts. They share no port,
-no state folder and no PostgreSQL cluster, so running the tests never stops, reuses or pollutes
-the dev stack.
+``dev`` is what ``make up`` starts, ``test`` is what the test suite starts, ``bench`` is what
+``make bench`` starts and stops again. They share no port, no state folder and no PostgreSQL
+cluster, so running the tests or the benchmark never stops, reuses or pollutes the dev stack
+(nor the benchmark's load the tests' timings).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Profile:
     postgres_port: int
     redis_port: int
     first_service_port: int
+    runs_services: bool = True
+    """Whether ``up`` starts the four services too; the end-to-end tests start their own."""
 
     @property
     def postgres_cluster(self) -> str:
@@ -58,5 +61,15 @@ PROFILES = {
         postgres_port=15432,
         redis_port=16379,
         first_service_port=18000,
+        runs_services=False,
+    ),
+    "bench": Profile(
+        name="bench",
+        state_dir=REPO_ROOT / ".stack-bench",
+        kafka_port=29092,
+        kafka_controller_port=29093,
+        postgres_port=25432,
+        redis_port=26379,
+        first_service_port=28000,
     ),
 }

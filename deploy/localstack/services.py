@@ -3,8 +3,8 @@
 ``up`` starts ``deploy.localstack.supervisor`` in the background: it runs every instance
 (two of payment, to show load balancing), restarts any that dies and counts the restarts,
 which ``status`` shows. ``up`` returns once every instance answers ``/readyz``. The test
-profile starts no services here: the end-to-end tests run their own, on their own databases
-and topics (tests/e2e/conftest.py).
+profile starts no services here (``Profile.runs_services``): the end-to-end tests run their
+own, on their own databases and topics (tests/e2e/conftest.py).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Services:
     name = "services"
 
     def plan(self, ctx: Context) -> Plan:
-        if ctx.profile.name == "test":
+        if not ctx.profile.runs_services:
             return Plan("none", detail="not part of the test stack (e2e tests start their own)")
         if self._pid(ctx):
             return Plan.running()
@@ -74,7 +74,7 @@ class Services:
         start_server(argv, folder, "supervisor")
 
     def ready(self, ctx: Context) -> None:
-        if ctx.profile.name == "test":
+        if not ctx.profile.runs_services:
             return
         folder = ctx.state("services")
         for instance in INSTANCES:
@@ -102,7 +102,7 @@ class Services:
         ports.wait_until_free([i.port(ctx) for i in INSTANCES], "the services")
 
     def status(self, ctx: Context) -> list[StatusRow]:
-        if ctx.profile.name == "test":
+        if not ctx.profile.runs_services:
             return []
         running = self._pid(ctx) is not None
         known = {str(entry["name"]): entry for entry in read_status(ctx.state("services"))}
