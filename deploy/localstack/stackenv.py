@@ -7,7 +7,7 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["admin_token", "write_stack_env"]
+__all__ = ["admin_token", "read_stack_env", "write_stack_env"]
 
 
 def admin_token(state_dir: Path) -> str:
@@ -26,3 +26,14 @@ def write_stack_env(path: Path, values: Mapping[str, str]) -> None:
     header = "# Written by `python -m deploy.localstack up`; rewritten on every up.\n"
     path.write_text(header + "\n".join(lines) + "\n")
     path.chmod(0o600)  # it holds the admin token and database passwords
+
+
+def read_stack_env(path: Path) -> dict[str, str]:
+    """The KEY=value lines of a stack.env (``write_stack_env``'s or one written by hand)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            words = shlex.split(value)  # undoes write_stack_env's quoting
+            values[key.strip()] = words[0] if words else ""
+    return values

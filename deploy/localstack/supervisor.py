@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from deploy.localstack.stackenv import read_stack_env
+
 __all__ = ["Instance", "parse_instance", "read_status"]
 
 STATUS_FILE = "services.json"
@@ -61,15 +63,6 @@ def read_status(state_dir: Path) -> list[dict[str, object]]:
     except (FileNotFoundError, json.JSONDecodeError):
         return []
     return list(data.get("instances", []))
-
-
-def _read_env_file(path: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            env[key.strip()] = value.strip().strip("'\"")
-    return env
 
 
 class Supervisor:
@@ -166,7 +159,7 @@ def main(argv: list[str]) -> None:
     state_dir, env_file = Path(argv[0]), Path(argv[1])
     state_dir.mkdir(parents=True, exist_ok=True)
     instances = [parse_instance(spec) for spec in argv[2:]]
-    Supervisor(state_dir, _read_env_file(env_file), instances).run()
+    Supervisor(state_dir, read_stack_env(env_file), instances).run()
 
 
 if __name__ == "__main__":
