@@ -16,7 +16,8 @@ How failures are treated (``classify``):
 - ``TransientError``: retried with backoff, dead-lettered after ``retry_attempts`` in all;
 - any other exception (a bug, a constraint violation): as ``TransientError``, a few tries and
   then the DLQ, with its class name in ``dlq.error.type``;
-- infrastructure unavailable (PostgreSQL connection refused or lost, ``OSError``, timeouts):
+- infrastructure unavailable (PostgreSQL connection refused or lost, ``OSError``, timeouts,
+  no pooled connection free within the pool's timeout):
   retried with backoff *without limit*.
 
 The last row is a choice: the record is fine, our own database is not, and dead-lettering
@@ -37,6 +38,7 @@ from typing import NoReturn
 
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.backoff import backoff_delay
 from shared.db import UnitOfWork
@@ -91,7 +93,9 @@ def classify(error: BaseException) -> Failure:
         return Failure.permanent
     if isinstance(error, TransientError):
         return Failure.transient
-    if isinstance(error, OSError | TimeoutError | InterfaceError | OperationalError):
+    # PoolTimeout: every pooled connection stayed busy for ``pool_timeout``; the database is
+    # saturated, not the record wrong, so it must wait like an outage, never dead-letter.
+    if isinstance(error, OSError | TimeoutError | PoolTimeout | InterfaceError | OperationalError):
         return Failure.unavailable
     if isinstance(error, DBAPIError) and (
         error.connection_invalidated or _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES)

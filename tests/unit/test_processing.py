@@ -1,5 +1,6 @@
 import pytest
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.errors import NotAnEvent, PermanentError, TransientError
 from shared.processing import Failure, MisroutedEvent, RetryPolicy, classify
@@ -37,6 +38,7 @@ def test_a_constraint_violation_is_transient_not_an_outage() -> None:
         OperationalError("SELECT 1", {}, _Orig("08006")),
         DBAPIError("SELECT 1", {}, _Orig("57P01")),
         DBAPIError("SELECT 1", {}, _Orig("53300")),
+        PoolTimeout("QueuePool limit of size 5 overflow 10 reached"),
     ],
 )
 def test_an_unavailable_database_or_network_is_waited_out(error: BaseException) -> None:
