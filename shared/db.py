@@ -94,24 +94,44 @@ inbox_table = Table(
 )
 
 
-def make_engine(url: str | URL, **options: Any) -> AsyncEngine:
-    """An async engine for ``url`` (``postgresql+asyncpg://...``).
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
-    Connections are pinged before use so that a restarted PostgreSQL costs one failed ping,
-    not one failed transaction per pooled connection. ``options`` go to
-    ``create_async_engine`` unchanged.
+
+def _plain_on_loopback(url: URL, ssl_option: str) -> URL:
+    """``url``, asking for no TLS when it names the loopback and says nothing about TLS.
+
+    asyncpg's default (``prefer``) negotiates TLS wherever the server offers it, and Debian's
+    PostgreSQL offers it with a snake-oil certificate: on the loopback that bought nothing and
+    cost about a quarter of a busy service's CPU. A URL that names ``ssl`` or ``sslmode``
+    keeps exactly what it asks for, so real deployments choose for themselves.
     """
-    return create_async_engine(url, pool_pre_ping=True, **options)
+    if url.host not in _LOOPBACK_HOSTS or {"ssl", "sslmode"} & set(url.query):
+        return url
+    return url.update_query_dict({ssl_option: "disable"})
+
+
+def make_engine(url: str | URL, **options: Any) -> AsyncEngine:
+    """An async engine for ``url`` (``postgresql+asyncpg://...``); no TLS on the loopback.
+
+    No ``pool_pre_ping``: it cost three round trips per checkout, on every transaction. A
+    connection that died with its server fails its first statement instead, SQLAlchemy then
+    invalidates the whole pool, and the failure classifier (``shared.processing``) retries an
+    unavailable database without limit. ``options`` go to ``create_async_engine`` unchanged.
+    """
+    parsed = make_url(url) if isinstance(url, str) else url
+    return create_async_engine(_plain_on_loopback(parsed, "ssl"), **options)
 
 
 def asyncpg_dsn(url: str | URL) -> str:
     """The libpq-style DSN for a raw ``asyncpg.connect`` from an SQLAlchemy URL.
 
     The relay needs a connection of its own (LISTEN and a session advisory lock), which
-    SQLAlchemy's pool cannot give; this keeps one configured URL for both.
+    SQLAlchemy's pool cannot give; this keeps one configured URL for both (and the same
+    choice of TLS: asyncpg's DSN spells it ``sslmode``).
     """
     parsed = make_url(url) if isinstance(url, str) else url
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    plain = _plain_on_loopback(parsed, "sslmode").set(drivername="postgresql")
+    return plain.render_as_string(hide_password=False)
 
 
 async def create_platform_tables(engine: AsyncEngine) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.db import asyncpg_dsn, decode_headers, encode_headers
+from shared.db import asyncpg_dsn, decode_headers, encode_headers, make_engine
 from shared.producer import check_compression
 
 pytestmark = pytest.mark.unit
@@ -30,3 +30,20 @@ def test_no_compression_is_no_codec_and_gzip_needs_nothing_extra() -> None:
 def test_an_unknown_compression_names_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="none, gzip, lz4, zstd, snappy"):
         check_compression("brotli")
+
+
+def test_the_loopback_is_reached_without_tls_unless_the_url_asks_for_it() -> None:
+    assert asyncpg_dsn("postgresql+asyncpg://u:p@127.0.0.1:5432/orders").endswith(
+        "/orders?sslmode=disable"
+    )
+    assert asyncpg_dsn("postgresql+asyncpg://u:p@localhost/orders?sslmode=require").endswith(
+        "/orders?sslmode=require"
+    )
+
+
+def test_the_engine_takes_the_same_choice_of_tls() -> None:
+    loopback = make_engine("postgresql+asyncpg://u:p@127.0.0.1:5432/orders")
+    remote = make_engine("postgresql+asyncpg://u:p@db.example:5432/orders")
+
+    assert loopback.url.query == {"ssl": "disable"}
+    assert remote.url.query == {}
