@@ -31,6 +31,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
+from shared.batches import BatchProcessor
 from shared.db import UnitOfWork
 from shared.dlq import DeadLetterQueue
 from shared.faults import FaultRegistry
@@ -138,12 +139,23 @@ class ConsumerRunner:
                 self._producer = None
             raise
         self._consumer = consumer
+        processor = self._processor()
         self._workers = PartitionWorkers(
             consumer,
-            self._processor(),
+            processor,
+            BatchProcessor(
+                processor,
+                group=self.group_id,
+                units=self._units,
+                stats=self.stats,
+                inbox=self._inbox,
+                dedup=self._dedup,
+                faults=self._faults,
+            ),
             self._routes,
             self.stats,
             grace_s=self._revoke_grace_s,
+            batch_size=self._settings.consumer_batch_size,
         )
         consumer.subscribe(self.topics, listener=_Rebalances(self))
         self._poll_task = asyncio.create_task(self._poll(), name=f"poll {self.group_id}")

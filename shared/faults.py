@@ -23,7 +23,7 @@ import asyncio
 import random
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any, Final, Self
 
@@ -160,6 +160,12 @@ class FaultRegistry:
         """The active faults, oldest first."""
         with self._lock:
             return list(self._faults)
+
+    def covers_any(self, order_ids: Iterable[str | None]) -> bool:
+        """True when some active fault (of any kind) may fire for one of ``order_ids``."""
+        with self._lock:
+            faults = list(self._faults)
+        return any(fault.applies_to(order_id) for order_id in order_ids for fault in faults)
 
     def clear(self) -> int:
         """Remove every fault; returns how many there were."""

@@ -24,17 +24,28 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import literal
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, Uuid, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from shared.db import UnitOfWork, inbox_table
 
 __all__ = ["Deduplicator", "Inbox"]
 
 log = logging.getLogger(__name__)
+
+
+# Text, not the PostgreSQL dialect's insert(): SQLAlchemy cannot cache an ON CONFLICT
+# statement built with it (no cache key), and compiling it anew for every record was a tenth
+# of a busy service's CPU. One statement claims one event or a whole batch.
+_CLAIM = text(
+    f"INSERT INTO {inbox_table.name} (consumer_group, event_id) "
+    "SELECT :group, unnest(CAST(:event_ids AS uuid[])) "
+    "ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id"
+).bindparams(bindparam("group", type_=Text), bindparam("event_ids", type_=ARRAY(Uuid)))
 
 
 class Inbox:
@@ -47,14 +58,17 @@ class Inbox:
         claim the same event at once, the second waits on the first one's transaction and
         then gets False if it committed, True if it rolled back.
         """
-        statement = (
-            insert(inbox_table)
-            .values(consumer_group=group, event_id=event_id)
-            .on_conflict_do_nothing(index_elements=["consumer_group", "event_id"])
-            .returning(literal(True))
-        )
-        result = await uow.session.execute(statement)
-        return result.scalar_one_or_none() is not None
+        return event_id in await self.claim_all(uow, group, [event_id])
+
+    async def claim_all(
+        self, uow: UnitOfWork, group: str, event_ids: Sequence[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """``claim`` for many events in one statement; returns the ones newly claimed."""
+        # Sorted: two transactions claiming overlapping batches take the row locks in the
+        # same order, so they wait for each other instead of deadlocking.
+        ids = sorted(set(event_ids))
+        result = await uow.session.execute(_CLAIM, {"group": group, "event_ids": ids})
+        return set(result.scalars())
 
 
 class Deduplicator:
@@ -104,11 +118,35 @@ class Deduplicator:
 
     async def remember(self, group: str, event_id: uuid.UUID) -> None:
         """Mark ``event_id`` processed by ``group``; call only after the database commit."""
-        if self._cooling_down():
+        await self.remember_all(group, [event_id])
+
+    async def processed_among(
+        self, group: str, event_ids: Sequence[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """The ones of ``event_ids`` Redis knows ``group`` processed, in one round trip."""
+        if self._cooling_down() or not event_ids:
+            return set()
+        try:
+            async with asyncio.timeout(self._timeout):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for event_id in event_ids:
+                        pipe.exists(self.key(group, event_id))
+                    found = await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as error:
+            self._failed("check", error)
+            return set()
+        return {event_id for event_id, hit in zip(event_ids, found, strict=True) if hit}
+
+    async def remember_all(self, group: str, event_ids: Sequence[uuid.UUID]) -> None:
+        """``remember`` many events in one round trip; call only after the database commit."""
+        if self._cooling_down() or not event_ids:
             return
         try:
             async with asyncio.timeout(self._timeout):
-                await self._redis.set(self.key(group, event_id), 1, nx=True, ex=self._ttl)
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for event_id in event_ids:
+                        pipe.set(self.key(group, event_id), 1, nx=True, ex=self._ttl)
+                    await pipe.execute()
         except (RedisError, OSError, TimeoutError) as error:
             self._failed("remember", error)
 

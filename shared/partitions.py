@@ -1,11 +1,12 @@
 """Partitions processed concurrently, each one strictly in order.
 
 When a poll returns a batch for a partition, the partition is paused and one task takes the
-batch record by record; when the batch is done its offset is committed and the partition is
-resumed. So a partition never has two batches in flight (order holds), while other
-partitions go on, and the poll loop never waits for a handler: a record retrying with
-backoff holds back only its own partition, and the consumer keeps polling (which is what
-keeps it in its group, see ``shared.consumer``).
+batch in offset order (runs of records in one transaction each, ``shared.batches``); when
+the batch is done its offset is committed and the partition is resumed. So a partition never
+has two batches in flight (order holds), while other partitions go on, and the poll loop
+never waits for a handler: a record retrying with backoff holds back only its own
+partition, and the consumer keeps polling (which is what keeps it in its group, see
+``shared.consumer``).
 
 Releasing partitions (revocation or shutdown) stops their tasks after the record in hand,
 cancels a task still busy after a grace period (its unit of work rolls back, or is already
@@ -26,6 +27,7 @@ from typing import Any
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from shared.batches import BatchProcessor
 from shared.processing import ConsumerStats, Outcome, RecordProcessor
 from shared.subscriptions import Route
 
@@ -56,20 +58,27 @@ class PartitionWorkers:
     """The per-partition tasks of one consumer, their offsets and their commits.
 
     ``consumer`` is the started ``AIOKafkaConsumer`` (group management, manual commits).
+    At-least-once records go to ``batches`` at most ``batch_size`` at a time (one
+    transaction each, see ``shared.batches``); at-most-once records to ``processor`` one by
+    one, their offsets committed first.
     """
 
     def __init__(
         self,
         consumer: Any,
         processor: RecordProcessor,
+        batches: BatchProcessor,
         routes: Mapping[str, Route],
         stats: ConsumerStats,
         *,
         grace_s: float,
+        batch_size: int = 200,
         commit_timeout_s: float = 10.0,
     ) -> None:
         self._consumer = consumer
         self._processor = processor
+        self._batches = batches
+        self._batch_size = batch_size
         self._routes = routes
         self._stats = stats
         self._grace_s = grace_s
@@ -142,21 +151,41 @@ class PartitionWorkers:
     async def _process(
         self, partition: _Partition, records: Sequence[ConsumerRecord[bytes, bytes]]
     ) -> None:
+        # A partition is one topic, so one delivery for the whole batch.
+        if self._routes[records[0].topic].delivery == "at_most_once":
+            await self._process_at_most_once(partition, records)
+            return
+        for start in range(0, len(records), self._batch_size):
+            if partition.stopping.is_set():
+                return
+            chunk = records[start : start + self._batch_size]
+            done = await self._batches.process(chunk, partition.stopping)
+            if done:
+                partition.done = int(chunk[done - 1].offset) + 1
+            if done < len(chunk):
+                return
+            await self._commit_if_due(partition)
+
+    async def _process_at_most_once(
+        self, partition: _Partition, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        # Record by record: each offset is committed before its handler runs.
         for record in records:
             if partition.stopping.is_set():
                 return
             after = int(record.offset) + 1
-            at_most_once = self._routes[record.topic].delivery == "at_most_once"
-            if at_most_once and not await self._commit({partition.tp: after}):
+            if not await self._commit({partition.tp: after}):
                 return
             outcome = await self._processor.process(record, partition.stopping)
             if outcome is Outcome.abandoned:
                 return
             partition.done = after
-            if time.monotonic() - partition.last_commit > COMMIT_INTERVAL_S:
-                # A long batch commits as it goes, so a crash redelivers seconds of work at
-                # most rather than the whole batch.
-                await self._commit({partition.tp: after})
+
+    async def _commit_if_due(self, partition: _Partition) -> None:
+        if time.monotonic() - partition.last_commit > COMMIT_INTERVAL_S:
+            # A long batch commits as it goes, so a crash redelivers seconds of work at
+            # most rather than the whole batch.
+            await self._commit({partition.tp: partition.done})
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
         try:

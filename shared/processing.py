@@ -186,9 +186,19 @@ class RecordProcessor:
     ) -> Outcome:
         """Take ``record`` as far as it goes; see the module docstring for the steps."""
         try:
-            event, route = self._decode(record)
+            event, route = self.decode(record)
         except PermanentError as error:
-            return await self._dead_letter(record, None, error, attempts=1)
+            return await self.dead_letter(record, None, error, attempts=1)
+        return await self.process_event(record, event, route, stopping)
+
+    async def process_event(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: Event,
+        route: Route,
+        stopping: asyncio.Event,
+    ) -> Outcome:
+        """``process`` for a record already decoded into ``event``."""
         if self._dedup is not None and await self._dedup.already_processed(
             self._group, event.event_id
         ):
@@ -206,7 +216,7 @@ class RecordProcessor:
                 if failure is Failure.transient:
                     bounded_failures += 1
                 if failure is Failure.permanent or bounded_failures >= self._retry.attempts:
-                    return await self._dead_letter(record, event, error, attempts)
+                    return await self.dead_letter(record, event, error, attempts)
                 delay = self._retry.delay(attempts)
                 self._stats.retried += 1
                 log.warning(
@@ -231,7 +241,8 @@ class RecordProcessor:
         self._maybe_crash(event)
         return outcome
 
-    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> tuple[Event, Route]:
+    def decode(self, record: ConsumerRecord[bytes, bytes]) -> tuple[Event, Route]:
+        """The record's event and route; ``PermanentError`` when it is not an event of its topic."""
         route = self._routes[record.topic]
         event = decode(record.value)
         if not isinstance(event, route.event_type):
@@ -252,13 +263,14 @@ class RecordProcessor:
             await uow.commit()
         return Outcome.processed
 
-    async def _dead_letter(
+    async def dead_letter(
         self,
         record: ConsumerRecord[bytes, bytes],
         event: Event | None,
         error: BaseException,
         attempts: int,
     ) -> Outcome:
+        """Send ``record`` to its dead-letter topic, saying why."""
         log.error(
             "dead-lettering %s %s (order %s) from %s[%d]@%d after %d attempt(s): %s: %s",
             event.event_type if event else "record",

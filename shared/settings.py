@@ -15,6 +15,7 @@ first of all); nothing else in the code reads ``os.environ``.
 | SAGAKIT_TOPIC_REPLICATION_FACTOR | 1 | use 3 on a real cluster |
 | SAGAKIT_TOPIC_MIN_INSYNC_REPLICAS | 1 | use 2 on a real cluster |
 | SAGAKIT_REDIS_URL | redis://127.0.0.1:6379/0 | idempotency fast path |
+| SAGAKIT_CONSUMER_BATCH_SIZE | 200 | most records of one partition handled in one transaction |
 | SAGAKIT_RETRY_ATTEMPTS | 3 | attempts of a handler before its record is dead-lettered |
 | SAGAKIT_RETRY_BASE_DELAY_MS / _MAX_DELAY_MS | 100 / 5000 | exponential backoff bounds |
 | SAGAKIT_IDEMPOTENCY_TTL_SECONDS | 604800 | how long Redis remembers a processed event |
@@ -73,6 +74,9 @@ class PlatformSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit"
 
+    # Bounds how long a partition's transaction holds its row locks, and how much one
+    # failing record sends back to be done one at a time.
+    consumer_batch_size: int = Field(default=200, ge=1)
     retry_attempts: int = Field(default=3, ge=1)
     retry_base_delay_ms: int = Field(default=100, ge=0)
     retry_max_delay_ms: int = Field(default=5000, ge=0)

@@ -1,0 +1,168 @@
+"""A poll's records of one partition in one transaction, one record at a time when that fails.
+
+Processing a record on its own costs a transaction: a Redis round trip, BEGIN, the inbox
+claim, the handler's statements, the outbox rows, COMMIT, and a second Redis round trip.
+Under load a poll brings tens or hundreds of records per partition, so ``BatchProcessor``
+takes a run of them together:
+
+1. decode each record; bytes that are not an event go to the DLQ in their place, and the
+   valid records on either side of one are separate runs (order holds exactly);
+2. ask Redis about the whole run in one pipelined round trip, skip what it knows;
+3. if an active fault may fire for any order of the run, take the run one record at a time:
+   faults fire, are counted and crash exactly as they do for one record;
+4. otherwise one unit of work claims every event in the inbox with one statement, runs the
+   handlers of the claimed ones in offset order (each sees the effects of those before it,
+   in the same transaction), writes their outbox rows and commits; then one round trip
+   tells Redis.
+
+Any exception in step 4 rolls the whole run back, and the run is then processed one record
+at a time by ``RecordProcessor``, with its retries, backoff and dead-lettering: a poison
+record never takes its neighbours with it, and a database outage is waited out record by
+record. A crash after the commit redelivers the run, and the inbox skips all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from aiokafka.structs import ConsumerRecord
+
+from shared.db import UnitOfWork
+from shared.errors import PermanentError
+from shared.events import Event
+from shared.faults import FaultRegistry
+from shared.inbox import Deduplicator, Inbox
+from shared.processing import ConsumerStats, Outcome, RecordProcessor
+from shared.subscriptions import Route
+
+__all__ = ["BatchProcessor"]
+
+log = logging.getLogger(__name__)
+
+_Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    record: _Record
+    event: Event
+    route: Route
+
+
+class BatchProcessor:
+    """Takes the records of one partition through ``RecordProcessor``'s steps, run by run."""
+
+    def __init__(
+        self,
+        processor: RecordProcessor,
+        *,
+        group: str,
+        units: Callable[[], UnitOfWork],
+        stats: ConsumerStats,
+        inbox: Inbox,
+        dedup: Deduplicator | None = None,
+        faults: FaultRegistry | None = None,
+    ) -> None:
+        self._processor = processor
+        self._group = group
+        self._units = units
+        self._stats = stats
+        self._inbox = inbox
+        self._dedup = dedup
+        self._faults = faults
+
+    async def process(self, records: Sequence[_Record], stopping: asyncio.Event) -> int:
+        """Process ``records`` (of one partition, in offset order); return how many are done.
+
+        Fewer than all only when ``stopping`` was set during a retry's backoff: the records
+        from there on are not done and are read again by the partition's next owner.
+        """
+        done = 0
+        run: list[_Decoded] = []
+        for record in records:
+            try:
+                event, route = self._processor.decode(record)
+            except PermanentError as error:
+                finished = await self._process_run(run, stopping)
+                if finished < len(run):
+                    return done + finished
+                done += len(run)
+                run = []
+                await self._processor.dead_letter(record, None, error, attempts=1)
+                done += 1
+                continue
+            run.append(_Decoded(record, event, route))
+        return done + await self._process_run(run, stopping)
+
+    async def _process_run(self, run: Sequence[_Decoded], stopping: asyncio.Event) -> int:
+        if len(run) <= 1 or self._faults_may_fire(run):
+            return await self._one_by_one(run, stopping)
+        known = await self._known_to_redis(run)
+        fresh = [item for item in run if item.event.event_id not in known]
+        self._stats.duplicates += len(run) - len(fresh)
+        if not fresh:
+            return len(run)
+        try:
+            handled = await self._attempt(fresh)
+        except Exception as error:  # any failure: the run is rolled back, retried record by record
+            log.info(
+                "a run of %d records of %s[%d] failed together (%s: %s); "
+                "taking them one at a time",
+                len(fresh),
+                fresh[0].record.topic,
+                fresh[0].record.partition,
+                type(error).__name__,
+                error,
+            )
+            return await self._one_by_one(run, stopping)
+        self._stats.processed += len(handled)
+        self._stats.duplicates += len(fresh) - len(handled)
+        if self._dedup is not None:
+            await self._dedup.remember_all(self._group, handled)
+        return len(run)
+
+    async def _attempt(self, run: Sequence[_Decoded]) -> list[uuid.UUID]:
+        """One transaction for the whole run; returns the events it handled, in order."""
+        handled: list[uuid.UUID] = []
+        async with self._units() as uow:
+            claimed = await self._inbox.claim_all(
+                uow, self._group, [item.event.event_id for item in run]
+            )
+            for item in run:
+                event_id = item.event.event_id
+                if event_id not in claimed:
+                    continue  # processed before (or twice in this run: once is enough)
+                claimed.discard(event_id)
+                for handler in item.route.handlers:
+                    await handler(item.event, uow)
+                handled.append(event_id)
+            await uow.commit()
+        return handled
+
+    async def _one_by_one(self, run: Sequence[_Decoded], stopping: asyncio.Event) -> int:
+        for done, item in enumerate(run):
+            if stopping.is_set():
+                return done
+            outcome = await self._processor.process_event(
+                item.record, item.event, item.route, stopping
+            )
+            if outcome is Outcome.abandoned:
+                return done
+        return len(run)
+
+    def _faults_may_fire(self, run: Sequence[_Decoded]) -> bool:
+        return self._faults is not None and self._faults.covers_any(
+            item.event.order_id for item in run
+        )
+
+    async def _known_to_redis(self, run: Sequence[_Decoded]) -> set[uuid.UUID]:
+        if self._dedup is None:
+            return set()
+        return await self._dedup.processed_among(
+            self._group, [item.event.event_id for item in run]
+        )
