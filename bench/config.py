@@ -1,0 +1,67 @@
+"""What one run does: its sizes, rates and durations. Each has a ``BENCH_*`` variable and a
+command-line option (``make bench BENCH_ORDERS=2000`` or ``python -m bench --orders 2000``);
+the defaults are the full benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from deploy.localstack.profiles import PROFILES, REPO_ROOT
+
+__all__ = ["SCENARIOS", "BenchSettings"]
+
+SCENARIOS = ("closed", "open", "outage", "transport", "sync")
+
+
+class BenchSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BENCH_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
+
+    env_file: Path = PROFILES["bench"].state_dir / "stack.env"
+    """The stack.env of the system to measure."""
+    results_dir: Path = REPO_ROOT / "bench" / "results"
+    scenarios: Annotated[tuple[str, ...], NoDecode] = SCENARIOS
+
+    clients: int = Field(default=32, ge=1)
+    """Concurrent keep-alive clients of the closed loops (event-driven and synchronous)."""
+    warmup_orders: int = Field(default=200, ge=0)
+    orders: int = Field(default=10_000, ge=1)
+    """Orders of the event-driven closed loop."""
+    saga_timeout_s: float = Field(default=300.0, gt=0)
+    """How long to wait for a scenario's sagas after its last order was answered."""
+
+    open_rates: Annotated[tuple[float, ...], NoDecode] = (10.0, 100.0, 500.0)
+    open_seconds: float = Field(default=30.0, gt=0)
+    open_max_in_flight: int = Field(default=2000, ge=1)
+    drain_timeout_s: float = Field(default=60.0, gt=0)
+    """How long to wait after an open-loop step (or an outage) for its sagas to end."""
+
+    transport_chains: int = Field(default=30_000, ge=1)
+    transport_in_flight: int = Field(default=5_000, ge=1)
+    transport_unloaded_chains: int = Field(default=200, ge=1)
+
+    sync_seconds: float = Field(default=20.0, gt=0)
+    """How long the synchronous chain's closed loop runs."""
+    outage_rate: float = Field(default=20.0, gt=0)
+    outage_seconds: float = Field(default=10.0, gt=0)
+    outage_margin_s: float = Field(default=5.0, ge=0)
+    """Steady orders before the stop, and again after the resume."""
+
+    @field_validator("scenarios", "open_rates", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # "closed,open" from the environment or the command line; lists as they are.
+        return tuple(part.strip() for part in value.split(",")) if isinstance(value, str) else value
+
+    @field_validator("scenarios")
+    @classmethod
+    def _known(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(SCENARIOS))
+        if unknown:
+            raise ValueError(f"unknown scenarios {unknown}: use {', '.join(SCENARIOS)}")
+        return value

@@ -1,0 +1,197 @@
+"""The run as a readable table, drawn from the results document (so ``python -m bench --show
+FILE`` prints an old run the same way)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["render"]
+
+Doc = Mapping[str, Any]
+
+
+def _n(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _ms(summary: Doc | None, key: str) -> str:
+    if not summary:
+        return "-"
+    value = float(summary[key])
+    return _n(value, 1 if value < 100 else 0)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}" if value < 1 else f"{value:.1f}x"
+
+
+def _counts(counts: Mapping[str, int] | None) -> str:
+    return ", ".join(f"{n} {what}" for what, n in counts.items()) if counts else "none"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [list(header), ["-" * w for w in widths], *rows]
+    return [
+        indent + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    ]
+
+
+def _latency_rows(named: Sequence[tuple[str, Doc | None]]) -> list[list[str]]:
+    return [
+        [name, *(_ms(s, key) for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))]
+        for name, s in named
+    ]
+
+
+def _header(doc: Doc) -> list[str]:
+    commit, machine, versions = doc["commit"], doc["machine"], doc["versions"]
+    changed = commit.get("changed_files") or []
+    dirty = f" + {len(changed)} changed file(s)" if changed else ""
+    platform = doc["platform_settings"]
+    constants = platform.get("constants", {})
+    linger = constants.get("shared.producer", {}).get("LINGER_MS")
+    instances = ", ".join(f"{name} {n}" for name, n in platform.get("instances", {}).items())
+    return [
+        f"sagakit bench, {doc['started_at']}, commit {str(commit.get('sha'))[:10]}{dirty}",
+        f"  machine   {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, "
+        f"load {machine['load_average_at_start'][0]} at start",
+        f"  software  Python {machine['python']} ({doc['bench_settings'].get('event_loop')}), "
+        f"Kafka {versions['kafka'].split()[0]}, PostgreSQL {versions['postgresql']}, "
+        f"Redis {versions['redis']}",
+        f"  platform  {platform.get('topic_partitions')} partitions; instances {instances}; "
+        f"producer linger {linger} ms",
+    ]
+
+
+def _closed(closed: Doc) -> list[str]:
+    sagas = closed["sagas"]
+    lines = [
+        f"closed loop: {closed['orders']:,} orders, {closed['clients']} keep-alive clients",
+        f"  orders accepted    {_n(closed['accepted_per_s'], 1)}/s "
+        f"({closed['accepted']:,} in {closed['send_seconds']:.1f} s; errors: "
+        f"{_counts(closed['errors'])})",
+        f"  sagas completed    {_n(sagas['completed_per_s'], 1)}/s "
+        f"({sagas['completed']:,} in {sagas['window_s']:.1f} s, first accepted to last "
+        f"completed; not completed: {_counts(sagas['not_completed'])})",
+    ]
+    rows = _latency_rows([("API", closed["api_latency"]), ("saga", sagas["latency"])])
+    return lines + _table(["latency ms", "p50", "p95", "p99", "max"], rows)
+
+
+def _open(steps: Sequence[Doc]) -> list[str]:
+    rows = []
+    for step in steps:
+        if step.get("failed"):
+            rows.append([_n(step["offered_per_s"]), "failed", "", "", "", "", ""])
+            continue
+        sagas = step["sagas"]
+        kept = "yes" if step["kept_up"] else "no: " + "; ".join(step["misses"])
+        rows.append(
+            [
+                _n(step["offered_per_s"]),
+                _n(step["achieved_per_s"], 1),
+                _ms(step["api_latency"], "p50_ms"),
+                _ms(step["api_latency"], "p99_ms"),
+                _ms(sagas["latency"], "p50_ms"),
+                _ms(sagas["latency"], "p99_ms"),
+                kept,
+            ]
+        )
+    seconds = steps[0].get("seconds", "?") if steps else "?"
+    header = ["offered/s", "accepted/s", "API p50", "API p99", "saga p50", "saga p99", "kept up"]
+    return [f"open loop: {seconds} s per rate, latencies in ms", *_table(header, rows)]
+
+
+def _transport(transport: Doc, ratios: Doc) -> list[str]:
+    hops = transport["hop_latency"]
+    unloaded = transport["unloaded_hop_latency"]
+    lines = [
+        f"transport limit: {transport['chains']:,} chains of {transport['hops']} hops, at most "
+        f"{transport['max_in_flight']:,} in flight, {transport['partitions']} partitions, "
+        f"values {min(transport['value_bytes'])}-{max(transport['value_bytes'])} bytes",
+        f"  chains             {_n(transport['chains_per_s'])}/s "
+        f"({transport['completed']:,} in {transport['seconds']:.1f} s)",
+        f"  platform's sagas/s over this: "
+        f"{_share(ratios.get('sagas_per_s_over_transport_chains_per_s'))}",
+    ]
+    rows = [["chain, loaded", *(_ms(transport["chain_latency"], k) for k in ("p50_ms", "p99_ms"))]]
+    rows += [
+        [f"hop {i}, loaded", _ms(h, "p50_ms"), _ms(h, "p99_ms")] for i, h in enumerate(hops, 1)
+    ]
+    rows.append(
+        [
+            "chain, one at a time",
+            *(_ms(transport["unloaded_chain_latency"], k) for k in ("p50_ms", "p99_ms")),
+        ]
+    )
+    rows += [
+        [f"hop {i}, one at a time", _ms(h, "p50_ms"), _ms(h, "p99_ms")]
+        for i, h in enumerate(unloaded, 1)
+    ]
+    return lines + _table(["latency ms", "p50", "p99"], rows)
+
+
+def _sync(sync: Doc, ratios: Doc) -> list[str]:
+    lines = [
+        f"synchronous chain (the seed's before): {sync['clients']} keep-alive clients, "
+        f"{sync['seconds']:.0f} s",
+        f"  orders             {_n(sync['orders_per_s'], 1)}/s ({sync['completed']:,} completed; "
+        f"errors: {_counts(sync['errors'])})",
+        f"  event-driven over this: orders accepted "
+        f"{_share(ratios.get('accepted_per_s_over_sync_orders_per_s'))}, sagas completed "
+        f"{_share(ratios.get('sagas_per_s_over_sync_orders_per_s'))}",
+    ]
+    rows = _latency_rows([("API (= saga)", sync["latency"])])
+    return lines + _table(["latency ms", "p50", "p95", "p99", "max"], rows)
+
+
+def _outages(outages: Sequence[Doc]) -> list[str]:
+    first = outages[0]
+    rows = []
+    for outage in outages:
+        during = outage["during"]
+        drain = outage["drain_after_resume_s"]
+        rows.append(
+            [
+                outage["design"],
+                f"{during['accepted']}/{during['due']}",
+                _counts(during["errors"]),
+                _ms(during["api_latency"], "p99_ms"),
+                "never" if drain is None else f"{drain:.1f} s",
+                str(outage["unfinished"]),
+                f"{outage['after']['accepted']}/{outage['after']['due']}",
+            ]
+        )
+    header = ["design", "accepted", "errors", "API p99 ms", "drained", "unfinished", "after"]
+    title = (
+        f"payment stopped (SIGSTOP) for {first['stop_seconds']:g} s, "
+        f"{first['offered_per_s']:g} orders/s offered throughout; accepted and errors while "
+        "stopped, drained = from the resume until every order due before it had ended"
+    )
+    return [title, *_table(header, rows)]
+
+
+def render(doc: Doc) -> str:
+    """The whole run: header, then one block per scenario that ran."""
+    scenarios, ratios = doc.get("scenarios", {}), doc.get("ratios", {})
+    blocks = [_header(doc)]
+    if scenarios.get("closed_loop"):
+        blocks.append(_closed(scenarios["closed_loop"]))
+    if scenarios.get("open_loop"):
+        blocks.append(_open(scenarios["open_loop"]))
+    if scenarios.get("transport"):
+        blocks.append(_transport(scenarios["transport"], ratios))
+    if scenarios.get("synchronous"):
+        blocks.append(_sync(scenarios["synchronous"], ratios))
+    outages = [scenarios.get(k) for k in ("outage_event_driven", "outage_synchronous")]
+    if any(outages):
+        blocks.append(_outages([o for o in outages if o]))
+    for name, error in doc.get("errors", {}).items():
+        blocks.append([f"FAILED {name}: {error}"])
+    blocks.append(
+        [f"took {doc.get('elapsed_s')} s; scenario seconds {doc.get('scenario_seconds')}"]
+    )
+    return "\n\n".join("\n".join(block) for block in blocks)

@@ -1,0 +1,277 @@
+"""One benchmark run: every chosen scenario in turn, gathered into one results document.
+
+The event-driven scenarios come first, each starting once the last one's sagas have ended;
+then the transport limit (the broker alone); then the synchronous chain, started for its
+scenarios and stopped after, so that neither design runs while the other is measured. A
+scenario that fails is reported as such and the run goes on with the next.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench.broker import partition_count
+from bench.closed_loop import run_closed_loop
+from bench.config import BenchSettings
+from bench.machine import commit, host, load_average, server_versions
+from bench.open_loop import OpenLoopStep, run_open_loop_step
+from bench.outage import check_processes, run_outage
+from bench.reset import reset_bench_stack
+from bench.sagas import wait_until_idle
+from bench.sync_baseline import SyncResult, run_sync_closed_loop
+from bench.syncchain.chain import running_chain
+from bench.target import Target
+from bench.transport import TransportResult, run_transport
+from bench.tuning import platform_settings
+from bench.workload import provision
+from deploy.demo.client import SagaClient
+from shared.settings import PlatformSettings, kafka_client_options
+from shared.topics import Topics
+
+__all__ = ["SyncPlacement", "run"]
+
+T = TypeVar("T")
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class SyncPlacement:
+    """Where the synchronous chain runs: its four ports and its databases' name prefix."""
+
+    ports: Sequence[int]
+    database_prefix: str
+    logs: Path
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')}  {message}", flush=True)
+
+
+@dataclass
+class _Run:
+    settings: BenchSettings
+    target: Target
+    scenarios: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    next_index: int = 0
+
+    def indices(self, count: int) -> int:
+        """The first of ``count`` fresh order indices (they pick customers and skus)."""
+        first, self.next_index = self.next_index, self.next_index + count
+        return first
+
+    def wants(self, scenario: str) -> bool:
+        return scenario in self.settings.scenarios
+
+    async def step(self, name: str, work: Callable[[], Awaitable[T]]) -> T | None:
+        """Run one scenario, timed; a failure is recorded and the run goes on."""
+        say(f"{name} ...")
+        began = time.monotonic()
+        try:
+            return await work()
+        except Exception as error:
+            self.errors[name] = f"{type(error).__name__}: {error}"
+            say(f"{name} failed: {self.errors[name]}")
+            traceback.print_exc()
+            return None
+        finally:
+            self.seconds[name] = round(time.monotonic() - began, 1)
+
+    async def idle(self) -> None:
+        """Wait until the sagas of the last scenario have ended: the next one starts clean."""
+        busy = await wait_until_idle(
+            self.target.database_dsn("order"), self.settings.drain_timeout_s
+        )
+        if busy:
+            say(f"{busy} sagas still under way after {self.settings.drain_timeout_s:.0f} s")
+
+
+async def _event_driven(run: _Run) -> None:
+    settings, target = run.settings, run.target
+    if settings.warmup_orders:
+        warmup = await run.step(
+            "warm-up",
+            lambda: run_closed_loop(
+                target,
+                orders=settings.warmup_orders,
+                clients=settings.clients,
+                saga_timeout=settings.saga_timeout_s,
+                first_index=run.indices(settings.warmup_orders),
+            ),
+        )
+        run.scenarios["warmup"] = warmup.to_json() if warmup else None
+    if run.wants("closed"):
+        closed = await run.step(
+            "closed loop",
+            lambda: run_closed_loop(
+                target,
+                orders=settings.orders,
+                clients=settings.clients,
+                saga_timeout=settings.saga_timeout_s,
+                first_index=run.indices(settings.orders),
+            ),
+        )
+        run.scenarios["closed_loop"] = closed.to_json() if closed else None
+        await run.idle()
+    if run.wants("open"):
+        steps = []
+        for offered in settings.open_rates:
+            step = await run.step(f"open loop {offered:g}/s", partial(_open_step, run, offered))
+            steps.append(step.to_json() if step else {"offered_per_s": offered, "failed": True})
+            await run.idle()
+        run.scenarios["open_loop"] = steps
+    if run.wants("outage"):
+        payments = {n: pid for n, pid in target.instances().items() if n.startswith("payment")}
+        outage = await run.step("outage, event-driven", lambda: _event_outage(run, payments))
+        run.scenarios["outage_event_driven"] = outage.to_json() if outage else None
+        await run.idle()
+
+
+async def _open_step(run: _Run, offered: float) -> OpenLoopStep:
+    settings = run.settings
+    return await run_open_loop_step(
+        run.target,
+        offered_per_s=offered,
+        seconds=settings.open_seconds,
+        first_index=run.indices(round(offered * settings.open_seconds)),
+        saga_timeout=settings.drain_timeout_s,
+        max_in_flight=settings.open_max_in_flight,
+    )
+
+
+async def _event_outage(run: _Run, payments: dict[str, int | None]) -> Any:
+    settings = run.settings
+    pids = {name: pid for name, pid in payments.items() if pid is not None}
+    if not pids or len(pids) < len(payments):
+        raise RuntimeError(f"payment instances not all running: {payments}")
+    check_processes(pids, "services.payment")
+    return await run_outage(
+        "event-driven",
+        run.target.order_url,
+        pids,
+        rate=settings.outage_rate,
+        before_s=settings.outage_margin_s,
+        stop_s=settings.outage_seconds,
+        after_s=settings.outage_margin_s,
+        order_dsn=run.target.database_dsn("order"),
+        saga_timeout=settings.drain_timeout_s,
+        first_index=run.indices(round(settings.outage_rate * 60)),
+    )
+
+
+async def _transport(run: _Run, partitions: int) -> TransportResult | None:
+    settings = run.settings
+    return await run.step(
+        "transport limit",
+        lambda: run_transport(
+            run.target.kafka_bootstrap,
+            chains=settings.transport_chains,
+            in_flight=settings.transport_in_flight,
+            partitions=partitions,
+            unloaded_chains=settings.transport_unloaded_chains,
+        ),
+    )
+
+
+async def _synchronous(run: _Run, placement: SyncPlacement) -> SyncResult | None:
+    settings = run.settings
+    say("synchronous chain: fresh databases, four processes ...")
+    async with running_chain(
+        run.target.postgres_url, placement.ports, placement.logs, placement.database_prefix
+    ) as chain:
+        result = await run.step(
+            "synchronous chain",
+            lambda: run_sync_closed_loop(
+                chain.order_url,
+                clients=settings.clients,
+                seconds=settings.sync_seconds,
+                warmup_orders=settings.warmup_orders,
+                first_index=run.indices(1_000_000),
+            ),
+        )
+        run.scenarios["synchronous"] = result.to_json() if result else None
+        if run.wants("outage"):
+            outage = await run.step(
+                "outage, synchronous",
+                lambda: run_outage(
+                    "synchronous",
+                    chain.order_url,
+                    {"payment": chain.pid("payment")},
+                    rate=settings.outage_rate,
+                    before_s=settings.outage_margin_s,
+                    stop_s=settings.outage_seconds,
+                    after_s=settings.outage_margin_s,
+                    order_dsn=None,
+                    saga_timeout=settings.drain_timeout_s,
+                    first_index=run.indices(round(settings.outage_rate * 60)),
+                ),
+            )
+            run.scenarios["outage_synchronous"] = outage.to_json() if outage else None
+    return result
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return top / bottom if top and bottom else None
+
+
+def _ratios(
+    closed: dict[str, Any] | None, transport: TransportResult | None, sync: SyncResult | None
+) -> dict[str, float | None]:
+    sagas = closed["sagas"]["completed_per_s"] if closed else None
+    accepted = closed["accepted_per_s"] if closed else None
+    chains = transport.chains_per_s if transport else None
+    orders = sync.orders_per_s if sync else None
+    return {
+        "sagas_per_s_over_transport_chains_per_s": _ratio(sagas, chains),
+        "accepted_per_s_over_sync_orders_per_s": _ratio(accepted, orders),
+        "sagas_per_s_over_sync_orders_per_s": _ratio(sagas, orders),
+    }
+
+
+async def run(
+    settings: BenchSettings, target: Target, placement: SyncPlacement, event_loop: str
+) -> dict[str, Any]:
+    """Every scenario ``settings`` chooses against ``target``; the results document."""
+    began = datetime.now(UTC)
+    say(f"benchmark of {target.order_url}: {', '.join(settings.scenarios)}")
+    kafka = kafka_client_options(PlatformSettings(kafka_bootstrap=target.kafka_bootstrap))
+    topic = Topics(target.env.get("SAGAKIT_TOPIC_PREFIX", "")).for_event("OrderCreated")
+    partitions = await partition_count(kafka, topic)
+    document: dict[str, Any] = {
+        "schema": SCHEMA,
+        "started_at": began.isoformat(timespec="seconds"),
+        "commit": commit(),
+        "machine": host() | {"load_average_at_start": load_average()},
+        "versions": await server_versions(target.database_dsn("order"), target.redis_url),
+        "bench_settings": settings.model_dump(mode="json") | {"event_loop": event_loop},
+        "platform_settings": platform_settings(target.env, target.instances(), partitions),
+    }
+    run = _Run(settings, target)
+    if target.profile == "bench":
+        say("emptying the bench stack's tables and Redis")
+        await reset_bench_stack(target)
+    async with SagaClient(target.urls) as client:
+        await provision(client)
+    await _event_driven(run)
+    transport = await _transport(run, partitions or 6) if run.wants("transport") else None
+    run.scenarios["transport"] = transport.to_json() if transport else None
+    sync = await _synchronous(run, placement) if run.wants("sync") else None
+    closed: dict[str, Any] | None = run.scenarios.get("closed_loop")
+    finished = datetime.now(UTC)
+    return document | {
+        "scenarios": run.scenarios,
+        "ratios": _ratios(closed, transport, sync),
+        "errors": run.errors,
+        "scenario_seconds": run.seconds,
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "elapsed_s": round((finished - began).total_seconds(), 1),
+        "load_average_at_end": load_average(),
+    }
