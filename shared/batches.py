@@ -111,8 +111,7 @@ class BatchProcessor:
             handled = await self._attempt(fresh)
         except Exception as error:  # any failure: the run is rolled back, retried record by record
             log.info(
-                "a run of %d records of %s[%d] failed together (%s: %s); "
-                "taking them one at a time",
+                "a run of %d records of %s[%d] failed together (%s: %s); taking them one at a time",
                 len(fresh),
                 fresh[0].record.topic,
                 fresh[0].record.partition,
@@ -163,6 +162,4 @@ class BatchProcessor:
     async def _known_to_redis(self, run: Sequence[_Decoded]) -> set[uuid.UUID]:
         if self._dedup is None:
             return set()
-        return await self._dedup.processed_among(
-            self._group, [item.event.event_id for item in run]
-        )
+        return await self._dedup.processed_among(self._group, [item.event.event_id for item in run])

@@ -120,9 +120,7 @@ class Deduplicator:
         """Mark ``event_id`` processed by ``group``; call only after the database commit."""
         await self.remember_all(group, [event_id])
 
-    async def processed_among(
-        self, group: str, event_ids: Sequence[uuid.UUID]
-    ) -> set[uuid.UUID]:
+    async def processed_among(self, group: str, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """The ones of ``event_ids`` Redis knows ``group`` processed, in one round trip."""
         if self._cooling_down() or not event_ids:
             return set()

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.inventory.model import FailureReason, Line, ReservationStatus, StockLevel
+from shared.sql import insert_unless_present
 
 __all__ = [
     "Reservation",
@@ -150,23 +151,26 @@ async def get_reservation(
     )
 
 
+_ADD_RESERVATION = insert_unless_present(
+    reservations,
+    ("order_id", "status", "items", "reason"),
+    conflict=["order_id"],
+    returning=["order_id"],
+)
+
+
 async def add_reservation(session: AsyncSession, reservation: Reservation) -> bool:
     """Record an order's reservation; False (and nothing written) if it already has one.
 
     A concurrent insert of the same order makes this wait for that transaction, then lose.
     """
-    statement = (
-        insert(reservations)
-        .values(
-            order_id=reservation.order_id,
-            status=reservation.status.value,
-            items=_items(reservation.lines),
-            reason=reservation.reason.value if reservation.reason else None,
-        )
-        .on_conflict_do_nothing(index_elements=[reservations.c.order_id])
-        .returning(reservations.c.order_id)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    values = {
+        "order_id": reservation.order_id,
+        "status": reservation.status.value,
+        "items": _items(reservation.lines),
+        "reason": reservation.reason.value if reservation.reason else None,
+    }
+    return (await session.execute(_ADD_RESERVATION, values)).scalar_one_or_none() is not None
 
 
 async def set_reservation_status(

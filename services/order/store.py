@@ -23,11 +23,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from shared.events import Event
+from shared.sql import insert_unless_present
 
 __all__ = ["Order", "metadata", "orders", "timeline"]
 
@@ -95,6 +96,22 @@ def _order(row: Any) -> Order:
     )
 
 
+_ORDER_COLUMNS = ("order_id", "customer_id", "items", "total", "status", "idempotency_key")
+_ADD_ORDER = insert_unless_present(
+    orders, _ORDER_COLUMNS, conflict=["idempotency_key"], returning=[c.name for c in orders.c]
+)
+_TIMELINE_COLUMNS = (
+    "event_id",
+    "order_id",
+    "event_type",
+    "occurred_at",
+    "producer",
+    "causation_id",
+    "payload",
+)
+_ADD_TO_TIMELINE = insert_unless_present(timeline, _TIMELINE_COLUMNS, conflict=["event_id"])
+
+
 async def add_order(
     session: AsyncSession,
     *,
@@ -105,20 +122,15 @@ async def add_order(
     idempotency_key: str | None,
 ) -> Order | None:
     """Insert a new order; None when an order with this idempotency key already exists."""
-    statement = (
-        insert(orders)
-        .values(
-            order_id=order_id,
-            customer_id=customer_id,
-            items=items,
-            total=total,
-            status=OrderStatus.PENDING.value,
-            idempotency_key=idempotency_key,
-        )
-        .on_conflict_do_nothing(index_elements=[orders.c.idempotency_key])
-        .returning(orders)
-    )
-    row = (await session.execute(statement)).mappings().one_or_none()
+    values = {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "items": items,
+        "total": total,
+        "status": OrderStatus.PENDING.value,
+        "idempotency_key": idempotency_key,
+    }
+    row = (await session.execute(_ADD_ORDER, values)).mappings().one_or_none()
     return _order(row) if row else None
 
 
@@ -160,16 +172,16 @@ async def save_saga(session: AsyncSession, order_id: str, saga: Saga) -> None:
 
 async def add_to_timeline(session: AsyncSession, event: Event) -> None:
     """Record ``event`` in its order's timeline (once, however often it is delivered)."""
-    statement = insert(timeline).values(
-        event_id=event.event_id,
-        order_id=event.order_id,
-        event_type=event.event_type,
-        occurred_at=event.occurred_at,
-        producer=event.producer,
-        causation_id=event.causation_id,
-        payload=event.model_dump(mode="json"),
-    )
-    await session.execute(statement.on_conflict_do_nothing(index_elements=[timeline.c.event_id]))
+    values = {
+        "event_id": event.event_id,
+        "order_id": event.order_id,
+        "event_type": event.event_type,
+        "occurred_at": event.occurred_at,
+        "producer": event.producer,
+        "causation_id": event.causation_id,
+        "payload": event.model_dump(mode="json"),
+    }
+    await session.execute(_ADD_TO_TIMELINE, values)
 
 
 async def read_timeline(session: AsyncSession, order_id: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payment.model import DeclineReason, PaymentStatus
+from shared.sql import insert_unless_present
 
 __all__ = ["Payment", "accounts", "metadata", "payments"]
 
@@ -81,15 +82,18 @@ async def get_payment(
     )
 
 
+_ADD_PAYMENT = insert_unless_present(
+    payments,
+    ("order_id", "customer_id", "amount", "status", "reason"),
+    conflict=["order_id"],
+    returning=["order_id"],
+)
+
+
 async def add_payment(session: AsyncSession, payment: Payment) -> bool:
     """Record an order's payment decision; False when the order already has one."""
-    statement = (
-        insert(payments)
-        .values(**_values(payment))
-        .on_conflict_do_nothing(index_elements=[payments.c.order_id])
-        .returning(payments.c.order_id)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    found = await session.execute(_ADD_PAYMENT, _values(payment))
+    return found.scalar_one_or_none() is not None
 
 
 async def mark_refunded(session: AsyncSession, order_id: str) -> None:

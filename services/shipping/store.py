@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.shipping.model import FailureReason, ShipmentStatus
+from shared.sql import insert_unless_present
 
 __all__ = ["Shipment", "add_shipment", "get_shipment", "metadata", "shipments"]
 
@@ -42,20 +42,23 @@ async def get_shipment(session: AsyncSession, order_id: str) -> Shipment | None:
     return Shipment(row["order_id"], ShipmentStatus(row["status"]), row["tracking_id"], reason)
 
 
+_ADD_SHIPMENT = insert_unless_present(
+    shipments,
+    ("order_id", "status", "tracking_id", "reason"),
+    conflict=["order_id"],
+    returning=["order_id"],
+)
+
+
 async def add_shipment(session: AsyncSession, shipment: Shipment) -> bool:
     """Record an order's shipment; False (and nothing written) if it already has one.
 
     A concurrent insert of the same order makes this wait for that transaction, then lose.
     """
-    statement = (
-        insert(shipments)
-        .values(
-            order_id=shipment.order_id,
-            status=shipment.status.value,
-            tracking_id=shipment.tracking_id,
-            reason=shipment.reason.value if shipment.reason else None,
-        )
-        .on_conflict_do_nothing(index_elements=[shipments.c.order_id])
-        .returning(shipments.c.order_id)
-    )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    values = {
+        "order_id": shipment.order_id,
+        "status": shipment.status.value,
+        "tracking_id": shipment.tracking_id,
+        "reason": shipment.reason.value if shipment.reason else None,
+    }
+    return (await session.execute(_ADD_SHIPMENT, values)).scalar_one_or_none() is not None
