@@ -12,7 +12,6 @@ import asyncio
 import importlib
 import json
 import logging
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,18 +45,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports nobody listens on now, for the synchronous chain's four processes."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _uvloop() -> Any | None:
     """uvloop when it is installed: uvicorn runs the services on it, so the load generator
     and the transport relays run on the loop the services have."""
@@ -83,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     # reports failures itself (chains not completed, scenarios failed).
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     target = Target.from_env_file(settings.env_file)
-    placement = SyncPlacement(
-        ports=_free_ports(4),
-        database_prefix=SYNC_DATABASE_PREFIX,
-        logs=settings.env_file.parent / "syncchain",
-    )
+    placement = SyncPlacement(SYNC_DATABASE_PREFIX, settings.env_file.parent / "syncchain")
     uvloop = _uvloop()
     benchmark = run(settings, target, placement, "uvloop" if uvloop else "asyncio")
     doc = uvloop.run(benchmark) if uvloop else asyncio.run(benchmark)

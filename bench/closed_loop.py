@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.load import Clock, accepted_ids, closed_loop, error_counts
+from bench.load import Bodies, Clock, accepted_ids, closed_loop, error_counts
 from bench.sagas import SagaOutcome, outcome, wait_for_sagas
 from bench.stats import Summary, rate, summarize
 from bench.target import Target
@@ -47,13 +47,24 @@ class ClosedLoopResult:
 
 
 async def run_closed_loop(
-    target: Target, *, orders: int, clients: int, saga_timeout: float, first_index: int = 0
+    target: Target,
+    bodies: Bodies,
+    *,
+    orders: int,
+    clients: int,
+    saga_timeout: float,
+    first_index: int = 0,
 ) -> ClosedLoopResult:
     """Send ``orders`` orders with ``clients`` clients; wait up to ``saga_timeout`` for sagas."""
     clock = Clock()
     began = clock.now()
     attempts = await closed_loop(
-        target.order_url, clients=clients, clock=clock, first_index=first_index, count=orders
+        target.order_url,
+        bodies,
+        clients=clients,
+        clock=clock,
+        first_index=first_index,
+        count=orders,
     )
     ids = accepted_ids(attempts)
     rows = await wait_for_sagas(target.database_dsn("order"), ids, saga_timeout)

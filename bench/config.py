@@ -27,6 +27,10 @@ class BenchSettings(BaseSettings):
     results_dir: Path = REPO_ROOT / "bench" / "results"
     scenarios: Annotated[tuple[str, ...], NoDecode] = SCENARIOS
 
+    customers: int = Field(default=500, ge=1)
+    """Customers the orders are spread over (each with a balance that never runs out)."""
+    skus: int = Field(default=100, ge=2)
+    """Skus the orders are spread over, two per order (stock that never runs out)."""
     clients: int = Field(default=32, ge=1)
     """Concurrent keep-alive clients of the closed loops (event-driven and synchronous)."""
     warmup_orders: int = Field(default=200, ge=0)

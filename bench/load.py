@@ -17,12 +17,11 @@ from typing import Any
 
 import httpx
 
-from bench.workload import order_body
-
 __all__ = [
     "NOT_ANSWERED",
     "NOT_SENT",
     "Attempt",
+    "Bodies",
     "Clock",
     "accepted_ids",
     "closed_loop",
@@ -72,12 +71,16 @@ class Attempt:
         return (self.finished - self.due) * 1000
 
 
+Bodies = Callable[[int], dict[str, Any]]
+"""The ``POST /orders`` body of an order index (``Workload.body``)."""
+
+
 async def post_order(
-    http: httpx.AsyncClient, url: str, index: int, due: float, clock: Clock
+    http: httpx.AsyncClient, url: str, body: dict[str, Any], index: int, due: float, clock: Clock
 ) -> Attempt:
-    """``POST {url}/orders`` with order ``index``'s body; never raises for a failed request."""
+    """``POST {url}/orders`` with ``body``; never raises for a failed request."""
     try:
-        response = await http.post(f"{url}/orders", json=order_body(index))
+        response = await http.post(f"{url}/orders", json=body)
     except httpx.HTTPError as error:
         return Attempt(index, NOT_ANSWERED, due, clock.now(), error=type(error).__name__)
     finished = clock.now()
@@ -89,6 +92,7 @@ async def post_order(
 
 async def closed_loop(
     url: str,
+    bodies: Bodies,
     *,
     clients: int,
     clock: Clock,
@@ -118,7 +122,8 @@ async def closed_loop(
                     stop_at is not None and clock.now() >= stop_at
                 ):
                     return
-                attempts.append(await post_order(http, url, index, clock.now(), clock))
+                body = bodies(index)
+                attempts.append(await post_order(http, url, body, index, clock.now(), clock))
 
     await asyncio.gather(*(client() for _ in range(clients)))
     return sorted(attempts, key=lambda attempt: attempt.index)
@@ -126,6 +131,7 @@ async def closed_loop(
 
 async def open_loop(
     url: str,
+    bodies: Bodies,
     *,
     rate: float,
     seconds: float,
@@ -149,7 +155,7 @@ async def open_loop(
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
 
         async def send(index: int, due: float) -> None:
-            attempts.append(await post_order(http, url, index, due, clock))
+            attempts.append(await post_order(http, url, bodies(index), index, due, clock))
 
         for offset in range(total):
             due = start + offset / rate

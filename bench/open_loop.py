@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bench.load import NOT_SENT, Clock, accepted_ids, error_counts, open_loop
+from bench.load import NOT_SENT, Bodies, Clock, accepted_ids, error_counts, open_loop
 from bench.sagas import SagaOutcome, outcome, wait_for_sagas
 from bench.stats import Summary, rate, summarize
 from bench.target import Target
@@ -82,6 +82,7 @@ def _misses(step: OpenLoopStep) -> tuple[str, ...]:
 
 async def run_open_loop_step(
     target: Target,
+    bodies: Bodies,
     *,
     offered_per_s: float,
     seconds: float,
@@ -94,6 +95,7 @@ async def run_open_loop_step(
     start = clock.now()
     attempts = await open_loop(
         target.order_url,
+        bodies,
         rate=offered_per_s,
         seconds=seconds,
         clock=clock,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.load import Attempt, Clock, accepted_ids, error_counts, open_loop
+from bench.load import Attempt, Bodies, Clock, accepted_ids, error_counts, open_loop
 from bench.sagas import TERMINAL, wait_for_sagas
 from bench.stats import Summary, summarize
 
@@ -107,6 +107,7 @@ async def _stop_for(pids: Sequence[int], seconds: float) -> None:
 async def run_outage(
     design: str,
     order_url: str,
+    bodies: Bodies,
     stop: dict[str, int],
     *,
     rate: float,
@@ -133,6 +134,7 @@ async def run_outage(
     attempts, _ = await asyncio.gather(
         open_loop(
             order_url,
+            bodies,
             rate=rate,
             seconds=before_s + stop_s + after_s,
             clock=clock,

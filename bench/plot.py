@@ -61,7 +61,7 @@ def plot(doc: Mapping[str, Any], path: Path) -> None:
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
         if curves:
-            axis.legend(fontsize="small", loc="lower right")
+            axis.legend(fontsize="small", loc="best")
     axes[0].set_ylabel("percentile")
     commit = str(doc.get("commit", {}).get("sha"))[:10]
     figure.suptitle(f"sagakit bench {doc.get('started_at')}, commit {commit}")

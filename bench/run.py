@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -22,7 +22,7 @@ from bench.closed_loop import run_closed_loop
 from bench.config import BenchSettings
 from bench.machine import commit, host, load_average, server_versions
 from bench.open_loop import OpenLoopStep, run_open_loop_step
-from bench.outage import check_processes, run_outage
+from bench.outage import OutageResult, check_processes, run_outage
 from bench.reset import reset_bench_stack
 from bench.sagas import wait_until_idle
 from bench.sync_baseline import SyncResult, run_sync_closed_loop
@@ -30,7 +30,7 @@ from bench.syncchain.chain import running_chain
 from bench.target import Target
 from bench.transport import TransportResult, run_transport
 from bench.tuning import platform_settings
-from bench.workload import provision
+from bench.workload import CUSTOMER_PREFIX, Workload
 from deploy.demo.client import SagaClient
 from shared.settings import PlatformSettings, kafka_client_options
 from shared.topics import Topics
@@ -43,9 +43,8 @@ SCHEMA = 1
 
 @dataclass(frozen=True)
 class SyncPlacement:
-    """Where the synchronous chain runs: its four ports and its databases' name prefix."""
+    """Where the synchronous chain keeps its databases (a name prefix) and its logs."""
 
-    ports: Sequence[int]
     database_prefix: str
     logs: Path
 
@@ -62,6 +61,10 @@ class _Run:
     errors: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     next_index: int = 0
+
+    @property
+    def workload(self) -> Workload:
+        return Workload(self.settings.customers, self.settings.skus)
 
     def indices(self, count: int) -> int:
         """The first of ``count`` fresh order indices (they pick customers and skus)."""
@@ -88,7 +91,7 @@ class _Run:
     async def idle(self) -> None:
         """Wait until the sagas of the last scenario have ended: the next one starts clean."""
         busy = await wait_until_idle(
-            self.target.database_dsn("order"), self.settings.drain_timeout_s
+            self.target.database_dsn("order"), CUSTOMER_PREFIX, self.settings.drain_timeout_s
         )
         if busy:
             say(f"{busy} sagas still under way after {self.settings.drain_timeout_s:.0f} s")
@@ -101,6 +104,7 @@ async def _event_driven(run: _Run) -> None:
             "warm-up",
             lambda: run_closed_loop(
                 target,
+                run.workload.body,
                 orders=settings.warmup_orders,
                 clients=settings.clients,
                 saga_timeout=settings.saga_timeout_s,
@@ -113,6 +117,7 @@ async def _event_driven(run: _Run) -> None:
             "closed loop",
             lambda: run_closed_loop(
                 target,
+                run.workload.body,
                 orders=settings.orders,
                 clients=settings.clients,
                 saga_timeout=settings.saga_timeout_s,
@@ -139,6 +144,7 @@ async def _open_step(run: _Run, offered: float) -> OpenLoopStep:
     settings = run.settings
     return await run_open_loop_step(
         run.target,
+        run.workload.body,
         offered_per_s=offered,
         seconds=settings.open_seconds,
         first_index=run.indices(round(offered * settings.open_seconds)),
@@ -147,7 +153,7 @@ async def _open_step(run: _Run, offered: float) -> OpenLoopStep:
     )
 
 
-async def _event_outage(run: _Run, payments: dict[str, int | None]) -> Any:
+async def _event_outage(run: _Run, payments: dict[str, int | None]) -> OutageResult:
     settings = run.settings
     pids = {name: pid for name, pid in payments.items() if pid is not None}
     if not pids or len(pids) < len(payments):
@@ -156,6 +162,7 @@ async def _event_outage(run: _Run, payments: dict[str, int | None]) -> Any:
     return await run_outage(
         "event-driven",
         run.target.order_url,
+        run.workload.body,
         pids,
         rate=settings.outage_rate,
         before_s=settings.outage_margin_s,
@@ -185,12 +192,13 @@ async def _synchronous(run: _Run, placement: SyncPlacement) -> SyncResult | None
     settings = run.settings
     say("synchronous chain: fresh databases, four processes ...")
     async with running_chain(
-        run.target.postgres_url, placement.ports, placement.logs, placement.database_prefix
+        run.target.postgres_url, placement.logs, placement.database_prefix, run.workload
     ) as chain:
         result = await run.step(
             "synchronous chain",
             lambda: run_sync_closed_loop(
                 chain.order_url,
+                run.workload.body,
                 clients=settings.clients,
                 seconds=settings.sync_seconds,
                 warmup_orders=settings.warmup_orders,
@@ -204,6 +212,7 @@ async def _synchronous(run: _Run, placement: SyncPlacement) -> SyncResult | None
                 lambda: run_outage(
                     "synchronous",
                     chain.order_url,
+                    run.workload.body,
                     {"payment": chain.pid("payment")},
                     rate=settings.outage_rate,
                     before_s=settings.outage_margin_s,
@@ -259,7 +268,7 @@ async def run(
         say("emptying the bench stack's tables and Redis")
         await reset_bench_stack(target)
     async with SagaClient(target.urls) as client:
-        await provision(client)
+        await run.workload.provision(client)
     await _event_driven(run)
     transport = await _transport(run, partitions or 6) if run.wants("transport") else None
     run.scenarios["transport"] = transport.to_json() if transport else None

@@ -147,14 +147,18 @@ async def wait_for_sagas(dsn: str, order_ids: Sequence[str], timeout: float) -> 
     return await fetch_sagas(dsn, order_ids)
 
 
-async def wait_until_idle(dsn: str, timeout: float) -> int:
-    """Wait until no order in the database is still under way; return how many still are."""
+async def wait_until_idle(dsn: str, customer_prefix: str, timeout: float) -> int:
+    """Wait until no order of a customer named ``customer_prefix...`` is still under way;
+    return how many still are. Other orders in the database (a shared test system's) do not
+    count: their sagas may be stalled on purpose."""
     deadline = time.monotonic() + timeout
     connection = await asyncpg.connect(dsn)
-    query = "SELECT count(*) FROM orders WHERE status <> ALL($1::text[])"
+    query = (
+        "SELECT count(*) FROM orders WHERE customer_id LIKE $1 || '%' AND status <> ALL($2::text[])"
+    )
     try:
         while True:
-            busy: int = await connection.fetchval(query, list(TERMINAL))
+            busy: int = await connection.fetchval(query, customer_prefix, list(TERMINAL))
             if not busy or time.monotonic() >= deadline:
                 return busy
             await asyncio.sleep(POLL_S)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.load import Clock, closed_loop, error_counts
+from bench.load import Bodies, Clock, closed_loop, error_counts
 from bench.stats import Summary, rate, summarize
 
 __all__ = ["SyncResult", "run_sync_closed_loop"]
@@ -37,17 +37,28 @@ class SyncResult:
 
 
 async def run_sync_closed_loop(
-    order_url: str, *, clients: int, seconds: float, warmup_orders: int, first_index: int
+    order_url: str,
+    bodies: Bodies,
+    *,
+    clients: int,
+    seconds: float,
+    warmup_orders: int,
+    first_index: int,
 ) -> SyncResult:
     """``clients`` clients for ``seconds``, after ``warmup_orders`` orders that are not timed."""
     clock = Clock()
     if warmup_orders:
         await closed_loop(
-            order_url, clients=clients, clock=clock, first_index=first_index, count=warmup_orders
+            order_url,
+            bodies,
+            clients=clients,
+            clock=clock,
+            first_index=first_index,
+            count=warmup_orders,
         )
     began = clock.now()
     attempts = await closed_loop(
-        order_url, clients=clients, clock=clock, first_index=first_index, seconds=seconds
+        order_url, bodies, clients=clients, clock=clock, first_index=first_index, seconds=seconds
     )
     completed = [a for a in attempts if a.accepted]
     return SyncResult(

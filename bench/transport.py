@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.broker import wait_for_leaders
 from bench.stats import Summary, rate, summarize
-from bench.workload import UNIT_PRICE, customer, order_lines, order_total
+from bench.workload import UNIT_PRICE, Workload
 from services.shipping.model import tracking_id_for
 from shared.events import (
     Event,
@@ -56,12 +56,12 @@ def saga_records() -> list[Record]:
     """One record of each hop: OrderCreated, PaymentProcessed, InventoryReserved,
     OrderShipped, OrderCompleted, as the services would write them for a benchmark order."""
     order_id = str(uuid.uuid4())
-    lines = order_lines(0)
-    total = order_total(0)
+    workload = Workload()
+    customer, lines, total = workload.customer(0), workload.lines(0), workload.total(0)
     created = OrderCreated.first(
         order_id=order_id,
         producer="order",
-        customer_id=customer(0),
+        customer_id=customer,
         items=tuple(
             PricedLineItem(sku=s, quantity=q, unit_price=Decimal(UNIT_PRICE)) for s, q in lines
         ),
@@ -69,14 +69,14 @@ def saga_records() -> list[Record]:
     )
     stock = tuple(LineItem(sku=s, quantity=q) for s, q in lines)
     paid = PaymentProcessed.caused_by(
-        created, producer="payment", customer_id=customer(0), amount=total, items=stock
+        created, producer="payment", customer_id=customer, amount=total, items=stock
     )
     reserved = InventoryReserved.caused_by(paid, producer="inventory", items=stock)
     shipped = OrderShipped.caused_by(
         reserved, producer="shipping", tracking_id=tracking_id_for(order_id)
     )
     completed = OrderCompleted.caused_by(
-        shipped, producer="order", customer_id=customer(0), total=total
+        shipped, producer="order", customer_id=customer, total=total
     )
     events: list[Event] = [created, paid, reserved, shipped, completed]
     return [encode(event, Topics()) for event in events]
@@ -296,7 +296,7 @@ async def run_transport(
         await relays.open()
         producer = await relays.producer()
         # A first round fills metadata caches and connections; it is not measured.
-        await relays.round(producer, warmup, in_flight, timeout)
+        await relays.round(producer, min(warmup, chains), in_flight, timeout)
         unloaded = await relays.round(producer, unloaded_chains, 1, timeout)
         loaded = await relays.round(producer, chains, in_flight, timeout)
     finally:

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from deploy.demo.client import SagaClient
 
-__all__ = [
-    "BALANCE",
-    "CUSTOMERS",
-    "SKUS",
-    "STOCK",
-    "UNIT_PRICE",
-    "customer",
-    "order_body",
-    "provision",
-    "sku",
-]
+__all__ = ["BALANCE", "CUSTOMER_PREFIX", "STOCK", "UNIT_PRICE", "Workload"]
 
-CUSTOMERS = 500
-SKUS = 100
+CUSTOMER_PREFIX = "bench-customer-"
+
 LINES = 2
 UNIT_PRICE = "4.50"
 # Far more than any run can spend or ship: 10,000 orders take at most 270.00 of a balance.
@@ -37,42 +28,44 @@ STOCK = 1_000_000_000
 PROVISION_CONCURRENCY = 16
 
 
-def customer(index: int) -> str:
-    return f"bench-customer-{index % CUSTOMERS:04d}"
+@dataclass(frozen=True)
+class Workload:
+    """Orders over ``customers`` customers and ``skus`` skus."""
 
+    customers: int = 500
+    skus: int = 100
 
-def sku(index: int) -> str:
-    return f"bench-sku-{index % SKUS:03d}"
+    def customer(self, index: int) -> str:
+        return f"{CUSTOMER_PREFIX}{index % self.customers:04d}"
 
+    def sku(self, index: int) -> str:
+        return f"bench-sku-{index % self.skus:03d}"
 
-def order_lines(index: int) -> list[tuple[str, int]]:
-    """(sku, quantity) of order ``index``: distinct skus, 1 to 3 units each."""
-    return [(sku(index * 7 + line * 13), 1 + (index + line) % 3) for line in range(LINES)]
+    def lines(self, index: int) -> list[tuple[str, int]]:
+        """(sku, quantity) of order ``index``: distinct skus, 1 to 3 units each."""
+        return [(self.sku(index * 7 + line * 13), 1 + (index + line) % 3) for line in range(LINES)]
 
+    def total(self, index: int) -> Decimal:
+        return sum((Decimal(UNIT_PRICE) * q for _, q in self.lines(index)), Decimal(0))
 
-def order_body(index: int) -> dict[str, Any]:
-    """The ``POST /orders`` body of order ``index``."""
-    return {
-        "customer_id": customer(index),
-        "items": [
-            {"sku": name, "quantity": quantity, "unit_price": UNIT_PRICE}
-            for name, quantity in order_lines(index)
-        ],
-    }
+    def body(self, index: int) -> dict[str, Any]:
+        """The ``POST /orders`` body of order ``index``."""
+        return {
+            "customer_id": self.customer(index),
+            "items": [
+                {"sku": name, "quantity": quantity, "unit_price": UNIT_PRICE}
+                for name, quantity in self.lines(index)
+            ],
+        }
 
+    async def provision(self, client: SagaClient) -> None:
+        """Give every customer its balance and every sku its stock, with the admin endpoints."""
+        limit = asyncio.Semaphore(PROVISION_CONCURRENCY)
 
-def order_total(index: int) -> Decimal:
-    return sum((Decimal(UNIT_PRICE) * q for _, q in order_lines(index)), Decimal(0))
+        async def limited(call: Awaitable[None]) -> None:
+            async with limit:
+                await call
 
-
-async def provision(client: SagaClient) -> None:
-    """Give every customer its balance and every sku its stock, through the admin endpoints."""
-    limit = asyncio.Semaphore(PROVISION_CONCURRENCY)
-
-    async def limited(call: Awaitable[None]) -> None:
-        async with limit:
-            await call
-
-    calls = [client.set_balance(customer(i), BALANCE) for i in range(CUSTOMERS)]
-    calls += [client.set_stock(sku(i), STOCK) for i in range(SKUS)]
-    await asyncio.gather(*(limited(call) for call in calls))
+        calls = [client.set_balance(self.customer(i), BALANCE) for i in range(self.customers)]
+        calls += [client.set_stock(self.sku(i), STOCK) for i in range(self.skus)]
+        await asyncio.gather(*(limited(call) for call in calls))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,8 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from bench import workload
-from deploy.localstack import ports
+from bench.workload import BALANCE, STOCK, Workload
 from deploy.localstack.postgres import create_database, database_url, drop_database
 from services.inventory import store as inventory_store
 from services.order import store as order_store
@@ -73,23 +73,21 @@ async def _fresh_databases(server_url: str, prefix: str) -> dict[str, str]:
     return urls
 
 
-async def _provision(urls: dict[str, str]) -> None:
+async def _provision(urls: dict[str, str], workload: Workload) -> None:
     """The benchmark's customers and skus, written with the services' own store functions."""
     for service in ("payment", "inventory"):
         engine = make_engine(urls[service])
         try:
             async with UnitOfWorkFactory(engine, Topics())() as uow:
                 if service == "payment":
-                    balance = Decimal(workload.BALANCE)
-                    for index in range(workload.CUSTOMERS):
+                    balance = Decimal(BALANCE)
+                    for index in range(workload.customers):
                         await payment_store.set_balance(
                             uow.session, workload.customer(index), balance
                         )
                 else:
-                    for index in range(workload.SKUS):
-                        await inventory_store.set_available(
-                            uow.session, workload.sku(index), workload.STOCK
-                        )
+                    for index in range(workload.skus):
+                        await inventory_store.set_available(uow.session, workload.sku(index), STOCK)
                 await uow.commit()
         finally:
             await engine.dispose()
@@ -147,21 +145,27 @@ def _stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+def _free_ports(count: int) -> list[int]:
+    """Ports nobody listens on now (the chain runs beside whatever stack it is compared with)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 @asynccontextmanager
 async def running_chain(
-    server_url: str, service_ports: Sequence[int], logs: Path, database_prefix: str
+    server_url: str, logs: Path, database_prefix: str, workload: Workload
 ) -> AsyncIterator[SyncChain]:
-    """The chain on ``service_ports`` (order, payment, inventory, shipping), with fresh
-    databases named ``<database_prefix>_<service>`` on ``server_url``; all removed after."""
-    taken = [
-        f"{port} ({ports.owner(port) or 'unknown'})"
-        for port in service_ports
-        if not ports.is_free(port)
-    ]
-    if taken:
-        raise RuntimeError(f"ports for the synchronous chain are taken: {', '.join(taken)}")
+    """The chain on free ports, with fresh databases named ``<database_prefix>_<service>`` on
+    ``server_url``, and its processes' logs in ``logs``; all of it removed after."""
+    service_ports = _free_ports(len(SERVICES))
     databases = await _fresh_databases(server_url, database_prefix)
-    await _provision(databases)
+    await _provision(databases, workload)
     urls = {s: f"http://127.0.0.1:{port}" for s, port in zip(SERVICES, service_ports, strict=True)}
     processes = _spawn(urls, databases, logs)
     chain = SyncChain(urls, processes, logs)
