@@ -61,6 +61,8 @@ class Attempt:
     finished: float
     order_id: str | None = None
     error: str | None = None
+    sent: float | None = None
+    """When the request really left: later than ``due`` when the load generator lagged."""
 
     @property
     def accepted(self) -> bool:
@@ -79,15 +81,18 @@ async def post_order(
     http: httpx.AsyncClient, url: str, body: dict[str, Any], index: int, due: float, clock: Clock
 ) -> Attempt:
     """``POST {url}/orders`` with ``body``; never raises for a failed request."""
+    sent = clock.now()
     try:
         response = await http.post(f"{url}/orders", json=body)
     except httpx.HTTPError as error:
-        return Attempt(index, NOT_ANSWERED, due, clock.now(), error=type(error).__name__)
+        name = type(error).__name__
+        return Attempt(index, NOT_ANSWERED, due, clock.now(), error=name, sent=sent)
     finished = clock.now()
     if not response.is_success:
-        return Attempt(index, response.status_code, due, finished, error=response.text[:200])
-    order: dict[str, Any] = response.json()
-    return Attempt(index, response.status_code, due, finished, order_id=str(order["order_id"]))
+        text = response.text[:200]
+        return Attempt(index, response.status_code, due, finished, error=text, sent=sent)
+    order_id = str(response.json()["order_id"])
+    return Attempt(index, response.status_code, due, finished, order_id=order_id, sent=sent)
 
 
 async def closed_loop(

@@ -32,6 +32,8 @@ class OpenLoopStep:
     achieved_per_s: float | None
     """Accepted orders per second, from the first due to the last accepted answer."""
     api: Summary | None
+    send_lag: Summary | None
+    """How late the load generator sent requests: when it lags, it is short of CPU too."""
     sagas: SagaOutcome
     end_of_window: float
     misses: tuple[str, ...]
@@ -57,6 +59,7 @@ class OpenLoopStep:
             "errors": self.errors,
             "achieved_per_s": self.achieved_per_s,
             "api_latency": self.api.to_json() if self.api else None,
+            "send_lag": self.send_lag.to_json() if self.send_lag else None,
             "sagas": self.sagas.to_json(),
             "drained_after_s": self.drained_after_s,
             "kept_up": self.kept_up,
@@ -114,6 +117,7 @@ async def run_open_loop_step(
         errors={k: v for k, v in error_counts(attempts).items() if k != "too many in flight"},
         achieved_per_s=rate(len(ids), last_answer - start),
         api=summarize(a.latency_ms for a in attempts if a.accepted),
+        send_lag=summarize((a.sent - a.due) * 1000 for a in attempts if a.sent is not None),
         sagas=outcome(rows, len(ids)),
         end_of_window=start + seconds,
         misses=(),

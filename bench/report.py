@@ -85,7 +85,7 @@ def _open(steps: Sequence[Doc]) -> list[str]:
     rows = []
     for step in steps:
         if step.get("failed"):
-            rows.append([_n(step["offered_per_s"]), "failed", "", "", "", "", ""])
+            rows.append([_n(step["offered_per_s"]), "failed", "", "", "", "", "", ""])
             continue
         sagas = step["sagas"]
         kept = "yes" if step["kept_up"] else "no: " + "; ".join(step["misses"])
@@ -97,12 +97,17 @@ def _open(steps: Sequence[Doc]) -> list[str]:
                 _ms(step["api_latency"], "p99_ms"),
                 _ms(sagas["latency"], "p50_ms"),
                 _ms(sagas["latency"], "p99_ms"),
+                _ms(step.get("send_lag"), "p99_ms"),
                 kept,
             ]
         )
     seconds = steps[0].get("seconds", "?") if steps else "?"
-    header = ["offered/s", "accepted/s", "API p50", "API p99", "saga p50", "saga p99", "kept up"]
-    return [f"open loop: {seconds} s per rate, latencies in ms", *_table(header, rows)]
+    header = ["offered/s", "accepted/s", "API p50", "API p99", "saga p50", "saga p99", "late p99"]
+    title = (
+        f"open loop: {seconds} s per rate, latencies in ms (late: how far behind its schedule "
+        "the load generator sent)"
+    )
+    return [title, *_table([*header, "kept up"], rows)]
 
 
 def _transport(transport: Doc, ratios: Doc) -> list[str]:
@@ -174,6 +179,27 @@ def _outages(outages: Sequence[Doc]) -> list[str]:
     return [title, *_table(header, rows)]
 
 
+_SHORT = {
+    "closed loop": "closed",
+    "outage, event-driven": "outage",
+    "transport limit": "transport",
+    "synchronous chain": "sync",
+    "outage, synchronous": "sync outage",
+}
+
+
+def _cpu(doc: Doc) -> list[str]:
+    cpu: Mapping[str, Mapping[str, float]] = doc.get("scenario_cpu_seconds", {})
+    seconds: Mapping[str, float] = doc.get("scenario_seconds", {})
+    scenarios = [name for name in cpu if cpu[name]]
+    processes = list(dict.fromkeys(p for name in scenarios for p in cpu[name]))
+    header = ["cpu seconds", *(_SHORT.get(n, n.replace("open loop ", "open ")) for n in scenarios)]
+    rows = [["wall clock", *(_n(seconds.get(n), 1) for n in scenarios)]]
+    rows += [[p, *(_n(cpu[n].get(p), 1) for n in scenarios)] for p in processes]
+    title = "where the CPU went: seconds each process used during each scenario"
+    return [title, *_table(header, rows)]
+
+
 def render(doc: Doc) -> str:
     """The whole run: header, then one block per scenario that ran."""
     scenarios, ratios = doc.get("scenarios", {}), doc.get("ratios", {})
@@ -189,9 +215,9 @@ def render(doc: Doc) -> str:
     outages = [scenarios.get(k) for k in ("outage_event_driven", "outage_synchronous")]
     if any(outages):
         blocks.append(_outages([o for o in outages if o]))
+    if doc.get("scenario_cpu_seconds"):
+        blocks.append(_cpu(doc))
     for name, error in doc.get("errors", {}).items():
         blocks.append([f"FAILED {name}: {error}"])
-    blocks.append(
-        [f"took {doc.get('elapsed_s')} s; scenario seconds {doc.get('scenario_seconds')}"]
-    )
+    blocks.append([f"took {doc.get('elapsed_s')} s"])
     return "\n\n".join("\n".join(block) for block in blocks)

@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.broker import partition_count
-from bench.closed_loop import run_closed_loop
+from bench.closed_loop import ClosedLoopResult, run_closed_loop
 from bench.config import BenchSettings
+from bench.cpu import CpuMeter, system_processes
 from bench.machine import commit, host, load_average, server_versions
 from bench.open_loop import OpenLoopStep, run_open_loop_step
 from bench.outage import OutageResult, check_processes, run_outage
 from bench.reset import reset_bench_stack
 from bench.sagas import wait_until_idle
 from bench.sync_baseline import SyncResult, run_sync_closed_loop
-from bench.syncchain.chain import running_chain
+from bench.syncchain.chain import SyncChain, running_chain
 from bench.target import Target
 from bench.transport import TransportResult, run_transport
 from bench.tuning import platform_settings
@@ -60,7 +61,14 @@ class _Run:
     scenarios: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, dict[str, float]] = field(default_factory=dict)
+    extra_processes: dict[str, int] = field(default_factory=dict)
+    """Processes to measure besides the system's: the synchronous chain's, while it runs."""
     next_index: int = 0
+
+    @property
+    def meter(self) -> CpuMeter:
+        return CpuMeter(lambda: system_processes(self.target, self.extra_processes))
 
     @property
     def workload(self) -> Workload:
@@ -77,7 +85,7 @@ class _Run:
     async def step(self, name: str, work: Callable[[], Awaitable[T]]) -> T | None:
         """Run one scenario, timed; a failure is recorded and the run goes on."""
         say(f"{name} ...")
-        began = time.monotonic()
+        began, cpu = time.monotonic(), self.meter.reading()
         try:
             return await work()
         except Exception as error:
@@ -87,6 +95,7 @@ class _Run:
             return None
         finally:
             self.seconds[name] = round(time.monotonic() - began, 1)
+            self.cpu[name] = self.meter.since(cpu)
 
     async def idle(self) -> None:
         """Wait until the sagas of the last scenario have ended: the next one starts clean."""
@@ -98,32 +107,13 @@ class _Run:
 
 
 async def _event_driven(run: _Run) -> None:
-    settings, target = run.settings, run.target
+    settings = run.settings
     if settings.warmup_orders:
-        warmup = await run.step(
-            "warm-up",
-            lambda: run_closed_loop(
-                target,
-                run.workload.body,
-                orders=settings.warmup_orders,
-                clients=settings.clients,
-                saga_timeout=settings.saga_timeout_s,
-                first_index=run.indices(settings.warmup_orders),
-            ),
-        )
+        # Connections, caches, consumer fetch sessions: the first orders pay for them.
+        warmup = await run.step("warm-up", partial(_closed, run, settings.warmup_orders))
         run.scenarios["warmup"] = warmup.to_json() if warmup else None
     if run.wants("closed"):
-        closed = await run.step(
-            "closed loop",
-            lambda: run_closed_loop(
-                target,
-                run.workload.body,
-                orders=settings.orders,
-                clients=settings.clients,
-                saga_timeout=settings.saga_timeout_s,
-                first_index=run.indices(settings.orders),
-            ),
-        )
+        closed = await run.step("closed loop", partial(_closed, run, settings.orders))
         run.scenarios["closed_loop"] = closed.to_json() if closed else None
         await run.idle()
     if run.wants("open"):
@@ -134,10 +124,20 @@ async def _event_driven(run: _Run) -> None:
             await run.idle()
         run.scenarios["open_loop"] = steps
     if run.wants("outage"):
-        payments = {n: pid for n, pid in target.instances().items() if n.startswith("payment")}
-        outage = await run.step("outage, event-driven", lambda: _event_outage(run, payments))
+        outage = await run.step("outage, event-driven", partial(_event_outage, run))
         run.scenarios["outage_event_driven"] = outage.to_json() if outage else None
         await run.idle()
+
+
+async def _closed(run: _Run, orders: int) -> ClosedLoopResult:
+    return await run_closed_loop(
+        run.target,
+        run.workload.body,
+        orders=orders,
+        clients=run.settings.clients,
+        saga_timeout=run.settings.saga_timeout_s,
+        first_index=run.indices(orders),
+    )
 
 
 async def _open_step(run: _Run, offered: float) -> OpenLoopStep:
@@ -153,8 +153,10 @@ async def _open_step(run: _Run, offered: float) -> OpenLoopStep:
     )
 
 
-async def _event_outage(run: _Run, payments: dict[str, int | None]) -> OutageResult:
+async def _event_outage(run: _Run) -> OutageResult:
     settings = run.settings
+    instances = run.target.instances()
+    payments = {name: pid for name, pid in instances.items() if name.startswith("payment")}
     pids = {name: pid for name, pid in payments.items() if pid is not None}
     if not pids or len(pids) < len(payments):
         raise RuntimeError(f"payment instances not all running: {payments}")
@@ -174,57 +176,60 @@ async def _event_outage(run: _Run, payments: dict[str, int | None]) -> OutageRes
     )
 
 
-async def _transport(run: _Run, partitions: int) -> TransportResult | None:
+async def _transport(run: _Run, partitions: int) -> TransportResult:
     settings = run.settings
-    return await run.step(
-        "transport limit",
-        lambda: run_transport(
-            run.target.kafka_bootstrap,
-            chains=settings.transport_chains,
-            in_flight=settings.transport_in_flight,
-            partitions=partitions,
-            unloaded_chains=settings.transport_unloaded_chains,
-        ),
+    return await run_transport(
+        run.target.kafka_bootstrap,
+        chains=settings.transport_chains,
+        in_flight=settings.transport_in_flight,
+        partitions=partitions,
+        unloaded_chains=settings.transport_unloaded_chains,
     )
 
 
 async def _synchronous(run: _Run, placement: SyncPlacement) -> SyncResult | None:
-    settings = run.settings
     say("synchronous chain: fresh databases, four processes ...")
     async with running_chain(
         run.target.postgres_url, placement.logs, placement.database_prefix, run.workload
     ) as chain:
-        result = await run.step(
-            "synchronous chain",
-            lambda: run_sync_closed_loop(
-                chain.order_url,
-                run.workload.body,
-                clients=settings.clients,
-                seconds=settings.sync_seconds,
-                warmup_orders=settings.warmup_orders,
-                first_index=run.indices(1_000_000),
-            ),
-        )
-        run.scenarios["synchronous"] = result.to_json() if result else None
-        if run.wants("outage"):
-            outage = await run.step(
-                "outage, synchronous",
-                lambda: run_outage(
-                    "synchronous",
-                    chain.order_url,
-                    run.workload.body,
-                    {"payment": chain.pid("payment")},
-                    rate=settings.outage_rate,
-                    before_s=settings.outage_margin_s,
-                    stop_s=settings.outage_seconds,
-                    after_s=settings.outage_margin_s,
-                    order_dsn=None,
-                    saga_timeout=settings.drain_timeout_s,
-                    first_index=run.indices(round(settings.outage_rate * 60)),
-                ),
-            )
-            run.scenarios["outage_synchronous"] = outage.to_json() if outage else None
+        run.extra_processes = {f"sync {s}": chain.pid(s) for s in chain.urls}
+        try:
+            result = await run.step("synchronous chain", partial(_sync_closed_loop, run, chain))
+            run.scenarios["synchronous"] = result.to_json() if result else None
+            if run.wants("outage"):
+                outage = await run.step("outage, synchronous", partial(_sync_outage, run, chain))
+                run.scenarios["outage_synchronous"] = outage.to_json() if outage else None
+        finally:
+            run.extra_processes = {}
     return result
+
+
+async def _sync_closed_loop(run: _Run, chain: SyncChain) -> SyncResult:
+    return await run_sync_closed_loop(
+        chain.order_url,
+        run.workload.body,
+        clients=run.settings.clients,
+        seconds=run.settings.sync_seconds,
+        warmup_orders=run.settings.warmup_orders,
+        first_index=run.indices(1_000_000),
+    )
+
+
+async def _sync_outage(run: _Run, chain: SyncChain) -> OutageResult:
+    settings = run.settings
+    return await run_outage(
+        "synchronous",
+        chain.order_url,
+        run.workload.body,
+        {"payment": chain.pid("payment")},
+        rate=settings.outage_rate,
+        before_s=settings.outage_margin_s,
+        stop_s=settings.outage_seconds,
+        after_s=settings.outage_margin_s,
+        order_dsn=None,
+        saga_timeout=settings.drain_timeout_s,
+        first_index=run.indices(round(settings.outage_rate * 60)),
+    )
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:
@@ -270,7 +275,10 @@ async def run(
     async with SagaClient(target.urls) as client:
         await run.workload.provision(client)
     await _event_driven(run)
-    transport = await _transport(run, partitions or 6) if run.wants("transport") else None
+    transport = None
+    if run.wants("transport"):
+        # The platform's partition count; 6 (the settings' default) if the topic is missing.
+        transport = await run.step("transport limit", partial(_transport, run, partitions or 6))
     run.scenarios["transport"] = transport.to_json() if transport else None
     sync = await _synchronous(run, placement) if run.wants("sync") else None
     closed: dict[str, Any] | None = run.scenarios.get("closed_loop")
@@ -280,6 +288,7 @@ async def run(
         "ratios": _ratios(closed, transport, sync),
         "errors": run.errors,
         "scenario_seconds": run.seconds,
+        "scenario_cpu_seconds": run.cpu,
         "finished_at": finished.isoformat(timespec="seconds"),
         "elapsed_s": round((finished - began).total_seconds(), 1),
         "load_average_at_end": load_average(),
