@@ -25,7 +25,9 @@ class BenchSettings(BaseSettings):
     env_file: Path = PROFILES["bench"].state_dir / "stack.env"
     """The stack.env of the system to measure."""
     results_dir: Path = REPO_ROOT / "bench" / "results"
+    """Where the JSON and the PNG go."""
     scenarios: Annotated[tuple[str, ...], NoDecode] = SCENARIOS
+    """Which scenarios run, comma-separated (outage runs for each design that runs)."""
 
     customers: int = Field(default=500, ge=1)
     """Customers the orders are spread over (each with a balance that never runs out)."""
@@ -34,25 +36,34 @@ class BenchSettings(BaseSettings):
     clients: int = Field(default=32, ge=1)
     """Concurrent keep-alive clients of the closed loops (event-driven and synchronous)."""
     warmup_orders: int = Field(default=200, ge=0)
+    """Orders sent first and not measured, to each design."""
     orders: int = Field(default=10_000, ge=1)
     """Orders of the event-driven closed loop."""
-    saga_timeout_s: float = Field(default=300.0, gt=0)
+    saga_timeout_s: float = Field(default=240.0, gt=0)
     """How long to wait for a scenario's sagas after its last order was answered."""
 
     open_rates: Annotated[tuple[float, ...], NoDecode] = (10.0, 100.0, 500.0)
+    """Orders per second offered by the open-loop steps, comma-separated."""
     open_seconds: float = Field(default=30.0, gt=0)
+    """How long each open-loop step offers its rate."""
     open_max_in_flight: int = Field(default=2000, ge=1)
-    drain_timeout_s: float = Field(default=60.0, gt=0)
+    """Unanswered requests beyond which the open loop skips (and counts) an order."""
+    drain_timeout_s: float = Field(default=45.0, gt=0)
     """How long to wait after an open-loop step (or an outage) for its sagas to end."""
 
     transport_chains: int = Field(default=30_000, ge=1)
+    """Five-hop chains sent through bare Kafka relays for the transport limit."""
     transport_in_flight: int = Field(default=5_000, ge=1)
+    """Chains under way at once in that run."""
     transport_unloaded_chains: int = Field(default=200, ge=1)
+    """Chains sent one at a time first: the transport's latency without queues."""
 
     sync_seconds: float = Field(default=20.0, gt=0)
     """How long the synchronous chain's closed loop runs."""
     outage_rate: float = Field(default=20.0, gt=0)
+    """Orders per second offered before, during and after the payment outage."""
     outage_seconds: float = Field(default=10.0, gt=0)
+    """How long payment is stopped."""
     outage_margin_s: float = Field(default=5.0, ge=0)
     """Steady orders before the stop, and again after the resume."""
 

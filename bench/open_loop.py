@@ -13,7 +13,13 @@ from bench.sagas import SagaOutcome, outcome, wait_for_sagas
 from bench.stats import Summary, rate, summarize
 from bench.target import Target
 
-__all__ = ["KEEP_UP_GRACE_S", "KEEP_UP_SHARE", "OpenLoopStep", "run_open_loop_step"]
+__all__ = [
+    "KEEP_UP_GRACE_S",
+    "KEEP_UP_SHARE",
+    "OpenLoopStep",
+    "keep_up_misses",
+    "run_open_loop_step",
+]
 
 # Kept up: at least this share of the offered rate accepted, and every saga of the step
 # completed within this long after the step's last order was due.
@@ -67,7 +73,8 @@ class OpenLoopStep:
         }
 
 
-def _misses(step: OpenLoopStep) -> tuple[str, ...]:
+def keep_up_misses(step: OpenLoopStep) -> tuple[str, ...]:
+    """Why ``step`` did not keep up with its offered rate; empty when it did."""
     misses = []
     if step.not_sent:
         misses.append(f"{step.not_sent} not sent (too many in flight)")
@@ -122,4 +129,4 @@ async def run_open_loop_step(
         end_of_window=start + seconds,
         misses=(),
     )
-    return replace(step, misses=_misses(step))
+    return replace(step, misses=keep_up_misses(step))
