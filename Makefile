@@ -65,6 +65,9 @@ demo: up
 # cluster, so neither make up's stack nor the tests' is touched), started for the run and
 # stopped after it whatever the outcome. Sizes and durations are BENCH_* variables
 # (make bench BENCH_ORDERS=2000) or options in BENCH_ARGS; see bench/README.md.
+# SAGAKIT_* variables of the shell are dropped: they would send the bench stack to servers
+# of yours (a sourced .stack/stack.env: the dev stack's), whose tables a run empties.
 bench: $(BENCH_INSTALLED)
-	@trap '$(PY) -m deploy.localstack down --profile bench' EXIT; \
+	@unset $$(compgen -e | grep '^SAGAKIT_'); \
+	trap '$(PY) -m deploy.localstack down --profile bench' EXIT; \
 	$(PY) -m deploy.localstack up --profile bench && $(PY) -m bench $(BENCH_ARGS)

@@ -3,14 +3,18 @@ the settings' parsing. Pure: the scenarios themselves run in tests/e2e/test_benc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from bench.config import BenchSettings
 from bench.open_loop import KEEP_UP_GRACE_S, OpenLoopStep, keep_up_misses
 from bench.report import render
+from bench.reset import refuse_unless_ours
 from bench.sagas import SagaRow, outcome
 from bench.stats import percentile, rate, summarize
+from bench.target import Target
 
 
 def test_percentiles_interpolate_between_neighbours() -> None:
@@ -104,3 +108,23 @@ def test_a_run_without_scenarios_still_renders() -> None:
     }
     text = render(doc)
     assert "2 cores" in text and "FAILED closed loop: TimeoutError: boom" in text
+
+
+def _stack(profile: str, postgres_port: int, redis_port: int) -> Target:
+    env = {
+        "SAGAKIT_STACK_PROFILE": profile,
+        "SAGAKIT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+    }
+    for service in ("order", "payment", "inventory", "shipping"):
+        url = f"postgresql+asyncpg://sagakit:sagakit@127.0.0.1:{postgres_port}/sagakit_{service}"
+        env[f"SAGAKIT_{service.upper()}_DATABASE_URL"] = url
+    return Target(env, Path("unused"))
+
+
+def test_only_the_bench_profiles_own_servers_are_ever_emptied() -> None:
+    refuse_unless_ours(_stack("bench", 25432, 26379))
+    with pytest.raises(RuntimeError, match="refusing to empty a dev stack"):
+        refuse_unless_ours(_stack("dev", 5432, 6379))
+    # A bench stack.env written while the shell named the dev stack's servers.
+    with pytest.raises(RuntimeError, match=r"refusing to empty 127\.0\.0\.1:5432"):
+        refuse_unless_ours(_stack("bench", 5432, 26379))
