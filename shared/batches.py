@@ -19,6 +19,18 @@ Any exception in step 4 rolls the whole run back, and the run is then processed 
 at a time by ``RecordProcessor``, with its retries, backoff and dead-lettering: a poison
 record never takes its neighbours with it, and a database outage is waited out record by
 record. A crash after the commit redelivers the run, and the inbox skips all of it.
+
+One run's transaction at a time per consumer group
+    A run locks the rows its handlers touch (a customer's balance, a sku's stock) in the order
+    of its records, and holds them until it commits. Two runs of one group in flight at once
+    (two partitions, or two instances) lock overlapping rows in different orders and
+    deadlock: tried with 500 customers and 100 skus, most runs of payment and inventory did,
+    and each deadlock costs PostgreSQL's ``deadlock_timeout`` (1 s) before one is aborted. So
+    a run's transaction first takes a transaction-scoped advisory lock named after its group
+    (behind an asyncio lock, so one process waits with one connection, not one per
+    partition): the group's runs commit one after the other, which at hundreds of records
+    per transaction is far from the limit, while decoding, Redis and Kafka stay concurrent.
+    Runs of different groups never wait for each other, and single records do not take it.
 """
 
 from __future__ import annotations
@@ -26,11 +38,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy import Integer, bindparam, text
 
 from shared.db import UnitOfWork
 from shared.errors import PermanentError
@@ -45,6 +59,20 @@ __all__ = ["BatchProcessor"]
 log = logging.getLogger(__name__)
 
 _Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+# The two-key form: its keys never meet the one-key locks (the outbox relay's leadership).
+_ONE_RUN_AT_A_TIME = text("SELECT pg_advisory_xact_lock(:space, :group)").bindparams(
+    bindparam("space", type_=Integer), bindparam("group", type_=Integer)
+)
+
+
+def _int4(name: str) -> int:
+    """A stable signed 32-bit key for ``name`` (what an advisory lock key holds)."""
+    unsigned = zlib.crc32(name.encode())
+    return unsigned - (1 << 32) if unsigned >= 1 << 31 else unsigned
+
+
+_LOCK_SPACE = _int4("sagakit.batches")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +103,8 @@ class BatchProcessor:
         self._inbox = inbox
         self._dedup = dedup
         self._faults = faults
+        self._group_key = _int4(group)
+        self._one_run_here = asyncio.Lock()
 
     async def process(self, records: Sequence[_Record], stopping: asyncio.Event) -> int:
         """Process ``records`` (of one partition, in offset order); return how many are done.
@@ -118,7 +148,10 @@ class BatchProcessor:
                 type(error).__name__,
                 error,
             )
+            self._stats.batch_fallbacks += 1
             return await self._one_by_one(run, stopping)
+        self._stats.batches += 1
+        self._stats.batched += len(handled)
         self._stats.processed += len(handled)
         self._stats.duplicates += len(fresh) - len(handled)
         if self._dedup is not None:
@@ -128,7 +161,9 @@ class BatchProcessor:
     async def _attempt(self, run: Sequence[_Decoded]) -> list[uuid.UUID]:
         """One transaction for the whole run; returns the events it handled, in order."""
         handled: list[uuid.UUID] = []
-        async with self._units() as uow:
+        async with self._one_run_here, self._units() as uow:
+            lock = {"space": _LOCK_SPACE, "group": self._group_key}
+            await uow.session.execute(_ONE_RUN_AT_A_TIME, lock)
             claimed = await self._inbox.claim_all(
                 uow, self._group, [item.event.event_id for item in run]
             )

@@ -192,6 +192,12 @@ class ConsumerRunner:
             "dead_lettered": ("records sent to a dead-letter topic", self.stats.dead_lettered),
             "commit_failures": ("offset commits that failed", self.stats.commit_failures),
             "rebalances": ("partition assignments received", self.stats.rebalances),
+            "batches": ("runs of records committed in one transaction", self.stats.batches),
+            "batched_records": ("records handled in those runs", self.stats.batched),
+            "batch_fallbacks": (
+                "runs that failed together and went one record at a time",
+                self.stats.batch_fallbacks,
+            ),
         }
         for name, (text, value) in counters.items():
             yield Sample(f"sagakit_consumer_{name}_total", value, labels, help=text)

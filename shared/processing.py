@@ -124,6 +124,12 @@ class ConsumerStats:
     dead_lettered: int = 0
     commit_failures: int = 0
     rebalances: int = 0
+    batches: int = 0
+    """Runs of several records committed in one transaction (``shared.batches``)."""
+    batched: int = 0
+    """Records handled in those runs."""
+    batch_fallbacks: int = 0
+    """Runs that failed together and were taken one record at a time."""
 
 
 @dataclass(frozen=True, slots=True)
