@@ -10,10 +10,11 @@ takes a run of them together:
 2. ask Redis about the whole run in one pipelined round trip, skip what it knows;
 3. if an active fault may fire for any order of the run, take the run one record at a time:
    faults fire, are counted and crash exactly as they do for one record;
-4. otherwise one unit of work claims every event in the inbox with one statement, runs the
-   handlers of the claimed ones in offset order (each sees the effects of those before it,
-   in the same transaction), writes their outbox rows and commits; then one round trip
-   tells Redis.
+4. otherwise one unit of work claims every event in the inbox with one statement, hands the
+   claimed ones to the route's handlers in offset order (a ``Subscription.batched`` handler
+   takes them all at once; a per-event one takes them one after the other, each seeing the
+   effects of those before it in the same transaction), writes their outbox rows and
+   commits; then one round trip tells Redis.
 
 Any exception in step 4 rolls the whole run back, and the run is then processed one record
 at a time by ``RecordProcessor``, with its retries, backoff and dead-lettering: a poison
@@ -160,23 +161,23 @@ class BatchProcessor:
 
     async def _attempt(self, run: Sequence[_Decoded]) -> list[uuid.UUID]:
         """One transaction for the whole run; returns the events it handled, in order."""
-        handled: list[uuid.UUID] = []
         async with self._one_run_here, self._units() as uow:
             lock = {"space": _LOCK_SPACE, "group": self._group_key}
             await uow.session.execute(_ONE_RUN_AT_A_TIME, lock)
             claimed = await self._inbox.claim_all(
                 uow, self._group, [item.event.event_id for item in run]
             )
+            events: list[Event] = []
             for item in run:
-                event_id = item.event.event_id
-                if event_id not in claimed:
-                    continue  # processed before (or twice in this run: once is enough)
-                claimed.discard(event_id)
-                for handler in item.route.handlers:
-                    await handler(item.event, uow)
-                handled.append(event_id)
+                if item.event.event_id in claimed:
+                    # Processed before, or twice in this run: once is enough.
+                    claimed.discard(item.event.event_id)
+                    events.append(item.event)
+            if events:
+                # A partition carries one topic, so the whole run has one route.
+                await run[0].route.handle(events, uow)
             await uow.commit()
-        return handled
+        return [event.event_id for event in events]
 
     async def _one_by_one(self, run: Sequence[_Decoded], stopping: asyncio.Event) -> int:
         for done, item in enumerate(run):

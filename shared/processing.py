@@ -264,8 +264,7 @@ class RecordProcessor:
         async with self._units() as uow:
             if not await self._inbox.claim(uow, self._group, event.event_id):
                 return Outcome.duplicate
-            for handler in route.handlers:
-                await handler(event, uow)
+            await route.handle([event], uow)
             await uow.commit()
         return Outcome.processed
 

@@ -26,10 +26,12 @@ def bootstrap(settings: OrderSettings | None = None) -> FastAPI:
     """The order service as an ASGI app; it connects when the app starts."""
     settings = settings or OrderSettings()
     platform = Platform.configure(settings, INFRASTRUCTURE_KINDS)
-    saga = [Subscription(outcome, handlers.advance_saga) for outcome in handlers.OUTCOMES]
+    saga = [Subscription.batched(outcome, handlers.advance_sagas) for outcome in handlers.OUTCOMES]
     # A second consumer group reads every topic for the timeline: pub/sub next to the
     # saga's own group, and a read model kept apart from the write side (CQRS).
-    timeline = [Subscription(event_type, handlers.record_in_timeline) for event_type in CATALOGUE]
+    timeline = [
+        Subscription.batched(event_type, handlers.record_in_timeline) for event_type in CATALOGUE
+    ]
     service = platform.service(
         migrations=Path(__file__).with_name("migrations"),
         consumers={"order": saga, "order-timeline": timeline},

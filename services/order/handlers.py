@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from services.order import store
-from services.order.model import OrderStatus, SagaFact, fact_for
+from services.order.model import OrderStatus, Saga, SagaFact, fact_for
 from shared.db import UnitOfWork
 from shared.errors import PermanentError
 from shared.events import CATALOGUE, Event, OrderCancelled, OrderCompleted
 
-__all__ = ["OUTCOMES", "advance_saga", "record_in_timeline"]
+__all__ = ["OUTCOMES", "advance_sagas", "record_in_timeline"]
 
 
 PRODUCER = "order"
@@ -20,30 +22,40 @@ OUTCOMES: tuple[type[Event], ...] = tuple(
 )
 
 
-async def advance_saga(event: Event, uow: UnitOfWork) -> None:
-    """Record the outcome in the order's saga; announce the end when it just ended."""
-    order = await store.get_order(uow.session, event.order_id, lock=True)
-    if order is None:
-        # Orders are written before their OrderCreated leaves the outbox, so this is an
-        # event for an order this database never had: no retry will find it.
-        raise PermanentError(f"no order {event.order_id!r} for {event.event_type}")
-    saga = order.saga
-    transition = saga.record(SagaFact(event.event_type))
-    if transition.duplicate or transition.absorbed:
-        return
-    await store.save_saga(uow.session, order.order_id, saga)
-    if not transition.became_terminal:
-        return
+async def advance_sagas(events: Sequence[Event], uow: UnitOfWork) -> None:
+    """Record each outcome in its order's saga; announce the end of the sagas that just ended.
+
+    One statement locks every order of the run (in order-id order, so concurrent runs wait
+    for each other instead of deadlocking), one writes the sagas that moved.
+    """
+    orders = await store.lock_orders(uow.session, {event.order_id for event in events})
+    sagas = {order_id: order.saga for order_id, order in orders.items()}
+    moved: set[str] = set()
+    for event in events:
+        order = orders.get(event.order_id)
+        if order is None:
+            # Orders are written before their OrderCreated leaves the outbox, so this is an
+            # event for an order this database never had: no retry will find it.
+            raise PermanentError(f"no order {event.order_id!r} for {event.event_type}")
+        saga = sagas[order.order_id]
+        transition = saga.record(SagaFact(event.event_type))
+        if transition.duplicate or transition.absorbed:
+            continue
+        moved.add(order.order_id)
+        if transition.became_terminal:
+            uow.emit(_announcement(event, order, saga))
+    await store.save_sagas(uow.session, {order_id: sagas[order_id] for order_id in moved})
+
+
+def _announcement(event: Event, order: store.Order, saga: Saga) -> Event:
+    """``OrderCompleted`` or ``OrderCancelled``, caused by the event that ended the saga."""
     if saga.status is OrderStatus.COMPLETED:
-        uow.emit(
-            OrderCompleted.caused_by(
-                event, producer=PRODUCER, customer_id=order.customer_id, total=order.total
-            )
+        return OrderCompleted.caused_by(
+            event, producer=PRODUCER, customer_id=order.customer_id, total=order.total
         )
-    else:
-        uow.emit(OrderCancelled.caused_by(event, producer=PRODUCER, reason=str(saga.cancel_reason)))
+    return OrderCancelled.caused_by(event, producer=PRODUCER, reason=str(saga.cancel_reason))
 
 
-async def record_in_timeline(event: Event, uow: UnitOfWork) -> None:
-    """Add any event of the saga to the read model that ``GET /orders/{id}/timeline`` serves."""
-    await store.add_to_timeline(uow.session, event)
+async def record_in_timeline(events: Sequence[Event], uow: UnitOfWork) -> None:
+    """Add the saga's events to the read model ``GET /orders/{id}/timeline`` serves."""
+    await store.add_to_timeline(uow.session, events)

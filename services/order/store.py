@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     func,
     select,
     update,
@@ -142,6 +144,18 @@ async def get_order(session: AsyncSession, order_id: str, *, lock: bool = False)
     return _order(row) if row else None
 
 
+async def lock_orders(session: AsyncSession, order_ids: Iterable[str]) -> dict[str, Order]:
+    """The orders of ``order_ids`` that exist, by id, locked until commit (in id order)."""
+    query = (
+        select(orders)
+        .where(orders.c.order_id.in_(sorted(set(order_ids))))
+        .order_by(orders.c.order_id)
+        .with_for_update()
+    )
+    found = (await session.execute(query)).mappings()
+    return {row["order_id"]: _order(row) for row in found}
+
+
 async def find_by_idempotency_key(session: AsyncSession, key: str) -> Order | None:
     query = select(orders).where(orders.c.idempotency_key == key)
     row = (await session.execute(query)).mappings().one_or_none()
@@ -157,31 +171,54 @@ async def recent_orders(
     return [_order(row) for row in (await session.execute(query)).mappings()]
 
 
-async def save_saga(session: AsyncSession, order_id: str, saga: Saga) -> None:
-    await session.execute(
-        update(orders)
-        .where(orders.c.order_id == order_id)
-        .values(
-            status=saga.status.value,
-            cancel_reason=saga.cancel_reason.value if saga.cancel_reason else None,
-            facts=sorted(fact.value for fact in saga.facts),
-            updated_at=func.now(),
-        )
+_SAVE_SAGA = (
+    update(orders)
+    .where(orders.c.order_id == bindparam("b_order_id"))
+    .values(
+        status=bindparam("b_status"),
+        cancel_reason=bindparam("b_cancel_reason"),
+        facts=bindparam("b_facts"),
+        updated_at=func.now(),
     )
+)
 
 
-async def add_to_timeline(session: AsyncSession, event: Event) -> None:
-    """Record ``event`` in its order's timeline (once, however often it is delivered)."""
-    values = {
-        "event_id": event.event_id,
-        "order_id": event.order_id,
-        "event_type": event.event_type,
-        "occurred_at": event.occurred_at,
-        "producer": event.producer,
-        "causation_id": event.causation_id,
-        "payload": event.model_dump(mode="json"),
-    }
-    await session.execute(_ADD_TO_TIMELINE, values)
+async def save_saga(session: AsyncSession, order_id: str, saga: Saga) -> None:
+    await save_sagas(session, {order_id: saga})
+
+
+async def save_sagas(session: AsyncSession, sagas: Mapping[str, Saga]) -> None:
+    """Write the status, cancel reason and facts of each order's saga, in one round trip."""
+    if not sagas:
+        return
+    rows = [
+        {
+            "b_order_id": order_id,
+            "b_status": saga.status.value,
+            "b_cancel_reason": saga.cancel_reason.value if saga.cancel_reason else None,
+            "b_facts": sorted(fact.value for fact in saga.facts),
+        }
+        for order_id, saga in sagas.items()
+    ]
+    await session.execute(_SAVE_SAGA, rows)
+
+
+async def add_to_timeline(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Record ``events`` in their orders' timelines (once each, however often delivered)."""
+    rows = [
+        {
+            "event_id": event.event_id,
+            "order_id": event.order_id,
+            "event_type": event.event_type,
+            "occurred_at": event.occurred_at,
+            "producer": event.producer,
+            "causation_id": event.causation_id,
+            "payload": event.model_dump(mode="json"),
+        }
+        for event in events
+    ]
+    if rows:
+        await session.execute(_ADD_TO_TIMELINE, rows)
 
 
 async def read_timeline(session: AsyncSession, order_id: str) -> list[dict[str, Any]]:
