@@ -8,9 +8,6 @@ tells when the restarted runner has gone past the record the first one died on.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from shared.subscriptions import Delivery
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import (
+    Child,
     ChildConfig,
     Kafka,
     closed_port,
@@ -32,8 +30,6 @@ from tests.integration.test_consumer_support import (
     wait_until,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-CHILD_WAIT_S = 60.0
 HANDLER_EXIT_CODE = 3
 
 
@@ -49,50 +45,6 @@ async def database(infra: Infrastructure) -> AsyncIterator[tuple[str, AsyncEngin
 async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
     async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("cc"))) as kafka:
         yield kafka
-
-
-class Child:
-    """One runner process; its log goes to a file shown when something goes wrong."""
-
-    def __init__(self, config: ChildConfig, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *self.config.command(), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=log
-            )
-
-    async def exit_code(self) -> int:
-        """Wait for the process to end by itself."""
-        assert self.process is not None
-        try:
-            return await asyncio.wait_for(self.process.wait(), CHILD_WAIT_S)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-            raise AssertionError(
-                f"the child did not exit; its log:\n{self.log.read_text()}"
-            ) from None
-
-    async def stop(self) -> dict[str, int]:
-        """SIGTERM: the runner drains and commits; return the counters it prints."""
-        assert self.process is not None and self.process.stdout is not None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            out = await asyncio.wait_for(self.process.stdout.read(), CHILD_WAIT_S)
-            await asyncio.wait_for(self.process.wait(), CHILD_WAIT_S)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-            raise AssertionError(
-                f"the child did not stop; its log:\n{self.log.read_text()}"
-            ) from None
-        assert self.process.returncode == 0, self.log.read_text()
-        stats: dict[str, int] = json.loads(out.decode().splitlines()[-1])
-        return stats
 
 
 def child_config(

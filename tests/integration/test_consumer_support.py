@@ -22,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -250,6 +251,59 @@ async def running(
 
 # The child process of the crash tests ----------------------------------------------------
 
+ROOT = Path(__file__).resolve().parents[2]
+CHILD_WAIT_S = 60.0
+
+
+class Child:
+    """One runner process; its log goes to a file shown when something goes wrong."""
+
+    def __init__(self, config: ChildConfig, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.config.command(), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=log
+            )
+
+    async def exit_code(self) -> int:
+        """Wait for the process to end by itself."""
+        assert self.process is not None
+        try:
+            return await asyncio.wait_for(self.process.wait(), CHILD_WAIT_S)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise AssertionError(
+                f"the child did not exit; its log:\n{self.log.read_text()}"
+            ) from None
+
+    async def kill(self) -> None:
+        """SIGKILL: no drain, no commit, whatever transaction is open stays uncommitted."""
+        assert self.process is not None
+        self.process.kill()
+        await self.process.wait()
+
+    async def stop(self) -> dict[str, int]:
+        """SIGTERM: the runner drains and commits; return the counters it prints."""
+        assert self.process is not None and self.process.stdout is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            out = await asyncio.wait_for(self.process.stdout.read(), CHILD_WAIT_S)
+            await asyncio.wait_for(self.process.wait(), CHILD_WAIT_S)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise AssertionError(
+                f"the child did not stop; its log:\n{self.log.read_text()}"
+            ) from None
+        assert self.process.returncode == 0, self.log.read_text()
+        stats: dict[str, int] = json.loads(out.decode().splitlines()[-1])
+        return stats
+
 
 @dataclass
 class ChildConfig:
@@ -266,6 +320,11 @@ class ChildConfig:
     """Order ids for which an injected ``crash`` fault fires once (after the DB commit)."""
     exit_in_handler_for: list[str] = field(default_factory=list)
     """Order ids whose handler ends the process before doing anything."""
+    handler_delay_ms: int = 0
+    """How long the handler sleeps after its effect: a slow handler keeps a run's
+    transaction open."""
+    batch_size: int = 200
+    """``consumer_batch_size``: most records of a partition in one transaction."""
 
     def command(self) -> list[str]:
         """The command line that runs this child."""
@@ -284,13 +343,14 @@ async def _child(config: ChildConfig) -> dict[str, int]:
         if event.order_id in config.exit_in_handler_for:
             os._exit(3)  # "crash between receive and effect"
         await add_effect(uow, config.label, event)
+        await asyncio.sleep(config.handler_delay_ms / 1000)
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     runner = ConsumerRunner(
         group_id=config.group,
         subscriptions=[Subscription(OrderCreated, handle, config.delivery)],
-        settings=settings_for(config.kafka, topics),
+        settings=settings_for(config.kafka, topics, consumer_batch_size=config.batch_size),
         units=UnitOfWorkFactory(engine, topics),
         topics=topics,
         dedup=Deduplicator(redis, ttl_seconds=600, prefix=f"{config.topic_prefix}seen"),
