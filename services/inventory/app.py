@@ -28,9 +28,11 @@ def bootstrap(settings: InventorySettings | None = None) -> FastAPI:
     settings = settings or InventorySettings()
     platform = Platform.configure(settings, INFRASTRUCTURE_KINDS | {FaultKind.out_of_stock})
     subscriptions = [
-        Subscription(PaymentProcessed, partial(handlers.reserve_stock, faults=platform.faults)),
-        Subscription(OrderShipped, handlers.ship_stock),
-        Subscription(ShippingFailed, handlers.release_stock),
+        Subscription.batched(
+            PaymentProcessed, partial(handlers.reserve_stock, faults=platform.faults)
+        ),
+        Subscription.batched(OrderShipped, handlers.ship_stock),
+        Subscription.batched(ShippingFailed, handlers.release_stock),
     ]
     service = platform.service(
         migrations=Path(__file__).with_name("migrations"),

@@ -7,16 +7,18 @@ from collections.abc import Callable, Mapping, Sequence
 from services.inventory import store
 from services.inventory.model import (
     Line,
+    ReservationResult,
     ReservationStatus,
     StockLevel,
     can_transition,
-    quantities_by_sku,
     release,
     reserve,
     ship,
 )
 from shared.db import UnitOfWork
+from shared.errors import TransientError
 from shared.events import (
+    Event,
     InventoryFailed,
     InventoryReleased,
     InventoryReserved,
@@ -34,52 +36,85 @@ PRODUCER = "inventory"
 Move = Callable[[Mapping[str, StockLevel], Sequence[Line]], dict[str, StockLevel]]
 
 
-async def reserve_stock(event: PaymentProcessed, uow: UnitOfWork, faults: FaultRegistry) -> None:
-    """Hold every line of a paid order, or none of them and say why."""
-    if await store.get_reservation(uow.session, event.order_id) is not None:
+async def reserve_stock(
+    events: Sequence[PaymentProcessed], uow: UnitOfWork, faults: FaultRegistry
+) -> None:
+    """Hold every line of each paid order, or none of them and say why.
+
+    One statement finds the orders already reserved, one locks the stock of every sku of
+    the others (in sku order, so concurrent transactions wait instead of deadlocking); the
+    orders are decided one after the other on the levels the earlier ones left, and the
+    reservations and the new levels are written in one statement each.
+    """
+    session = uow.session
+    done = await store.reserved_orders(session, [event.order_id for event in events])
+    todo = [event for event in events if event.order_id not in done]
+    if not todo:
         return
-    lines = tuple((line.sku, line.quantity) for line in event.items)
-    injected = faults.take(FaultKind.out_of_stock, event.order_id) is not None
-    levels = {} if injected else await store.lock_stock(uow.session, quantities_by_sku(lines))
-    result = reserve(levels, lines, injected_out_of_stock=injected)
-    reservation = store.Reservation(event.order_id, result.status, lines, result.reason)
-    if not await store.add_reservation(uow.session, reservation):
-        return  # a concurrent delivery of this order recorded its reservation first
-    await store.save_stock(uow.session, result.levels)
+    wanted = {line.sku for event in todo for line in event.items}
+    levels: dict[str, StockLevel] = await store.lock_stock(session, wanted)
+    moved: dict[str, StockLevel] = {}
+    decided: list[store.Reservation] = []
+    for event in todo:
+        if event.order_id in done:
+            continue  # twice in this run: the first one decided
+        done.add(event.order_id)
+        lines = tuple((line.sku, line.quantity) for line in event.items)
+        injected = faults.take(FaultKind.out_of_stock, event.order_id) is not None
+        result = reserve({} if injected else levels, lines, injected_out_of_stock=injected)
+        levels |= result.levels
+        moved |= result.levels
+        decided.append(store.Reservation(event.order_id, result.status, lines, result.reason))
+        uow.emit(_outcome(event, result))
+    recorded = await store.add_reservations(session, decided)
+    if len(recorded) < len(decided):
+        # A copy of an order's event (another event id, so the inbox let it through) was
+        # handled at the same moment and reserved first: undo all of it, the retry sees it.
+        raise TransientError("an order's reservation was recorded meanwhile by another delivery")
+    await store.save_stock(session, moved)
+
+
+def _outcome(event: PaymentProcessed, result: ReservationResult) -> Event:
     if result.reserved:
-        uow.emit(InventoryReserved.caused_by(event, producer=PRODUCER, items=event.items))
-    else:
-        sku = result.failed_skus[0] if result.failed_skus else None
-        uow.emit(
-            InventoryFailed.caused_by(event, producer=PRODUCER, reason=str(result.reason), sku=sku)
-        )
+        return InventoryReserved.caused_by(event, producer=PRODUCER, items=event.items)
+    sku = result.failed_skus[0] if result.failed_skus else None
+    return InventoryFailed.caused_by(event, producer=PRODUCER, reason=str(result.reason), sku=sku)
 
 
-async def ship_stock(event: OrderShipped, uow: UnitOfWork) -> None:
-    """The parcel left: the order's reserved units become shipped."""
-    await _close(uow, event.order_id, ReservationStatus.SHIPPED, ship)
+async def ship_stock(events: Sequence[OrderShipped], uow: UnitOfWork) -> None:
+    """The parcels left: each order's reserved units become shipped."""
+    await _close(uow, [event.order_id for event in events], ReservationStatus.SHIPPED, ship)
 
 
-async def release_stock(event: ShippingFailed, uow: UnitOfWork) -> None:
-    """The shipment failed: the order's reserved units are available again."""
-    reservation = await _close(uow, event.order_id, ReservationStatus.RELEASED, release)
-    if reservation is not None:
+async def release_stock(events: Sequence[ShippingFailed], uow: UnitOfWork) -> None:
+    """The shipments failed: each order's reserved units are available again."""
+    by_order = {event.order_id: event for event in events}
+    closed = await _close(uow, list(by_order), ReservationStatus.RELEASED, release)
+    for reservation in closed:
         items = [LineItem(sku=sku, quantity=quantity) for sku, quantity in reservation.lines]
+        event = by_order[reservation.order_id]
         uow.emit(InventoryReleased.caused_by(event, producer=PRODUCER, items=items))
 
 
 async def _close(
-    uow: UnitOfWork, order_id: str, target: ReservationStatus, move: Move
-) -> store.Reservation | None:
-    """Move a ``RESERVED`` reservation to ``target`` and its stock with it.
+    uow: UnitOfWork, order_ids: Sequence[str], target: ReservationStatus, move: Move
+) -> list[store.Reservation]:
+    """Move the ``RESERVED`` reservations of ``order_ids`` to ``target``, their stock with them.
 
-    Returns the reservation, or None when there was nothing to do: no reservation, or one
-    that already failed, shipped or was released (a late or repeated event).
+    Returns the reservations moved; the others had nothing to do (no reservation, or one
+    that already failed, shipped or was released: a late or repeated event).
     """
-    reservation = await store.get_reservation(uow.session, order_id, lock=True)
-    if reservation is None or not can_transition(reservation.status, target):
-        return None
-    levels = await store.lock_stock(uow.session, quantities_by_sku(reservation.lines))
-    await store.save_stock(uow.session, move(levels, reservation.lines))
-    await store.set_reservation_status(uow.session, order_id, target)
-    return reservation
+    session = uow.session
+    found = await store.lock_reservations(session, order_ids)
+    closing = [r for r in found.values() if can_transition(r.status, target)]
+    if not closing:
+        return []
+    levels = await store.lock_stock(session, {sku for r in closing for sku, _ in r.lines})
+    moved: dict[str, StockLevel] = {}
+    for reservation in closing:
+        after = move(levels, reservation.lines)
+        levels |= after
+        moved |= after
+    await store.save_stock(session, moved)
+    await store.set_reservation_statuses(session, [r.order_id for r in closing], target)
+    return closing

@@ -19,10 +19,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.inventory.model import FailureReason, Line, ReservationStatus, StockLevel
-from shared.sql import insert_unless_present
+from shared.sql import insert_many_unless_present, insert_unless_present
 
 __all__ = [
     "Reservation",
@@ -134,6 +135,63 @@ async def set_available(session: AsyncSession, sku: str, available: int) -> Stoc
     return StockLevel(row.available, row.reserved, row.shipped)
 
 
+async def reserved_orders(session: AsyncSession, order_ids: Iterable[str]) -> set[str]:
+    """The ones of ``order_ids`` that have a reservation (of any status)."""
+    query = select(reservations.c.order_id).where(
+        reservations.c.order_id.in_(sorted(set(order_ids)))
+    )
+    return set((await session.execute(query)).scalars())
+
+
+async def lock_reservations(
+    session: AsyncSession, order_ids: Iterable[str]
+) -> dict[str, Reservation]:
+    """The reservations of ``order_ids`` that exist, locked until commit (in order-id order)."""
+    query = (
+        select(reservations)
+        .where(reservations.c.order_id.in_(sorted(set(order_ids))))
+        .order_by(reservations.c.order_id)
+        .with_for_update()
+    )
+    found = (await session.execute(query)).mappings()
+    return {row["order_id"]: _reservation(row) for row in found}
+
+
+_RESERVATION_COLUMNS = ("order_id", "status", "items", "reason")
+_ADD_RESERVATIONS = insert_many_unless_present(
+    reservations, _RESERVATION_COLUMNS, conflict=["order_id"], returning=["order_id"]
+)
+
+
+async def add_reservations(session: AsyncSession, new: Sequence[Reservation]) -> set[str]:
+    """Record ``new`` in one statement; returns the orders that had no reservation yet."""
+    if not new:
+        return set()
+    columns = {
+        "order_id": [r.order_id for r in new],
+        "status": [r.status.value for r in new],
+        "items": [_items(r.lines) for r in new],
+        "reason": [r.reason.value if r.reason else None for r in new],
+    }
+    return set((await session.execute(_ADD_RESERVATIONS, columns)).scalars())
+
+
+_SET_RESERVATION_STATUS = (
+    update(reservations)
+    .where(reservations.c.order_id == bindparam("b_order_id"))
+    .values(status=bindparam("b_status"), updated_at=func.now())
+)
+
+
+async def set_reservation_statuses(
+    session: AsyncSession, order_ids: Sequence[str], status: ReservationStatus
+) -> None:
+    """Give every reservation of ``order_ids`` ``status``, in one round trip."""
+    if order_ids:
+        rows = [{"b_order_id": order_id, "b_status": status.value} for order_id in order_ids]
+        await session.execute(_SET_RESERVATION_STATUS, rows)
+
+
 async def get_reservation(
     session: AsyncSession, order_id: str, *, lock: bool = False
 ) -> Reservation | None:
@@ -141,8 +199,10 @@ async def get_reservation(
     if lock:
         query = query.with_for_update()
     row = (await session.execute(query)).mappings().one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _reservation(row)
+
+
+def _reservation(row: RowMapping) -> Reservation:
     return Reservation(
         order_id=row["order_id"],
         status=ReservationStatus(row["status"]),

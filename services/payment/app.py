@@ -28,7 +28,7 @@ def bootstrap(settings: PaymentSettings | None = None) -> FastAPI:
     settings = settings or PaymentSettings()
     platform = Platform.configure(settings, INFRASTRUCTURE_KINDS | {FaultKind.decline})
     subscriptions = [
-        Subscription(OrderCreated, partial(handlers.charge, faults=platform.faults)),
+        Subscription.batched(OrderCreated, partial(handlers.charge, faults=platform.faults)),
         Subscription(InventoryFailed, handlers.refund),
         Subscription(ShippingFailed, handlers.refund),
     ]

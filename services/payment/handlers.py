@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from decimal import Decimal
+
 from services.payment import store
 from services.payment.model import (
+    ChargeDecision,
     apply_refund,
     decide_charge,
     decide_refund,
     should_charge,
 )
 from shared.db import UnitOfWork
-from shared.errors import PermanentError
+from shared.errors import PermanentError, TransientError
 from shared.events import (
+    Event,
     InventoryFailed,
     OrderCreated,
     PaymentFailed,
@@ -26,43 +31,61 @@ __all__ = ["charge", "refund"]
 PRODUCER = "payment"
 
 
-async def charge(event: OrderCreated, uow: UnitOfWork, faults: FaultRegistry) -> None:
-    """Take the order's total from the customer's balance, or decline with a reason."""
-    existing = await store.get_payment(uow.session, event.order_id)
-    if not should_charge(existing.status if existing else None):
-        return
-    balance = await store.lock_balance(uow.session, event.customer_id)
-    injected = faults.take(FaultKind.decline, event.order_id) is not None
-    decision = decide_charge(balance, event.total, injected_decline=injected)
-    payment = store.Payment(
-        event.order_id, event.customer_id, event.total, decision.status, decision.reason
-    )
-    # The check above is only a shortcut: a copy of the event handled at the same moment
-    # (another event id, so the inbox lets it through) loses here and changes nothing.
-    if not await store.add_payment(uow.session, payment):
-        return
-    if decision.charged and decision.new_balance is not None:
-        await store.set_balance(uow.session, event.customer_id, decision.new_balance)
+async def charge(events: Sequence[OrderCreated], uow: UnitOfWork, faults: FaultRegistry) -> None:
+    """Take each new order's total from its customer's balance, or decline it with a reason.
+
+    Reads the orders' payments and locks their customers' balances in one statement each,
+    decides order by order (a customer's second order sees the balance the first one left),
+    and writes the payments and balances in one statement each.
+    """
+    session = uow.session
+    known = await store.payment_statuses(session, [event.order_id for event in events])
+    balances = await store.lock_balances(session, {event.customer_id for event in events})
+    decided: list[store.Payment] = []
+    charged: dict[str, Decimal] = {}
+    for event in events:
+        if not should_charge(known.get(event.order_id)):
+            continue
+        injected = faults.take(FaultKind.decline, event.order_id) is not None
+        decision = decide_charge(
+            balances.get(event.customer_id), event.total, injected_decline=injected
+        )
+        known[event.order_id] = decision.status
+        decided.append(
+            store.Payment(
+                event.order_id, event.customer_id, event.total, decision.status, decision.reason
+            )
+        )
+        if decision.charged and decision.new_balance is not None:
+            balances[event.customer_id] = charged[event.customer_id] = decision.new_balance
+        uow.emit(_outcome(event, decision))
+    recorded = await store.add_payments(session, decided)
+    if len(recorded) < len(decided):
+        # A copy of an order's event (another event id, so the inbox let it through) was
+        # handled at the same moment and recorded its payment first: do none of this, so
+        # that the retry sees that payment and charges nothing twice.
+        raise TransientError("an order's payment was recorded meanwhile by another delivery")
+    await store.update_balances(session, charged)
+
+
+def _outcome(event: OrderCreated, decision: ChargeDecision) -> Event:
+    """``PaymentProcessed`` or ``PaymentFailed`` for the decision on ``event``."""
+    if decision.charged:
         items = [{"sku": line.sku, "quantity": line.quantity} for line in event.items]
-        uow.emit(
-            PaymentProcessed.caused_by(
-                event,
-                producer=PRODUCER,
-                customer_id=event.customer_id,
-                amount=event.total,
-                items=items,
-            )
+        return PaymentProcessed.caused_by(
+            event,
+            producer=PRODUCER,
+            customer_id=event.customer_id,
+            amount=event.total,
+            items=items,
         )
-    else:
-        uow.emit(
-            PaymentFailed.caused_by(
-                event,
-                producer=PRODUCER,
-                customer_id=event.customer_id,
-                amount=event.total,
-                reason=str(decision.reason),
-            )
-        )
+    return PaymentFailed.caused_by(
+        event,
+        producer=PRODUCER,
+        customer_id=event.customer_id,
+        amount=event.total,
+        reason=str(decision.reason),
+    )
 
 
 async def refund(event: InventoryFailed | ShippingFailed, uow: UnitOfWork) -> None:

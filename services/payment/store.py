@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import Column, DateTime, MetaData, Numeric, Table, Text, func, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payment.model import DeclineReason, PaymentStatus
-from shared.sql import insert_unless_present
+from shared.sql import insert_many_unless_present, insert_unless_present
 
 __all__ = ["Payment", "accounts", "metadata", "payments"]
 
@@ -51,6 +63,32 @@ async def lock_balance(session: AsyncSession, customer_id: str) -> Decimal | Non
         select(accounts.c.balance).where(accounts.c.customer_id == customer_id).with_for_update()
     )
     return (await session.execute(query)).scalar_one_or_none()
+
+
+async def lock_balances(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, Decimal]:
+    """The balances of the customers that exist, locked until commit, in customer-id order
+    (so that two transactions charging overlapping customers wait instead of deadlocking)."""
+    query = (
+        select(accounts.c.customer_id, accounts.c.balance)
+        .where(accounts.c.customer_id.in_(sorted(set(customer_ids))))
+        .order_by(accounts.c.customer_id)
+        .with_for_update()
+    )
+    return {row.customer_id: row.balance for row in await session.execute(query)}
+
+
+_SET_BALANCE = (
+    update(accounts)
+    .where(accounts.c.customer_id == bindparam("b_customer_id"))
+    .values(balance=bindparam("b_balance"), updated_at=func.now())
+)
+
+
+async def update_balances(session: AsyncSession, balances: Mapping[str, Decimal]) -> None:
+    """Write the new balances of existing accounts (locked by the caller), in one round trip."""
+    if balances:
+        rows = [{"b_customer_id": c, "b_balance": b} for c, b in balances.items()]
+        await session.execute(_SET_BALANCE, rows)
 
 
 async def read_balance(session: AsyncSession, customer_id: str) -> Decimal | None:
@@ -94,6 +132,31 @@ async def add_payment(session: AsyncSession, payment: Payment) -> bool:
     """Record an order's payment decision; False when the order already has one."""
     found = await session.execute(_ADD_PAYMENT, _values(payment))
     return found.scalar_one_or_none() is not None
+
+
+async def payment_statuses(
+    session: AsyncSession, order_ids: Iterable[str]
+) -> dict[str, PaymentStatus]:
+    """The status of each of ``order_ids`` that has a payment."""
+    query = select(payments.c.order_id, payments.c.status).where(
+        payments.c.order_id.in_(sorted(set(order_ids)))
+    )
+    return {row.order_id: PaymentStatus(row.status) for row in await session.execute(query)}
+
+
+_PAYMENT_COLUMNS = ("order_id", "customer_id", "amount", "status", "reason")
+_ADD_PAYMENTS = insert_many_unless_present(
+    payments, _PAYMENT_COLUMNS, conflict=["order_id"], returning=["order_id"]
+)
+
+
+async def add_payments(session: AsyncSession, new: Sequence[Payment]) -> set[str]:
+    """Record the payment decisions of ``new`` in one statement; the orders that had none."""
+    if not new:
+        return set()
+    rows = [_values(payment) for payment in new]
+    columns = {name: [row[name] for row in rows] for name in _PAYMENT_COLUMNS}
+    return set((await session.execute(_ADD_PAYMENTS, columns)).scalars())
 
 
 async def mark_refunded(session: AsyncSession, order_id: str) -> None:

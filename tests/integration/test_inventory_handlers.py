@@ -102,19 +102,19 @@ async def emitted(units: UnitOfWorkFactory, order_id: str) -> list[Event]:
 
 async def on_paid(units: UnitOfWorkFactory, event: PaymentProcessed, faults: FaultRegistry) -> None:
     async with units() as uow:
-        await reserve_stock(event, uow, faults)
+        await reserve_stock([event], uow, faults)
         await uow.commit()
 
 
 async def on_shipped(units: UnitOfWorkFactory, event: OrderShipped) -> None:
     async with units() as uow:
-        await ship_stock(event, uow)
+        await ship_stock([event], uow)
         await uow.commit()
 
 
 async def on_shipping_failed(units: UnitOfWorkFactory, event: ShippingFailed) -> None:
     async with units() as uow:
-        await release_stock(event, uow)
+        await release_stock([event], uow)
         await uow.commit()
 
 
