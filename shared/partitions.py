@@ -1,12 +1,19 @@
 """Partitions processed concurrently, each one strictly in order.
 
-When a poll returns a batch for a partition, the partition is paused and one task takes the
-batch in offset order (runs of records in one transaction each, ``shared.batches``); when
-the batch is done its offset is committed and the partition is resumed. So a partition never
-has two batches in flight (order holds), while other partitions go on, and the poll loop
-never waits for a handler: a record retrying with backoff holds back only its own
+Each partition has a queue of polled records and at most one task, which takes everything
+queued, in offset order (runs of records in one transaction each, ``shared.batches``),
+commits the offset, and takes what was queued meanwhile, until the queue is empty. So a
+partition never has two batches in flight (order holds), other partitions go on, and the
+poll loop never waits for a handler: a record retrying with backoff holds back only its own
 partition, and the consumer keeps polling (which is what keeps it in its group, see
 ``shared.consumer``).
+
+A partition is paused only when its queue is long (twice the batch size), and resumed once
+the task has caught up. Pausing every partition while its batch was processed, as this
+module first did, cost latency at low load: aiokafka sends no new fetch to a broker while
+one is in flight, so a resumed partition waited for the fetch in flight (which the broker
+holds up to ``fetch_max_wait_ms``, 500 ms, when the other partitions have nothing) before
+its next record could arrive: about 100 ms per hop of a saga at 10 orders/s.
 
 Releasing partitions (revocation or shutdown) stops their tasks after the record in hand,
 cancels a task still busy after a grace period (its unit of work rolls back, or is already
@@ -18,6 +25,7 @@ partition next reads them again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +54,9 @@ COMMIT_INTERVAL_S = 1.0
 class _Partition:
     tp: TopicPartition
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    queued: list[ConsumerRecord[bytes, bytes]] = field(default_factory=list)
+    """Polled records not yet taken by the task, in offset order."""
+    paused: bool = False
     task: asyncio.Task[None] | None = None
     done: int = -1
     """The offset after the last record fully processed in this assignment (-1: none)."""
@@ -86,18 +97,16 @@ class PartitionWorkers:
         self._partitions: dict[TopicPartition, _Partition] = {}
 
     def dispatch(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
-        """Start processing a polled batch of ``tp``; pause ``tp`` until it is done."""
+        """Queue a polled batch of ``tp``; start its task unless it is running."""
         partition = self._partitions.setdefault(tp, _Partition(tp))
-        if partition.task is not None:
-            # Paused partitions return nothing, so this is a bug: drop the batch and re-read
-            # it after the one in hand rather than process a partition out of order.
-            log.error("a second batch for busy partition %s; it will be read again", tp)
-            self._consumer.seek(tp, records[0].offset)
-            return
-        self._consumer.pause(tp)
-        partition.task = asyncio.create_task(
-            self._run(partition, records), name=f"consume {tp.topic}[{tp.partition}]"
-        )
+        partition.queued.extend(records)
+        if len(partition.queued) >= 2 * self._batch_size and not partition.paused:
+            self._consumer.pause(tp)
+            partition.paused = True
+        if partition.task is None:
+            partition.task = asyncio.create_task(
+                self._run(partition), name=f"consume {tp.topic}[{tp.partition}]"
+            )
 
     async def release(self, tps: Iterable[TopicPartition]) -> None:
         """Stop the work of ``tps`` and commit what is done; they are no longer ours."""
@@ -121,32 +130,49 @@ class PartitionWorkers:
         """``release`` every partition (shutdown)."""
         await self.release(list(self._partitions))
 
-    async def _run(
-        self, partition: _Partition, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> None:
+    async def _run(self, partition: _Partition) -> None:
         tp = partition.tp
+        records: Sequence[ConsumerRecord[bytes, bytes]] = ()
         try:
-            await self._process(partition, records)
-            if not partition.stopping.is_set() and partition.done > partition.committed:
-                await self._commit({tp: partition.done})
+            while partition.queued and not partition.stopping.is_set():
+                records, partition.queued = partition.queued, []
+                await self._process(partition, records)
+                if partition.stopping.is_set():
+                    return  # ``release`` commits what is done; the next owner reads the rest
+                if partition.done <= records[-1].offset:
+                    # Stopped short without being released (a lost commit in at-most-once
+                    # mode): read the rest again rather than skip it.
+                    self._rewind(partition, max(partition.done, int(records[0].offset)))
+                    return
+                if partition.done > partition.committed:
+                    await self._commit({tp: partition.done})
+                if partition.paused and len(partition.queued) < self._batch_size:
+                    self._resume(partition)
         except Exception:
             log.exception("unexpected failure consuming %s; reading it again shortly", tp)
             await asyncio.sleep(_RECOVERY_PAUSE_S)
+            if records and not partition.stopping.is_set():
+                self._rewind(partition, max(partition.done, int(records[0].offset)))
         finally:
-            # Cleared only now, with no await until the resume below, so that ``release``
-            # waits for the commit and a batch is never dispatched while one is in hand.
+            # Cleared with no await since the queue was last found empty, so that a batch
+            # polled meanwhile starts a new task, and ``release`` waits for the commit.
             partition.task = None
-        if partition.stopping.is_set():
-            return  # ``release`` commits what is done; the next owner reads the rest
-        first_not_done = max(partition.done, int(records[0].offset))
+
+    def _rewind(self, partition: _Partition, offset: int) -> None:
+        """Drop what is queued and read ``partition`` again from ``offset``."""
+        partition.queued = []
         try:
-            if first_not_done <= records[-1].offset:
-                # Stopped short without being released (a lost commit in at-most-once mode,
-                # a bug): read the rest again rather than skip it.
-                self._consumer.seek(tp, first_not_done)
-            self._consumer.resume(tp)
+            self._consumer.seek(partition.tp, offset)
         except IllegalStateError:
-            pass  # revoked meanwhile: the new assignment starts from the committed offset
+            return  # revoked meanwhile: the new assignment starts from the committed offset
+        self._resume(partition)
+
+    def _resume(self, partition: _Partition) -> None:
+        if not partition.paused:
+            return
+        partition.paused = False
+        with contextlib.suppress(IllegalStateError):  # revoked meanwhile: nothing to resume
+            self._consumer.resume(partition.tp)
 
     async def _process(
         self, partition: _Partition, records: Sequence[ConsumerRecord[bytes, bytes]]
