@@ -12,10 +12,12 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
+
+from bench.connections import KeepAliveClients, one_connection_client
 
 __all__ = [
     "NOT_ANSWERED",
@@ -62,7 +64,7 @@ class Attempt:
     order_id: str | None = None
     error: str | None = None
     sent: float | None = None
-    """When the request really left: later than ``due`` when the load generator lagged."""
+    """When the load generator got to it: later than ``due`` when the generator lagged."""
 
     @property
     def accepted(self) -> bool:
@@ -119,8 +121,7 @@ async def closed_loop(
 
     async def client() -> None:
         # One connection per client: 32 clients are 32 keep-alive connections, as 32 users'.
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
+        async with one_connection_client(timeout) as http:
             while True:
                 index = next(indices)
                 if (stop is not None and index >= stop) or (
@@ -148,20 +149,27 @@ async def open_loop(
     """Send ``rate`` orders per second for ``seconds``, each at its time, answered or not.
 
     A request that would exceed ``max_in_flight`` is not sent (``NOT_SENT``): it bounds what
-    an overloaded server can pile up, and counts as a miss.
+    an overloaded server can pile up, and counts as a miss. One that finds no connection free
+    waits for one (counted in its latency), ``timeout`` at most.
     """
     total = round(rate * seconds)
     start = clock.now()
     attempts: list[Attempt] = []
     tasks: set[asyncio.Task[None]] = set()
-    limits = httpx.Limits(
-        max_connections=OPEN_LOOP_CONNECTIONS, max_keepalive_connections=OPEN_LOOP_CONNECTIONS
-    )
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
+    connections = KeepAliveClients(OPEN_LOOP_CONNECTIONS, timeout)
 
-        async def send(index: int, due: float) -> None:
-            attempts.append(await post_order(http, url, bodies(index), index, due, clock))
+    async def send(index: int, due: float) -> None:
+        # "Sent" is when the generator got to it: waiting for a connection is the server's
+        # slowness (it holds them all), and counts in the latency, not as the generator's lag.
+        started = clock.now()
+        try:
+            async with asyncio.timeout(timeout), connections.client() as http:
+                attempt = await post_order(http, url, bodies(index), index, due, clock)
+        except TimeoutError:
+            attempt = Attempt(index, NOT_ANSWERED, due, clock.now(), error="Timeout")
+        attempts.append(replace(attempt, sent=started))
 
+    try:
         for offset in range(total):
             due = start + offset / rate
             delay = due - clock.now()
@@ -176,6 +184,8 @@ async def open_loop(
             task.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.wait(tasks)
+    finally:
+        await connections.aclose()
     return sorted(attempts, key=lambda attempt: attempt.index)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI, HTTPException, status
 from pydantic import BaseModel
 
+from bench.connections import KeepAliveClients
 from bench.syncchain import work
 from bench.syncchain.settings import SyncSettings
 from services.order import store as order_store
@@ -20,7 +21,10 @@ from shared.db import UnitOfWorkFactory, make_engine
 from shared.events import LineItem
 from shared.topics import Topics
 
-__all__ = ["APPS", "Refused"]
+__all__ = ["APPS", "DOWNSTREAM_CONNECTIONS", "Refused"]
+
+# More than the benchmark's clients ever have in flight at once (32).
+DOWNSTREAM_CONNECTIONS = 64
 
 
 class Refused(Exception):
@@ -43,9 +47,10 @@ class ShipmentIn(BaseModel):
 
 
 def _service(
-    settings: SyncSettings, title: str, http: httpx.AsyncClient | None = None
+    settings: SyncSettings, title: str, downstream: Sequence[KeepAliveClients] = ()
 ) -> tuple[FastAPI, UnitOfWorkFactory]:
-    """An app with its database (and ``http``), closed when the app stops, and a health route."""
+    """An app with its database (and connections to ``downstream`` services), all closed
+    when the app stops, and a health route."""
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
@@ -53,8 +58,8 @@ def _service(
         try:
             yield
         finally:
-            if http is not None:
-                await http.aclose()
+            for connections in downstream:
+                await connections.aclose()
             await engine.dispose()
 
     app = FastAPI(title=f"sync chain {title}", lifespan=lifespan)
@@ -122,13 +127,18 @@ def order_app(settings: SyncSettings) -> FastAPI:
 
     The body is validated by the real order API's model, and the answer is its model too.
     """
-    # Keep-alive connections enough for every concurrent order; they open on first use.
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    http = httpx.AsyncClient(limits=limits, timeout=settings.call_timeout_s)
-    app, units = _service(settings, "order", http)
+    # Per downstream service, keep-alive connections enough for every concurrent order; they
+    # open on first use. Not one httpx pool: its book-keeping would slow this side down.
+    connections = {
+        url: KeepAliveClients(DOWNSTREAM_CONNECTIONS, settings.call_timeout_s)
+        for url in (settings.payment_url, settings.inventory_url, settings.shipping_url)
+    }
+    app, units = _service(settings, "order", list(connections.values()))
 
-    async def call(url: str, body: dict[str, Any]) -> None:
-        response = await http.post(url, json=body)
+    async def call(base: str, path: str, body: dict[str, Any]) -> None:
+        url = f"{base}{path}"
+        async with connections[base].client() as http:
+            response = await http.post(url, json=body)
         if response.status_code == status.HTTP_409_CONFLICT:
             raise Refused(f"{url}: {response.json()['detail']}")
         response.raise_for_status()
@@ -151,13 +161,14 @@ def order_app(settings: SyncSettings) -> FastAPI:
         stock = [{"sku": item.sku, "quantity": item.quantity} for item in body.items]
         charge = {"order_id": order.order_id, "customer_id": order.customer_id}
         try:
-            await call(f"{settings.payment_url}/charges", charge | {"total": str(order.total)})
+            await call(settings.payment_url, "/charges", charge | {"total": str(order.total)})
             await call(
-                f"{settings.inventory_url}/reservations",
+                settings.inventory_url,
+                "/reservations",
                 {"order_id": order.order_id, "items": stock},
             )
-            await call(f"{settings.shipping_url}/shipments", {"order_id": order.order_id})
-            await call(f"{settings.inventory_url}/reservations/{order.order_id}/shipped", {})
+            await call(settings.shipping_url, "/shipments", {"order_id": order.order_id})
+            await call(settings.inventory_url, f"/reservations/{order.order_id}/shipped", {})
         except Refused as refused:
             raise HTTPException(status.HTTP_409_CONFLICT, str(refused)) from refused
         except httpx.HTTPError as error:
