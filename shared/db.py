@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 from sqlalchemy import (
     BigInteger,
@@ -47,6 +47,7 @@ from shared.topics import Topics
 
 __all__ = [
     "OUTBOX_CHANNEL",
+    "LocalRelay",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "asyncpg_dsn",
@@ -166,9 +167,12 @@ class UnitOfWork:
     without ``commit`` (an exception included) rolls everything back, events too.
     """
 
-    def __init__(self, session: AsyncSession, topics: Topics) -> None:
+    def __init__(
+        self, session: AsyncSession, topics: Topics, relay: LocalRelay | None = None
+    ) -> None:
         self._session = session
         self._topics = topics
+        self._relay = relay
         self._staged: list[Record] = []
         self._committed = False
 
@@ -192,15 +196,23 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         """Write the staged outbox rows, wake the relay, and commit the transaction."""
-        if self._staged:
+        emitted = bool(self._staged)
+        # The leading relay in this process is woken directly after the commit; only a
+        # relay elsewhere needs a notification (one round trip, and a lock PostgreSQL takes
+        # on every commit that notifies).
+        local = emitted and self._relay is not None and self._relay.is_leader
+        if emitted:
             rows = [_outbox_row(record) for record in self._staged]
             await self._session.execute(insert(outbox_table), rows)
-            # Delivered to listeners only when the transaction commits (and dropped if it
-            # does not), so the relay never wakes for rows it cannot see yet.
-            await self._session.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")))
+            if not local:
+                # Delivered to listeners only when the transaction commits (and dropped if
+                # it does not), so the relay never wakes for rows it cannot see yet.
+                await self._session.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")))
         await self._session.commit()
         self._staged.clear()
         self._committed = True
+        if local and self._relay is not None:
+            self._relay.wake()
 
     async def rollback(self) -> None:
         """Undo everything since the last commit, staged events included."""
@@ -223,12 +235,26 @@ class UnitOfWork:
         await self._session.close()
 
 
+class LocalRelay(Protocol):
+    """The outbox relay of this process, as a unit of work sees it (``shared.outbox``)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def wake(self) -> None: ...
+
+
 class UnitOfWorkFactory:
-    """Makes a fresh ``UnitOfWork`` per call: one per record, one per request."""
+    """Makes a fresh ``UnitOfWork`` per call: one per record, one per request.
+
+    ``relay`` (set once the relay runs) is woken directly by units of work that emitted
+    while it leads; otherwise they notify through PostgreSQL.
+    """
 
     def __init__(self, engine: AsyncEngine, topics: Topics) -> None:
         self.engine = engine
         self.topics = topics
+        self.relay: LocalRelay | None = None
         # expire_on_commit=False: objects read in a unit of work stay readable after commit
         # (a route returns the order it just created) without a lazy load on a closed session.
         self._sessions: Callable[[], AsyncSession] = async_sessionmaker(
@@ -236,4 +262,4 @@ class UnitOfWorkFactory:
         )
 
     def __call__(self) -> UnitOfWork:
-        return UnitOfWork(self._sessions(), self.topics)
+        return UnitOfWork(self._sessions(), self.topics, self.relay)

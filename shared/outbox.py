@@ -35,8 +35,10 @@ Order across rounds
 
 Waking up
     Each unit of work that emitted rows runs ``pg_notify`` in its transaction, delivered at
-    commit; the leader LISTENs on its connection and publishes at once. It also polls every
-    ``poll_interval_s`` in case a notification was lost (a reconnect, a row written by hand).
+    commit; the leader LISTENs on its connection and publishes at once. When the leader runs
+    in the same process, the unit of work calls ``wake`` after its commit instead. It also
+    polls every ``poll_interval_s`` in case a notification was lost (a reconnect, a row
+    written by hand).
 
 Retention
     The leader also keeps the platform's tables from growing without limit: at most once every
@@ -243,6 +245,9 @@ class OutboxRelay:
         return {
             # Named, so an operator sees in pg_stat_activity which process leads.
             "application_name": self._name[:63],
+            # Marking rows sent need not wait for the disk: should PostgreSQL lose the last
+            # marks in a crash, those rows are published again, and consumers skip copies.
+            "synchronous_commit": "off",
             # A leader whose host vanished without closing its socket keeps the lock until
             # the server notices: ask it to probe after 10 s and give up after 3 misses,
             # instead of the operating system's default of two hours.
@@ -367,6 +372,10 @@ class OutboxRelay:
                 "%s: Kafka failed outbox row %d: %r", self._name, row_id, sends[row_id].exception()
             )
         return [row_id for row_id in acknowledged if row_id not in failed]
+
+    def wake(self) -> None:
+        """Publish now: rows were committed (what a notification on the channel says)."""
+        self._wake.set()
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()

@@ -111,6 +111,7 @@ class Runtime:
         await self.producer.start()
         self.relay = OutboxRelay.from_settings(settings, self.producer)
         await self.relay.start()
+        self.platform.units.relay = self.relay
         dedup = Deduplicator(self.platform.redis, ttl_seconds=settings.idempotency_ttl_seconds)
         for group, subscriptions in self.consumers.items():
             runner = ConsumerRunner(

@@ -28,7 +28,9 @@ def bootstrap(settings: ShippingSettings | None = None) -> FastAPI:
     settings = settings or ShippingSettings()
     platform = Platform.configure(settings, INFRASTRUCTURE_KINDS | {FaultKind.fail})
     subscriptions = [
-        Subscription(InventoryReserved, partial(handlers.ship_order, faults=platform.faults)),
+        Subscription.batched(
+            InventoryReserved, partial(handlers.ship_order, faults=platform.faults)
+        ),
     ]
     service = platform.service(
         migrations=Path(__file__).with_name("migrations"),

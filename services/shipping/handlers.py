@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from services.shipping import store
 from services.shipping.model import decide_shipment, should_ship
 from shared.db import UnitOfWork
+from shared.errors import TransientError
 from shared.events import InventoryReserved, OrderShipped, ShippingFailed
 from shared.faults import FaultKind, FaultRegistry
 
@@ -13,19 +16,31 @@ __all__ = ["ship_order"]
 PRODUCER = "shipping"
 
 
-async def ship_order(event: InventoryReserved, uow: UnitOfWork, faults: FaultRegistry) -> None:
-    """Send the order's parcel with its tracking id, or fail the shipment with a reason."""
-    existing = await store.get_shipment(uow.session, event.order_id)
-    if not should_ship(existing.status if existing else None):
-        return
-    injected = faults.take(FaultKind.fail, event.order_id) is not None
-    decision = decide_shipment(event.order_id, injected_failure=injected)
-    shipment = store.Shipment(
-        event.order_id, decision.status, decision.tracking_id, decision.reason
-    )
-    if not await store.add_shipment(uow.session, shipment):
-        return  # a concurrent delivery of this order recorded its shipment first
-    if decision.shipped and decision.tracking_id is not None:
-        uow.emit(OrderShipped.caused_by(event, producer=PRODUCER, tracking_id=decision.tracking_id))
-    else:
-        uow.emit(ShippingFailed.caused_by(event, producer=PRODUCER, reason=str(decision.reason)))
+async def ship_order(
+    events: Sequence[InventoryReserved], uow: UnitOfWork, faults: FaultRegistry
+) -> None:
+    """Send each order's parcel with its tracking id, or fail the shipment with a reason.
+
+    One statement finds the orders already shipped (or failed), one records the others.
+    """
+    done = await store.shipped_orders(uow.session, [event.order_id for event in events])
+    decided: list[store.Shipment] = []
+    for event in events:
+        if not should_ship(done.get(event.order_id)):
+            continue
+        injected = faults.take(FaultKind.fail, event.order_id) is not None
+        decision = decide_shipment(event.order_id, injected_failure=injected)
+        done[event.order_id] = decision.status
+        decided.append(
+            store.Shipment(event.order_id, decision.status, decision.tracking_id, decision.reason)
+        )
+        if decision.shipped and decision.tracking_id is not None:
+            tracking_id = decision.tracking_id
+            uow.emit(OrderShipped.caused_by(event, producer=PRODUCER, tracking_id=tracking_id))
+        else:
+            reason = str(decision.reason)
+            uow.emit(ShippingFailed.caused_by(event, producer=PRODUCER, reason=reason))
+    if len(await store.add_shipments(uow.session, decided)) < len(decided):
+        # A copy of an order's event (another event id, so the inbox let it through) was
+        # handled at the same moment and recorded its shipment first: undo all, retry.
+        raise TransientError("an order's shipment was recorded meanwhile by another delivery")

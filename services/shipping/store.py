@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.shipping.model import FailureReason, ShipmentStatus
-from shared.sql import insert_unless_present
+from shared.sql import insert_many_unless_present, insert_unless_present
 
 __all__ = ["Shipment", "add_shipment", "get_shipment", "metadata", "shipments"]
 
@@ -31,6 +32,35 @@ class Shipment:
     status: ShipmentStatus
     tracking_id: str | None
     reason: FailureReason | None
+
+
+async def shipped_orders(
+    session: AsyncSession, order_ids: Iterable[str]
+) -> dict[str, ShipmentStatus]:
+    """The shipment status of each of ``order_ids`` that has a shipment."""
+    query = select(shipments.c.order_id, shipments.c.status).where(
+        shipments.c.order_id.in_(sorted(set(order_ids)))
+    )
+    return {row.order_id: ShipmentStatus(row.status) for row in await session.execute(query)}
+
+
+_SHIPMENT_COLUMNS = ("order_id", "status", "tracking_id", "reason")
+_ADD_SHIPMENTS = insert_many_unless_present(
+    shipments, _SHIPMENT_COLUMNS, conflict=["order_id"], returning=["order_id"]
+)
+
+
+async def add_shipments(session: AsyncSession, new: Sequence[Shipment]) -> set[str]:
+    """Record ``new`` in one statement; returns the orders that had no shipment yet."""
+    if not new:
+        return set()
+    columns = {
+        "order_id": [s.order_id for s in new],
+        "status": [s.status.value for s in new],
+        "tracking_id": [s.tracking_id for s in new],
+        "reason": [s.reason.value if s.reason else None for s in new],
+    }
+    return set((await session.execute(_ADD_SHIPMENTS, columns)).scalars())
 
 
 async def get_shipment(session: AsyncSession, order_id: str) -> Shipment | None:

@@ -16,6 +16,7 @@ from services.inventory import api, store
 from services.inventory.handlers import release_stock, reserve_stock, ship_stock
 from services.inventory.model import FailureReason, ReservationStatus, StockLevel
 from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
+from shared.errors import TransientError
 from shared.events import (
     Event,
     InventoryFailed,
@@ -101,9 +102,16 @@ async def emitted(units: UnitOfWorkFactory, order_id: str) -> list[Event]:
 
 
 async def on_paid(units: UnitOfWorkFactory, event: PaymentProcessed, faults: FaultRegistry) -> None:
-    async with units() as uow:
-        await reserve_stock([event], uow, faults)
-        await uow.commit()
+    """Handle ``event`` as the runner does, retrying a lost race (TransientError) at once."""
+    for _ in range(3):
+        try:
+            async with units() as uow:
+                await reserve_stock([event], uow, faults)
+                await uow.commit()
+            return
+        except TransientError:
+            continue
+    raise AssertionError("still losing a race after three attempts")
 
 
 async def on_shipped(units: UnitOfWorkFactory, event: OrderShipped) -> None:
