@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     # aiokafka logs every retry of a request to a topic created a moment ago; the benchmark
     # reports failures itself (chains not completed, scenarios failed).
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    target = Target.from_env_file(settings.env_file)
+    try:
+        target = Target.from_env_file(settings.env_file)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     placement = SyncPlacement(SYNC_DATABASE_PREFIX, settings.env_file.parent / "syncchain")
     uvloop = _uvloop()
     benchmark = run(settings, target, placement, "uvloop" if uvloop else "asyncio")
