@@ -7,7 +7,8 @@ takes a run of them together:
 
 1. decode each record; bytes that are not an event go to the DLQ in their place, and the
    valid records on either side of one are separate runs (order holds exactly);
-2. ask Redis about the whole run in one pipelined round trip, skip what it knows;
+2. ask Redis about the whole run in one pipelined round trip, skip what it knows (only for a
+   partition's first runs after an assignment, where redeliveries are: ``_known_to_redis``);
 3. if an active fault may fire for any order of the run, take the run one record at a time:
    faults fire, are counted and crash exactly as they do for one record;
 4. otherwise one unit of work claims every event in the inbox with one statement, hands the
@@ -40,11 +41,11 @@ import asyncio
 import logging
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import Integer, bindparam, text
 
 from shared.db import UnitOfWork
@@ -105,6 +106,7 @@ class BatchProcessor:
         self._dedup = dedup
         self._faults = faults
         self._group_key = _int4(group)
+        self._settled: set[TopicPartition] = set()
         self._one_run_here = asyncio.Lock()
 
     async def process(self, records: Sequence[_Record], stopping: asyncio.Event) -> int:
@@ -131,13 +133,13 @@ class BatchProcessor:
         return done + await self._process_run(run, stopping)
 
     async def _process_run(self, run: Sequence[_Decoded], stopping: asyncio.Event) -> int:
-        if len(run) <= 1 or self._faults_may_fire(run):
-            return await self._one_by_one(run, stopping)
+        if not run:
+            return 0
         known = await self._known_to_redis(run)
         fresh = [item for item in run if item.event.event_id not in known]
         self._stats.duplicates += len(run) - len(fresh)
-        if not fresh:
-            return len(run)
+        if len(fresh) <= 1 or self._faults_may_fire(fresh):
+            return await self._one_by_one(run, stopping, known)
         try:
             handled = await self._attempt(fresh)
         except Exception as error:  # any failure: the run is rolled back, retried record by record
@@ -150,7 +152,7 @@ class BatchProcessor:
                 error,
             )
             self._stats.batch_fallbacks += 1
-            return await self._one_by_one(run, stopping)
+            return await self._one_by_one(run, stopping, known)
         self._stats.batches += 1
         self._stats.batched += len(handled)
         self._stats.processed += len(handled)
@@ -179,12 +181,16 @@ class BatchProcessor:
             await uow.commit()
         return [event.event_id for event in events]
 
-    async def _one_by_one(self, run: Sequence[_Decoded], stopping: asyncio.Event) -> int:
+    async def _one_by_one(
+        self, run: Sequence[_Decoded], stopping: asyncio.Event, known: set[uuid.UUID]
+    ) -> int:
         for done, item in enumerate(run):
             if stopping.is_set():
                 return done
+            if item.event.event_id in known:
+                continue  # Redis knew it (counted as a duplicate already)
             outcome = await self._processor.process_event(
-                item.record, item.event, item.route, stopping
+                item.record, item.event, item.route, stopping, consult_redis=False
             )
             if outcome is Outcome.abandoned:
                 return done
@@ -196,6 +202,23 @@ class BatchProcessor:
         )
 
     async def _known_to_redis(self, run: Sequence[_Decoded]) -> set[uuid.UUID]:
-        if self._dedup is None:
+        """The events of ``run`` Redis knows were processed, while that is worth asking.
+
+        Redeliveries come as a partition's first records after an assignment (what the last
+        owner had done but not committed): Redis is asked until a run comes back with
+        nothing known, and then not again until the partition is assigned anew. A duplicate
+        later in the log (an outbox row published twice) is still skipped, by the inbox.
+        """
+        tp = TopicPartition(run[0].record.topic, run[0].record.partition)
+        if self._dedup is None or tp in self._settled:
             return set()
-        return await self._dedup.processed_among(self._group, [item.event.event_id for item in run])
+        known = await self._dedup.processed_among(
+            self._group, [item.event.event_id for item in run]
+        )
+        if not known:
+            self._settled.add(tp)
+        return known
+
+    def forget(self, tps: Iterable[TopicPartition]) -> None:
+        """``tps`` were released: ask Redis again about their first records next time."""
+        self._settled.difference_update(tps)

@@ -273,6 +273,7 @@ class ConsumerRunner:
             for tp, records in batches.items():
                 if records and tp in self._assigned:
                     workers.dispatch(tp, records)
+            await workers.commit_due()
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._assigned = frozenset()

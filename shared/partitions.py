@@ -1,12 +1,12 @@
 """Partitions processed concurrently, each one strictly in order.
 
 Each partition has a queue of polled records and at most one task, which takes everything
-queued, in offset order (runs of records in one transaction each, ``shared.batches``),
-commits the offset, and takes what was queued meanwhile, until the queue is empty. So a
-partition never has two batches in flight (order holds), other partitions go on, and the
-poll loop never waits for a handler: a record retrying with backoff holds back only its own
-partition, and the consumer keeps polling (which is what keeps it in its group, see
-``shared.consumer``).
+queued, in offset order (runs of records in one transaction each, ``shared.batches``), then
+what was queued meanwhile, until the queue is empty. The offsets done are committed about
+once a second, every partition in one request (``commit_due``). So a partition never has two
+batches in flight (order holds), other partitions go on, and the poll loop never waits for
+a handler: a record retrying with backoff holds back only its own partition, and the
+consumer keeps polling (which is what keeps it in its group, see ``shared.consumer``).
 
 A partition is paused only when its queue is long (twice the batch size), and resumed once
 the task has caught up. Pausing every partition while its batch was processed, as this
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 _RECOVERY_PAUSE_S = 1.0
 
 COMMIT_INTERVAL_S = 1.0
-"""A batch commits at its end, and also on the way when it has run longer than this."""
+"""How often the offsets of the records done are committed, all partitions in one request."""
 
 
 @dataclass(eq=False)
@@ -62,7 +62,6 @@ class _Partition:
     """The offset after the last record fully processed in this assignment (-1: none)."""
     committed: int = -1
     """The last offset this process committed for the partition in this assignment."""
-    last_commit: float = field(default_factory=time.monotonic)
 
 
 class PartitionWorkers:
@@ -95,6 +94,7 @@ class PartitionWorkers:
         self._grace_s = grace_s
         self._commit_timeout_s = commit_timeout_s
         self._partitions: dict[TopicPartition, _Partition] = {}
+        self._last_commit = time.monotonic()
 
     def dispatch(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Queue a polled batch of ``tp``; start its task unless it is running."""
@@ -110,6 +110,8 @@ class PartitionWorkers:
 
     async def release(self, tps: Iterable[TopicPartition]) -> None:
         """Stop the work of ``tps`` and commit what is done; they are no longer ours."""
+        tps = list(tps)
+        self._batches.forget(tps)
         released = [self._partitions.pop(tp) for tp in tps if tp in self._partitions]
         for partition in released:
             partition.stopping.set()
@@ -123,6 +125,22 @@ class PartitionWorkers:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         offsets = {p.tp: p.done for p in released if p.done > p.committed}
+        if offsets:
+            await self._commit(offsets)
+
+    async def commit_due(self) -> None:
+        """Commit the offsets done since the last commit, of every partition in one request,
+        if ``COMMIT_INTERVAL_S`` has passed since then (the poll loop calls it each round).
+
+        Not after every batch: under load that was a commit round trip per batch per
+        partition. A crash redelivers at most about a second of records, which the inbox
+        (and Redis, consulted for a partition's first records after an assignment) skips.
+        """
+        now = time.monotonic()
+        if now - self._last_commit < COMMIT_INTERVAL_S:
+            return
+        self._last_commit = now
+        offsets = {p.tp: p.done for p in self._partitions.values() if p.done > p.committed}
         if offsets:
             await self._commit(offsets)
 
@@ -144,8 +162,6 @@ class PartitionWorkers:
                     # mode): read the rest again rather than skip it.
                     self._rewind(partition, max(partition.done, int(records[0].offset)))
                     return
-                if partition.done > partition.committed:
-                    await self._commit({tp: partition.done})
                 if partition.paused and len(partition.queued) < self._batch_size:
                     self._resume(partition)
         except Exception:
@@ -190,7 +206,6 @@ class PartitionWorkers:
                 partition.done = int(chunk[done - 1].offset) + 1
             if done < len(chunk):
                 return
-            await self._commit_if_due(partition)
 
     async def _process_at_most_once(
         self, partition: _Partition, records: Sequence[ConsumerRecord[bytes, bytes]]
@@ -206,12 +221,6 @@ class PartitionWorkers:
             if outcome is Outcome.abandoned:
                 return
             partition.done = after
-
-    async def _commit_if_due(self, partition: _Partition) -> None:
-        if time.monotonic() - partition.last_commit > COMMIT_INTERVAL_S:
-            # A long batch commits as it goes, so a crash redelivers seconds of work at
-            # most rather than the whole batch.
-            await self._commit({partition.tp: partition.done})
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
         try:
@@ -232,12 +241,10 @@ class PartitionWorkers:
             self._stats.commit_failures += 1
             log.error("offset commit %s failed: %r", _describe(offsets), error)
             return False
-        now = time.monotonic()
         for tp, offset in offsets.items():
             partition = self._partitions.get(tp)
             if partition is not None:
                 partition.committed = max(partition.committed, offset)
-                partition.last_commit = now
         return True
 
 

@@ -203,10 +203,15 @@ class RecordProcessor:
         event: Event,
         route: Route,
         stopping: asyncio.Event,
+        *,
+        consult_redis: bool = True,
     ) -> Outcome:
-        """``process`` for a record already decoded into ``event``."""
-        if self._dedup is not None and await self._dedup.already_processed(
-            self._group, event.event_id
+        """``process`` for a record already decoded into ``event`` (``consult_redis``: False
+        when the caller asked Redis already)."""
+        if (
+            consult_redis
+            and self._dedup is not None
+            and await self._dedup.already_processed(self._group, event.event_id)
         ):
             self._stats.duplicates += 1
             return Outcome.duplicate
