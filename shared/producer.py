@@ -17,9 +17,10 @@ from shared.settings import PlatformSettings, kafka_client_options
 
 __all__ = ["build_producer", "check_compression"]
 
-# A few milliseconds of lingering lets the relay's bursts share batches (and compress well)
-# while a lone event still leaves at once, as far as a person can tell.
-LINGER_MS = 5
+# Lingering lets records share a batch. The relay hands a whole round to the producer at
+# once, so its bursts batch up while a request is in flight anyway; each millisecond here is
+# added to every hop of a saga at low load (5 ms cost a saga 15 ms of its 65 ms at 10/s).
+LINGER_MS = 1
 
 _CODEC_CHECKS: dict[str, Callable[[], bool]] = {
     "gzip": has_gzip,
