@@ -51,7 +51,11 @@ class Platform:
     @classmethod
     def configure(cls, settings: PlatformSettings, faults: frozenset[FaultKind]) -> Platform:
         """The platform for ``settings``; ``faults`` are the fault kinds this service accepts."""
-        engine = make_engine(settings.database_url)
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_max_overflow,
+        )
         topics = Topics(settings.topic_prefix)
         return cls(
             settings=settings,
