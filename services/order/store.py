@@ -178,7 +178,9 @@ _SAVE_SAGA = (
         status=bindparam("b_status"),
         cancel_reason=bindparam("b_cancel_reason"),
         facts=bindparam("b_facts"),
-        updated_at=func.now(),
+        # The moment of the write, not now(): that is the transaction's start, and a run of
+        # records shares one transaction, so its last sagas would seem to end early.
+        updated_at=func.clock_timestamp(),
     )
 )
 
