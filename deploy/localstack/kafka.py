@@ -148,6 +148,10 @@ class Kafka:
             "share.coordinator.state.topic.min.isr": "1",
             # Consumer groups start at once instead of after the default 3 s.
             "group.initial.rebalance.delay.ms": "0",
+            # One broker beside everything else on a small machine: Kafka's defaults (3
+            # network and 8 I/O threads) are sized for a server of its own.
+            "num.network.threads": "2",
+            "num.io.threads": "2",
         }
         path = ctx.state("kafka") / "server.properties"
         path.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
