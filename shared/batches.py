@@ -1,4 +1,4 @@
-"""A poll's records of one partition in one transaction, one record at a time when that fails.
+"""A poll's records in one transaction per consumer group, one at a time when that fails.
 
 Processing a record on its own costs a transaction: a Redis round trip, BEGIN, the inbox
 claim, the handler's statements, the outbox rows, COMMIT, and a second Redis round trip.
@@ -11,28 +11,32 @@ takes a run of them together:
    partition's first runs after an assignment, where redeliveries are: ``_known_to_redis``);
 3. if an active fault may fire for any order of the run, take the run one record at a time:
    faults fire, are counted and crash exactly as they do for one record;
-4. otherwise one unit of work claims every event in the inbox with one statement, hands the
-   claimed ones to the route's handlers in offset order (a ``Subscription.batched`` handler
-   takes them all at once; a per-event one takes them one after the other, each seeing the
-   effects of those before it in the same transaction), writes their outbox rows and
-   commits; then one round trip tells Redis.
+4. otherwise the run goes into the group's next transaction (below), whose unit of work
+   claims every event in the inbox with one statement, hands the claimed ones to their
+   routes' handlers in offset order (a ``Subscription.batched`` handler takes them all at
+   once; a per-event one takes them one after the other, each seeing the effects of those
+   before it in the same transaction), writes their outbox rows and commits; then one round
+   trip tells Redis.
 
-Any exception in step 4 rolls the whole run back, and the run is then processed one record
+Any exception in step 4 rolls the whole transaction back (the other partitions' runs in it
+too, which are then also taken one record at a time), and the run is then processed one record
 at a time by ``RecordProcessor``, with its retries, backoff and dead-lettering: a poison
 record never takes its neighbours with it, and a database outage is waited out record by
 record. A crash after the commit redelivers the run, and the inbox skips all of it.
 
-One run's transaction at a time per consumer group
-    A run locks the rows its handlers touch (a customer's balance, a sku's stock) in the order
-    of its records, and holds them until it commits. Two runs of one group in flight at once
-    (two partitions, or two instances) lock overlapping rows in different orders and
-    deadlock: tried with 500 customers and 100 skus, most runs of payment and inventory did,
-    and each deadlock costs PostgreSQL's ``deadlock_timeout`` (1 s) before one is aborted. So
-    a run's transaction first takes a transaction-scoped advisory lock named after its group
-    (behind an asyncio lock, so one process waits with one connection, not one per
-    partition): the group's runs commit one after the other, which at hundreds of records
-    per transaction is far from the limit, while decoding, Redis and Kafka stay concurrent.
-    Runs of different groups never wait for each other, and single records do not take it.
+One transaction at a time per consumer group, shared by the partitions' runs
+    A run locks the rows its handlers touch (a customer's balance, a sku's stock) and holds
+    them until it commits. Two transactions of one group in flight at once (two partitions,
+    or two instances) lock overlapping rows in different orders and deadlock: tried with 500
+    customers and 100 skus, most runs of payment and inventory did, and each deadlock costs
+    PostgreSQL's ``deadlock_timeout`` (1 s) before one is aborted. So a group's transaction
+    first takes a transaction-scoped advisory lock named after the group, and in one process
+    one task (the committer) runs the group's transactions one after the other. The runs the
+    partitions submit while one transaction is under way all go into the next one, each
+    partition's records in their order: at a few records per partition per poll (100 orders
+    a second spread over 6 partitions of each topic) that is one transaction where there were
+    tens. Decoding, Redis and Kafka stay concurrent; groups never wait for each other; a run
+    whose shared transaction fails is taken one record at a time by its partition.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ __all__ = ["BatchProcessor"]
 log = logging.getLogger(__name__)
 
 _Record: TypeAlias = ConsumerRecord[bytes, bytes]
+_Handled: TypeAlias = list[uuid.UUID]
 
 # The two-key form: its keys never meet the one-key locks (the outbox relay's leadership).
 _ONE_RUN_AT_A_TIME = text("SELECT pg_advisory_xact_lock(:space, :group)").bindparams(
@@ -82,6 +87,24 @@ class _Decoded:
     record: _Record
     event: Event
     route: Route
+
+
+class _TransactionFailed(Exception):
+    """The group's transaction with this run failed; ``alone``: it held just this record,
+    whose first attempt it therefore was."""
+
+    def __init__(self, error: Exception, *, alone: bool) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+        self.alone = alone
+
+
+@dataclass(frozen=True, slots=True)
+class _Submission:
+    """A partition's run waiting for the group's next transaction."""
+
+    run: Sequence[_Decoded]
+    handled: asyncio.Future[_Handled]
 
 
 class BatchProcessor:
@@ -107,7 +130,8 @@ class BatchProcessor:
         self._faults = faults
         self._group_key = _int4(group)
         self._settled: set[TopicPartition] = set()
-        self._one_run_here = asyncio.Lock()
+        self._submitted: list[_Submission] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def process(self, records: Sequence[_Record], stopping: asyncio.Event) -> int:
         """Process ``records`` (of one partition, in offset order); return how many are done.
@@ -138,48 +162,94 @@ class BatchProcessor:
         known = await self._known_to_redis(run)
         fresh = [item for item in run if item.event.event_id not in known]
         self._stats.duplicates += len(run) - len(fresh)
-        if len(fresh) <= 1 or self._faults_may_fire(fresh):
+        if not fresh:
+            return len(run)
+        if self._faults_may_fire(fresh):
             return await self._one_by_one(run, stopping, known)
         try:
             handled = await self._attempt(fresh)
-        except Exception as error:  # any failure: the run is rolled back, retried record by record
+        except _TransactionFailed as failed:  # rolled back: retried record by record
+            if failed.alone:  # that was the record's first attempt, counted as such
+                item = fresh[0]
+                outcome = await self._processor.process_event(
+                    item.record,
+                    item.event,
+                    item.route,
+                    stopping,
+                    consult_redis=False,
+                    failed_attempt=failed.error,
+                )
+                return len(run) if outcome is not Outcome.abandoned else run.index(item)
             log.info(
-                "a run of %d records of %s[%d] failed together (%s: %s); taking them one at a time",
+                "a run of %d records of %s[%d] failed together (%s); taking them one at a time",
                 len(fresh),
                 fresh[0].record.topic,
                 fresh[0].record.partition,
-                type(error).__name__,
-                error,
+                failed,
             )
             self._stats.batch_fallbacks += 1
             return await self._one_by_one(run, stopping, known)
-        self._stats.batches += 1
-        self._stats.batched += len(handled)
         self._stats.processed += len(handled)
         self._stats.duplicates += len(fresh) - len(handled)
         if self._dedup is not None:
             await self._dedup.remember_all(self._group, handled)
         return len(run)
 
-    async def _attempt(self, run: Sequence[_Decoded]) -> list[uuid.UUID]:
-        """One transaction for the whole run; returns the events it handled, in order."""
-        async with self._one_run_here, self._units() as uow:
+    async def _attempt(self, run: Sequence[_Decoded]) -> _Handled:
+        """Handle ``run`` in the group's next transaction; returns its events handled."""
+        handled: asyncio.Future[_Handled] = asyncio.get_running_loop().create_future()
+        self._submitted.append(_Submission(run, handled))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_submitted(), name=self._group)
+        # Cancelled here (its partition was taken away mid-run), the run is dropped if its
+        # transaction has not begun, and otherwise commits: its redelivery is then skipped.
+        return await handled
+
+    async def _commit_submitted(self) -> None:
+        while self._submitted:
+            await asyncio.sleep(0)  # the other partitions of this poll submit theirs too
+            taken = [s for s in self._submitted if not s.handled.done()]
+            self._submitted = []
+            if not taken:
+                continue
+            try:
+                results = await self._transaction([s.run for s in taken])
+            except Exception as error:  # each run is then taken one record at a time
+                alone = len(taken) == 1 and len(taken[0].run) == 1
+                for submission in taken:
+                    if not submission.handled.done():
+                        submission.handled.set_exception(_TransactionFailed(error, alone=alone))
+                continue
+            for submission, handled in zip(taken, results, strict=True):
+                if not submission.handled.done():
+                    submission.handled.set_result(handled)
+
+    async def _transaction(self, runs: Sequence[Sequence[_Decoded]]) -> list[_Handled]:
+        """One transaction for ``runs``; returns the events each handled, in order."""
+        async with self._units() as uow:
             lock = {"space": _LOCK_SPACE, "group": self._group_key}
             await uow.session.execute(_ONE_RUN_AT_A_TIME, lock)
-            claimed = await self._inbox.claim_all(
-                uow, self._group, [item.event.event_id for item in run]
-            )
-            events: list[Event] = []
-            for item in run:
-                if item.event.event_id in claimed:
-                    # Processed before, or twice in this run: once is enough.
+            everything = [item.event.event_id for run in runs for item in run]
+            claimed = await self._inbox.claim_all(uow, self._group, everything)
+            handled: list[_Handled] = []
+            by_route: dict[str, tuple[Route, list[Event]]] = {}
+            for run in runs:
+                handled.append([])
+                for item in run:
+                    if item.event.event_id not in claimed:
+                        continue  # processed before, or twice here: once is enough
                     claimed.discard(item.event.event_id)
+                    handled[-1].append(item.event.event_id)
+                    route, events = by_route.setdefault(item.route.topic, (item.route, []))
                     events.append(item.event)
-            if events:
-                # A partition carries one topic, so the whole run has one route.
-                await run[0].route.handle(events, uow)
+            # Per topic, each partition's events stay in their order; across topics order
+            # was never promised (an order's events on two topics come in any order).
+            for route, events in by_route.values():
+                await route.handle(events, uow)
             await uow.commit()
-        return [event.event_id for event in events]
+        self._stats.batches += 1
+        self._stats.batched += sum(len(ids) for ids in handled)
+        return handled
 
     async def _one_by_one(
         self, run: Sequence[_Decoded], stopping: asyncio.Event, known: set[uuid.UUID]

@@ -205,9 +205,14 @@ class RecordProcessor:
         stopping: asyncio.Event,
         *,
         consult_redis: bool = True,
+        failed_attempt: Exception | None = None,
     ) -> Outcome:
-        """``process`` for a record already decoded into ``event`` (``consult_redis``: False
-        when the caller asked Redis already)."""
+        """``process`` for a record already decoded into ``event``.
+
+        ``consult_redis``: False when the caller asked Redis already. ``failed_attempt``: the
+        error of an attempt the caller made already (``shared.batches``), which counts as
+        this record's first.
+        """
         if (
             consult_redis
             and self._dedup is not None
@@ -217,32 +222,37 @@ class RecordProcessor:
             return Outcome.duplicate
         attempts = 0
         bounded_failures = 0
+        error = failed_attempt
         while True:
             attempts += 1
-            try:
-                outcome = await self._attempt(event, route)
-                break
-            except Exception as error:
-                failure = classify(error)
-                if failure is Failure.transient:
-                    bounded_failures += 1
-                if failure is Failure.permanent or bounded_failures >= self._retry.attempts:
-                    return await self.dead_letter(record, event, error, attempts)
-                delay = self._retry.delay(attempts)
-                self._stats.retried += 1
-                log.warning(
-                    "retrying %s %s (order %s) in %.2fs after attempt %d failed (%s): %s: %s",
-                    event.event_type,
-                    event.event_id,
-                    event.order_id,
-                    delay,
-                    attempts,
-                    failure.value,
-                    type(error).__name__,
-                    error,
-                )
-                if await _stopped_within(stopping, delay):
-                    return Outcome.abandoned
+            if error is None:
+                try:
+                    outcome = await self._attempt(event, route)
+                    break
+                except Exception as failed:
+                    error = failed
+            # The attempt failed with ``error``.
+            failure = classify(error)
+            if failure is Failure.transient:
+                bounded_failures += 1
+            if failure is Failure.permanent or bounded_failures >= self._retry.attempts:
+                return await self.dead_letter(record, event, error, attempts)
+            delay = self._retry.delay(attempts)
+            self._stats.retried += 1
+            log.warning(
+                "retrying %s %s (order %s) in %.2fs after attempt %d failed (%s): %s: %s",
+                event.event_type,
+                event.event_id,
+                event.order_id,
+                delay,
+                attempts,
+                failure.value,
+                type(error).__name__,
+                error,
+            )
+            if await _stopped_within(stopping, delay):
+                return Outcome.abandoned
+            error = None
         if outcome is Outcome.duplicate:
             self._stats.duplicates += 1
             return outcome
