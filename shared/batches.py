@@ -16,7 +16,7 @@ takes a run of them together:
    routes' handlers in offset order (a ``Subscription.batched`` handler takes them all at
    once; a per-event one takes them one after the other, each seeing the effects of those
    before it in the same transaction), writes their outbox rows and commits; then one round
-   trip tells Redis.
+   trip tells Redis about the whole transaction.
 
 Any exception in step 4 rolls the whole transaction back (the other partitions' runs in it
 too, which are then also taken one record at a time), and the run is then processed one record
@@ -191,9 +191,7 @@ class BatchProcessor:
             return await self._one_by_one(run, stopping, known)
         self._stats.processed += len(handled)
         self._stats.duplicates += len(fresh) - len(handled)
-        if self._dedup is not None:
-            await self._dedup.remember_all(self._group, handled)
-        return len(run)
+        return len(run)  # the committer tells Redis
 
     async def _attempt(self, run: Sequence[_Decoded]) -> _Handled:
         """Handle ``run`` in the group's next transaction; returns its events handled."""
@@ -223,6 +221,8 @@ class BatchProcessor:
             for submission, handled in zip(taken, results, strict=True):
                 if not submission.handled.done():
                     submission.handled.set_result(handled)
+            if self._dedup is not None:  # for the whole transaction in one round trip
+                await self._dedup.remember_all(self._group, [i for ids in results for i in ids])
 
     async def _transaction(self, runs: Sequence[Sequence[_Decoded]]) -> list[_Handled]:
         """One transaction for ``runs``; returns the events each handled, in order."""
