@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.inventory.model import FailureReason, Line, ReservationStatus, StockLevel
 from shared.sql import insert_many_unless_present, insert_unless_present
@@ -73,7 +73,7 @@ class Reservation:
     reason: FailureReason | None = None
 
 
-async def lock_stock(session: AsyncSession, skus: Iterable[str]) -> dict[str, StockLevel]:
+async def lock_stock(session: AsyncConnection, skus: Iterable[str]) -> dict[str, StockLevel]:
     """The stock of ``skus`` that exist, locked until commit.
 
     Rows are locked in sku order (PostgreSQL sorts before it locks), so two instances
@@ -89,13 +89,13 @@ async def lock_stock(session: AsyncSession, skus: Iterable[str]) -> dict[str, St
     return {row.sku: StockLevel(row.available, row.reserved, row.shipped) for row in rows}
 
 
-async def read_stock(session: AsyncSession, sku: str) -> StockLevel | None:
+async def read_stock(session: AsyncConnection, sku: str) -> StockLevel | None:
     query = select(stock.c.available, stock.c.reserved, stock.c.shipped).where(stock.c.sku == sku)
     row = (await session.execute(query)).one_or_none()
     return None if row is None else StockLevel(row.available, row.reserved, row.shipped)
 
 
-async def save_stock(session: AsyncSession, levels: Mapping[str, StockLevel]) -> None:
+async def save_stock(session: AsyncConnection, levels: Mapping[str, StockLevel]) -> None:
     """Write the new levels of skus that exist and that the caller has locked."""
     if not levels:
         return
@@ -121,7 +121,7 @@ async def save_stock(session: AsyncSession, levels: Mapping[str, StockLevel]) ->
     await session.execute(statement, rows)
 
 
-async def set_available(session: AsyncSession, sku: str, available: int) -> StockLevel:
+async def set_available(session: AsyncConnection, sku: str, available: int) -> StockLevel:
     """Set a sku's units on hand, creating it when new; reserved and shipped stay.
 
     One statement, so a reservation committed meanwhile is never overwritten.
@@ -135,7 +135,7 @@ async def set_available(session: AsyncSession, sku: str, available: int) -> Stoc
     return StockLevel(row.available, row.reserved, row.shipped)
 
 
-async def reserved_orders(session: AsyncSession, order_ids: Iterable[str]) -> set[str]:
+async def reserved_orders(session: AsyncConnection, order_ids: Iterable[str]) -> set[str]:
     """The ones of ``order_ids`` that have a reservation (of any status)."""
     query = select(reservations.c.order_id).where(
         reservations.c.order_id.in_(sorted(set(order_ids)))
@@ -144,7 +144,7 @@ async def reserved_orders(session: AsyncSession, order_ids: Iterable[str]) -> se
 
 
 async def lock_reservations(
-    session: AsyncSession, order_ids: Iterable[str]
+    session: AsyncConnection, order_ids: Iterable[str]
 ) -> dict[str, Reservation]:
     """The reservations of ``order_ids`` that exist, locked until commit (in order-id order)."""
     query = (
@@ -163,7 +163,7 @@ _ADD_RESERVATIONS = insert_many_unless_present(
 )
 
 
-async def add_reservations(session: AsyncSession, new: Sequence[Reservation]) -> set[str]:
+async def add_reservations(session: AsyncConnection, new: Sequence[Reservation]) -> set[str]:
     """Record ``new`` in one statement; returns the orders that had no reservation yet."""
     if not new:
         return set()
@@ -184,7 +184,7 @@ _SET_RESERVATION_STATUS = (
 
 
 async def set_reservation_statuses(
-    session: AsyncSession, order_ids: Sequence[str], status: ReservationStatus
+    session: AsyncConnection, order_ids: Sequence[str], status: ReservationStatus
 ) -> None:
     """Give every reservation of ``order_ids`` ``status``, in one round trip."""
     if order_ids:
@@ -193,7 +193,7 @@ async def set_reservation_statuses(
 
 
 async def get_reservation(
-    session: AsyncSession, order_id: str, *, lock: bool = False
+    session: AsyncConnection, order_id: str, *, lock: bool = False
 ) -> Reservation | None:
     query = select(reservations).where(reservations.c.order_id == order_id)
     if lock:
@@ -219,7 +219,7 @@ _ADD_RESERVATION = insert_unless_present(
 )
 
 
-async def add_reservation(session: AsyncSession, reservation: Reservation) -> bool:
+async def add_reservation(session: AsyncConnection, reservation: Reservation) -> bool:
     """Record an order's reservation; False (and nothing written) if it already has one.
 
     A concurrent insert of the same order makes this wait for that transaction, then lose.
@@ -234,7 +234,7 @@ async def add_reservation(session: AsyncSession, reservation: Reservation) -> bo
 
 
 async def set_reservation_status(
-    session: AsyncSession, order_id: str, status: ReservationStatus
+    session: AsyncConnection, order_id: str, status: ReservationStatus
 ) -> None:
     statement = (
         update(reservations)

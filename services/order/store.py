@@ -26,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from shared.events import Event
@@ -115,7 +115,7 @@ _ADD_TO_TIMELINE = insert_unless_present(timeline, _TIMELINE_COLUMNS, conflict=[
 
 
 async def add_order(
-    session: AsyncSession,
+    session: AsyncConnection,
     *,
     order_id: str,
     customer_id: str,
@@ -136,7 +136,7 @@ async def add_order(
     return _order(row) if row else None
 
 
-async def get_order(session: AsyncSession, order_id: str, *, lock: bool = False) -> Order | None:
+async def get_order(session: AsyncConnection, order_id: str, *, lock: bool = False) -> Order | None:
     query = select(orders).where(orders.c.order_id == order_id)
     if lock:
         query = query.with_for_update()
@@ -144,7 +144,7 @@ async def get_order(session: AsyncSession, order_id: str, *, lock: bool = False)
     return _order(row) if row else None
 
 
-async def lock_orders(session: AsyncSession, order_ids: Iterable[str]) -> dict[str, Order]:
+async def lock_orders(session: AsyncConnection, order_ids: Iterable[str]) -> dict[str, Order]:
     """The orders of ``order_ids`` that exist, by id, locked until commit (in id order)."""
     query = (
         select(orders)
@@ -156,14 +156,14 @@ async def lock_orders(session: AsyncSession, order_ids: Iterable[str]) -> dict[s
     return {row["order_id"]: _order(row) for row in found}
 
 
-async def find_by_idempotency_key(session: AsyncSession, key: str) -> Order | None:
+async def find_by_idempotency_key(session: AsyncConnection, key: str) -> Order | None:
     query = select(orders).where(orders.c.idempotency_key == key)
     row = (await session.execute(query)).mappings().one_or_none()
     return _order(row) if row else None
 
 
 async def recent_orders(
-    session: AsyncSession, *, status: OrderStatus | None, limit: int
+    session: AsyncConnection, *, status: OrderStatus | None, limit: int
 ) -> list[Order]:
     query = select(orders).order_by(orders.c.created_at.desc(), orders.c.order_id).limit(limit)
     if status is not None:
@@ -185,11 +185,11 @@ _SAVE_SAGA = (
 )
 
 
-async def save_saga(session: AsyncSession, order_id: str, saga: Saga) -> None:
+async def save_saga(session: AsyncConnection, order_id: str, saga: Saga) -> None:
     await save_sagas(session, {order_id: saga})
 
 
-async def save_sagas(session: AsyncSession, sagas: Mapping[str, Saga]) -> None:
+async def save_sagas(session: AsyncConnection, sagas: Mapping[str, Saga]) -> None:
     """Write the status, cancel reason and facts of each order's saga, in one round trip."""
     if not sagas:
         return
@@ -205,7 +205,7 @@ async def save_sagas(session: AsyncSession, sagas: Mapping[str, Saga]) -> None:
     await session.execute(_SAVE_SAGA, rows)
 
 
-async def add_to_timeline(session: AsyncSession, events: Sequence[Event]) -> None:
+async def add_to_timeline(session: AsyncConnection, events: Sequence[Event]) -> None:
     """Record ``events`` in their orders' timelines (once each, however often delivered)."""
     rows = [
         {
@@ -223,7 +223,7 @@ async def add_to_timeline(session: AsyncSession, events: Sequence[Event]) -> Non
         await session.execute(_ADD_TO_TIMELINE, rows)
 
 
-async def read_timeline(session: AsyncSession, order_id: str) -> list[dict[str, Any]]:
+async def read_timeline(session: AsyncConnection, order_id: str) -> list[dict[str, Any]]:
     """The order's events in the order they happened (ties: the order they were recorded)."""
     query = (
         select(timeline.c.payload)

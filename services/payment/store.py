@@ -19,7 +19,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.payment.model import DeclineReason, PaymentStatus
 from shared.sql import insert_many_unless_present, insert_unless_present
@@ -57,7 +57,7 @@ class Payment:
     reason: DeclineReason | None
 
 
-async def lock_balance(session: AsyncSession, customer_id: str) -> Decimal | None:
+async def lock_balance(session: AsyncConnection, customer_id: str) -> Decimal | None:
     """The customer's balance, locked until commit (two instances may charge one customer)."""
     query = (
         select(accounts.c.balance).where(accounts.c.customer_id == customer_id).with_for_update()
@@ -65,7 +65,9 @@ async def lock_balance(session: AsyncSession, customer_id: str) -> Decimal | Non
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def lock_balances(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, Decimal]:
+async def lock_balances(
+    session: AsyncConnection, customer_ids: Iterable[str]
+) -> dict[str, Decimal]:
     """The balances of the customers that exist, locked until commit, in customer-id order
     (so that two transactions charging overlapping customers wait instead of deadlocking)."""
     query = (
@@ -84,19 +86,19 @@ _SET_BALANCE = (
 )
 
 
-async def update_balances(session: AsyncSession, balances: Mapping[str, Decimal]) -> None:
+async def update_balances(session: AsyncConnection, balances: Mapping[str, Decimal]) -> None:
     """Write the new balances of existing accounts (locked by the caller), in one round trip."""
     if balances:
         rows = [{"b_customer_id": c, "b_balance": b} for c, b in balances.items()]
         await session.execute(_SET_BALANCE, rows)
 
 
-async def read_balance(session: AsyncSession, customer_id: str) -> Decimal | None:
+async def read_balance(session: AsyncConnection, customer_id: str) -> Decimal | None:
     query = select(accounts.c.balance).where(accounts.c.customer_id == customer_id)
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def set_balance(session: AsyncSession, customer_id: str, balance: Decimal) -> None:
+async def set_balance(session: AsyncConnection, customer_id: str, balance: Decimal) -> None:
     statement = insert(accounts).values(customer_id=customer_id, balance=balance)
     statement = statement.on_conflict_do_update(
         index_elements=[accounts.c.customer_id],
@@ -106,7 +108,7 @@ async def set_balance(session: AsyncSession, customer_id: str, balance: Decimal)
 
 
 async def get_payment(
-    session: AsyncSession, order_id: str, *, lock: bool = False
+    session: AsyncConnection, order_id: str, *, lock: bool = False
 ) -> Payment | None:
     query = select(payments).where(payments.c.order_id == order_id)
     if lock:
@@ -128,14 +130,14 @@ _ADD_PAYMENT = insert_unless_present(
 )
 
 
-async def add_payment(session: AsyncSession, payment: Payment) -> bool:
+async def add_payment(session: AsyncConnection, payment: Payment) -> bool:
     """Record an order's payment decision; False when the order already has one."""
     found = await session.execute(_ADD_PAYMENT, _values(payment))
     return found.scalar_one_or_none() is not None
 
 
 async def payment_statuses(
-    session: AsyncSession, order_ids: Iterable[str]
+    session: AsyncConnection, order_ids: Iterable[str]
 ) -> dict[str, PaymentStatus]:
     """The status of each of ``order_ids`` that has a payment."""
     query = select(payments.c.order_id, payments.c.status).where(
@@ -150,7 +152,7 @@ _ADD_PAYMENTS = insert_many_unless_present(
 )
 
 
-async def add_payments(session: AsyncSession, new: Sequence[Payment]) -> set[str]:
+async def add_payments(session: AsyncConnection, new: Sequence[Payment]) -> set[str]:
     """Record the payment decisions of ``new`` in one statement; the orders that had none."""
     if not new:
         return set()
@@ -159,7 +161,7 @@ async def add_payments(session: AsyncSession, new: Sequence[Payment]) -> set[str
     return set((await session.execute(_ADD_PAYMENTS, columns)).scalars())
 
 
-async def mark_refunded(session: AsyncSession, order_id: str) -> None:
+async def mark_refunded(session: AsyncConnection, order_id: str) -> None:
     await session.execute(
         update(payments)
         .where(payments.c.order_id == order_id)

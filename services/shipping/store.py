@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.shipping.model import FailureReason, ShipmentStatus
 from shared.sql import insert_many_unless_present, insert_unless_present
@@ -35,7 +35,7 @@ class Shipment:
 
 
 async def shipped_orders(
-    session: AsyncSession, order_ids: Iterable[str]
+    session: AsyncConnection, order_ids: Iterable[str]
 ) -> dict[str, ShipmentStatus]:
     """The shipment status of each of ``order_ids`` that has a shipment."""
     query = select(shipments.c.order_id, shipments.c.status).where(
@@ -50,7 +50,7 @@ _ADD_SHIPMENTS = insert_many_unless_present(
 )
 
 
-async def add_shipments(session: AsyncSession, new: Sequence[Shipment]) -> set[str]:
+async def add_shipments(session: AsyncConnection, new: Sequence[Shipment]) -> set[str]:
     """Record ``new`` in one statement; returns the orders that had no shipment yet."""
     if not new:
         return set()
@@ -63,7 +63,7 @@ async def add_shipments(session: AsyncSession, new: Sequence[Shipment]) -> set[s
     return set((await session.execute(_ADD_SHIPMENTS, columns)).scalars())
 
 
-async def get_shipment(session: AsyncSession, order_id: str) -> Shipment | None:
+async def get_shipment(session: AsyncConnection, order_id: str) -> Shipment | None:
     query = select(shipments).where(shipments.c.order_id == order_id)
     row = (await session.execute(query)).mappings().one_or_none()
     if row is None:
@@ -80,7 +80,7 @@ _ADD_SHIPMENT = insert_unless_present(
 )
 
 
-async def add_shipment(session: AsyncSession, shipment: Shipment) -> bool:
+async def add_shipment(session: AsyncConnection, shipment: Shipment) -> bool:
     """Record an order's shipment; False (and nothing written) if it already has one.
 
     A concurrent insert of the same order makes this wait for that transaction, then lose.
