@@ -5,22 +5,23 @@ a cache key, and the PostgreSQL dialect's ``insert()`` (the one with ``on_confli
 has none: every execution compiled it anew, which was a fifth of the order service's CPU
 under load. ``insert_unless_present`` builds the same ``INSERT ... ON CONFLICT DO NOTHING``
 as a typed ``text()`` statement, which caches like any other, and
-``insert_many_unless_present`` inserts many rows in one statement and one round trip, saying
+``InsertManyUnlessPresent`` inserts many rows in one statement and one round trip, saying
 which went in (an ``executemany`` cannot return rows).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Column, Dialect, Table, Text, TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import ARRAY, TypeDecorator, TypeEngine
 
-__all__ = ["insert_many_unless_present", "insert_unless_present"]
+__all__ = ["InsertManyUnlessPresent", "insert_unless_present"]
 
 _DIALECT = PGDialect()  # type: ignore[no-untyped-call]  # only to name column types
 
@@ -70,29 +71,36 @@ def insert_unless_present(
     return statement
 
 
-def insert_many_unless_present(
-    table: Table, columns: Sequence[str], *, conflict: Sequence[str], returning: Sequence[str]
-) -> TextualSelect:
-    """``insert_unless_present`` for many rows: ``INSERT ... SELECT * FROM unnest(...)``.
+class InsertManyUnlessPresent:
+    """``insert_unless_present`` for many rows in one statement and one round trip.
 
-    Execute it with one list per column, by name, the rows in the same positions of each
-    list; the rows that went in come back (``returning`` columns), the others were there.
+    ``INSERT ... SELECT * FROM unnest(:column, ...) ON CONFLICT (conflict) DO NOTHING
+    RETURNING conflict``: ``await insert(connection, rows)`` (one mapping per row, by column
+    name) returns the ``conflict`` values of the rows that went in; the others were there.
     """
-    for name in (*columns, *conflict, *returning):
-        table.c[name]
-    arrays = ", ".join(
-        f"CAST(:{name} AS {table.c[name].type.compile(dialect=_DIALECT)}[])" for name in columns
-    )
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"SELECT * FROM unnest({arrays}) "
-        f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING "
-        f"RETURNING {', '.join(returning)}"
-    )
-    statement = text(sql).bindparams(
-        *(
+
+    def __init__(self, table: Table, columns: Sequence[str], *, conflict: str) -> None:
+        for name in (*columns, conflict):
+            table.c[name]  # raises KeyError for a column the table does not have
+        arrays = ", ".join(
+            f"CAST(:{name} AS {table.c[name].type.compile(dialect=_DIALECT)}[])" for name in columns
+        )
+        sql = (
+            f"INSERT INTO {table.name} ({', '.join(columns)}) "
+            f"SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {conflict}"
+        )
+        arrays_of = (
             bindparam(name, type_=ARRAY(_element_type(table.c[name]), dimensions=1))
             for name in columns
         )
-    )
-    return statement.columns(*(table.c[name] for name in returning))
+        self.statement = text(sql).bindparams(*arrays_of).columns(table.c[conflict])
+        self._columns = tuple(columns)
+
+    async def __call__(
+        self, connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]
+    ) -> set[Any]:
+        if not rows:
+            return set()
+        values = {name: [row[name] for row in rows] for name in self._columns}
+        return set((await connection.execute(self.statement, values)).scalars())

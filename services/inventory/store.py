@@ -23,7 +23,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.inventory.model import FailureReason, Line, ReservationStatus, StockLevel
-from shared.sql import insert_many_unless_present, insert_unless_present
+from shared.sql import InsertManyUnlessPresent, insert_unless_present
 
 __all__ = [
     "Reservation",
@@ -157,23 +157,14 @@ async def lock_reservations(
     return {row["order_id"]: _reservation(row) for row in found}
 
 
-_RESERVATION_COLUMNS = ("order_id", "status", "items", "reason")
-_ADD_RESERVATIONS = insert_many_unless_present(
-    reservations, _RESERVATION_COLUMNS, conflict=["order_id"], returning=["order_id"]
+_ADD_RESERVATIONS = InsertManyUnlessPresent(
+    reservations, ("order_id", "status", "items", "reason"), conflict="order_id"
 )
 
 
 async def add_reservations(session: AsyncConnection, new: Sequence[Reservation]) -> set[str]:
     """Record ``new`` in one statement; returns the orders that had no reservation yet."""
-    if not new:
-        return set()
-    columns = {
-        "order_id": [r.order_id for r in new],
-        "status": [r.status.value for r in new],
-        "items": [_items(r.lines) for r in new],
-        "reason": [r.reason.value if r.reason else None for r in new],
-    }
-    return set((await session.execute(_ADD_RESERVATIONS, columns)).scalars())
+    return await _ADD_RESERVATIONS(session, [_row(reservation) for reservation in new])
 
 
 _SET_RESERVATION_STATUS = (
@@ -224,13 +215,17 @@ async def add_reservation(session: AsyncConnection, reservation: Reservation) ->
 
     A concurrent insert of the same order makes this wait for that transaction, then lose.
     """
-    values = {
+    found = await session.execute(_ADD_RESERVATION, _row(reservation))
+    return found.scalar_one_or_none() is not None
+
+
+def _row(reservation: Reservation) -> dict[str, object]:
+    return {
         "order_id": reservation.order_id,
         "status": reservation.status.value,
         "items": _items(reservation.lines),
         "reason": reservation.reason.value if reservation.reason else None,
     }
-    return (await session.execute(_ADD_RESERVATION, values)).scalar_one_or_none() is not None
 
 
 async def set_reservation_status(

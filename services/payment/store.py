@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.payment.model import DeclineReason, PaymentStatus
-from shared.sql import insert_many_unless_present, insert_unless_present
+from shared.sql import InsertManyUnlessPresent, insert_unless_present
 
 __all__ = ["Payment", "accounts", "metadata", "payments"]
 
@@ -146,19 +146,14 @@ async def payment_statuses(
     return {row.order_id: PaymentStatus(row.status) for row in await session.execute(query)}
 
 
-_PAYMENT_COLUMNS = ("order_id", "customer_id", "amount", "status", "reason")
-_ADD_PAYMENTS = insert_many_unless_present(
-    payments, _PAYMENT_COLUMNS, conflict=["order_id"], returning=["order_id"]
+_ADD_PAYMENTS = InsertManyUnlessPresent(
+    payments, ("order_id", "customer_id", "amount", "status", "reason"), conflict="order_id"
 )
 
 
 async def add_payments(session: AsyncConnection, new: Sequence[Payment]) -> set[str]:
     """Record the payment decisions of ``new`` in one statement; the orders that had none."""
-    if not new:
-        return set()
-    rows = [_values(payment) for payment in new]
-    columns = {name: [row[name] for row in rows] for name in _PAYMENT_COLUMNS}
-    return set((await session.execute(_ADD_PAYMENTS, columns)).scalars())
+    return await _ADD_PAYMENTS(session, [_values(payment) for payment in new])
 
 
 async def mark_refunded(session: AsyncConnection, order_id: str) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.shipping.model import FailureReason, ShipmentStatus
-from shared.sql import insert_many_unless_present, insert_unless_present
+from shared.sql import InsertManyUnlessPresent, insert_unless_present
 
 __all__ = ["Shipment", "add_shipment", "get_shipment", "metadata", "shipments"]
 
@@ -44,23 +44,14 @@ async def shipped_orders(
     return {row.order_id: ShipmentStatus(row.status) for row in await session.execute(query)}
 
 
-_SHIPMENT_COLUMNS = ("order_id", "status", "tracking_id", "reason")
-_ADD_SHIPMENTS = insert_many_unless_present(
-    shipments, _SHIPMENT_COLUMNS, conflict=["order_id"], returning=["order_id"]
+_ADD_SHIPMENTS = InsertManyUnlessPresent(
+    shipments, ("order_id", "status", "tracking_id", "reason"), conflict="order_id"
 )
 
 
 async def add_shipments(session: AsyncConnection, new: Sequence[Shipment]) -> set[str]:
     """Record ``new`` in one statement; returns the orders that had no shipment yet."""
-    if not new:
-        return set()
-    columns = {
-        "order_id": [s.order_id for s in new],
-        "status": [s.status.value for s in new],
-        "tracking_id": [s.tracking_id for s in new],
-        "reason": [s.reason.value if s.reason else None for s in new],
-    }
-    return set((await session.execute(_ADD_SHIPMENTS, columns)).scalars())
+    return await _ADD_SHIPMENTS(session, [_row(shipment) for shipment in new])
 
 
 async def get_shipment(session: AsyncConnection, order_id: str) -> Shipment | None:
@@ -85,10 +76,14 @@ async def add_shipment(session: AsyncConnection, shipment: Shipment) -> bool:
 
     A concurrent insert of the same order makes this wait for that transaction, then lose.
     """
-    values = {
+    found = await session.execute(_ADD_SHIPMENT, _row(shipment))
+    return found.scalar_one_or_none() is not None
+
+
+def _row(shipment: Shipment) -> dict[str, object]:
+    return {
         "order_id": shipment.order_id,
         "status": shipment.status.value,
         "tracking_id": shipment.tracking_id,
         "reason": shipment.reason.value if shipment.reason else None,
     }
-    return (await session.execute(_ADD_SHIPMENT, values)).scalar_one_or_none() is not None

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Column, MetaData, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from shared.sql import insert_unless_present
+from shared.sql import InsertManyUnlessPresent, insert_unless_present
 
 pytestmark = pytest.mark.unit
 
@@ -34,3 +34,12 @@ def test_the_statement_has_a_cache_key_unlike_the_dialects_insert() -> None:
 def test_a_column_the_table_lacks_is_refused_when_the_statement_is_built() -> None:
     with pytest.raises(KeyError, match="colour"):
         insert_unless_present(things, ["id", "colour"], conflict=["id"])
+
+
+def test_many_rows_go_in_one_statement_that_says_which_went_in() -> None:
+    insert = InsertManyUnlessPresent(things, ["id", "body"], conflict="id")
+
+    assert str(insert.statement) == (
+        "INSERT INTO things (id, body) SELECT * FROM unnest(CAST(:id AS TEXT[]), "
+        "CAST(:body AS JSONB[])) ON CONFLICT (id) DO NOTHING RETURNING id"
+    )
