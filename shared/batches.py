@@ -18,11 +18,12 @@ takes a run of them together:
    before it in the same transaction), writes their outbox rows and commits; then one round
    trip tells Redis about the whole transaction.
 
-Any exception in step 4 rolls the whole transaction back (the other partitions' runs in it
-too, which are then also taken one record at a time), and the run is then processed one record
-at a time by ``RecordProcessor``, with its retries, backoff and dead-lettering: a poison
-record never takes its neighbours with it, and a database outage is waited out record by
-record. A crash after the commit redelivers the run, and the inbox skips all of it.
+Any exception in step 4 rolls the whole transaction back, and every run in it is then
+processed one record at a time by ``RecordProcessor``, with its retries, backoff and
+dead-lettering: a poison record never takes its neighbours with it, and a database outage is
+waited out record by record. (A transaction that held a single record was that record's
+first attempt and counts as one.) A crash after the commit redelivers the runs, and the
+inbox skips all of them.
 
 One transaction at a time per consumer group, shared by the partitions' runs
     A run locks the rows its handlers touch (a customer's balance, a sku's stock) and holds
