@@ -1,7 +1,7 @@
 """Dead-lettering: a record no handler can take goes to its topic's ``-dlq`` twin, unchanged.
 
 The dead letter keeps the original key and value byte for byte (so it can be replayed as it
-was) and the original headers, plus the ``dlq.*`` headers of contract.md section 4 saying
+was) and the original headers, plus the ``dlq.*`` headers (docs/events.md) saying
 where it came from, who gave up on it, why, and after how many attempts. The runner commits
 the original offset only once the broker has acknowledged the dead letter: a dead letter
 that is not stored is a lost event.

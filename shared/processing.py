@@ -1,6 +1,6 @@
 """What happens to one consumed record: decode, deduplicate, handle, retry, dead-letter.
 
-The steps, in order (architecture.md section 4):
+The steps, in order (``shared.batches`` takes runs of records through the same ones):
 
 1. decode; bytes that are not an event of the topic's type go to the DLQ at once;
 2. skip the event if Redis says this group processed it already (fast path);

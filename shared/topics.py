@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = "-dlq"
 
-# The contract's catalogue (contract.md section 4), in saga order.
+# The catalogue (docs/events.md), in saga order.
 EVENT_TYPES: tuple[str, ...] = (
     "OrderCreated",
     "PaymentProcessed",
