@@ -41,7 +41,7 @@ async def charge(uow: UnitOfWork, order_id: str, customer_id: str, total: Decima
     balance = await payment_store.lock_balance(uow.session, customer_id)
     decision = decide_charge(balance, total)
     payment = payment_store.Payment(order_id, customer_id, total, decision.status, decision.reason)
-    if not await payment_store.add_payment(uow.session, payment):
+    if not await payment_store.add_payments(uow.session, [payment]):
         return False
     if decision.charged and decision.new_balance is not None:
         await payment_store.set_balance(uow.session, customer_id, decision.new_balance)
@@ -57,7 +57,7 @@ async def reserve_stock(uow: UnitOfWork, order_id: str, lines: Sequence[Line]) -
     levels = await inventory_store.lock_stock(uow.session, quantities_by_sku(lines))
     result = reserve(levels, lines)
     reservation = inventory_store.Reservation(order_id, result.status, tuple(lines), result.reason)
-    if not await inventory_store.add_reservation(uow.session, reservation):
+    if not await inventory_store.add_reservations(uow.session, [reservation]):
         return False
     await inventory_store.save_stock(uow.session, result.levels)
     await uow.commit()
@@ -73,7 +73,7 @@ async def ship_order(uow: UnitOfWork, order_id: str) -> str | None:
     shipment = shipping_store.Shipment(
         order_id, decision.status, decision.tracking_id, decision.reason
     )
-    if not await shipping_store.add_shipment(uow.session, shipment):
+    if not await shipping_store.add_shipments(uow.session, [shipment]):
         return None
     await uow.commit()
     return decision.tracking_id if decision.shipped else None
@@ -86,7 +86,8 @@ async def ship_stock(uow: UnitOfWork, order_id: str) -> None:
         return
     levels = await inventory_store.lock_stock(uow.session, quantities_by_sku(reservation.lines))
     await inventory_store.save_stock(uow.session, ship(levels, reservation.lines))
-    await inventory_store.set_reservation_status(uow.session, order_id, ReservationStatus.SHIPPED)
+    shipped = ReservationStatus.SHIPPED
+    await inventory_store.set_reservation_statuses(uow.session, [order_id], shipped)
     await uow.commit()
 
 
@@ -95,7 +96,7 @@ async def complete_order(uow: UnitOfWork, order: order_store.Order) -> order_sto
     saga = order.saga
     for fact in _HAPPY_FACTS:
         saga.record(fact)
-    await order_store.save_saga(uow.session, order.order_id, saga)
+    await order_store.save_sagas(uow.session, {order.order_id: saga})
     await uow.commit()
     if saga.status is not OrderStatus.COMPLETED:  # pragma: no cover - the facts complete it
         raise RuntimeError(f"order {order.order_id} did not complete: {saga.status}")

@@ -23,11 +23,11 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.inventory.model import FailureReason, Line, ReservationStatus, StockLevel
-from shared.sql import InsertManyUnlessPresent, insert_unless_present
+from shared.sql import InsertManyUnlessPresent
 
 __all__ = [
     "Reservation",
-    "add_reservation",
+    "add_reservations",
     "get_reservation",
     "lock_stock",
     "metadata",
@@ -35,7 +35,7 @@ __all__ = [
     "reservations",
     "save_stock",
     "set_available",
-    "set_reservation_status",
+    "set_reservation_statuses",
     "stock",
 ]
 
@@ -202,23 +202,6 @@ def _reservation(row: RowMapping) -> Reservation:
     )
 
 
-_ADD_RESERVATION = insert_unless_present(
-    reservations,
-    ("order_id", "status", "items", "reason"),
-    conflict=["order_id"],
-    returning=["order_id"],
-)
-
-
-async def add_reservation(session: AsyncConnection, reservation: Reservation) -> bool:
-    """Record an order's reservation; False (and nothing written) if it already has one.
-
-    A concurrent insert of the same order makes this wait for that transaction, then lose.
-    """
-    found = await session.execute(_ADD_RESERVATION, _row(reservation))
-    return found.scalar_one_or_none() is not None
-
-
 def _row(reservation: Reservation) -> dict[str, object]:
     return {
         "order_id": reservation.order_id,
@@ -226,17 +209,6 @@ def _row(reservation: Reservation) -> dict[str, object]:
         "items": _items(reservation.lines),
         "reason": reservation.reason.value if reservation.reason else None,
     }
-
-
-async def set_reservation_status(
-    session: AsyncConnection, order_id: str, status: ReservationStatus
-) -> None:
-    statement = (
-        update(reservations)
-        .where(reservations.c.order_id == order_id)
-        .values(status=status.value, updated_at=func.now())
-    )
-    await session.execute(statement)
 
 
 def _items(lines: Sequence[Line]) -> list[dict[str, str | int]]:

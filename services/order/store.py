@@ -136,10 +136,8 @@ async def add_order(
     return _order(row) if row else None
 
 
-async def get_order(session: AsyncConnection, order_id: str, *, lock: bool = False) -> Order | None:
+async def get_order(session: AsyncConnection, order_id: str) -> Order | None:
     query = select(orders).where(orders.c.order_id == order_id)
-    if lock:
-        query = query.with_for_update()
     row = (await session.execute(query)).mappings().one_or_none()
     return _order(row) if row else None
 
@@ -183,10 +181,6 @@ _SAVE_SAGA = (
         updated_at=func.clock_timestamp(),
     )
 )
-
-
-async def save_saga(session: AsyncConnection, order_id: str, saga: Saga) -> None:
-    await save_sagas(session, {order_id: saga})
 
 
 async def save_sagas(session: AsyncConnection, sagas: Mapping[str, Saga]) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.payment.model import DeclineReason, PaymentStatus
-from shared.sql import InsertManyUnlessPresent, insert_unless_present
+from shared.sql import InsertManyUnlessPresent
 
 __all__ = ["Payment", "accounts", "metadata", "payments"]
 
@@ -120,20 +120,6 @@ async def get_payment(
     return Payment(
         row["order_id"], row["customer_id"], row["amount"], PaymentStatus(row["status"]), reason
     )
-
-
-_ADD_PAYMENT = insert_unless_present(
-    payments,
-    ("order_id", "customer_id", "amount", "status", "reason"),
-    conflict=["order_id"],
-    returning=["order_id"],
-)
-
-
-async def add_payment(session: AsyncConnection, payment: Payment) -> bool:
-    """Record an order's payment decision; False when the order already has one."""
-    found = await session.execute(_ADD_PAYMENT, _values(payment))
-    return found.scalar_one_or_none() is not None
 
 
 async def payment_statuses(

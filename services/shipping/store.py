@@ -9,9 +9,9 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.shipping.model import FailureReason, ShipmentStatus
-from shared.sql import InsertManyUnlessPresent, insert_unless_present
+from shared.sql import InsertManyUnlessPresent
 
-__all__ = ["Shipment", "add_shipment", "get_shipment", "metadata", "shipments"]
+__all__ = ["Shipment", "add_shipments", "get_shipment", "metadata", "shipments", "shipped_orders"]
 
 metadata = MetaData()
 
@@ -61,23 +61,6 @@ async def get_shipment(session: AsyncConnection, order_id: str) -> Shipment | No
         return None
     reason = FailureReason(row["reason"]) if row["reason"] else None
     return Shipment(row["order_id"], ShipmentStatus(row["status"]), row["tracking_id"], reason)
-
-
-_ADD_SHIPMENT = insert_unless_present(
-    shipments,
-    ("order_id", "status", "tracking_id", "reason"),
-    conflict=["order_id"],
-    returning=["order_id"],
-)
-
-
-async def add_shipment(session: AsyncConnection, shipment: Shipment) -> bool:
-    """Record an order's shipment; False (and nothing written) if it already has one.
-
-    A concurrent insert of the same order makes this wait for that transaction, then lose.
-    """
-    found = await session.execute(_ADD_SHIPMENT, _row(shipment))
-    return found.scalar_one_or_none() is not None
 
 
 def _row(shipment: Shipment) -> dict[str, object]:
