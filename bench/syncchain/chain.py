@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from bench.workload import BALANCE, STOCK, Workload
+from deploy.localstack.ports import free_ports
 from deploy.localstack.postgres import create_database, database_url, drop_database
 from services.inventory import store as inventory_store
 from services.order import store as order_store
@@ -145,25 +145,13 @@ def _stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports nobody listens on now (the chain runs beside whatever stack it is compared with)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @asynccontextmanager
 async def running_chain(
     server_url: str, logs: Path, database_prefix: str, workload: Workload
 ) -> AsyncIterator[SyncChain]:
     """The chain on free ports, with fresh databases named ``<database_prefix>_<service>`` on
     ``server_url``, and its processes' logs in ``logs``; all of it removed after."""
-    service_ports = _free_ports(len(SERVICES))
+    service_ports = free_ports(len(SERVICES))
     databases = await _fresh_databases(server_url, database_prefix)
     await _provision(databases, workload)
     urls = {s: f"http://127.0.0.1:{port}" for s, port in zip(SERVICES, service_ports, strict=True)}

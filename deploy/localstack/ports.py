@@ -12,7 +12,20 @@ from collections.abc import Iterable
 from deploy.localstack.errors import StackError
 from deploy.localstack.profiles import HOST
 
-__all__ = ["is_free", "owner", "wait_until_free"]
+__all__ = ["free_ports", "is_free", "owner", "wait_until_free"]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports nobody listens on now (the kernel picks them), for processes
+    that run beside a stack whose fixed ports they must not take."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((HOST, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def is_free(port: int) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,25 +21,12 @@ import httpx
 import pytest
 
 from deploy.demo.client import SagaClient, SystemUrls
+from deploy.localstack.ports import free_ports
 from deploy.localstack.supervisor import read_status
 from tests.infra import Infrastructure
 
 SERVICES = ("order", "payment", "inventory", "shipping")
 READY_TIMEOUT_S = 90.0
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports nobody listens on now. Each test session gets its own, so two sessions on one
-    machine (two checkouts, or a developer's run beside CI's) never talk to each other's
-    services."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass(frozen=True)
@@ -56,11 +42,12 @@ class Instance:
 
 def _instances() -> tuple[Instance, ...]:
     """The session's instances on free ports, chosen when the system starts (tests find them
-    in the supervisor's status: tests/e2e/invariants.py ``instances``)."""
+    in the supervisor's status: tests/e2e/invariants.py ``instances``). Each session gets its
+    own, so two sessions on one machine never talk to each other's services."""
     names = ("order", "payment", "payment-2", "inventory", "shipping")
     return tuple(
         Instance(name, name.removesuffix("-2"), port)
-        for name, port in zip(names, _free_ports(len(names)), strict=True)
+        for name, port in zip(names, free_ports(len(names)), strict=True)
     )
 
 

@@ -16,7 +16,6 @@ from services.inventory import api, store
 from services.inventory.handlers import release_stock, reserve_stock, ship_stock
 from services.inventory.model import FailureReason, ReservationStatus, StockLevel
 from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
-from shared.errors import TransientError
 from shared.events import (
     Event,
     InventoryFailed,
@@ -31,6 +30,7 @@ from shared.events import (
 from shared.faults import FaultKind, FaultRegistry, FaultSpec
 from shared.topics import Topics
 from tests.infra import Infrastructure
+from tests.integration.handler_support import handle_as_the_runner_does
 
 
 @pytest.fixture(scope="module")
@@ -102,16 +102,7 @@ async def emitted(units: UnitOfWorkFactory, order_id: str) -> list[Event]:
 
 
 async def on_paid(units: UnitOfWorkFactory, event: PaymentProcessed, faults: FaultRegistry) -> None:
-    """Handle ``event`` as the runner does, retrying a lost race (TransientError) at once."""
-    for _ in range(3):
-        try:
-            async with units() as uow:
-                await reserve_stock([event], uow, faults)
-                await uow.commit()
-            return
-        except TransientError:
-            continue
-    raise AssertionError("still losing a race after three attempts")
+    await handle_as_the_runner_does(units, lambda uow: reserve_stock([event], uow, faults))
 
 
 async def on_shipped(units: UnitOfWorkFactory, event: OrderShipped) -> None:

@@ -16,11 +16,11 @@ from services.shipping import api, store
 from services.shipping.handlers import ship_order
 from services.shipping.model import FailureReason, ShipmentStatus, tracking_id_for
 from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
-from shared.errors import TransientError
 from shared.events import Event, InventoryReserved, OrderShipped, ShippingFailed, decode
 from shared.faults import FaultKind, FaultRegistry, FaultSpec
 from shared.topics import Topics
 from tests.infra import Infrastructure
+from tests.integration.handler_support import handle_as_the_runner_does
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +56,7 @@ def reserved(order_id: str) -> InventoryReserved:
 async def on_reserved(
     units: UnitOfWorkFactory, event: InventoryReserved, faults: FaultRegistry
 ) -> None:
-    """Handle ``event`` as the runner does, retrying a lost race (TransientError) at once."""
-    for _ in range(3):
-        try:
-            async with units() as uow:
-                await ship_order([event], uow, faults)
-                await uow.commit()
-            return
-        except TransientError:
-            continue
-    raise AssertionError("still losing a race after three attempts")
+    await handle_as_the_runner_does(units, lambda uow: ship_order([event], uow, faults))
 
 
 async def shipment_of(units: UnitOfWorkFactory, order_id: str) -> store.Shipment | None:
