@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
+from pydantic import Field
 
 from services.order import api, handlers
+from services.order.deadlines import Deadlines
 from shared.events import CATALOGUE
 from shared.faults import INFRASTRUCTURE_KINDS
 from shared.platform import Platform
@@ -20,6 +23,20 @@ __all__ = ["OrderSettings", "bootstrap"]
 class OrderSettings(PlatformSettings):
     service_name: str = "order"
     database_url: str = database_url_field("order")
+    deadline_pending_seconds: float = Field(default=30.0, gt=0)
+    """SAGAKIT_DEADLINE_PENDING_SECONDS: how long a saga may wait to be paid."""
+    deadline_paid_seconds: float = Field(default=60.0, gt=0)
+    """SAGAKIT_DEADLINE_PAID_SECONDS: how long a paid saga may wait for its stock."""
+    deadline_reserved_seconds: float = Field(default=300.0, gt=0)
+    """SAGAKIT_DEADLINE_RESERVED_SECONDS: how long a reserved saga may wait to ship."""
+
+    def deadlines(self) -> Deadlines:
+        """The deadlines these settings give each non-terminal status."""
+        return Deadlines(
+            pending=timedelta(seconds=self.deadline_pending_seconds),
+            paid=timedelta(seconds=self.deadline_paid_seconds),
+            reserved=timedelta(seconds=self.deadline_reserved_seconds),
+        )
 
 
 def bootstrap(settings: OrderSettings | None = None) -> FastAPI:
