@@ -10,17 +10,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from shared.errors import NotAnEvent
 from shared.money import MoneyStr
-from shared.topics import Topics
+
+if TYPE_CHECKING:  # shared.topics reads the catalogue from this module
+    from shared.topics import Topics
 
 __all__ = [
     "CATALOGUE",
-    "AnyEvent",
     "Event",
     "InventoryFailed",
     "InventoryReleased",
@@ -190,22 +191,14 @@ CATALOGUE: tuple[type[Event], ...] = (
     OrderCompleted,
     OrderCancelled,
 )
+"""Every event type, in saga order: the one list to extend with a new type. Its topics
+(shared.topics), the decoder below and the order service's timeline all follow from it."""
 
-AnyEvent = Annotated[
-    OrderCreated
-    | PaymentProcessed
-    | PaymentFailed
-    | InventoryReserved
-    | InventoryFailed
-    | OrderShipped
-    | ShippingFailed
-    | PaymentRefunded
-    | InventoryReleased
-    | OrderCompleted
-    | OrderCancelled,
-    Field(discriminator="event_type"),
-]
-_any_event: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+# A discriminated union of the catalogue, built from it so that no second list exists:
+# pydantic picks the model by ``event_type`` in one pass over the JSON.
+_any_event: TypeAdapter[Event] = TypeAdapter(
+    Annotated[Union[CATALOGUE], Field(discriminator="event_type")]  # type: ignore[arg-type]  # noqa: UP007
+)
 _KNOWN_TYPES = ", ".join(cls.type_name() for cls in CATALOGUE)
 
 

@@ -1,4 +1,4 @@
-"""The topic catalogue: one topic per event type, each with its dead-letter topic.
+"""The topics: one per event type of the catalogue (``shared.events``), each with its DLQ.
 
 A topic's name is its event type in kebab case (``OrderCreated`` -> ``order-created``), and
 its dead-letter topic adds ``-dlq``. An optional prefix lets several independent systems (or
@@ -16,26 +16,16 @@ from typing import Any, Protocol
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared.events import CATALOGUE
+
 __all__ = ["DLQ_SUFFIX", "EVENT_TYPES", "Topics", "ensure_topics", "kebab"]
 
 log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = "-dlq"
 
-# The catalogue (docs/events.md), in saga order.
-EVENT_TYPES: tuple[str, ...] = (
-    "OrderCreated",
-    "PaymentProcessed",
-    "PaymentFailed",
-    "InventoryReserved",
-    "InventoryFailed",
-    "OrderShipped",
-    "ShippingFailed",
-    "PaymentRefunded",
-    "InventoryReleased",
-    "OrderCompleted",
-    "OrderCancelled",
-)
+EVENT_TYPES: tuple[str, ...] = tuple(event_type.type_name() for event_type in CATALOGUE)
+"""The ``event_type`` of every event of the catalogue, in its order: one topic each."""
 
 
 class NamedEventType(Protocol):

@@ -4,7 +4,7 @@ import pytest
 
 from shared.backoff import backoff_delay
 from shared.events import CATALOGUE, OrderCreated
-from shared.topics import EVENT_TYPES, Topics
+from shared.topics import EVENT_TYPES, Topics, kebab
 
 
 def test_the_catalogue_names_the_contracts_topics() -> None:
@@ -35,8 +35,11 @@ def test_a_prefix_separates_systems_sharing_a_cluster() -> None:
     assert topics.dlq(topics.for_event("PaymentFailed")) == "run7.payment-failed-dlq"
 
 
-def test_every_event_model_is_in_the_catalogue_and_back() -> None:
-    assert tuple(cls.type_name() for cls in CATALOGUE) == EVENT_TYPES
+def test_every_event_of_the_catalogue_has_a_topic_and_a_dlq() -> None:
+    topics = Topics().all()
+    assert len(topics) == 2 * len(CATALOGUE) == 2 * len(EVENT_TYPES)
+    for cls in CATALOGUE:
+        assert f"{kebab(cls.type_name())}-dlq" in topics
 
 
 def test_an_event_type_outside_the_catalogue_has_no_topic() -> None:
