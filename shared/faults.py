@@ -1,11 +1,14 @@
-"""Failure injection (contract section 3): the ``POST /faults`` body and the registry behind it.
+"""Failure injection (docs/contract.md, "Failure injection"): a layer around the services.
 
 Each service process keeps one in-memory ``FaultRegistry``. The admin API adds each
-``FaultSpec`` to it; the code that may fail asks ``take(kind, order_id)`` at the point where
-that failure belongs, and acts when a fault comes back:
+``FaultSpec`` to it; the wrappers below ask ``take(kind, order_id)`` at the point where that
+failure belongs, and act when a fault comes back. Nothing else knows of faults: the domain
+models hold the business rules alone, and a deployment without failure injection
+(``SAGAKIT_FAULT_INJECTION=false``) has no registry, so no wrapper is put in place at all.
 
-- business kinds, asked by the service's handler, which turns them into an ordinary business
-  outcome: ``decline`` (payment: the charge is declined), ``out_of_stock`` (inventory: the
+- business kinds, through ``business_fault``: the bootstrap wraps a service's decision rule,
+  so that for an order a fault fires for, the fault's outcome answers instead of the rule:
+  ``decline`` (payment: the charge is declined), ``out_of_stock`` (inventory: the
   reservation fails), ``fail`` (shipping: the shipment fails);
 - ``delay``, ``transient``, ``permanent``: asked by the consumer runner before every handler
   attempt through ``inject_before_handler``;
@@ -23,9 +26,9 @@ import asyncio
 import random
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
-from typing import Any, Final, Self
+from typing import Any, Concatenate, Final, ParamSpec, Protocol, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -34,17 +37,18 @@ from shared.errors import PermanentError, TransientError
 __all__ = [
     "INFRASTRUCTURE_KINDS",
     "MAX_DELAY_MS",
-    "SERVICE_KINDS",
     "ActiveFault",
     "FaultKind",
     "FaultRegistry",
     "FaultSpec",
+    "OrderScoped",
+    "business_fault",
     "inject_before_handler",
 ]
 
 
 class FaultKind(StrEnum):
-    """What an injected fault does; see the contract's table."""
+    """What an injected fault does (docs/contract.md lists which service accepts which)."""
 
     decline = "decline"
     out_of_stock = "out_of_stock"
@@ -58,15 +62,8 @@ class FaultKind(StrEnum):
 INFRASTRUCTURE_KINDS: Final = frozenset(
     {FaultKind.transient, FaultKind.permanent, FaultKind.crash, FaultKind.delay}
 )
-"""Kinds every service accepts: they act on the consumer runner, not on a business rule."""
-
-SERVICE_KINDS: Final[Mapping[str, frozenset[FaultKind]]] = {
-    "order": INFRASTRUCTURE_KINDS,
-    "payment": INFRASTRUCTURE_KINDS | {FaultKind.decline},
-    "inventory": INFRASTRUCTURE_KINDS | {FaultKind.out_of_stock},
-    "shipping": INFRASTRUCTURE_KINDS | {FaultKind.fail},
-}
-"""The kinds each service of the reference system accepts."""
+"""Kinds every service accepts: they act on the consumer runner, not on a business rule.
+A service's declaration adds the business kinds it accepts."""
 
 MAX_DELAY_MS: Final = 600_000
 """The longest ``delay`` accepted (10 minutes): longer is surely a typo, and would stall a
@@ -128,16 +125,6 @@ class FaultRegistry:
         self._rng = rng if rng is not None else random.Random()
         self._faults: list[ActiveFault] = []
         self._lock = threading.Lock()
-
-    @classmethod
-    def for_service(cls, service: str, *, rng: random.Random | None = None) -> Self:
-        """A registry accepting the kinds of ``service`` (a key of ``SERVICE_KINDS``)."""
-        try:
-            allowed = SERVICE_KINDS[service]
-        except KeyError:
-            known = ", ".join(sorted(SERVICE_KINDS))
-            raise ValueError(f"unknown service {service!r}: expected one of {known}") from None
-        return cls(allowed, rng=rng)
 
     @property
     def allowed_kinds(self) -> frozenset[FaultKind]:
@@ -227,3 +214,40 @@ async def inject_before_handler(
         raise PermanentError("injected permanent fault")
     if registry.take(FaultKind.transient, order_id) is not None:
         raise TransientError("injected transient fault")
+
+
+class OrderScoped(Protocol):
+    """What a business rule decides about: something of one order (an event, typically)."""
+
+    @property
+    def order_id(self) -> str: ...
+
+
+Subject = TypeVar("Subject", bound=OrderScoped)
+Params = ParamSpec("Params")
+Decision = TypeVar("Decision")
+
+
+def business_fault(
+    kind: FaultKind,
+    registry: FaultRegistry | None,
+    rule: Callable[Concatenate[Subject, Params], Decision],
+    outcome: Callable[Concatenate[Subject, Params], Decision],
+) -> Callable[Concatenate[Subject, Params], Decision]:
+    """``rule``, except that for an order a ``kind`` fault fires for, ``outcome`` decides.
+
+    ``rule`` and ``outcome`` take the same arguments, the first being what is decided about
+    (its ``order_id`` picks the faults that apply). Without a registry (failure injection
+    switched off) this is ``rule`` itself: nothing is asked, nothing wraps the rule.
+    """
+    if registry is None:
+        return rule
+    if kind not in registry.allowed_kinds:
+        raise ValueError(f"this service does not accept {kind} faults: declare the kind")
+
+    def decide(subject: Subject, /, *args: Params.args, **kwargs: Params.kwargs) -> Decision:
+        if registry.take(kind, subject.order_id) is not None:
+            return outcome(subject, *args, **kwargs)
+        return rule(subject, *args, **kwargs)
+
+    return decide

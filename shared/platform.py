@@ -1,8 +1,9 @@
-"""The platform wired for one service: what every service's ``bootstrap`` builds on.
+"""The platform wired for one service: what a service's declaration is built on.
 
 ``Platform.configure`` builds the pieces that need no connection yet (engine, Redis client,
 unit-of-work factory, fault registry); ``Platform.service`` adds the service's migrations,
-subscriptions and routes and returns the ``Service`` the shell runs. Everything that talks to
+subscriptions, routes and components and returns the ``Service`` the shell runs
+(``shared.declaration`` does both from a service's declaration). Everything that talks to
 Kafka is created when the app starts, inside the running event loop (aiokafka binds to it),
 and nothing connects at import time.
 """
@@ -10,9 +11,10 @@ and nothing connects at import time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter
@@ -21,13 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerRunner
 from shared.db import UnitOfWorkFactory, make_engine
-from shared.faults import FaultKind, FaultRegistry
+from shared.faults import FaultKind, FaultRegistry, OrderScoped, business_fault
 from shared.inbox import Deduplicator
 from shared.migrations import upgrade_to_head
 from shared.observability import Sample
 from shared.outbox import OutboxRelay
 from shared.producer import build_producer
-from shared.service import Service
+from shared.service import Component, Service
 from shared.settings import PlatformSettings, kafka_client_options
 from shared.subscriptions import Subscription
 from shared.topics import Topics, ensure_topics
@@ -36,20 +38,26 @@ __all__ = ["Platform"]
 
 log = logging.getLogger(__name__)
 
+SettingsT = TypeVar("SettingsT", bound=PlatformSettings)
+Subject = TypeVar("Subject", bound=OrderScoped)
+Params = ParamSpec("Params")
+Decision = TypeVar("Decision")
+
 
 @dataclass
-class Platform:
+class Platform(Generic[SettingsT]):
     """The shared infrastructure of one service process."""
 
-    settings: PlatformSettings
+    settings: SettingsT
     engine: AsyncEngine
     redis: Redis
     topics: Topics
     units: UnitOfWorkFactory
-    faults: FaultRegistry
+    faults: FaultRegistry | None
+    """None when failure injection is switched off (``SAGAKIT_FAULT_INJECTION=false``)."""
 
     @classmethod
-    def configure(cls, settings: PlatformSettings, faults: frozenset[FaultKind]) -> Platform:
+    def configure(cls, settings: SettingsT, faults: frozenset[FaultKind]) -> Platform[SettingsT]:
         """The platform for ``settings``; ``faults`` are the fault kinds this service accepts."""
         engine = make_engine(
             settings.database_url,
@@ -63,8 +71,18 @@ class Platform:
             redis=Redis.from_url(settings.redis_url),
             topics=topics,
             units=UnitOfWorkFactory(engine, topics),
-            faults=FaultRegistry(faults),
+            faults=FaultRegistry(faults) if settings.fault_injection else None,
         )
+
+    def business_fault(
+        self,
+        kind: FaultKind,
+        rule: Callable[Concatenate[Subject, Params], Decision],
+        outcome: Callable[Concatenate[Subject, Params], Decision],
+    ) -> Callable[Concatenate[Subject, Params], Decision]:
+        """``rule`` with the ``kind`` fault in front of it, or ``rule`` alone when failure
+        injection is off (``shared.faults.business_fault``)."""
+        return business_fault(kind, self.faults, rule, outcome)
 
     def service(
         self,
@@ -73,16 +91,18 @@ class Platform:
         consumers: Mapping[str, Sequence[Subscription]],
         routers: Sequence[APIRouter] = (),
         admin_routers: Sequence[APIRouter] = (),
+        components: Sequence[Component] = (),
         description: str = "",
     ) -> Service:
-        """The service the shell runs: its migrations folder, consumer groups and routes."""
+        """The service the shell runs: its migrations folder, consumer groups, routes, and the
+        components of its own, started after the platform's runtime and stopped before it."""
         runtime = Runtime(self, migrations, consumers)
         return Service(
             settings=self.settings,
             engine=self.engine,
             redis=self.redis,
             faults=self.faults,
-            components=[runtime],
+            components=[runtime, *components],
             routers=routers,
             admin_routers=admin_routers,
             probes={"kafka": runtime.ping_kafka, "consumer groups": runtime.check_joined},
@@ -94,7 +114,7 @@ class Platform:
 class Runtime:
     """What runs while the app lives: the producer, the outbox relay, the consumer runners."""
 
-    platform: Platform
+    platform: Platform[Any]
     migrations: Path
     consumers: Mapping[str, Sequence[Subscription]]
     producer: AIOKafkaProducer | None = field(default=None, init=False)

@@ -53,7 +53,8 @@ class Service:
     settings: PlatformSettings
     engine: AsyncEngine
     redis: Redis
-    faults: FaultRegistry
+    faults: FaultRegistry | None
+    """None when failure injection is switched off: then there is no ``/faults``."""
     components: Sequence[Component] = ()
     """Started in this order, stopped in reverse order."""
     routers: Sequence[APIRouter] = ()
@@ -121,7 +122,8 @@ def create_app(service: Service) -> FastAPI:
     for router in service.routers:
         app.include_router(router)
     guard = [Depends(admin_guard(service.settings.admin_token))]
-    app.include_router(faults_router(service.faults), dependencies=guard)
+    if service.faults is not None:
+        app.include_router(faults_router(service.faults), dependencies=guard)
     for router in service.admin_routers:
         app.include_router(router, dependencies=guard)
     return app

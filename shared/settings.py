@@ -24,6 +24,7 @@ first of all); nothing else in the code reads ``os.environ``.
 | SAGAKIT_OUTBOX_RETENTION_HOURS | 24 | outbox rows sent longer ago are deleted (unsent never) |
 | SAGAKIT_INBOX_RETENTION_HOURS | 168 | inbox rows processed longer ago are deleted |
 | SAGAKIT_ADMIN_TOKEN | unset | bearer token of the admin endpoints; unset switches them off |
+| SAGAKIT_FAULT_INJECTION | true | false: no fault registry, no ``/faults``, nothing wrapped |
 | SAGAKIT_INSTANCE_ID | host-pid | names this process in logs, metrics and DLQ headers |
 """
 
@@ -95,6 +96,9 @@ class PlatformSettings(BaseSettings):
     inbox_retention_hours: int = Field(default=7 * 24, ge=1)
 
     admin_token: SecretStr | None = None
+    # On by default: the reference system is there to be broken on purpose. A production
+    # deployment switches it off, and then no code path can inject anything.
+    fault_injection: bool = True
 
 
 def database_url_variables(service: str) -> tuple[str, str]:

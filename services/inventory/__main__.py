@@ -1,5 +1,3 @@
-from services.inventory.app import InventorySettings, bootstrap
-from shared.serve import serve
+from services.inventory.app import service
 
-settings = InventorySettings()
-serve(lambda: bootstrap(settings), settings, default_port=8002)
+service.run()

@@ -1,21 +1,19 @@
-"""Inventory's bootstrap: its settings, and the wiring of its parts into the service shell."""
+"""The inventory service, declared: its settings, consumers, routes and the faults it accepts."""
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
 
-from fastapi import FastAPI
-
-from services.inventory import api, handlers
+from services.inventory import api, drills, handlers
+from shared.declaration import Consumers, ServiceDeclaration
 from shared.events import OrderShipped, PaymentProcessed, ShippingFailed
-from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
+from shared.faults import FaultKind
 from shared.platform import Platform
-from shared.service import create_app
 from shared.settings import PlatformSettings, database_url_field
 from shared.subscriptions import Subscription
 
-__all__ = ["InventorySettings", "bootstrap"]
+__all__ = ["InventorySettings", "service"]
 
 
 class InventorySettings(PlatformSettings):
@@ -23,21 +21,26 @@ class InventorySettings(PlatformSettings):
     database_url: str = database_url_field("inventory")
 
 
-def bootstrap(settings: InventorySettings | None = None) -> FastAPI:
-    """The inventory service as an ASGI app; it connects when the app starts."""
-    settings = settings or InventorySettings()
-    platform = Platform.configure(settings, INFRASTRUCTURE_KINDS | {FaultKind.out_of_stock})
-    subscriptions = [
-        Subscription.batched(
-            PaymentProcessed, partial(handlers.reserve_stock, faults=platform.faults)
-        ),
-        Subscription.batched(OrderShipped, handlers.ship_stock),
-        Subscription.batched(ShippingFailed, handlers.release_stock),
-    ]
-    service = platform.service(
-        migrations=Path(__file__).with_name("migrations"),
-        consumers={"inventory": subscriptions},
-        admin_routers=[api.admin_router(platform.units)],
-        description="Holds stock for paid orders, ships it or gives it back.",
+def consumers(platform: Platform[InventorySettings]) -> Consumers:
+    decide = platform.business_fault(
+        FaultKind.out_of_stock, handlers.reserve_rule, drills.out_of_stock
     )
-    return create_app(service)
+    return {
+        "inventory": [
+            Subscription.batched(PaymentProcessed, partial(handlers.reserve_stock, decide=decide)),
+            Subscription.batched(OrderShipped, handlers.ship_stock),
+            Subscription.batched(ShippingFailed, handlers.release_stock),
+        ]
+    }
+
+
+service = ServiceDeclaration(
+    name="inventory",
+    settings=InventorySettings,
+    description="Holds stock for paid orders, ships it or gives it back.",
+    port=8002,
+    migrations=Path(__file__).with_name("migrations"),
+    business_faults=frozenset({FaultKind.out_of_stock}),
+    consumers=consumers,
+    admin_routers=lambda platform: [api.admin_router(platform.units)],
+)

@@ -27,19 +27,28 @@ from shared.events import (
     PaymentProcessed,
     ShippingFailed,
 )
-from shared.faults import FaultKind, FaultRegistry
 
-__all__ = ["release_stock", "reserve_stock", "ship_stock"]
+__all__ = ["ReserveRule", "release_stock", "reserve_rule", "reserve_stock", "ship_stock"]
 
 PRODUCER = "inventory"
 
 Move = Callable[[Mapping[str, StockLevel], Sequence[Line]], dict[str, StockLevel]]
 
+ReserveRule = Callable[[PaymentProcessed, Mapping[str, StockLevel | None]], ReservationResult]
+"""How a paid order's reservation is decided, given the stock of its skus."""
+
+
+def reserve_rule(
+    event: PaymentProcessed, levels: Mapping[str, StockLevel | None]
+) -> ReservationResult:
+    """The business rule: reserve every line of the order, or none."""
+    return reserve(levels, [(line.sku, line.quantity) for line in event.items])
+
 
 async def reserve_stock(
-    events: Sequence[PaymentProcessed], uow: UnitOfWork, faults: FaultRegistry
+    events: Sequence[PaymentProcessed], uow: UnitOfWork, decide: ReserveRule = reserve_rule
 ) -> None:
-    """Hold every line of each paid order, or none of them and say why.
+    """Hold every line of each paid order, or none of them and say why (``decide``).
 
     One statement finds the orders already reserved, one locks the stock of every sku of
     the others (in sku order, so concurrent transactions wait instead of deadlocking); the
@@ -60,8 +69,7 @@ async def reserve_stock(
             continue  # twice in this run: the first one decided
         done.add(event.order_id)
         lines = tuple((line.sku, line.quantity) for line in event.items)
-        injected = faults.take(FaultKind.out_of_stock, event.order_id) is not None
-        result = reserve({} if injected else levels, lines, injected_out_of_stock=injected)
+        result = decide(event, levels)
         levels |= result.levels
         moved |= result.levels
         decided.append(store.Reservation(event.order_id, result.status, lines, result.reason))

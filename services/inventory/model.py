@@ -125,24 +125,16 @@ def quantities_by_sku(lines: Sequence[Line]) -> dict[str, int]:
     return wanted
 
 
-def reserve(
-    levels: Mapping[str, StockLevel | None],
-    lines: Sequence[Line],
-    *,
-    injected_out_of_stock: bool = False,
-) -> ReservationResult:
+def reserve(levels: Mapping[str, StockLevel | None], lines: Sequence[Line]) -> ReservationResult:
     """Reserve every line or none: ``available -= q`` and ``reserved += q`` for each sku.
 
     ``levels`` maps each sku to its stock (None or missing: the sku is unknown). Lines of the
     same sku are summed before checking. If any sku is unknown the reservation fails with
     ``unknown_sku``, whatever the other lines: a sku the shop does not stock is a mistake in
     the order that no restock fixes, so it is the reason worth reporting. Otherwise, if any sku
-    lacks the units, it fails with ``out_of_stock``. ``injected_out_of_stock`` (the
-    ``out_of_stock`` fault fired) fails with ``out_of_stock`` without looking at the stock.
+    lacks the units, it fails with ``out_of_stock``.
     """
     wanted = quantities_by_sku(lines)
-    if injected_out_of_stock:
-        return _failed(FailureReason.out_of_stock, tuple(wanted))
     unknown = tuple(sku for sku in wanted if levels.get(sku) is None)
     if unknown:
         return _failed(FailureReason.unknown_sku, unknown)

@@ -1,5 +1,3 @@
-from services.order.app import OrderSettings, bootstrap
-from shared.serve import serve
+from services.order.app import service
 
-settings = OrderSettings()
-serve(lambda: bootstrap(settings), settings, default_port=8000)
+service.run()

@@ -1,23 +1,21 @@
-"""Order's bootstrap: its settings, and the wiring of its parts into the service shell."""
+"""The order service, declared: its settings (saga deadlines among them), consumers, routes."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import FastAPI
 from pydantic import Field
 
 from services.order import api, handlers
 from services.order.deadlines import Deadlines
+from shared.declaration import Consumers, ServiceDeclaration
 from shared.events import CATALOGUE
-from shared.faults import INFRASTRUCTURE_KINDS
 from shared.platform import Platform
-from shared.service import create_app
 from shared.settings import PlatformSettings, database_url_field
 from shared.subscriptions import Subscription
 
-__all__ = ["OrderSettings", "bootstrap"]
+__all__ = ["OrderSettings", "service"]
 
 
 class OrderSettings(PlatformSettings):
@@ -39,20 +37,22 @@ class OrderSettings(PlatformSettings):
         )
 
 
-def bootstrap(settings: OrderSettings | None = None) -> FastAPI:
-    """The order service as an ASGI app; it connects when the app starts."""
-    settings = settings or OrderSettings()
-    platform = Platform.configure(settings, INFRASTRUCTURE_KINDS)
+def consumers(platform: Platform[OrderSettings]) -> Consumers:
     saga = [Subscription.batched(outcome, handlers.advance_sagas) for outcome in handlers.OUTCOMES]
     # A second consumer group reads every topic for the timeline: pub/sub next to the
     # saga's own group, and a read model kept apart from the write side (CQRS).
     timeline = [
         Subscription.batched(event_type, handlers.record_in_timeline) for event_type in CATALOGUE
     ]
-    service = platform.service(
-        migrations=Path(__file__).with_name("migrations"),
-        consumers={"order": saga, "order-timeline": timeline},
-        routers=[api.router(platform.units)],
-        description="Takes orders and follows each order's saga to its end.",
-    )
-    return create_app(service)
+    return {"order": saga, "order-timeline": timeline}
+
+
+service = ServiceDeclaration(
+    name="order",
+    settings=OrderSettings,
+    description="Takes orders and follows each order's saga to its end.",
+    port=8000,
+    migrations=Path(__file__).with_name("migrations"),
+    consumers=consumers,
+    routers=lambda platform: [api.router(platform.units)],
+)

@@ -1,5 +1,3 @@
-from services.payment.app import PaymentSettings, bootstrap
-from shared.serve import serve
+from services.payment.app import service
 
-settings = PaymentSettings()
-serve(lambda: bootstrap(settings), settings, default_port=8001)
+service.run()

@@ -56,7 +56,7 @@ def admin_router(units: UnitOfWorkFactory) -> APIRouter:
             payment = await store.get_payment(uow.session, order_id)
         if payment is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no payment for order {order_id!r}")
-        reason = payment.reason.value if payment.reason else None
+        reason = payment.reason
         return PaymentPublic(
             order_id=order_id, status=payment.status.value, amount=payment.amount, reason=reason
         )

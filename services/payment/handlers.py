@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from services.payment import store
@@ -24,19 +24,28 @@ from shared.events import (
     PaymentRefunded,
     ShippingFailed,
 )
-from shared.faults import FaultKind, FaultRegistry
 
-__all__ = ["charge", "refund"]
+__all__ = ["ChargeRule", "charge", "charge_rule", "refund"]
 
 PRODUCER = "payment"
 
+ChargeRule = Callable[[OrderCreated, Decimal | None], ChargeDecision]
+"""How a new order is decided, given its customer's balance (None: unknown customer)."""
 
-async def charge(events: Sequence[OrderCreated], uow: UnitOfWork, faults: FaultRegistry) -> None:
+
+def charge_rule(event: OrderCreated, balance: Decimal | None) -> ChargeDecision:
+    """The business rule: charge the order's total if the balance covers it."""
+    return decide_charge(balance, event.total)
+
+
+async def charge(
+    events: Sequence[OrderCreated], uow: UnitOfWork, decide: ChargeRule = charge_rule
+) -> None:
     """Take each new order's total from its customer's balance, or decline it with a reason.
 
     Reads the orders' payments and locks their customers' balances in one statement each,
-    decides order by order (a customer's second order sees the balance the first one left),
-    and writes the payments and balances in one statement each.
+    decides order by order with ``decide`` (a customer's second order sees the balance the
+    first one left), and writes the payments and balances in one statement each.
     """
     session = uow.session
     known = await store.payment_statuses(session, [event.order_id for event in events])
@@ -46,10 +55,7 @@ async def charge(events: Sequence[OrderCreated], uow: UnitOfWork, faults: FaultR
     for event in events:
         if not should_charge(known.get(event.order_id)):
             continue
-        injected = faults.take(FaultKind.decline, event.order_id) is not None
-        decision = decide_charge(
-            balances.get(event.customer_id), event.total, injected_decline=injected
-        )
+        decision = decide(event, balances.get(event.customer_id))
         known[event.order_id] = decision.status
         decided.append(
             store.Payment(

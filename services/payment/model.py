@@ -32,15 +32,10 @@ class PaymentStatus(StrEnum):
 
 
 class DeclineReason(StrEnum):
-    """Why a charge was declined (the ``reason`` of ``PaymentFailed``).
-
-    ``injected_decline`` marks a decline forced by the ``decline`` fault (contract section 3),
-    so dashboards and tests can tell a drill from a real decline.
-    """
+    """Why the rules decline a charge (the ``reason`` of ``PaymentFailed``)."""
 
     insufficient_funds = "insufficient_funds"
     unknown_customer = "unknown_customer"
-    injected_decline = "injected_decline"
 
 
 @dataclass(frozen=True)
@@ -48,11 +43,11 @@ class ChargeDecision:
     """The outcome of a charge: ``CHARGED`` with the new balance, or ``DECLINED`` with a reason.
 
     A declined charge leaves the balance as it was (``new_balance`` is that balance, or None
-    for an unknown customer).
+    for an unknown customer). ``reason`` is a ``DeclineReason`` when these rules declined.
     """
 
     status: PaymentStatus
-    reason: DeclineReason | None
+    reason: str | None
     new_balance: Decimal | None
 
     @property
@@ -69,19 +64,14 @@ def should_charge(existing: PaymentStatus | None) -> bool:
     return existing is None
 
 
-def decide_charge(
-    balance: Decimal | None, amount: Decimal, *, injected_decline: bool = False
-) -> ChargeDecision:
+def decide_charge(balance: Decimal | None, amount: Decimal) -> ChargeDecision:
     """Decide whether ``amount`` can be charged to an account holding ``balance``.
 
     ``balance`` None means the customer is unknown. A charge larger than the balance is
-    declined (``insufficient_funds``); a charge equal to it is fine. ``injected_decline``
-    (the ``decline`` fault fired) declines with ``injected_decline`` before anything else.
-    Raises ``ValueError`` when ``amount`` is not a valid amount of money.
+    declined (``insufficient_funds``); a charge equal to it is fine. Raises ``ValueError``
+    when ``amount`` is not a valid amount of money.
     """
     amount = to_money(amount)
-    if injected_decline:
-        return _declined(DeclineReason.injected_decline, balance)
     if balance is None:
         return _declined(DeclineReason.unknown_customer, None)
     if amount > balance:

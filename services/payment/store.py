@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.payment.model import DeclineReason, PaymentStatus
+from services.payment.model import PaymentStatus
 from shared.sql import InsertManyUnlessPresent
 
 __all__ = ["Payment", "accounts", "metadata", "payments"]
@@ -54,7 +54,7 @@ class Payment:
     customer_id: str
     amount: Decimal
     status: PaymentStatus
-    reason: DeclineReason | None
+    reason: str | None
 
 
 async def lock_balance(session: AsyncConnection, customer_id: str) -> Decimal | None:
@@ -116,7 +116,7 @@ async def get_payment(
     row = (await session.execute(query)).mappings().one_or_none()
     if row is None:
         return None
-    reason = DeclineReason(row["reason"]) if row["reason"] else None
+    reason = row["reason"] or None
     return Payment(
         row["order_id"], row["customer_id"], row["amount"], PaymentStatus(row["status"]), reason
     )
@@ -156,5 +156,5 @@ def _values(payment: Payment) -> dict[str, object]:
         "customer_id": payment.customer_id,
         "amount": payment.amount,
         "status": payment.status.value,
-        "reason": payment.reason.value if payment.reason else None,
+        "reason": str(payment.reason) if payment.reason else None,
     }

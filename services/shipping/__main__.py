@@ -1,5 +1,3 @@
-from services.shipping.app import ShippingSettings, bootstrap
-from shared.serve import serve
+from services.shipping.app import service
 
-settings = ShippingSettings()
-serve(lambda: bootstrap(settings), settings, default_port=8003)
+service.run()

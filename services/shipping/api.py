@@ -28,7 +28,7 @@ def admin_router(units: UnitOfWorkFactory) -> APIRouter:
             shipment = await store.get_shipment(uow.session, order_id)
         if shipment is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no shipment for order {order_id!r}")
-        reason = shipment.reason.value if shipment.reason else None
+        reason = shipment.reason
         return ShipmentPublic(
             order_id=order_id,
             status=shipment.status.value,

@@ -1,21 +1,19 @@
-"""Shipping's bootstrap: its settings, and the wiring of its parts into the service shell."""
+"""The shipping service, declared: its settings, consumers, routes and the faults it accepts."""
 
 from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
 
-from fastapi import FastAPI
-
-from services.shipping import api, handlers
+from services.shipping import api, drills, handlers
+from shared.declaration import Consumers, ServiceDeclaration
 from shared.events import InventoryReserved
-from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
+from shared.faults import FaultKind
 from shared.platform import Platform
-from shared.service import create_app
 from shared.settings import PlatformSettings, database_url_field
 from shared.subscriptions import Subscription
 
-__all__ = ["ShippingSettings", "bootstrap"]
+__all__ = ["ShippingSettings", "service"]
 
 
 class ShippingSettings(PlatformSettings):
@@ -23,19 +21,22 @@ class ShippingSettings(PlatformSettings):
     database_url: str = database_url_field("shipping")
 
 
-def bootstrap(settings: ShippingSettings | None = None) -> FastAPI:
-    """The shipping service as an ASGI app; it connects when the app starts."""
-    settings = settings or ShippingSettings()
-    platform = Platform.configure(settings, INFRASTRUCTURE_KINDS | {FaultKind.fail})
-    subscriptions = [
-        Subscription.batched(
-            InventoryReserved, partial(handlers.ship_order, faults=platform.faults)
-        ),
-    ]
-    service = platform.service(
-        migrations=Path(__file__).with_name("migrations"),
-        consumers={"shipping": subscriptions},
-        admin_routers=[api.admin_router(platform.units)],
-        description="Ships orders whose stock is held, with a stable tracking id.",
-    )
-    return create_app(service)
+def consumers(platform: Platform[ShippingSettings]) -> Consumers:
+    decide = platform.business_fault(FaultKind.fail, handlers.ship_rule, drills.failed)
+    return {
+        "shipping": [
+            Subscription.batched(InventoryReserved, partial(handlers.ship_order, decide=decide)),
+        ]
+    }
+
+
+service = ServiceDeclaration(
+    name="shipping",
+    settings=ShippingSettings,
+    description="Ships orders whose stock is held, with a stable tracking id.",
+    port=8003,
+    migrations=Path(__file__).with_name("migrations"),
+    business_faults=frozenset({FaultKind.fail}),
+    consumers=consumers,
+    admin_routers=lambda platform: [api.admin_router(platform.units)],
+)

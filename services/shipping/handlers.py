@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from services.shipping import store
-from services.shipping.model import decide_shipment, should_ship
+from services.shipping.model import ShipmentDecision, decide_shipment, should_ship
 from shared.db import UnitOfWork
 from shared.errors import TransientError
 from shared.events import InventoryReserved, OrderShipped, ShippingFailed
-from shared.faults import FaultKind, FaultRegistry
 
-__all__ = ["ship_order"]
+__all__ = ["ShipRule", "ship_order", "ship_rule"]
 
 PRODUCER = "shipping"
 
+ShipRule = Callable[[InventoryReserved], ShipmentDecision]
+"""How a reserved order's shipment is decided."""
+
+
+def ship_rule(event: InventoryReserved) -> ShipmentDecision:
+    """The business rule: ship it."""
+    return decide_shipment(event.order_id)
+
 
 async def ship_order(
-    events: Sequence[InventoryReserved], uow: UnitOfWork, faults: FaultRegistry
+    events: Sequence[InventoryReserved], uow: UnitOfWork, decide: ShipRule = ship_rule
 ) -> None:
-    """Send each order's parcel with its tracking id, or fail the shipment with a reason.
+    """Send each order's parcel with its tracking id, or fail it with a reason (``decide``).
 
     One statement finds the orders already shipped (or failed), one records the others.
     """
@@ -28,8 +35,7 @@ async def ship_order(
     for event in events:
         if not should_ship(done.get(event.order_id)):
             continue
-        injected = faults.take(FaultKind.fail, event.order_id) is not None
-        decision = decide_shipment(event.order_id, injected_failure=injected)
+        decision = decide(event)
         done[event.order_id] = decision.status
         decided.append(
             store.Shipment(event.order_id, decision.status, decision.tracking_id, decision.reason)

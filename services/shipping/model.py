@@ -1,8 +1,9 @@
 """Shipping rules: a shipment per order, shipped with a stable tracking id or failed. Pure.
 
-There is no real carrier: a shipment fails only when the ``fail`` fault fires (contract
-section 3). A redelivered ``InventoryReserved`` must not ship twice, and if it is handled again
-anyway (say after a crash before the offset commit) it yields the same tracking id.
+There is no real carrier, so the rules always ship; a shipment fails only through failure
+injection (services/shipping/drills.py), which the saga then compensates. A redelivered
+``InventoryReserved`` must not ship twice, and if it is handled again anyway (say after a
+crash before the offset commit) it yields the same tracking id.
 """
 
 import hashlib
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
-    "FailureReason",
     "ShipmentDecision",
     "ShipmentStatus",
     "decide_shipment",
@@ -26,22 +26,13 @@ class ShipmentStatus(StrEnum):
     FAILED = "FAILED"
 
 
-class FailureReason(StrEnum):
-    """Why a shipment failed (the ``reason`` of ``ShippingFailed``).
-
-    ``injected_failure``: the ``fail`` fault fired.
-    """
-
-    injected_failure = "injected_failure"
-
-
 @dataclass(frozen=True)
 class ShipmentDecision:
     """``SHIPPED`` with a tracking id, or ``FAILED`` with a reason."""
 
     status: ShipmentStatus
     tracking_id: str | None
-    reason: FailureReason | None
+    reason: str | None
 
     @property
     def shipped(self) -> bool:
@@ -62,8 +53,6 @@ def should_ship(existing: ShipmentStatus | None) -> bool:
     return existing is None
 
 
-def decide_shipment(order_id: str, *, injected_failure: bool = False) -> ShipmentDecision:
-    """Ship the order, unless ``injected_failure`` (the ``fail`` fault fired) fails it."""
-    if injected_failure:
-        return ShipmentDecision(ShipmentStatus.FAILED, None, FailureReason.injected_failure)
+def decide_shipment(order_id: str) -> ShipmentDecision:
+    """Ship the order, with its tracking id."""
     return ShipmentDecision(ShipmentStatus.SHIPPED, tracking_id_for(order_id), None)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.shipping.model import FailureReason, ShipmentStatus
+from services.shipping.model import ShipmentStatus
 from shared.sql import InsertManyUnlessPresent
 
 __all__ = ["Shipment", "add_shipments", "get_shipment", "metadata", "shipments", "shipped_orders"]
@@ -31,7 +31,7 @@ class Shipment:
     order_id: str
     status: ShipmentStatus
     tracking_id: str | None
-    reason: FailureReason | None
+    reason: str | None
 
 
 async def shipped_orders(
@@ -59,7 +59,7 @@ async def get_shipment(session: AsyncConnection, order_id: str) -> Shipment | No
     row = (await session.execute(query)).mappings().one_or_none()
     if row is None:
         return None
-    reason = FailureReason(row["reason"]) if row["reason"] else None
+    reason = row["reason"] or None
     return Shipment(row["order_id"], ShipmentStatus(row["status"]), row["tracking_id"], reason)
 
 
@@ -68,5 +68,5 @@ def _row(shipment: Shipment) -> dict[str, object]:
         "order_id": shipment.order_id,
         "status": shipment.status.value,
         "tracking_id": shipment.tracking_id,
-        "reason": shipment.reason.value if shipment.reason else None,
+        "reason": str(shipment.reason) if shipment.reason else None,
     }

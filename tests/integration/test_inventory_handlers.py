@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.inventory import api, store
-from services.inventory.handlers import release_stock, reserve_stock, ship_stock
+from services.inventory import api, drills, store
+from services.inventory.app import service
+from services.inventory.handlers import release_stock, reserve_rule, reserve_stock, ship_stock
 from services.inventory.model import FailureReason, ReservationStatus, StockLevel
 from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from shared.events import (
@@ -27,7 +28,7 @@ from shared.events import (
     ShippingFailed,
     decode,
 )
-from shared.faults import FaultKind, FaultRegistry, FaultSpec
+from shared.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.integration.handler_support import handle_as_the_runner_does
@@ -50,7 +51,7 @@ def units(engine: AsyncEngine) -> UnitOfWorkFactory:
 
 @pytest.fixture
 def faults() -> FaultRegistry:
-    return FaultRegistry.for_service("inventory")
+    return FaultRegistry(service.fault_kinds)
 
 
 # Every test uses its own orders and skus, so tests share one database without interfering.
@@ -102,7 +103,9 @@ async def emitted(units: UnitOfWorkFactory, order_id: str) -> list[Event]:
 
 
 async def on_paid(units: UnitOfWorkFactory, event: PaymentProcessed, faults: FaultRegistry) -> None:
-    await handle_as_the_runner_does(units, lambda uow: reserve_stock([event], uow, faults))
+    # The rule with the out_of_stock fault in front of it, as the declaration wires it.
+    decide = business_fault(FaultKind.out_of_stock, faults, reserve_rule, drills.out_of_stock)
+    await handle_as_the_runner_does(units, lambda uow: reserve_stock([event], uow, decide))
 
 
 async def on_shipped(units: UnitOfWorkFactory, event: OrderShipped) -> None:

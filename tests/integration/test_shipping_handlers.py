@@ -12,12 +12,13 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.shipping import api, store
-from services.shipping.handlers import ship_order
-from services.shipping.model import FailureReason, ShipmentStatus, tracking_id_for
+from services.shipping import api, drills, store
+from services.shipping.app import service
+from services.shipping.handlers import ship_order, ship_rule
+from services.shipping.model import ShipmentStatus, tracking_id_for
 from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from shared.events import Event, InventoryReserved, OrderShipped, ShippingFailed, decode
-from shared.faults import FaultKind, FaultRegistry, FaultSpec
+from shared.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.integration.handler_support import handle_as_the_runner_does
@@ -40,7 +41,7 @@ def units(engine: AsyncEngine) -> UnitOfWorkFactory:
 
 @pytest.fixture
 def faults() -> FaultRegistry:
-    return FaultRegistry.for_service("shipping")
+    return FaultRegistry(service.fault_kinds)
 
 
 def new_order() -> str:
@@ -56,7 +57,9 @@ def reserved(order_id: str) -> InventoryReserved:
 async def on_reserved(
     units: UnitOfWorkFactory, event: InventoryReserved, faults: FaultRegistry
 ) -> None:
-    await handle_as_the_runner_does(units, lambda uow: ship_order([event], uow, faults))
+    # The rule with the fail fault in front of it, as the declaration wires it.
+    decide = business_fault(FaultKind.fail, faults, ship_rule, drills.failed)
+    await handle_as_the_runner_does(units, lambda uow: ship_order([event], uow, decide))
 
 
 async def shipment_of(units: UnitOfWorkFactory, order_id: str) -> store.Shipment | None:
@@ -127,7 +130,7 @@ async def test_the_fail_fault_fails_the_shipment_and_emits_shipping_failed(
     await on_reserved(units, reserved(other), faults)
 
     assert await shipment_of(units, order) == store.Shipment(
-        order, ShipmentStatus.FAILED, None, FailureReason.injected_failure
+        order, ShipmentStatus.FAILED, None, drills.INJECTED_FAILURE
     )
     [failed] = await emitted(units, order)
     assert isinstance(failed, ShippingFailed)

@@ -7,11 +7,11 @@ from pydantic import ValidationError
 from shared.errors import PermanentError, TransientError
 from shared.faults import (
     INFRASTRUCTURE_KINDS,
-    SERVICE_KINDS,
     ActiveFault,
     FaultKind,
     FaultRegistry,
     FaultSpec,
+    business_fault,
     inject_before_handler,
 )
 
@@ -104,35 +104,17 @@ def test_infrastructure_kinds_are_transient_permanent_crash_and_delay() -> None:
     assert {K.transient, K.permanent, K.crash, K.delay} == INFRASTRUCTURE_KINDS
 
 
-@pytest.mark.parametrize(
-    ("service", "business_kind"),
-    [("payment", K.decline), ("inventory", K.out_of_stock), ("shipping", K.fail)],
-)
-def test_each_service_accepts_its_own_business_kind_and_the_infrastructure_kinds(
-    service: str, business_kind: FaultKind
-) -> None:
-    assert SERVICE_KINDS[service] == INFRASTRUCTURE_KINDS | {business_kind}
-
-
-def test_the_order_service_accepts_only_infrastructure_kinds() -> None:
-    assert SERVICE_KINDS["order"] == INFRASTRUCTURE_KINDS
-
-
 def test_adding_a_kind_the_service_does_not_accept_is_refused_with_what_it_accepts() -> None:
-    payment = FaultRegistry.for_service("payment")
+    payment = FaultRegistry(INFRASTRUCTURE_KINDS | {K.decline})
 
     with pytest.raises(ValueError, match="fault kind 'fail' does not apply to this service"):
         payment.add(FaultSpec(kind=K.fail))
     assert payment.active() == []
 
 
-def test_a_registry_for_an_unknown_service_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown service 'billing'"):
-        FaultRegistry.for_service("billing")
-
-
 def test_a_registry_reports_the_kinds_it_accepts() -> None:
-    assert FaultRegistry.for_service("shipping").allowed_kinds == SERVICE_KINDS["shipping"]
+    kinds = INFRASTRUCTURE_KINDS | {K.fail}
+    assert FaultRegistry(kinds).allowed_kinds == kinds
 
 
 # --- add, active, clear ---------------------------------------------------------------------------
@@ -369,3 +351,39 @@ async def test_crash_and_business_faults_are_left_to_their_own_place(kind: Fault
     await inject_before_handler(faults, "o-1")
 
     assert faults.take(kind, "o-1") is not None
+
+
+# --- business faults: a rule with a fault in front of it ------------------------------------------
+
+
+class Order:
+    def __init__(self, order_id: str) -> None:
+        self.order_id = order_id
+
+
+def rule(order: Order, amount: int) -> str:
+    return f"rule {order.order_id} {amount}"
+
+
+def outcome(order: Order, amount: int) -> str:
+    return f"fault {order.order_id} {amount}"
+
+
+def test_a_business_fault_answers_for_the_orders_it_fires_for_and_the_rule_for_the_others() -> None:
+    faults = registry(FaultSpec(kind=K.decline, order_ids=["o-1"], count=1))
+    decide = business_fault(K.decline, faults, rule, outcome)
+
+    assert decide(Order("o-2"), 5) == "rule o-2 5"
+    assert decide(Order("o-1"), 5) == "fault o-1 5"
+    assert decide(Order("o-1"), 5) == "rule o-1 5"  # count 1: used up
+    assert faults.active() == []
+
+
+def test_without_a_registry_the_rule_is_not_wrapped_at_all() -> None:
+    assert business_fault(K.decline, None, rule, outcome) is rule
+
+
+def test_a_business_fault_of_a_kind_the_service_does_not_accept_is_refused() -> None:
+    faults = FaultRegistry(INFRASTRUCTURE_KINDS)
+    with pytest.raises(ValueError, match="does not accept decline faults"):
+        business_fault(K.decline, faults, rule, outcome)

@@ -92,16 +92,6 @@ def test_an_unknown_sku_is_reported_before_a_line_that_is_out_of_stock() -> None
     assert result.reason is FailureReason.unknown_sku
 
 
-def test_an_injected_out_of_stock_fails_even_when_stock_suffices() -> None:
-    result = reserve({"BOOK": StockLevel(available=5)}, [("BOOK", 1)], injected_out_of_stock=True)
-
-    assert (result.status, result.reason, result.levels) == (
-        R.FAILED,
-        FailureReason.out_of_stock,
-        {},
-    )
-
-
 @pytest.mark.parametrize("quantity", [0, -2])
 def test_a_line_with_a_quantity_below_one_is_refused(quantity: int) -> None:
     with pytest.raises(ValueError, match="must be >= 1"):

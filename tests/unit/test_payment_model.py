@@ -45,20 +45,6 @@ def test_an_unknown_customer_is_declined() -> None:
     assert decision == ChargeDecision(PaymentStatus.DECLINED, DeclineReason.unknown_customer, None)
 
 
-def test_an_injected_decline_declines_even_a_covered_charge_and_keeps_the_balance() -> None:
-    decision = decide_charge(Decimal("100.00"), Decimal("1.00"), injected_decline=True)
-
-    assert decision == ChargeDecision(
-        PaymentStatus.DECLINED, DeclineReason.injected_decline, Decimal("100.00")
-    )
-
-
-def test_an_injected_decline_wins_over_an_unknown_customer() -> None:
-    decision = decide_charge(None, Decimal("1.00"), injected_decline=True)
-
-    assert decision.reason is DeclineReason.injected_decline
-
-
 def test_a_zero_charge_is_charged() -> None:
     assert decide_charge(Decimal("0.00"), Decimal("0.00")).charged
 

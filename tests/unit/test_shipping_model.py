@@ -3,7 +3,6 @@ import re
 import pytest
 
 from services.shipping.model import (
-    FailureReason,
     ShipmentDecision,
     ShipmentStatus,
     decide_shipment,
@@ -38,13 +37,6 @@ def test_an_order_is_shipped_with_its_tracking_id() -> None:
 
     assert decision == ShipmentDecision(ShipmentStatus.SHIPPED, tracking_id_for("order-1"), None)
     assert decision.shipped
-
-
-def test_an_injected_failure_fails_the_shipment_without_a_tracking_id() -> None:
-    decision = decide_shipment("order-1", injected_failure=True)
-
-    assert decision == ShipmentDecision(ShipmentStatus.FAILED, None, FailureReason.injected_failure)
-    assert not decision.shipped
 
 
 def test_an_order_without_a_shipment_may_be_shipped() -> None:

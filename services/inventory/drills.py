@@ -1,0 +1,30 @@
+"""Failure injection for inventory: what the ``out_of_stock`` fault makes of a reservation.
+
+Not a business rule: the bootstrap puts it in front of the reservation rule when failure
+injection is on (``shared.faults.business_fault``).
+"""
+
+from collections.abc import Mapping
+
+from services.inventory.model import (
+    FailureReason,
+    ReservationResult,
+    ReservationStatus,
+    StockLevel,
+)
+from shared.events import PaymentProcessed
+
+__all__ = ["out_of_stock"]
+
+
+def out_of_stock(
+    event: PaymentProcessed, levels: Mapping[str, StockLevel | None]
+) -> ReservationResult:
+    """The reservation of ``event`` failed as out of stock, every sku of it, whatever the stock.
+
+    It reads as a real shortage (same reason), so the saga compensates exactly as it would.
+    """
+    skus = tuple(dict.fromkeys(line.sku for line in event.items))
+    return ReservationResult(
+        ReservationStatus.FAILED, reason=FailureReason.out_of_stock, failed_skus=skus
+    )

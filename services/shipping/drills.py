@@ -1,0 +1,18 @@
+"""Failure injection for shipping: what the ``fail`` fault makes of a shipment.
+
+Not a business rule: the bootstrap puts it in front of the shipment rule when failure
+injection is on (``shared.faults.business_fault``).
+"""
+
+from services.shipping.model import ShipmentDecision, ShipmentStatus
+from shared.events import InventoryReserved
+
+__all__ = ["INJECTED_FAILURE", "failed"]
+
+INJECTED_FAILURE = "injected_failure"
+"""The ``reason`` of a shipment the fault failed."""
+
+
+def failed(event: InventoryReserved) -> ShipmentDecision:
+    """The shipment of ``event`` failed, with no tracking id."""
+    return ShipmentDecision(ShipmentStatus.FAILED, None, INJECTED_FAILURE)
