@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.demo.client import SagaClient, SystemUrls
 from deploy.localstack.supervisor import read_status
+from shared.envfile import read_env_file
 
 RUN = uuid.uuid4().hex[:6]
 Scenario = Callable[[SagaClient, dict[str, str]], Awaitable[None]]
@@ -263,11 +264,6 @@ SCENARIOS: list[tuple[str, Scenario]] = [
 ]
 
 
-def read_env(path: str) -> dict[str, str]:
-    lines = Path(path).read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
-
-
 async def main(env: dict[str, str]) -> None:
     async with SagaClient(SystemUrls.from_env(env)) as client:
         await client.clear_faults()
@@ -285,4 +281,4 @@ async def main(env: dict[str, str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(read_env(_env_file())))
+    asyncio.run(main(read_env_file(_env_file())))

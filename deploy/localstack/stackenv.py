@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import secrets
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
+
+from shared.envfile import read_env_file, write_env_file
 
 __all__ = ["admin_token", "read_stack_env", "write_stack_env"]
 
@@ -21,19 +22,12 @@ def admin_token(state_dir: Path) -> str:
 
 
 def write_stack_env(path: Path, values: Mapping[str, str]) -> None:
-    """Write KEY=value lines; values are shell-quoted only when they need it."""
-    lines = [f"{key}={shlex.quote(value)}" for key, value in sorted(values.items())]
-    header = "# Written by `python -m deploy.localstack up`; rewritten on every up.\n"
-    path.write_text(header + "\n".join(lines) + "\n")
+    """Write KEY=value lines (``shared.envfile``), readable only by their owner."""
+    header = "# Written by `python -m deploy.localstack up`; rewritten on every up."
+    write_env_file(path, values, header)
     path.chmod(0o600)  # it holds the admin token and database passwords
 
 
 def read_stack_env(path: Path) -> dict[str, str]:
     """The KEY=value lines of a stack.env (``write_stack_env``'s or one written by hand)."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not line.lstrip().startswith("#"):
-            words = shlex.split(value)  # undoes write_stack_env's quoting
-            values[key.strip()] = words[0] if words else ""
-    return values
+    return read_env_file(path)

@@ -22,6 +22,8 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from shared.envfile import read_env_file
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,11 +113,6 @@ def published_ports(spec: dict[str, Any]) -> dict[int, int]:
         *_, host, container = str(entry).split(":")
         ports[int(host)] = int(container)
     return ports
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    lines = (line for line in path.read_text().splitlines() if line and not line.startswith("#"))
-    return dict(line.partition("=")[::2] for line in lines)
 
 
 APPS = sorted(app_services())
