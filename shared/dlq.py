@@ -71,7 +71,7 @@ def dead_letter_headers(
     attempts: int,
     failed_at: datetime,
 ) -> list[tuple[str, bytes]]:
-    """The original headers plus the contract's ``dlq.*`` headers, as UTF-8 bytes.
+    """The original headers plus the ``dlq.*`` headers of docs/events.md, as UTF-8 bytes.
 
     ``dlq.*`` headers already on the record (a dead letter replayed and failed again) are
     replaced rather than repeated, so each name appears once and describes the last failure.

@@ -233,7 +233,7 @@ class Record:
 
 
 def event_headers(event: Event, traceparent: str | None = None) -> tuple[tuple[str, bytes], ...]:
-    """The contract's record headers: event type and id, and the trace when one is active."""
+    """The record headers of docs/events.md: event type and id, and the trace when one is active."""
     headers = [
         ("event_type", event.event_type.encode()),
         ("event_id", str(event.event_id).encode()),

@@ -22,8 +22,8 @@ How failures are treated (``classify``):
 
 The last row is a choice: the record is fine, our own database is not, and dead-lettering
 every record that arrives during a database outage would lose events the contract says are
-never lost. The partition waits instead (paused; the consumer keeps polling and stays in the
-group) and resumes where it stopped when the database is back.
+never lost (docs/contract.md, section 7). The partition waits instead (the consumer keeps
+polling and stays in the group) and resumes where it stopped when the database is back.
 """
 
 from __future__ import annotations

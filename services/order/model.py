@@ -21,7 +21,7 @@ OrderShipped        the parcel left                                    -> ``COMP
 =================== ======================================================================
 
 A failure becomes ``CANCELLED`` only once every compensation it needs is confirmed by its own
-event (contract section 2), so until then the order keeps the status the facts imply:
+event (docs/contract.md, section 2); until then the order keeps the status the facts imply:
 
 - ``PaymentFailed`` -> ``CANCELLED(payment_declined)`` at once;
 - ``InventoryFailed`` + ``PaymentRefunded`` -> ``CANCELLED(out_of_stock)``;

@@ -1,4 +1,4 @@
-"""The contract's invariants (section 5), checked over what one test set up, over HTTP.
+"""The invariants (docs/contract.md, section 7), checked over what one test set up, over HTTP.
 
 A test opens its own accounts and stocks its own skus through a ``Ledger``, which remembers
 what was put in and every order placed; ``await ledger.assert_invariants()`` then waits until
@@ -265,7 +265,7 @@ class Ledger:
     async def assert_invariants(
         self, timeout: float = 60.0, concurrency: int = 20
     ) -> dict[str, Json]:
-        """Wait for every order to end, check contract section 5, return the final orders."""
+        """Wait for every order to end, check the invariants, return the final orders."""
         final = await self.settle(timeout, concurrency)
         problems = await self.violations(final, timeout, concurrency)
         assert problems == [], "\n".join(problems)
@@ -274,7 +274,7 @@ class Ledger:
     async def violations(
         self, final: Mapping[str, Json], timeout: float = 60.0, concurrency: int = 20
     ) -> list[str]:
-        """Every way the final state breaks contract section 5 (empty: none)."""
+        """Every way the final state breaks the invariants (empty: none)."""
         checks = [
             *(self._money_of(customer, final) for customer in self.balances),
             *(self._payment_of(order) for order in final.values()),

@@ -1,4 +1,4 @@
-"""Injected faults (contract section 3): retried, dead-lettered and replayed, crashed and restarted.
+"""Injected faults (docs/contract.md, section 6): retried, dead-lettered, replayed, crashed.
 
 Most faults are injected before the order is placed, since its id is not known until then: a
 fault for any order fires on the next event the instance handles. Tests run one after the

@@ -1,4 +1,4 @@
-"""The contract's saga flows (section 4), each driven over HTTP and checked in every service."""
+"""The saga flows of docs/events.md, each driven over HTTP and checked in every service."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.unit
 
 F = SagaFact
 
-# Each contract flow (section 4): the facts the order service sees, and where it ends.
+# Each saga flow of docs/events.md: the facts the order service sees, and where it ends.
 FLOWS: dict[str, tuple[tuple[SagaFact, ...], OrderStatus, CancelReason | None]] = {
     "completed": (
         (F.PaymentProcessed, F.InventoryReserved, F.OrderShipped),
