@@ -8,8 +8,8 @@ done (at-least-once), or before its handler for ``at_most_once`` subscriptions.
 Staying in the group: aiokafka heartbeats from a background task, but it also leaves the
 group when ``getmany`` has not been called for ``max_poll_interval_ms``. The poll loop here
 never waits for a handler: each partition's records queue for its own task
-(``shared.partitions``), and the loop keeps calling ``getmany``. A record retrying with backoff, or a slow handler,
-therefore never makes the consumer drop out of its group, however long it takes.
+(``shared.partitions``), and the loop keeps calling ``getmany``. A record retrying with
+backoff, or a slow handler, therefore never makes the consumer drop out of its group.
 
 Rebalances: aiokafka uses the eager protocol (every rebalance revokes every partition, then
 assigns them afresh, positions read from the committed offsets). On revocation the runner
