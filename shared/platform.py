@@ -27,7 +27,7 @@ from shared.migrations import upgrade_to_head
 from shared.observability import Sample
 from shared.outbox import OutboxRelay
 from shared.producer import build_producer
-from shared.service import Service
+from shared.service import Component, Service
 from shared.settings import PlatformSettings, kafka_client_options
 from shared.subscriptions import Subscription
 from shared.topics import Topics, ensure_topics
@@ -73,16 +73,21 @@ class Platform:
         consumers: Mapping[str, Sequence[Subscription]],
         routers: Sequence[APIRouter] = (),
         admin_routers: Sequence[APIRouter] = (),
+        components: Sequence[Component] = (),
         description: str = "",
     ) -> Service:
-        """The service the shell runs: its migrations folder, consumer groups and routes."""
+        """The service the shell runs: its migrations folder, consumer groups and routes.
+
+        ``components`` are the service's own background parts; they start after the
+        platform's (migrated, relaying, consuming) and stop before them.
+        """
         runtime = Runtime(self, migrations, consumers)
         return Service(
             settings=self.settings,
             engine=self.engine,
             redis=self.redis,
             faults=self.faults,
-            components=[runtime],
+            components=[runtime, *components],
             routers=routers,
             admin_routers=admin_routers,
             probes={"kafka": runtime.ping_kafka, "consumer groups": runtime.check_joined},

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from services.order import api, handlers
 from services.order.deadlines import Deadlines
+from services.order.sweeper import DeadlineSweeper
 from shared.events import CATALOGUE
 from shared.faults import INFRASTRUCTURE_KINDS
 from shared.platform import Platform
@@ -29,6 +30,8 @@ class OrderSettings(PlatformSettings):
     """SAGAKIT_DEADLINE_PAID_SECONDS: how long a paid saga may wait for its stock."""
     deadline_reserved_seconds: float = Field(default=300.0, gt=0)
     """SAGAKIT_DEADLINE_RESERVED_SECONDS: how long a reserved saga may wait to ship."""
+    deadline_sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    """SAGAKIT_DEADLINE_SWEEP_INTERVAL_SECONDS: how often the sweeper cancels overdue sagas."""
 
     def deadlines(self) -> Deadlines:
         """The deadlines these settings give each non-terminal status."""
@@ -49,10 +52,18 @@ def bootstrap(settings: OrderSettings | None = None) -> FastAPI:
     timeline = [
         Subscription.batched(event_type, handlers.record_in_timeline) for event_type in CATALOGUE
     ]
+    sweeper = DeadlineSweeper(
+        platform.units,
+        settings.database_url,
+        settings.deadlines(),
+        interval_s=settings.deadline_sweep_interval_seconds,
+        labels={"service": settings.service_name, "instance": settings.instance_id},
+    )
     service = platform.service(
         migrations=Path(__file__).with_name("migrations"),
         consumers={"order": saga, "order-timeline": timeline},
         routers=[api.router(platform.units)],
+        components=[sweeper],
         description="Takes orders and follows each order's saga to its end.",
     )
     return create_app(service)

@@ -32,6 +32,12 @@ event (contract section 2), so until then the order keeps the status the facts i
 The facts that decide the end may arrive before the ones that led there (``OrderShipped``
 before ``PaymentProcessed``): the saga ends as soon as the deciding facts are in, and the
 stragglers are absorbed.
+
+One end is not proven by facts but decided by the order service itself: a saga that waited
+past its status's deadline (``services.order.deadlines``) is ``time_out``-ed to
+``CANCELLED(timed_out)`` by the deadline sweeper. It is terminal like the others and absorbs
+whatever comes later; the compensations it needs follow it instead of preceding it
+(docs/events.md, "Deadlines").
 """
 
 from collections.abc import Iterable
@@ -89,6 +95,7 @@ class CancelReason(StrEnum):
     payment_declined = "payment_declined"
     out_of_stock = "out_of_stock"
     shipping_failed = "shipping_failed"
+    timed_out = "timed_out"
 
 
 class SagaFact(StrEnum):
@@ -232,6 +239,17 @@ class Saga:
             duplicate=duplicate,
             became_terminal=self.status.is_terminal and not previous.is_terminal,
         )
+
+    def time_out(self) -> bool:
+        """Cancel the saga because it waited too long (``CANCELLED(timed_out)``).
+
+        Returns False, changing nothing, when the saga already ended: a saga that completed
+        or was cancelled for a reason of its own keeps its end.
+        """
+        if self.is_terminal:
+            return False
+        self.status, self.cancel_reason = OrderStatus.CANCELLED, CancelReason.timed_out
+        return True
 
     @classmethod
     def replay(cls, facts: Iterable[SagaFact]) -> "Saga":

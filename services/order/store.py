@@ -22,12 +22,14 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from shared.events import Event
 from shared.sql import insert_unless_present
@@ -51,6 +53,9 @@ orders = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("orders_recent", orders.c.created_at.desc())
+# The waiting sagas by status and since when: the deadline sweeper reads one range of it per
+# non-terminal status (migration 0002).
+Index("orders_waiting", orders.c.status, orders.c.updated_at)
 
 timeline = Table(
     "timeline",
@@ -152,6 +157,31 @@ async def lock_orders(session: AsyncConnection, order_ids: Iterable[str]) -> dic
     )
     found = (await session.execute(query)).mappings()
     return {row["order_id"]: _order(row) for row in found}
+
+
+async def lock_overdue(
+    session: AsyncConnection, deadlines: Deadlines, *, limit: int
+) -> list[Order]:
+    """Up to ``limit`` sagas past their status's deadline, oldest first, locked until commit.
+
+    Measured on the database's clock, the one that wrote ``updated_at``. Orders another
+    transaction holds (a handler moving that saga right now) are skipped: they are not
+    stuck, and the sweeper must not wait behind them. PostgreSQL checks the condition again
+    on the row it locks, so a saga that moved since this transaction began is not returned.
+    """
+    waiting = [
+        (orders.c.status == status.value) & (orders.c.updated_at < func.now() - allowed)
+        for status in OrderStatus
+        if (allowed := deadlines.allowed(status)) is not None
+    ]
+    query = (
+        select(orders)
+        .where(or_(*waiting))
+        .order_by(orders.c.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_order(row) for row in (await session.execute(query)).mappings()]
 
 
 async def find_by_idempotency_key(session: AsyncConnection, key: str) -> Order | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.shipping import api, handlers
-from shared.events import InventoryReserved
+from shared.events import InventoryReserved, OrderCancelled
 from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
 from shared.platform import Platform
 from shared.service import create_app
@@ -31,6 +31,7 @@ def bootstrap(settings: ShippingSettings | None = None) -> FastAPI:
         Subscription.batched(
             InventoryReserved, partial(handlers.ship_order, faults=platform.faults)
         ),
+        Subscription.batched(OrderCancelled, handlers.refuse_cancelled),
     ]
     service = platform.service(
         migrations=Path(__file__).with_name("migrations"),

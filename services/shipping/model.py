@@ -14,6 +14,7 @@ __all__ = [
     "ShipmentDecision",
     "ShipmentStatus",
     "decide_shipment",
+    "refuse_shipment",
     "should_ship",
     "tracking_id_for",
 ]
@@ -29,10 +30,13 @@ class ShipmentStatus(StrEnum):
 class FailureReason(StrEnum):
     """Why a shipment failed (the ``reason`` of ``ShippingFailed``).
 
-    ``injected_failure``: the ``fail`` fault fired.
+    ``injected_failure``: the ``fail`` fault fired. ``order_cancelled``: the order service
+    cancelled the order (its saga timed out) before this shipment was asked for, so it never
+    will be (docs/events.md, "Deadlines").
     """
 
     injected_failure = "injected_failure"
+    order_cancelled = "order_cancelled"
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,11 @@ def tracking_id_for(order_id: str) -> str:
 def should_ship(existing: ShipmentStatus | None) -> bool:
     """Whether an order may be shipped: only if it has no shipment yet (shipped or failed)."""
     return existing is None
+
+
+def refuse_shipment() -> ShipmentDecision:
+    """The shipment of an order cancelled before it shipped: ``FAILED``, for good."""
+    return ShipmentDecision(ShipmentStatus.FAILED, None, FailureReason.order_cancelled)
 
 
 def decide_shipment(order_id: str, *, injected_failure: bool = False) -> ShipmentDecision:
