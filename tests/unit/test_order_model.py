@@ -402,3 +402,45 @@ def test_an_order_line_refuses_a_unit_price_that_is_not_money(price: Decimal) ->
 def test_an_order_line_needs_a_sku() -> None:
     with pytest.raises(ValueError, match="needs a sku"):
         OrderLine(sku="", quantity=1, unit_price=Decimal("1.00"))
+
+
+# --- timing out --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [(), (F.PaymentProcessed,), (F.PaymentProcessed, F.InventoryReserved)],
+    ids=["pending", "paid", "reserved"],
+)
+def test_a_waiting_saga_times_out_to_cancelled_and_keeps_its_facts(
+    facts: tuple[SagaFact, ...],
+) -> None:
+    saga = Saga.replay(facts)
+
+    assert saga.time_out()
+
+    assert (saga.status, saga.cancel_reason) == (OrderStatus.CANCELLED, CancelReason.timed_out)
+    assert saga.facts == frozenset(facts)
+
+
+@pytest.mark.parametrize("flow", list(FLOWS))
+def test_an_ended_saga_does_not_time_out(flow: str) -> None:
+    facts, status, reason = FLOWS[flow]
+    saga = Saga.replay(facts)
+
+    assert not saga.time_out()
+
+    assert (saga.status, saga.cancel_reason) == (status, reason)
+
+
+@pytest.mark.parametrize("late", list(SagaFact))
+def test_a_timed_out_saga_absorbs_every_later_fact(late: SagaFact) -> None:
+    saga = Saga.replay([F.PaymentProcessed])
+    saga.time_out()
+
+    transition = saga.record(late)
+
+    assert (saga.status, saga.cancel_reason) == (OrderStatus.CANCELLED, CancelReason.timed_out)
+    assert not transition.became_terminal
+    assert transition.absorbed or transition.duplicate
+    assert not saga.time_out()
