@@ -36,8 +36,11 @@ stragglers are absorbed.
 One end is not proven by facts but decided by the order service itself: a saga that waited
 past its status's deadline (``services.order.deadlines``) is ``time_out``-ed to
 ``CANCELLED(timed_out)`` by the deadline sweeper. It is terminal like the others and absorbs
-whatever comes later; the compensations it needs follow it instead of preceding it
-(docs/events.md, "Deadlines").
+later facts, with one exception: ``OrderShipped``. The compensations of a timeout follow it
+instead of preceding it, and they start only when shipping, the step that cannot be undone,
+refuses the order (docs/events.md, "Deadlines"); a parcel that left before shipping heard of
+the timeout therefore left with nothing compensated, charged and shipped, and the saga is
+``COMPLETED`` after all (the one move from one terminal status to the other).
 """
 
 from collections.abc import Iterable
@@ -173,8 +176,9 @@ def derive(facts: frozenset[SagaFact]) -> tuple[OrderStatus, CancelReason | None
 class Transition:
     """What recording one fact did to a saga.
 
-    ``became_terminal`` is true exactly once in a saga's life: on the fact that made it
-    ``COMPLETED`` or ``CANCELLED``. That is when the service emits ``OrderCompleted`` or
+    ``became_terminal`` is true on the fact that made the saga ``COMPLETED`` or
+    ``CANCELLED``: once in a saga's life, or twice for a timed-out saga whose parcel shipped
+    anyway (see the module docstring). That is when the service emits ``OrderCompleted`` or
     ``OrderCancelled``.
     """
 
@@ -192,8 +196,8 @@ class Transition:
 
     @property
     def absorbed(self) -> bool:
-        """True for a new fact that arrived after the saga was already terminal."""
-        return self.previous_status.is_terminal and not self.duplicate
+        """True for a new fact that arrived after the saga was terminal, and changed nothing."""
+        return self.previous_status.is_terminal and not self.duplicate and not self.changed
 
 
 @dataclass
@@ -201,8 +205,9 @@ class Saga:
     """One order's saga: its status, cancel reason and every fact seen so far.
 
     Load it with the stored values, ``record`` a fact, store the result. The status only moves
-    forward, and a terminal status absorbs everything: a later fact is kept in ``facts`` but
-    changes nothing. Recording a fact already seen changes nothing at all.
+    forward, and a terminal status absorbs everything (but ``OrderShipped`` after a timeout):
+    a later fact is kept in ``facts`` but changes nothing. Recording a fact already seen
+    changes nothing at all.
     """
 
     status: OrderStatus = OrderStatus.PENDING
@@ -227,17 +232,22 @@ class Saga:
         previous = self.status
         duplicate = fact in self.facts
         self.facts = self.facts | {fact}
-        if not duplicate and not previous.is_terminal:
+        if duplicate:
+            pass
+        elif not previous.is_terminal:
             status, reason = derive(self.facts)
             if status.rank > previous.rank:
                 self.status, self.cancel_reason = status, reason
+        elif self.cancel_reason is CancelReason.timed_out and fact is SagaFact.OrderShipped:
+            # The timeout lost to the parcel: nothing was compensated (module docstring).
+            self.status, self.cancel_reason = OrderStatus.COMPLETED, None
         return Transition(
             fact=fact,
             previous_status=previous,
             status=self.status,
             cancel_reason=self.cancel_reason,
             duplicate=duplicate,
-            became_terminal=self.status.is_terminal and not previous.is_terminal,
+            became_terminal=self.status.is_terminal and self.status is not previous,
         )
 
     def time_out(self) -> bool:

@@ -18,7 +18,14 @@ from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from services.order.sweeper import DeadlineSweeper
 from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
-from shared.events import Event, OrderCancelled, PaymentProcessed, decode
+from shared.events import (
+    Event,
+    OrderCancelled,
+    OrderCompleted,
+    OrderShipped,
+    PaymentProcessed,
+    decode,
+)
 from shared.topics import Topics
 from tests.infra import Infrastructure
 
@@ -193,6 +200,23 @@ async def test_a_late_outcome_after_the_timeout_is_absorbed_and_announces_nothin
     order = await order_of(units, order_id)
     assert (order.status, order.cancel_reason) == (OrderStatus.CANCELLED, CancelReason.timed_out)
     assert [type(e) for e in await emitted(units, order_id)] == [OrderCancelled]
+
+
+async def test_a_timed_out_saga_whose_parcel_shipped_anyway_is_completed_after_all(
+    units: UnitOfWorkFactory, sweeper: DeadlineSweeper
+) -> None:
+    order_id = await add_saga(units, RESERVED, waited_s=31)
+    await sweeper.sweep()
+    shipped = OrderShipped.first(order_id=order_id, producer="shipping", tracking_id="TRK-1")
+
+    for delivery in (shipped, shipped):
+        async with units() as uow:
+            await handlers.advance_sagas([delivery], uow)
+            await uow.commit()
+
+    order = await order_of(units, order_id)
+    assert (order.status, order.cancel_reason) == (OrderStatus.COMPLETED, None)
+    assert [type(e) for e in await emitted(units, order_id)] == [OrderCancelled, OrderCompleted]
 
 
 async def test_one_of_two_sweepers_leads_and_the_other_takes_over_when_it_stops(
