@@ -22,6 +22,7 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     func,
+    literal,
     or_,
     select,
     update,
@@ -160,20 +161,30 @@ async def lock_orders(session: AsyncConnection, order_ids: Iterable[str]) -> dic
 
 
 async def lock_overdue(
-    session: AsyncConnection, deadlines: Deadlines, *, limit: int
+    session: AsyncConnection,
+    deadlines: Deadlines,
+    *,
+    limit: int,
+    watched_since: datetime | None = None,
 ) -> list[Order]:
     """Up to ``limit`` sagas past their status's deadline, oldest first, locked until commit.
 
-    Measured on the database's clock, the one that wrote ``updated_at``. Orders another
-    transaction holds (a handler moving that saga right now) are skipped: they are not
-    stuck, and the sweeper must not wait behind them. PostgreSQL checks the condition again
-    on the row it locks, so a saga that moved since this transaction began is not returned.
+    Measured on the database's clock, the one that wrote ``updated_at``; with
+    ``watched_since``, a wait counts only from that moment on (see the sweeper). Orders
+    another transaction holds (a handler moving that saga right now) are skipped: they are
+    not stuck, and the sweeper must not wait behind them. PostgreSQL checks the condition
+    again on the row it locks, so a saga that moved since this transaction began is not
+    returned.
     """
-    waiting = [
-        (orders.c.status == status.value) & (orders.c.updated_at < func.now() - allowed)
-        for status in OrderStatus
-        if (allowed := deadlines.allowed(status)) is not None
-    ]
+    waiting = []
+    for status in OrderStatus:
+        allowed = deadlines.allowed(status)
+        if allowed is None:
+            continue
+        overdue = (orders.c.status == status.value) & (orders.c.updated_at < func.now() - allowed)
+        if watched_since is not None:
+            overdue &= literal(watched_since, DateTime(timezone=True)) < func.now() - allowed
+        waiting.append(overdue)
     query = (
         select(orders)
         .where(or_(*waiting))

@@ -15,6 +15,13 @@ One leader per database
     locked row), so two sweepers running at once, or a sweeper racing a handler that moves
     the same saga, still cancel each saga at most once and never one that just moved on.
 
+Counting from when a leader watches
+    A leader counts a saga's wait only from the moment it took the lead (on the database's
+    clock), so a saga is cancelled after a whole deadline of a sweeper watching it. Without
+    this, an order service back from an outage longer than a deadline would cancel at once
+    every saga whose outcome is still in its own Kafka backlog: sagas that are not stuck, only
+    not yet heard of. A takeover therefore lets a stuck saga wait up to twice its deadline.
+
 A saga that completed, or was cancelled for a reason of its own, is never touched: only the
 non-terminal statuses have deadlines, and ``Saga.time_out`` refuses a terminal saga.
 """
@@ -27,9 +34,11 @@ import logging
 import zlib
 from collections import Counter
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Final
 
 import asyncpg
+from sqlalchemy.exc import DBAPIError
 
 from services.order import store
 from services.order.deadlines import Deadlines
@@ -49,7 +58,14 @@ PRODUCER = "order"
 # are elected independently.
 LOCK_KEY: Final = zlib.crc32(b"sagakit.order.deadline-sweeper")
 
-_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# Losing the database through asyncpg (the lock connection) or SQLAlchemy (the sweeps).
+_DATABASE_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    DBAPIError,
+    TimeoutError,
+)
 
 
 class DeadlineSweeper:
@@ -78,6 +94,7 @@ class DeadlineSweeper:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._is_leader = False
+        self._watching_since: datetime | None = None
         self.timed_out: Counter[OrderStatus] = Counter()
         """The sagas this instance cancelled, by the status they were stuck in."""
 
@@ -107,7 +124,10 @@ class DeadlineSweeper:
                 await task
 
     async def sweep(self) -> int:
-        """Cancel every overdue saga now, batch by batch; returns how many were cancelled."""
+        """Cancel every overdue saga now, batch by batch; returns how many were cancelled.
+
+        Called by hand (not leading), it counts every wait from its start.
+        """
         total = 0
         while not self._stopping.is_set():
             cancelled = await self._sweep_batch()
@@ -118,7 +138,12 @@ class DeadlineSweeper:
 
     async def _sweep_batch(self) -> int:
         async with self._units() as uow:
-            overdue = await store.lock_overdue(uow.session, self._deadlines, limit=self._batch_size)
+            overdue = await store.lock_overdue(
+                uow.session,
+                self._deadlines,
+                limit=self._batch_size,
+                watched_since=self._watching_since,
+            )
             sagas = {}
             stuck_in: list[OrderStatus] = []
             for order in overdue:
@@ -186,6 +211,7 @@ class DeadlineSweeper:
                 await self._sleep(self._interval)
             else:
                 return
+            self._watching_since = await connection.fetchval("SELECT now()")
             self._is_leader = True
             log.info("deadline sweeper: leading")
             while not self._stopping.is_set():
@@ -194,7 +220,7 @@ class DeadlineSweeper:
                 await self.sweep()
                 await self._sleep(self._interval)
         finally:
-            self._is_leader = False
+            self._is_leader, self._watching_since = False, None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
             if not connection.is_closed():

@@ -222,9 +222,9 @@ async def test_a_timed_out_saga_whose_parcel_shipped_anyway_is_completed_after_a
 async def test_one_of_two_sweepers_leads_and_the_other_takes_over_when_it_stops(
     units: UnitOfWorkFactory, database: str
 ) -> None:
-    key = _new_lock_key()
+    key, short = _new_lock_key(), Deadlines(*(timedelta(seconds=1),) * 3)
     first, second = (
-        DeadlineSweeper(units, database, DEADLINES, interval_s=0.2, lock_key=key) for _ in range(2)
+        DeadlineSweeper(units, database, short, interval_s=0.2, lock_key=key) for _ in range(2)
     )
     await first.start()
     await _until(lambda: first.is_leader, "the first sweeper leads")
@@ -238,6 +238,7 @@ async def test_one_of_two_sweepers_leads_and_the_other_takes_over_when_it_stops(
         await first.stop()
         await _until(lambda: second.is_leader, "the second sweeper takes over")
         taken_over = await add_saga(units, PAID, waited_s=21)
+        # A new leader counts from when it took the lead: a deadline (1 s) from then on.
         await _until(lambda: second.timed_out[OrderStatus.PAID] >= 1, "the new leader sweeps")
     finally:
         await first.stop()
@@ -248,6 +249,27 @@ async def test_one_of_two_sweepers_leads_and_the_other_takes_over_when_it_stops(
     samples = {(s.name, s.labels.get("status")): s.value for s in second.metrics()}
     assert samples[("sagakit_sagas_timed_out_total", "PAID")] >= 1
     assert samples[("sagakit_deadline_sweeper_leader", None)] == 0  # stopped
+
+
+async def test_a_leader_counts_every_wait_from_when_it_took_the_lead(
+    units: UnitOfWorkFactory, database: str
+) -> None:
+    # As after an outage of the order service: sagas overdue by the clock, their outcomes
+    # maybe still in the service's backlog. They get a whole deadline under watch first.
+    deadline = Deadlines(*(timedelta(seconds=2),) * 3)
+    leader = DeadlineSweeper(units, database, deadline, interval_s=0.1, lock_key=_new_lock_key())
+    order_id = await add_saga(units, Saga(), waited_s=3600)
+    await leader.start()
+    try:
+        await _until(lambda: leader.is_leader, "the sweeper leads")
+        started = time.monotonic()
+        await _until(lambda: leader.timed_out[OrderStatus.PENDING] >= 1, "the saga times out")
+        waited = time.monotonic() - started
+    finally:
+        await leader.stop()
+
+    assert waited > 1.5, f"cancelled {waited:.1f} s after the sweeper took the lead"
+    assert (await order_of(units, order_id)).cancel_reason is CancelReason.timed_out
 
 
 async def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
