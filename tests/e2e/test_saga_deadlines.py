@@ -30,6 +30,7 @@ from tests.e2e.invariants import (
     instances,
     settled_stock,
     stays,
+    wait_terminal,
 )
 from tests.infra import Infrastructure
 
@@ -53,6 +54,13 @@ async def system(
     """This module's own system, with short deadlines (it replaces the session's here)."""
     state_dir = tmp_path_factory.mktemp("deadline-services")
     async with running_system(infra, state_dir, SETTINGS) as running:
+        # Ready is not settled: the two payment instances may still be sharing out their
+        # partitions, and a saga held up meanwhile would time out. One saga end to end first.
+        ledger = Ledger(running.client)
+        customer = await ledger.customer("warm-up", "10.00")
+        sku = await ledger.sku("warm-up", 1)
+        order = await ledger.place(customer, [(sku, 1, "1.00")])
+        await wait_terminal(running.client, order["order_id"], timeout=90)
         yield running
 
 
