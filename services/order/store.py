@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     DateTime,
     Identity,
     Index,
@@ -160,6 +161,24 @@ async def lock_orders(session: AsyncConnection, order_ids: Iterable[str]) -> dic
     return {row["order_id"]: _order(row) for row in found}
 
 
+def overdue(deadlines: Deadlines, *, watched_since: datetime | None = None) -> ColumnElement[bool]:
+    """The orders whose saga waited past its status's deadline (``orders_waiting`` serves it).
+
+    Measured on the database's clock, the one that wrote ``updated_at``; with
+    ``watched_since``, a wait counts only from that moment on (see the sweeper).
+    """
+    waiting = []
+    for status in OrderStatus:
+        allowed = deadlines.allowed(status)
+        if allowed is None:
+            continue
+        late = (orders.c.status == status.value) & (orders.c.updated_at < func.now() - allowed)
+        if watched_since is not None:
+            late &= literal(watched_since, DateTime(timezone=True)) < func.now() - allowed
+        waiting.append(late)
+    return or_(*waiting)
+
+
 async def lock_overdue(
     session: AsyncConnection,
     deadlines: Deadlines,
@@ -167,27 +186,16 @@ async def lock_overdue(
     limit: int,
     watched_since: datetime | None = None,
 ) -> list[Order]:
-    """Up to ``limit`` sagas past their status's deadline, oldest first, locked until commit.
+    """Up to ``limit`` ``overdue`` sagas, oldest first, locked until commit.
 
-    Measured on the database's clock, the one that wrote ``updated_at``; with
-    ``watched_since``, a wait counts only from that moment on (see the sweeper). Orders
-    another transaction holds (a handler moving that saga right now) are skipped: they are
-    not stuck, and the sweeper must not wait behind them. PostgreSQL checks the condition
-    again on the row it locks, so a saga that moved since this transaction began is not
-    returned.
+    Orders another transaction holds (a handler moving that saga right now) are skipped:
+    they are not stuck, and the sweeper must not wait behind them. PostgreSQL checks the
+    condition again on the row it locks, so a saga that moved since this transaction began
+    is not returned.
     """
-    waiting = []
-    for status in OrderStatus:
-        allowed = deadlines.allowed(status)
-        if allowed is None:
-            continue
-        overdue = (orders.c.status == status.value) & (orders.c.updated_at < func.now() - allowed)
-        if watched_since is not None:
-            overdue &= literal(watched_since, DateTime(timezone=True)) < func.now() - allowed
-        waiting.append(overdue)
     query = (
         select(orders)
-        .where(or_(*waiting))
+        .where(overdue(deadlines, watched_since=watched_since))
         .order_by(orders.c.updated_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -166,7 +166,8 @@ class DeadlineSweeper:
             await uow.commit()
         self.timed_out.update(stuck_in)
         if sagas:
-            log.info("deadline sweeper: cancelled %d overdue saga(s) %s", len(sagas), list(sagas))
+            shown = ", ".join(list(sagas)[:10]) + (", ..." if len(sagas) > 10 else "")
+            log.info("deadline sweeper: cancelled %d overdue saga(s): %s", len(sagas), shown)
         return len(sagas)
 
     def metrics(self) -> Iterable[Sample]:
