@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from services.inventory import store
 from services.inventory.model import (
+    FailureReason,
     Line,
     ReservationResult,
     ReservationStatus,
@@ -95,28 +96,43 @@ async def ship_stock(events: Sequence[OrderShipped], uow: UnitOfWork) -> None:
 
 
 async def release_stock(events: Sequence[ShippingFailed], uow: UnitOfWork) -> None:
-    """The shipments failed: each order's reserved units are available again."""
+    """The shipments failed: each order's reserved units are available again.
+
+    An order with no reservation yet gets a ``FAILED`` one (reason ``order_cancelled``), so
+    that its ``PaymentProcessed``, should it come later, reserves nothing: shipping fails an
+    order it never saw reserved only when the order service cancelled it first.
+    """
     by_order = {event.order_id: event for event in events}
-    closed = await _close(uow, list(by_order), ReservationStatus.RELEASED, release)
+    closed, unreserved = await _close(uow, list(by_order), ReservationStatus.RELEASED, release)
     for reservation in closed:
         items = [LineItem(sku=sku, quantity=quantity) for sku, quantity in reservation.lines]
         event = by_order[reservation.order_id]
         uow.emit(InventoryReleased.caused_by(event, producer=PRODUCER, items=items))
+    voided = [
+        store.Reservation(order_id, ReservationStatus.FAILED, (), FailureReason.order_cancelled)
+        for order_id in unreserved
+    ]
+    if len(await store.add_reservations(uow.session, voided)) < len(voided):
+        # The order's PaymentProcessed reserved at this very moment (the insert waited for
+        # that commit): start again, and the retry releases that reservation.
+        raise TransientError("an order's reservation was recorded meanwhile")
 
 
 async def _close(
     uow: UnitOfWork, order_ids: Sequence[str], target: ReservationStatus, move: Move
-) -> list[store.Reservation]:
+) -> tuple[list[store.Reservation], list[str]]:
     """Move the ``RESERVED`` reservations of ``order_ids`` to ``target``, their stock with them.
 
-    Returns the reservations moved; the others had nothing to do (no reservation, or one
-    that already failed, shipped or was released: a late or repeated event).
+    Returns the reservations moved, and the orders that have no reservation at all; the
+    others had nothing to do (a reservation that already failed, shipped or was released:
+    a late or repeated event).
     """
     session = uow.session
     found = await store.lock_reservations(session, order_ids)
+    unreserved = [order_id for order_id in dict.fromkeys(order_ids) if order_id not in found]
     closing = [r for r in found.values() if can_transition(r.status, target)]
     if not closing:
-        return []
+        return [], unreserved
     levels = await store.lock_stock(session, {sku for r in closing for sku, _ in r.lines})
     moved: dict[str, StockLevel] = {}
     for reservation in closing:
@@ -125,4 +141,4 @@ async def _close(
         moved |= after
     await store.save_stock(session, moved)
     await store.set_reservation_statuses(session, [r.order_id for r in closing], target)
-    return closing
+    return closing, unreserved

@@ -48,10 +48,17 @@ class ReservationStatus(StrEnum):
 
 
 class FailureReason(StrEnum):
-    """Why a reservation failed (the ``reason`` of ``InventoryFailed``)."""
+    """Why a reservation failed (the ``reason`` of ``InventoryFailed``).
+
+    ``order_cancelled`` is no reservation's outcome: it marks an order whose release came
+    before its reservation (the order service cancelled it: a timed-out saga, see
+    docs/events.md), recorded ``FAILED`` so that its late ``PaymentProcessed`` reserves
+    nothing.
+    """
 
     unknown_sku = "unknown_sku"
     out_of_stock = "out_of_stock"
+    order_cancelled = "order_cancelled"
 
 
 ALLOWED_TRANSITIONS: Final[Mapping[ReservationStatus | None, frozenset[ReservationStatus]]] = {

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from services.order import api, handlers
 from services.order.deadlines import Deadlines
+from services.order.sweeper import DeadlineSweeper
 from shared.declaration import Consumers, ServiceDeclaration
 from shared.events import CATALOGUE
 from shared.platform import Platform
@@ -27,6 +28,8 @@ class OrderSettings(PlatformSettings):
     """SAGAKIT_DEADLINE_PAID_SECONDS: how long a paid saga may wait for its stock."""
     deadline_reserved_seconds: float = Field(default=300.0, gt=0)
     """SAGAKIT_DEADLINE_RESERVED_SECONDS: how long a reserved saga may wait to ship."""
+    deadline_sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    """SAGAKIT_DEADLINE_SWEEP_INTERVAL_SECONDS: how often the sweeper cancels overdue sagas."""
 
     def deadlines(self) -> Deadlines:
         """The deadlines these settings give each non-terminal status."""
@@ -47,6 +50,17 @@ def consumers(platform: Platform[OrderSettings]) -> Consumers:
     return {"order": saga, "order-timeline": timeline}
 
 
+def sweeper(platform: Platform[OrderSettings]) -> DeadlineSweeper:
+    settings = platform.settings
+    return DeadlineSweeper(
+        platform.units,
+        settings.database_url,
+        settings.deadlines(),
+        interval_s=settings.deadline_sweep_interval_seconds,
+        labels={"service": settings.service_name, "instance": settings.instance_id},
+    )
+
+
 service = ServiceDeclaration(
     name="order",
     settings=OrderSettings,
@@ -55,4 +69,5 @@ service = ServiceDeclaration(
     migrations=Path(__file__).with_name("migrations"),
     consumers=consumers,
     routers=lambda platform: [api.router(platform.units)],
+    components=lambda platform: [sweeper(platform)],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from services.order import store
@@ -11,6 +12,8 @@ from shared.errors import PermanentError
 from shared.events import CATALOGUE, Event, OrderCancelled, OrderCompleted
 
 __all__ = ["OUTCOMES", "advance_sagas", "record_in_timeline"]
+
+log = logging.getLogger(__name__)
 
 
 PRODUCER = "order"
@@ -43,6 +46,11 @@ async def advance_sagas(events: Sequence[Event], uow: UnitOfWork) -> None:
             continue
         moved.add(order.order_id)
         if transition.became_terminal:
+            if transition.previous_status.is_terminal:
+                log.warning(
+                    "order %s timed out, but its parcel had already shipped: COMPLETED after all",
+                    order.order_id,
+                )
             uow.emit(_announcement(event, order, saga))
     await store.save_sagas(uow.session, {order_id: sagas[order_id] for order_id in moved})
 

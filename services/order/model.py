@@ -32,6 +32,15 @@ event (docs/contract.md, section 2); until then the order keeps the status the f
 The facts that decide the end may arrive before the ones that led there (``OrderShipped``
 before ``PaymentProcessed``): the saga ends as soon as the deciding facts are in, and the
 stragglers are absorbed.
+
+One end is not proven by facts but decided by the order service itself: a saga that waited
+past its status's deadline (``services.order.deadlines``) is ``time_out``-ed to
+``CANCELLED(timed_out)`` by the deadline sweeper. It is terminal like the others and absorbs
+later facts, with one exception: ``OrderShipped``. The compensations of a timeout follow it
+instead of preceding it, and they start only when shipping, the step that cannot be undone,
+refuses the order (docs/events.md, "Deadlines"); a parcel that left before shipping heard of
+the timeout therefore left with nothing compensated, charged and shipped, and the saga is
+``COMPLETED`` after all (the one move from one terminal status to the other).
 """
 
 from collections.abc import Iterable
@@ -89,6 +98,7 @@ class CancelReason(StrEnum):
     payment_declined = "payment_declined"
     out_of_stock = "out_of_stock"
     shipping_failed = "shipping_failed"
+    timed_out = "timed_out"
 
 
 class SagaFact(StrEnum):
@@ -166,8 +176,9 @@ def derive(facts: frozenset[SagaFact]) -> tuple[OrderStatus, CancelReason | None
 class Transition:
     """What recording one fact did to a saga.
 
-    ``became_terminal`` is true exactly once in a saga's life: on the fact that made it
-    ``COMPLETED`` or ``CANCELLED``. That is when the service emits ``OrderCompleted`` or
+    ``became_terminal`` is true on the fact that made the saga ``COMPLETED`` or
+    ``CANCELLED``: once in a saga's life, or twice for a timed-out saga whose parcel shipped
+    anyway (see the module docstring). That is when the service emits ``OrderCompleted`` or
     ``OrderCancelled``.
     """
 
@@ -185,8 +196,8 @@ class Transition:
 
     @property
     def absorbed(self) -> bool:
-        """True for a new fact that arrived after the saga was already terminal."""
-        return self.previous_status.is_terminal and not self.duplicate
+        """True for a new fact that arrived after the saga was terminal, and changed nothing."""
+        return self.previous_status.is_terminal and not self.duplicate and not self.changed
 
 
 @dataclass
@@ -194,8 +205,9 @@ class Saga:
     """One order's saga: its status, cancel reason and every fact seen so far.
 
     Load it with the stored values, ``record`` a fact, store the result. The status only moves
-    forward, and a terminal status absorbs everything: a later fact is kept in ``facts`` but
-    changes nothing. Recording a fact already seen changes nothing at all.
+    forward, and a terminal status absorbs everything (but ``OrderShipped`` after a timeout):
+    a later fact is kept in ``facts`` but changes nothing. Recording a fact already seen
+    changes nothing at all.
     """
 
     status: OrderStatus = OrderStatus.PENDING
@@ -220,18 +232,34 @@ class Saga:
         previous = self.status
         duplicate = fact in self.facts
         self.facts = self.facts | {fact}
-        if not duplicate and not previous.is_terminal:
+        if duplicate:
+            pass
+        elif not previous.is_terminal:
             status, reason = derive(self.facts)
             if status.rank > previous.rank:
                 self.status, self.cancel_reason = status, reason
+        elif self.cancel_reason is CancelReason.timed_out and fact is SagaFact.OrderShipped:
+            # The timeout lost to the parcel: nothing was compensated (module docstring).
+            self.status, self.cancel_reason = OrderStatus.COMPLETED, None
         return Transition(
             fact=fact,
             previous_status=previous,
             status=self.status,
             cancel_reason=self.cancel_reason,
             duplicate=duplicate,
-            became_terminal=self.status.is_terminal and not previous.is_terminal,
+            became_terminal=self.status.is_terminal and self.status is not previous,
         )
+
+    def time_out(self) -> bool:
+        """Cancel the saga because it waited too long (``CANCELLED(timed_out)``).
+
+        Returns False, changing nothing, when the saga already ended: a saga that completed
+        or was cancelled for a reason of its own keeps its end.
+        """
+        if self.is_terminal:
+            return False
+        self.status, self.cancel_reason = OrderStatus.CANCELLED, CancelReason.timed_out
+        return True
 
     @classmethod
     def replay(cls, facts: Iterable[SagaFact]) -> "Saga":

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     DateTime,
     Identity,
     Index,
@@ -22,12 +23,15 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     func,
+    literal,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from shared.events import Event
 from shared.sql import insert_unless_present
@@ -51,6 +55,9 @@ orders = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 Index("orders_recent", orders.c.created_at.desc())
+# The waiting sagas by status and since when: the deadline sweeper reads one range of it per
+# non-terminal status (migration 0002).
+Index("orders_waiting", orders.c.status, orders.c.updated_at)
 
 timeline = Table(
     "timeline",
@@ -152,6 +159,48 @@ async def lock_orders(session: AsyncConnection, order_ids: Iterable[str]) -> dic
     )
     found = (await session.execute(query)).mappings()
     return {row["order_id"]: _order(row) for row in found}
+
+
+def overdue(deadlines: Deadlines, *, watched_since: datetime | None = None) -> ColumnElement[bool]:
+    """The orders whose saga waited past its status's deadline (``orders_waiting`` serves it).
+
+    Measured on the database's clock, the one that wrote ``updated_at``; with
+    ``watched_since``, a wait counts only from that moment on (see the sweeper).
+    """
+    waiting = []
+    for status in OrderStatus:
+        allowed = deadlines.allowed(status)
+        if allowed is None:
+            continue
+        late = (orders.c.status == status.value) & (orders.c.updated_at < func.now() - allowed)
+        if watched_since is not None:
+            late &= literal(watched_since, DateTime(timezone=True)) < func.now() - allowed
+        waiting.append(late)
+    return or_(*waiting)
+
+
+async def lock_overdue(
+    session: AsyncConnection,
+    deadlines: Deadlines,
+    *,
+    limit: int,
+    watched_since: datetime | None = None,
+) -> list[Order]:
+    """Up to ``limit`` ``overdue`` sagas, oldest first, locked until commit.
+
+    Orders another transaction holds (a handler moving that saga right now) are skipped:
+    they are not stuck, and the sweeper must not wait behind them. PostgreSQL checks the
+    condition again on the row it locks, so a saga that moved since this transaction began
+    is not returned.
+    """
+    query = (
+        select(orders)
+        .where(overdue(deadlines, watched_since=watched_since))
+        .order_by(orders.c.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [_order(row) for row in (await session.execute(query)).mappings()]
 
 
 async def find_by_idempotency_key(session: AsyncConnection, key: str) -> Order | None:

@@ -12,6 +12,7 @@ from services.payment.model import (
     decide_charge,
     decide_refund,
     should_charge,
+    void_payment,
 )
 from shared.db import UnitOfWork
 from shared.errors import PermanentError, TransientError
@@ -24,6 +25,7 @@ from shared.events import (
     PaymentRefunded,
     ShippingFailed,
 )
+from shared.money import ZERO
 
 __all__ = ["ChargeRule", "charge", "charge_rule", "refund"]
 
@@ -95,9 +97,16 @@ def _outcome(event: OrderCreated, decision: ChargeDecision) -> Event:
 
 
 async def refund(event: InventoryFailed | ShippingFailed, uow: UnitOfWork) -> None:
-    """Give a charged order's money back; anything else has nothing to refund."""
+    """Give a charged order's money back; a declined or refunded one has nothing to refund.
+
+    An order with no payment yet is voided (``void_payment``): its ``OrderCreated``, should it
+    come later, charges nothing.
+    """
     payment = await store.get_payment(uow.session, event.order_id, lock=True)
-    if payment is None or not decide_refund(payment.status):
+    if payment is None:
+        await _void(event.order_id, uow)
+        return
+    if not decide_refund(payment.status):
         return
     balance = await store.lock_balance(uow.session, payment.customer_id)
     if balance is None:
@@ -109,3 +118,14 @@ async def refund(event: InventoryFailed | ShippingFailed, uow: UnitOfWork) -> No
             event, producer=PRODUCER, customer_id=payment.customer_id, amount=payment.amount
         )
     )
+
+
+async def _void(order_id: str, uow: UnitOfWork) -> None:
+    decision = void_payment()
+    # Nobody to charge and nothing charged: the order's customer and total came with the
+    # OrderCreated this request overtook, and are not needed to refuse it.
+    voided = store.Payment(order_id, "", ZERO, decision.status, decision.reason)
+    if not await store.add_payments(uow.session, [voided]):
+        # The order was charged at this very moment (the insert waited for that commit):
+        # start again, and the retry refunds that charge.
+        raise TransientError("the order's payment was recorded meanwhile")

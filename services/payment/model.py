@@ -20,6 +20,7 @@ __all__ = [
     "decide_charge",
     "decide_refund",
     "should_charge",
+    "void_payment",
 ]
 
 
@@ -32,10 +33,15 @@ class PaymentStatus(StrEnum):
 
 
 class DeclineReason(StrEnum):
-    """Why the rules decline a charge (the ``reason`` of ``PaymentFailed``)."""
+    """Why a charge was declined (the ``reason`` of ``PaymentFailed``).
+
+    ``order_cancelled`` is no charge's reason: it marks the payment of an order whose
+    compensation came before its charge (``void_payment``), so the charge never happens.
+    """
 
     insufficient_funds = "insufficient_funds"
     unknown_customer = "unknown_customer"
+    order_cancelled = "order_cancelled"
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,17 @@ def decide_refund(payment_status: PaymentStatus | None) -> bool:
     or misdirected compensation event never gives money back twice.
     """
     return payment_status is PaymentStatus.CHARGED
+
+
+def void_payment() -> ChargeDecision:
+    """What a refund request finds to do for an order with no payment yet: decline it now.
+
+    Inventory and shipping fail an order only after it was charged, except when the order
+    service cancelled it first (a timed-out saga, docs/events.md): then the refund request
+    can overtake the ``OrderCreated`` it compensates. Recording the payment as ``DECLINED``
+    makes ``should_charge`` refuse that late ``OrderCreated``, so nothing is ever charged.
+    """
+    return ChargeDecision(PaymentStatus.DECLINED, DeclineReason.order_cancelled, None)
 
 
 def apply_refund(balance: Decimal, amount: Decimal) -> Decimal:

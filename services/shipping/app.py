@@ -7,7 +7,7 @@ from pathlib import Path
 
 from services.shipping import api, drills, handlers
 from shared.declaration import Consumers, ServiceDeclaration
-from shared.events import InventoryReserved
+from shared.events import InventoryReserved, OrderCancelled
 from shared.faults import FaultKind
 from shared.platform import Platform
 from shared.settings import PlatformSettings, database_url_field
@@ -26,6 +26,7 @@ def consumers(platform: Platform[ShippingSettings]) -> Consumers:
     return {
         "shipping": [
             Subscription.batched(InventoryReserved, partial(handlers.ship_order, decide=decide)),
+            Subscription.batched(OrderCancelled, handlers.refuse_cancelled),
         ]
     }
 

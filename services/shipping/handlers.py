@@ -1,18 +1,28 @@
-"""Shipping's reaction: ship an order once its stock is held, or fail the shipment."""
+"""Shipping's reactions: ship an order once its stock is held, or fail the shipment; fail it
+for good when the order is cancelled before it shipped."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
 from services.shipping import store
-from services.shipping.model import ShipmentDecision, decide_shipment, should_ship
+from services.shipping.model import (
+    ShipmentDecision,
+    decide_shipment,
+    refuse_shipment,
+    should_ship,
+)
 from shared.db import UnitOfWork
 from shared.errors import TransientError
-from shared.events import InventoryReserved, OrderShipped, ShippingFailed
+from shared.events import InventoryReserved, OrderCancelled, OrderShipped, ShippingFailed
 
-__all__ = ["ShipRule", "ship_order", "ship_rule"]
+__all__ = ["TIMED_OUT", "ShipRule", "refuse_cancelled", "ship_order", "ship_rule"]
 
 PRODUCER = "shipping"
+
+# The reason of the one OrderCancelled that is a decision rather than a report (the order
+# service's ``CancelReason.timed_out``): every other cancel comes after its compensations.
+TIMED_OUT = "timed_out"
 
 ShipRule = Callable[[InventoryReserved], ShipmentDecision]
 """How a reserved order's shipment is decided."""
@@ -50,3 +60,34 @@ async def ship_order(
         # A copy of an order's event (another event id, so the inbox let it through) was
         # handled at the same moment and recorded its shipment first: undo all, retry.
         raise TransientError("an order's shipment was recorded meanwhile by another delivery")
+
+
+async def refuse_cancelled(events: Sequence[OrderCancelled], uow: UnitOfWork) -> None:
+    """An order timed out: unless its parcel already left, it never will.
+
+    Shipping is the step that cannot be undone, so it is the one that says whether the
+    timed-out order may still be compensated: with no shipment yet, it records a ``FAILED``
+    one (a later ``InventoryReserved`` finds it and ships nothing) and emits
+    ``ShippingFailed(order_cancelled)``, on which inventory releases what it reserved and
+    payment refunds what it charged, as after any failed shipment. With a shipment already
+    recorded there is nothing to do: a failed one was compensated, a shipped one is kept.
+    """
+    cancels = {event.order_id: event for event in events if event.reason == TIMED_OUT}
+    if not cancels:
+        return
+    done = await store.shipped_orders(uow.session, list(cancels))
+    refused = [order_id for order_id in cancels if should_ship(done.get(order_id))]
+    decision = refuse_shipment()
+    decided = [
+        store.Shipment(order_id, decision.status, None, decision.reason) for order_id in refused
+    ]
+    if len(await store.add_shipments(uow.session, decided)) < len(decided):
+        # The order's InventoryReserved was handled at the same moment and recorded its
+        # shipment first: undo all, and the retry sees what that shipment was.
+        raise TransientError("an order's shipment was recorded meanwhile")
+    for order_id in refused:
+        uow.emit(
+            ShippingFailed.caused_by(
+                cancels[order_id], producer=PRODUCER, reason=str(decision.reason)
+            )
+        )

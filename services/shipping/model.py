@@ -14,6 +14,7 @@ __all__ = [
     "ShipmentDecision",
     "ShipmentStatus",
     "decide_shipment",
+    "refuse_shipment",
     "should_ship",
     "tracking_id_for",
 ]
@@ -24,6 +25,16 @@ class ShipmentStatus(StrEnum):
 
     SHIPPED = "SHIPPED"
     FAILED = "FAILED"
+
+
+class FailureReason(StrEnum):
+    """Why the rules fail a shipment (the ``reason`` of ``ShippingFailed``).
+
+    ``order_cancelled``: the order service cancelled the order (its saga timed out) before
+    this shipment was asked for, so it never will be (docs/events.md, "Deadlines").
+    """
+
+    order_cancelled = "order_cancelled"
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,11 @@ def tracking_id_for(order_id: str) -> str:
 def should_ship(existing: ShipmentStatus | None) -> bool:
     """Whether an order may be shipped: only if it has no shipment yet (shipped or failed)."""
     return existing is None
+
+
+def refuse_shipment() -> ShipmentDecision:
+    """The shipment of an order cancelled before it shipped: ``FAILED``, for good."""
+    return ShipmentDecision(ShipmentStatus.FAILED, None, FailureReason.order_cancelled)
 
 
 def decide_shipment(order_id: str) -> ShipmentDecision:

@@ -13,7 +13,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,13 +126,16 @@ def _start_supervisor(
         )
 
 
-@pytest.fixture(scope="session")
-async def system(
-    infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory
+@asynccontextmanager
+async def running_system(
+    infra: Infrastructure, state_dir: Path, settings: Mapping[str, str] | None = None
 ) -> AsyncIterator[RunningSystem]:
-    state_dir = tmp_path_factory.mktemp("services")
+    """The four services on fresh databases and topics of their own, until the block ends.
+
+    ``settings`` are more ``SAGAKIT_*`` variables for every service (a test module that needs
+    other settings, short deadlines say, starts a system of its own with them)."""
     instances = _instances()
-    env = await _system_env(infra, instances)
+    env = await _system_env(infra, instances) | dict(settings or {})
     env_file = state_dir / "stack.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
     supervisor = _start_supervisor(state_dir, env_file, instances)
@@ -146,6 +150,14 @@ async def system(
         except subprocess.TimeoutExpired:
             supervisor.kill()
             supervisor.wait()
+
+
+@pytest.fixture(scope="session")
+async def system(
+    infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningSystem]:
+    async with running_system(infra, tmp_path_factory.mktemp("services")) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)

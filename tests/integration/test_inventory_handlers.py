@@ -115,9 +115,7 @@ async def on_shipped(units: UnitOfWorkFactory, event: OrderShipped) -> None:
 
 
 async def on_shipping_failed(units: UnitOfWorkFactory, event: ShippingFailed) -> None:
-    async with units() as uow:
-        await release_stock([event], uow)
-        await uow.commit()
+    await handle_as_the_runner_does(units, lambda uow: release_stock([event], uow))
 
 
 # --- reserve -------------------------------------------------------------------------------------
@@ -307,7 +305,7 @@ async def test_a_late_shipping_failed_after_order_shipped_changes_nothing(
     assert [type(e) for e in await emitted(units, order)] == [InventoryReserved]
 
 
-async def test_ship_or_release_without_a_held_reservation_does_nothing(
+async def test_ship_or_release_of_a_failed_reservation_does_nothing(
     units: UnitOfWorkFactory, faults: FaultRegistry
 ) -> None:
     book, failed, unknown = new_id("BOOK"), new_id("order"), new_id("order")
@@ -316,12 +314,49 @@ async def test_ship_or_release_without_a_held_reservation_does_nothing(
 
     for order in (failed, unknown):
         await on_shipped(units, shipped(order))
-        await on_shipping_failed(units, shipping_failed(order))
+    await on_shipping_failed(units, shipping_failed(failed))
 
     assert await stock_of(units, book) == StockLevel(available=1)
     assert [type(e) for e in await emitted(units, failed)] == [InventoryFailed]
     assert await emitted(units, unknown) == []
     assert await reservation_of(units, unknown) is None
+
+
+async def test_a_release_before_the_reservation_voids_it_and_the_late_payment_reserves_nothing(
+    units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    # A timed-out order: shipping refused it before inventory saw its PaymentProcessed.
+    book, order = new_id("BOOK"), new_id("order")
+    await put_stock(units, book, 5)
+
+    await on_shipping_failed(units, shipping_failed(order))
+    await on_paid(units, paid(order, (book, 2)), faults)
+    await on_shipping_failed(units, shipping_failed(order))  # a second refusal
+
+    assert await stock_of(units, book) == StockLevel(available=5)
+    assert await reservation_of(units, order) == store.Reservation(
+        order, ReservationStatus.FAILED, (), FailureReason.order_cancelled
+    )
+    assert await emitted(units, order) == []
+
+
+async def test_a_release_racing_its_reservation_leaves_nothing_reserved(
+    units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    book = new_id("BOOK")
+    await put_stock(units, book, 40)
+    orders = [new_id("order") for _ in range(20)]
+
+    await asyncio.gather(
+        *(on_paid(units, paid(order, (book, 2)), faults) for order in orders),
+        *(on_shipping_failed(units, shipping_failed(order)) for order in orders),
+    )
+
+    assert await stock_of(units, book) == StockLevel(available=40)
+    for order in orders:
+        reservation = await reservation_of(units, order)
+        assert reservation is not None
+        assert reservation.status in (ReservationStatus.RELEASED, ReservationStatus.FAILED)
 
 
 async def test_available_plus_reserved_plus_shipped_stays_what_was_put_in(

@@ -14,10 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.shipping import api, drills, store
 from services.shipping.app import service
-from services.shipping.handlers import ship_order, ship_rule
-from services.shipping.model import ShipmentStatus, tracking_id_for
+from services.shipping.handlers import refuse_cancelled, ship_order, ship_rule
+from services.shipping.model import FailureReason, ShipmentStatus, tracking_id_for
 from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
-from shared.events import Event, InventoryReserved, OrderShipped, ShippingFailed, decode
+from shared.events import (
+    Event,
+    InventoryReserved,
+    OrderCancelled,
+    OrderShipped,
+    ShippingFailed,
+    decode,
+)
 from shared.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
 from shared.topics import Topics
 from tests.infra import Infrastructure
@@ -60,6 +67,14 @@ async def on_reserved(
     # The rule with the fail fault in front of it, as the declaration wires it.
     decide = business_fault(FaultKind.fail, faults, ship_rule, drills.failed)
     await handle_as_the_runner_does(units, lambda uow: ship_order([event], uow, decide))
+
+
+def cancelled(order_id: str, reason: str = "timed_out") -> OrderCancelled:
+    return OrderCancelled.first(order_id=order_id, producer="order", reason=reason)
+
+
+async def on_cancelled(units: UnitOfWorkFactory, event: OrderCancelled) -> None:
+    await handle_as_the_runner_does(units, lambda uow: refuse_cancelled([event], uow))
 
 
 async def shipment_of(units: UnitOfWorkFactory, order_id: str) -> store.Shipment | None:
@@ -136,6 +151,76 @@ async def test_the_fail_fault_fails_the_shipment_and_emits_shipping_failed(
     assert isinstance(failed, ShippingFailed)
     assert failed.reason == "injected_failure"
     assert [type(e) for e in await emitted(units, other)] == [OrderShipped]
+
+
+# --- a timed-out order -----------------------------------------------------------------------
+
+
+async def test_a_timed_out_order_not_shipped_yet_is_refused_and_its_late_reservation_ships_nothing(
+    units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    order = new_order()
+    cancel = cancelled(order)
+
+    await on_cancelled(units, cancel)
+    await on_cancelled(units, cancelled(order))  # a copy refuses nothing twice
+    await on_reserved(units, reserved(order), faults)
+
+    assert await shipment_of(units, order) == store.Shipment(
+        order, ShipmentStatus.FAILED, None, FailureReason.order_cancelled
+    )
+    [refused] = await emitted(units, order)
+    assert isinstance(refused, ShippingFailed)
+    assert (refused.reason, refused.causation_id) == ("order_cancelled", cancel.event_id)
+
+
+async def test_a_timed_out_order_already_shipped_or_failed_keeps_its_shipment(
+    units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    shipped, failed = new_order(), new_order()
+    faults.add(FaultSpec(kind=FaultKind.fail, count=1, order_ids=[failed]))
+    await on_reserved(units, reserved(shipped), faults)
+    await on_reserved(units, reserved(failed), faults)
+
+    for order in (shipped, failed):
+        await on_cancelled(units, cancelled(order))
+
+    assert [type(e) for e in await emitted(units, shipped)] == [OrderShipped]
+    assert [type(e) for e in await emitted(units, failed)] == [ShippingFailed]
+    assert (await shipment_of(units, shipped)) == store.Shipment(
+        shipped, ShipmentStatus.SHIPPED, tracking_id_for(shipped), None
+    )
+
+
+async def test_cancels_that_report_a_failure_already_compensated_are_ignored(
+    units: UnitOfWorkFactory,
+) -> None:
+    orders = {reason: new_order() for reason in ("payment_declined", "out_of_stock")}
+
+    for reason, order in orders.items():
+        await on_cancelled(units, cancelled(order, reason))
+
+    for order in orders.values():
+        assert await shipment_of(units, order) is None
+        assert await emitted(units, order) == []
+
+
+async def test_a_cancel_racing_the_reservation_either_ships_or_refuses_never_both(
+    units: UnitOfWorkFactory, faults: FaultRegistry
+) -> None:
+    orders = [new_order() for _ in range(20)]
+
+    await asyncio.gather(
+        *(on_reserved(units, reserved(order), faults) for order in orders),
+        *(on_cancelled(units, cancelled(order)) for order in orders),
+    )
+
+    for order in orders:
+        shipment = await shipment_of(units, order)
+        assert shipment is not None
+        events = [type(e) for e in await emitted(units, order)]
+        expected = OrderShipped if shipment.status is ShipmentStatus.SHIPPED else ShippingFailed
+        assert events == [expected]
 
 
 # --- admin route ---------------------------------------------------------------------------------

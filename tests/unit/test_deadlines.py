@@ -35,3 +35,12 @@ def test_the_order_settings_give_the_deadlines(monkeypatch: pytest.MonkeyPatch) 
     deadlines = OrderSettings().deadlines()
     assert deadlines.paid == timedelta(seconds=7.5)
     assert deadlines.pending == timedelta(seconds=30)
+
+
+def test_the_sweep_interval_is_a_positive_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert OrderSettings().deadline_sweep_interval_seconds == 5.0
+    monkeypatch.setenv("SAGAKIT_DEADLINE_SWEEP_INTERVAL_SECONDS", "0.5")
+    assert OrderSettings().deadline_sweep_interval_seconds == 0.5
+    monkeypatch.setenv("SAGAKIT_DEADLINE_SWEEP_INTERVAL_SECONDS", "0")
+    with pytest.raises(ValueError, match="deadline_sweep_interval_seconds"):
+        OrderSettings()

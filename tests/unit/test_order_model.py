@@ -402,3 +402,74 @@ def test_an_order_line_refuses_a_unit_price_that_is_not_money(price: Decimal) ->
 def test_an_order_line_needs_a_sku() -> None:
     with pytest.raises(ValueError, match="needs a sku"):
         OrderLine(sku="", quantity=1, unit_price=Decimal("1.00"))
+
+
+# --- timing out --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [(), (F.PaymentProcessed,), (F.PaymentProcessed, F.InventoryReserved)],
+    ids=["pending", "paid", "reserved"],
+)
+def test_a_waiting_saga_times_out_to_cancelled_and_keeps_its_facts(
+    facts: tuple[SagaFact, ...],
+) -> None:
+    saga = Saga.replay(facts)
+
+    assert saga.time_out()
+
+    assert (saga.status, saga.cancel_reason) == (OrderStatus.CANCELLED, CancelReason.timed_out)
+    assert saga.facts == frozenset(facts)
+
+
+@pytest.mark.parametrize("flow", list(FLOWS))
+def test_an_ended_saga_does_not_time_out(flow: str) -> None:
+    facts, status, reason = FLOWS[flow]
+    saga = Saga.replay(facts)
+
+    assert not saga.time_out()
+
+    assert (saga.status, saga.cancel_reason) == (status, reason)
+
+
+@pytest.mark.parametrize("late", [fact for fact in SagaFact if fact is not F.OrderShipped])
+def test_a_timed_out_saga_absorbs_every_later_fact_but_order_shipped(late: SagaFact) -> None:
+    saga = Saga.replay([F.PaymentProcessed])
+    saga.time_out()
+
+    transition = saga.record(late)
+
+    assert (saga.status, saga.cancel_reason) == (OrderStatus.CANCELLED, CancelReason.timed_out)
+    assert not transition.became_terminal
+    assert transition.absorbed or transition.duplicate
+    assert not saga.time_out()
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [(), (F.PaymentProcessed,), (F.PaymentProcessed, F.InventoryReserved)],
+    ids=["pending", "paid", "reserved"],
+)
+def test_a_timed_out_saga_whose_parcel_shipped_anyway_completes_once(
+    facts: tuple[SagaFact, ...],
+) -> None:
+    saga = Saga.replay(facts)
+    saga.time_out()
+
+    transition = saga.record(F.OrderShipped)
+
+    assert (saga.status, saga.cancel_reason) == (OrderStatus.COMPLETED, None)
+    assert transition.became_terminal and transition.changed and not transition.absorbed
+    for later in SagaFact:
+        assert not saga.record(later).became_terminal
+    assert saga.status is OrderStatus.COMPLETED
+
+
+def test_order_shipped_after_any_other_cancel_is_absorbed() -> None:
+    saga = Saga.replay([F.PaymentProcessed, F.InventoryFailed, F.PaymentRefunded])
+
+    transition = saga.record(F.OrderShipped)
+
+    assert (saga.status, saga.cancel_reason) == (OrderStatus.CANCELLED, CancelReason.out_of_stock)
+    assert transition.absorbed

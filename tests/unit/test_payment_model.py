@@ -11,6 +11,7 @@ from services.payment.model import (
     decide_charge,
     decide_refund,
     should_charge,
+    void_payment,
 )
 
 pytestmark = pytest.mark.unit
@@ -101,3 +102,12 @@ def test_statuses_and_reasons_are_the_contract_strings() -> None:
     assert [s.value for s in PaymentStatus] == ["CHARGED", "DECLINED", "REFUNDED"]
     assert DeclineReason.insufficient_funds == "insufficient_funds"
     assert DeclineReason.unknown_customer == "unknown_customer"
+
+
+def test_a_voided_payment_is_declined_as_cancelled_and_is_never_charged_nor_refunded() -> None:
+    decision = void_payment()
+
+    assert decision == ChargeDecision(PaymentStatus.DECLINED, DeclineReason.order_cancelled, None)
+    assert not decision.charged
+    assert not should_charge(decision.status)
+    assert not decide_refund(decision.status)

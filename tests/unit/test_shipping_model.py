@@ -3,9 +3,11 @@ import re
 import pytest
 
 from services.shipping.model import (
+    FailureReason,
     ShipmentDecision,
     ShipmentStatus,
     decide_shipment,
+    refuse_shipment,
     should_ship,
     tracking_id_for,
 )
@@ -46,3 +48,10 @@ def test_an_order_without_a_shipment_may_be_shipped() -> None:
 @pytest.mark.parametrize("existing", list(ShipmentStatus))
 def test_an_order_with_a_shipment_is_never_shipped_again(existing: ShipmentStatus) -> None:
     assert not should_ship(existing)
+
+
+def test_a_refused_shipment_fails_for_good_as_order_cancelled() -> None:
+    decision = refuse_shipment()
+
+    assert decision == ShipmentDecision(ShipmentStatus.FAILED, None, FailureReason.order_cancelled)
+    assert not should_ship(decision.status)

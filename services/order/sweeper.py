@@ -1,0 +1,236 @@
+"""The deadline sweeper: cancels the sagas that waited too long, one leader per database.
+
+Every ``interval_s`` the leader locks the sagas past their status's deadline
+(``services.order.deadlines``, measured from ``orders.updated_at``) and, in one unit of work
+per batch, moves each to ``CANCELLED(timed_out)`` and emits ``OrderCancelled`` with reason
+``timed_out`` through the outbox: the cancel and its announcement commit together, and the
+other services compensate on that event like on any other (docs/events.md, "Deadlines").
+
+One leader per database
+    Like the outbox relay (``shared.outbox``), each instance tries a session-level advisory
+    lock (another key) on a dedicated connection; the one that holds it sweeps, the others
+    try again every ``interval_s``. The lock lives as long as its connection, so a leader
+    that dies or is cut off loses it by itself. Here leadership only saves work: the sweep
+    locks the sagas it cancels (``FOR UPDATE SKIP LOCKED``, the deadline checked again on the
+    locked row), so two sweepers running at once, or a sweeper racing a handler that moves
+    the same saga, still cancel each saga at most once and never one that just moved on.
+
+Counting from when a leader watches
+    A leader counts a saga's wait only from the moment it took the lead (on the database's
+    clock), so a saga is cancelled after a whole deadline of a sweeper watching it. Without
+    this, an order service back from an outage longer than a deadline would cancel at once
+    every saga whose outcome is still in its own Kafka backlog: sagas that are not stuck, only
+    not yet heard of. A takeover therefore lets a stuck saga wait up to twice its deadline.
+
+A saga that completed, or was cancelled for a reason of its own, is never touched: only the
+non-terminal statuses have deadlines, and ``Saga.time_out`` refuses a terminal saga.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError
+
+from services.order import store
+from services.order.deadlines import Deadlines
+from services.order.model import CancelReason, OrderStatus
+from shared.backoff import backoff_delay
+from shared.db import UnitOfWorkFactory, asyncpg_dsn
+from shared.events import OrderCancelled
+from shared.observability import Sample
+
+__all__ = ["LOCK_KEY", "DeadlineSweeper"]
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "order"
+
+# Scoped to the order database, like the relay's key; a different name, so the two leaders
+# are elected independently.
+LOCK_KEY: Final = zlib.crc32(b"sagakit.order.deadline-sweeper")
+
+# Losing the database through asyncpg (the lock connection) or SQLAlchemy (the sweeps).
+_DATABASE_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    DBAPIError,
+    TimeoutError,
+)
+
+
+class DeadlineSweeper:
+    """Cancels overdue sagas while it leads; a component of the order service."""
+
+    def __init__(
+        self,
+        units: UnitOfWorkFactory,
+        database_url: str,
+        deadlines: Deadlines,
+        *,
+        interval_s: float = 5.0,
+        batch_size: int = 200,
+        lock_key: int = LOCK_KEY,
+        labels: dict[str, str] | None = None,
+    ) -> None:
+        if interval_s <= 0 or batch_size < 1:
+            raise ValueError("the sweep interval must be positive and the batch at least 1")
+        self._units = units
+        self._dsn = asyncpg_dsn(database_url)
+        self._deadlines = deadlines
+        self._interval = interval_s
+        self._batch_size = batch_size
+        self._lock_key = lock_key
+        self._labels = labels or {}
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._is_leader = False
+        self._watching_since: datetime | None = None
+        self.timed_out: Counter[OrderStatus] = Counter()
+        """The sagas this instance cancelled, by the status they were stuck in."""
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this instance holds the lock and sweeps (the others stand by)."""
+        return self._is_leader
+
+    async def start(self) -> None:
+        """Start sweeping in the background; returns at once."""
+        if self._task is not None:
+            raise RuntimeError("the deadline sweeper is already started")
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name="deadline-sweeper")
+
+    async def stop(self) -> None:
+        """Finish the sweep in hand and give up the lead."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 30)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def sweep(self) -> int:
+        """Cancel every overdue saga now, batch by batch; returns how many were cancelled.
+
+        Called by hand (not leading), it counts every wait from its start.
+        """
+        total = 0
+        while not self._stopping.is_set():
+            cancelled = await self._sweep_batch()
+            total += cancelled
+            if cancelled < self._batch_size:
+                break
+        return total
+
+    async def _sweep_batch(self) -> int:
+        async with self._units() as uow:
+            overdue = await store.lock_overdue(
+                uow.session,
+                self._deadlines,
+                limit=self._batch_size,
+                watched_since=self._watching_since,
+            )
+            sagas = {}
+            stuck_in: list[OrderStatus] = []
+            for order in overdue:
+                saga = order.saga
+                if not saga.time_out():
+                    continue  # not selected by the query; kept as the model's own guard
+                sagas[order.order_id] = saga
+                stuck_in.append(order.status)
+                uow.emit(
+                    OrderCancelled(
+                        order_id=order.order_id,
+                        correlation_id=order.order_id,
+                        # No event caused it: the absence of one did.
+                        causation_id=None,
+                        producer=PRODUCER,
+                        reason=CancelReason.timed_out.value,
+                    )
+                )
+            await store.save_sagas(uow.session, sagas)
+            await uow.commit()
+        self.timed_out.update(stuck_in)
+        if sagas:
+            shown = ", ".join(list(sagas)[:10]) + (", ..." if len(sagas) > 10 else "")
+            log.info("deadline sweeper: cancelled %d overdue saga(s): %s", len(sagas), shown)
+        return len(sagas)
+
+    def metrics(self) -> Iterable[Sample]:
+        for status in (OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.RESERVED):
+            yield Sample(
+                "sagakit_sagas_timed_out_total",
+                self.timed_out[status],
+                {**self._labels, "status": status.value},
+                help="sagas cancelled by the deadline sweeper, by the status they waited in",
+            )
+        yield Sample(
+            "sagakit_deadline_sweeper_leader", int(self._is_leader), self._labels, kind="gauge"
+        )
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                failures = 0
+            except _DATABASE_ERRORS as error:
+                failures += 1
+                delay = _backoff(failures)
+                log.warning("deadline sweeper: database lost (%r), again in %.1f s", error, delay)
+                await self._sleep(delay)
+            except Exception:
+                # A sweeper that dies silently leaves stuck sagas stuck: log and go on.
+                failures += 1
+                delay = _backoff(failures)
+                log.exception("deadline sweeper: unexpected error, retrying in %.1f s", delay)
+                await self._sleep(delay)
+
+    async def _session(self) -> None:
+        """One lock connection's life: stand by until leader, then sweep every interval."""
+        connection: asyncpg.Connection = await asyncpg.connect(
+            self._dsn, command_timeout=30, server_settings={"application_name": "deadline-sweeper"}
+        )
+        try:
+            while not self._stopping.is_set():
+                if await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                    break
+                await self._sleep(self._interval)
+            else:
+                return
+            self._watching_since = await connection.fetchval("SELECT now()")
+            self._is_leader = True
+            log.info("deadline sweeper: leading")
+            while not self._stopping.is_set():
+                # Still holding the lock means still having its connection.
+                await connection.fetchval("SELECT 1")
+                await self.sweep()
+                await self._sleep(self._interval)
+        finally:
+            self._is_leader, self._watching_since = False, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
+            if not connection.is_closed():
+                connection.terminate()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _backoff(failures: int) -> float:
+    return backoff_delay(min(failures, 10), base_ms=200, max_ms=10_000)

@@ -1,0 +1,279 @@
+"""The deadline sweeper against a real PostgreSQL database: what it cancels, and who leads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.order import handlers, store
+from services.order.deadlines import Deadlines
+from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
+from services.order.sweeper import DeadlineSweeper
+from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
+from shared.events import (
+    Event,
+    OrderCancelled,
+    OrderCompleted,
+    OrderShipped,
+    PaymentProcessed,
+    decode,
+)
+from shared.topics import Topics
+from tests.infra import Infrastructure
+
+DEADLINES = Deadlines(
+    pending=timedelta(seconds=10), paid=timedelta(seconds=20), reserved=timedelta(seconds=30)
+)
+
+
+@pytest.fixture(scope="module")
+async def database(infra: Infrastructure) -> str:
+    return await infra.create_database("order")
+
+
+@pytest.fixture(scope="module")
+async def engine(database: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(database)
+    async with engine.begin() as connection:
+        await connection.run_sync(platform_metadata.create_all)
+        await connection.run_sync(store.metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def units(engine: AsyncEngine) -> UnitOfWorkFactory:
+    return UnitOfWorkFactory(engine, Topics())
+
+
+@pytest.fixture
+async def sweeper(units: UnitOfWorkFactory, database: str) -> AsyncIterator[DeadlineSweeper]:
+    # A lock key of its own per test: the tests share the database, not the leadership.
+    sweeper = DeadlineSweeper(units, database, DEADLINES, lock_key=_new_lock_key())
+    yield sweeper
+    await sweeper.stop()
+
+
+def _new_lock_key() -> int:
+    return uuid.uuid4().int % 2**31
+
+
+async def add_saga(units: UnitOfWorkFactory, saga: Saga, *, waited_s: float) -> str:
+    """An order whose saga is ``saga``, as if it entered its status ``waited_s`` ago."""
+    order_id = store.new_order_id()
+    async with units() as uow:
+        await store.add_order(
+            uow.session,
+            order_id=order_id,
+            customer_id="customer",
+            items=[{"sku": "BOOK", "quantity": 1, "unit_price": "5.00"}],
+            total=Decimal("5.00"),
+            idempotency_key=None,
+        )
+        await store.save_sagas(uow.session, {order_id: saga})
+        await uow.session.execute(
+            update(store.orders)
+            .where(store.orders.c.order_id == order_id)
+            .values(updated_at=store.orders.c.updated_at - timedelta(seconds=waited_s))
+        )
+        await uow.commit()
+    return order_id
+
+
+async def order_of(units: UnitOfWorkFactory, order_id: str) -> store.Order:
+    async with units() as uow:
+        order = await store.get_order(uow.session, order_id)
+    assert order is not None
+    return order
+
+
+async def emitted(units: UnitOfWorkFactory, order_id: str) -> list[Event]:
+    query = (
+        select(outbox_table.c.value)
+        .where(outbox_table.c.key == order_id.encode())
+        .order_by(outbox_table.c.id)
+    )
+    async with units() as uow:
+        values = (await uow.session.execute(query)).scalars().all()
+    return [decode(value) for value in values]
+
+
+PAID = Saga.replay([SagaFact.PaymentProcessed])
+RESERVED = Saga.replay([SagaFact.PaymentProcessed, SagaFact.InventoryReserved])
+
+
+async def test_each_status_is_cancelled_past_its_own_deadline_and_not_before(
+    units: UnitOfWorkFactory, sweeper: DeadlineSweeper
+) -> None:
+    overdue = {
+        OrderStatus.PENDING: await add_saga(units, Saga(), waited_s=11),
+        OrderStatus.PAID: await add_saga(units, PAID, waited_s=21),
+        OrderStatus.RESERVED: await add_saga(units, RESERVED, waited_s=31),
+    }
+    in_time = [
+        await add_saga(units, Saga(), waited_s=9),
+        await add_saga(units, PAID, waited_s=15),
+        await add_saga(units, RESERVED, waited_s=25),
+    ]
+
+    assert await sweeper.sweep() >= 3  # other tests' overdue sagas may be in the database
+
+    for status, order_id in overdue.items():
+        order = await order_of(units, order_id)
+        assert (order.status, order.cancel_reason) == (
+            OrderStatus.CANCELLED,
+            CancelReason.timed_out,
+        )
+        [cancel] = await emitted(units, order_id)
+        assert isinstance(cancel, OrderCancelled)
+        assert (cancel.reason, cancel.causation_id, cancel.producer) == ("timed_out", None, "order")
+        assert sweeper.timed_out[status] >= 1
+    for order_id in in_time:
+        assert (await order_of(units, order_id)).status is not OrderStatus.CANCELLED
+        assert await emitted(units, order_id) == []
+    assert await sweeper.sweep() == 0  # nothing twice
+
+
+async def test_an_ended_saga_is_never_cancelled_however_old(
+    units: UnitOfWorkFactory, sweeper: DeadlineSweeper
+) -> None:
+    completed = Saga.replay([SagaFact.PaymentProcessed, SagaFact.OrderShipped])
+    declined = Saga.replay([SagaFact.PaymentFailed])
+    ended = [await add_saga(units, saga, waited_s=3600) for saga in (completed, declined)]
+
+    await sweeper.sweep()
+
+    assert [(await order_of(units, order_id)).status for order_id in ended] == [
+        OrderStatus.COMPLETED,
+        OrderStatus.CANCELLED,
+    ]
+    assert (await order_of(units, ended[1])).cancel_reason is CancelReason.payment_declined
+    for order_id in ended:
+        assert await emitted(units, order_id) == []
+
+
+async def test_a_saga_a_handler_is_moving_is_skipped_and_then_no_longer_overdue(
+    units: UnitOfWorkFactory, sweeper: DeadlineSweeper
+) -> None:
+    order_id = await add_saga(units, Saga(), waited_s=11)
+    late = PaymentProcessed.first(
+        order_id=order_id, producer="payment", customer_id="c", amount="5.00",
+        items=[{"sku": "BOOK", "quantity": 1}],
+    )  # fmt: skip
+
+    async with units() as uow:
+        await store.lock_orders(uow.session, [order_id])  # a handler in its transaction
+        swept = asyncio.create_task(sweeper.sweep())
+        await asyncio.sleep(0.5)
+        assert swept.done(), "the sweeper waited for a locked saga instead of skipping it"
+        await handlers.advance_sagas([late], uow)
+        await uow.commit()
+    await swept
+    await sweeper.sweep()
+
+    order = await order_of(units, order_id)
+    assert (order.status, order.cancel_reason) == (OrderStatus.PAID, None)
+
+
+async def test_a_late_outcome_after_the_timeout_is_absorbed_and_announces_nothing(
+    units: UnitOfWorkFactory, sweeper: DeadlineSweeper
+) -> None:
+    order_id = await add_saga(units, Saga(), waited_s=11)
+    await sweeper.sweep()
+    late = PaymentProcessed.first(
+        order_id=order_id, producer="payment", customer_id="c", amount="5.00",
+        items=[{"sku": "BOOK", "quantity": 1}],
+    )  # fmt: skip
+
+    async with units() as uow:
+        await handlers.advance_sagas([late], uow)
+        await uow.commit()
+
+    order = await order_of(units, order_id)
+    assert (order.status, order.cancel_reason) == (OrderStatus.CANCELLED, CancelReason.timed_out)
+    assert [type(e) for e in await emitted(units, order_id)] == [OrderCancelled]
+
+
+async def test_a_timed_out_saga_whose_parcel_shipped_anyway_is_completed_after_all(
+    units: UnitOfWorkFactory, sweeper: DeadlineSweeper
+) -> None:
+    order_id = await add_saga(units, RESERVED, waited_s=31)
+    await sweeper.sweep()
+    shipped = OrderShipped.first(order_id=order_id, producer="shipping", tracking_id="TRK-1")
+
+    for delivery in (shipped, shipped):
+        async with units() as uow:
+            await handlers.advance_sagas([delivery], uow)
+            await uow.commit()
+
+    order = await order_of(units, order_id)
+    assert (order.status, order.cancel_reason) == (OrderStatus.COMPLETED, None)
+    assert [type(e) for e in await emitted(units, order_id)] == [OrderCancelled, OrderCompleted]
+
+
+async def test_one_of_two_sweepers_leads_and_the_other_takes_over_when_it_stops(
+    units: UnitOfWorkFactory, database: str
+) -> None:
+    key, short = _new_lock_key(), Deadlines(*(timedelta(seconds=1),) * 3)
+    first, second = (
+        DeadlineSweeper(units, database, short, interval_s=0.2, lock_key=key) for _ in range(2)
+    )
+    await first.start()
+    await _until(lambda: first.is_leader, "the first sweeper leads")
+    await second.start()
+    try:
+        order_id = await add_saga(units, Saga(), waited_s=11)
+        await _until(lambda: first.timed_out[OrderStatus.PENDING] >= 1, "the leader sweeps")
+        assert not second.is_leader
+        assert second.timed_out.total() == 0
+
+        await first.stop()
+        await _until(lambda: second.is_leader, "the second sweeper takes over")
+        taken_over = await add_saga(units, PAID, waited_s=21)
+        # A new leader counts from when it took the lead: a deadline (1 s) from then on.
+        await _until(lambda: second.timed_out[OrderStatus.PAID] >= 1, "the new leader sweeps")
+    finally:
+        await first.stop()
+        await second.stop()
+
+    for each in (order_id, taken_over):
+        assert [type(e) for e in await emitted(units, each)] == [OrderCancelled]
+    samples = {(s.name, s.labels.get("status")): s.value for s in second.metrics()}
+    assert samples[("sagakit_sagas_timed_out_total", "PAID")] >= 1
+    assert samples[("sagakit_deadline_sweeper_leader", None)] == 0  # stopped
+
+
+async def test_a_leader_counts_every_wait_from_when_it_took_the_lead(
+    units: UnitOfWorkFactory, database: str
+) -> None:
+    # As after an outage of the order service: sagas overdue by the clock, their outcomes
+    # maybe still in the service's backlog. They get a whole deadline under watch first.
+    deadline = Deadlines(*(timedelta(seconds=2),) * 3)
+    leader = DeadlineSweeper(units, database, deadline, interval_s=0.1, lock_key=_new_lock_key())
+    order_id = await add_saga(units, Saga(), waited_s=3600)
+    await leader.start()
+    try:
+        await _until(lambda: leader.is_leader, "the sweeper leads")
+        started = time.monotonic()
+        await _until(lambda: leader.timed_out[OrderStatus.PENDING] >= 1, "the saga times out")
+        waited = time.monotonic() - started
+    finally:
+        await leader.stop()
+
+    assert waited > 1.5, f"cancelled {waited:.1f} s after the sweeper took the lead"
+    assert (await order_of(units, order_id)).cancel_reason is CancelReason.timed_out
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        await asyncio.sleep(0.05)
