@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -13,11 +15,14 @@ from services.order import store
 from services.order.model import OrderLine, OrderStatus, order_total
 from shared.db import UnitOfWorkFactory
 from shared.events import OrderCreated
+from shared.metrics import Metric, gauge
 from shared.money import MAX_INTEGER_DIGITS, MoneyStr
 
-__all__ = ["router"]
+__all__ = ["router", "saga_metrics"]
 
 PRODUCER = "order"
+SAGA_COUNTS_MAX_AGE_S = 15.0
+"""Counting orders by status scans the table: done at most this often, whatever the scrapes."""
 
 
 class ItemIn(BaseModel):
@@ -78,6 +83,9 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
     @api.post("", status_code=status.HTTP_202_ACCEPTED)
     async def place_order(body: OrderCreate, idempotency_key: IdempotencyKey = None) -> OrderPublic:
         """Accept an order and start its saga; the same Idempotency-Key returns the same order."""
+        # The request's span (the shell's, continuing a traceparent header if one came) is
+        # where the saga's trace begins: OrderCreated carries it, and every later event of
+        # the order its trace id.
         lines = [OrderLine(item.sku, item.quantity, item.unit_price) for item in body.items]
         items = [item.model_dump(mode="json") for item in body.items]
         total = order_total(lines)
@@ -139,3 +147,25 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
         return [OrderPublic.of(order) for order in found]
 
     return api
+
+
+def saga_metrics(units: UnitOfWorkFactory) -> Callable[[], Awaitable[list[Metric]]]:
+    """The ``/metrics`` source of how many orders (sagas) stand at each status."""
+    counted_at, counts = 0.0, dict.fromkeys(OrderStatus, 0)
+
+    async def collect() -> list[Metric]:
+        nonlocal counted_at, counts
+        if time.monotonic() - counted_at >= SAGA_COUNTS_MAX_AGE_S:
+            async with units() as uow:
+                counts = dict.fromkeys(OrderStatus, 0) | await store.count_by_status(uow.session)
+            counted_at = time.monotonic()
+        return [
+            gauge(
+                "sagakit_orders",
+                "Orders by the status of their saga",
+                ("status",),
+                {(status_.value,): count for status_, count in counts.items()},
+            )
+        ]
+
+    return collect
