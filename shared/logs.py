@@ -23,7 +23,14 @@ from typing import Any, Literal, Protocol
 
 from pythonjsonlogger.json import JsonFormatter
 
-__all__ = ["LogFormat", "about_record", "configure_logging", "current_context", "record_fields"]
+__all__ = [
+    "LogFormat",
+    "about_record",
+    "configure_logging",
+    "current_context",
+    "log_handler",
+    "record_fields",
+]
 
 LogFormat = Literal["json", "console"]
 
@@ -141,14 +148,10 @@ def _json_formatter() -> logging.Formatter:
     )
 
 
-def configure_logging(
-    service: str,
-    instance_id: str,
-    level: str = "INFO",
-    log_format: LogFormat = "console",
-    stream: Any = None,
-) -> None:
-    """Every logger's lines to ``stream`` (stderr) in ``log_format``, at ``level`` and above."""
+def log_handler(
+    service: str, instance_id: str, log_format: LogFormat = "console", stream: Any = None
+) -> logging.Handler:
+    """A handler writing lines in ``log_format`` to ``stream`` (stderr), context included."""
     if log_format not in ("json", "console"):
         raise ValueError(f"log format must be json or console, not {log_format!r}")
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -156,8 +159,15 @@ def configure_logging(
         _json_formatter() if log_format == "json" else _ConsoleFormatter(service, instance_id)
     )
     handler.addFilter(_AddContext({"service": service, "instance": instance_id}))
+    return handler
+
+
+def configure_logging(
+    service: str, instance_id: str, level: str = "INFO", log_format: LogFormat = "console"
+) -> None:
+    """Every logger's lines to stderr in ``log_format``, at ``level`` and above."""
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [log_handler(service, instance_id, log_format)]
     root.setLevel(level.upper())
     # aiokafka logs every coordinator hiccup at ERROR/WARNING during normal rebalances.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
