@@ -21,7 +21,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
 __all__ = [
     "DURATION_BUCKETS",
@@ -87,8 +86,7 @@ def merged(families: Iterable[Metric], labels: Mapping[str, str]) -> list[Metric
         elif into.type != family.type:
             raise ValueError(f"metric {family.name} reported as {into.type} and {family.type}")
         into.samples.extend(
-            Sample(s.name, {**labels, **s.labels}, s.value, s.timestamp, s.exemplar)
-            for s in family.samples
+            sample._replace(labels={**labels, **sample.labels}) for sample in family.samples
         )
     return list(by_name.values())
 

@@ -52,7 +52,7 @@ from shared.inbox import Deduplicator, Inbox
 from shared.logs import about_record
 from shared.metrics import histogram
 from shared.subscriptions import Route
-from shared.tracing import OpenSpan, handling, header_of, start_span
+from shared.tracing import OpenSpan, handling, header_of, recording, start_span
 
 __all__ = [
     "CRASH_EXIT_CODE",
@@ -186,9 +186,12 @@ def handler_durations() -> Histogram:
 
 def consumer_span(record: ConsumerRecord[bytes, bytes], group: str) -> OpenSpan:
     """The span of handling ``record``: a child of the span its ``traceparent`` names."""
+    parent = header_of(record.headers)
+    if not recording():  # ids only: no name or attributes to build for every record
+        return start_span("", parent, "consumer")
     return start_span(
         f"{record.topic} process",
-        header_of(record.headers),
+        parent,
         "consumer",
         {
             "messaging.system": "kafka",
