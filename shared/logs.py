@@ -169,5 +169,7 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [log_handler(service, instance_id, log_format)]
     root.setLevel(level.upper())
+    # Warnings (deprecations) would go straight to stderr, as lines that are not JSON.
+    logging.captureWarnings(True)
     # aiokafka logs every coordinator hiccup at ERROR/WARNING during normal rebalances.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
