@@ -10,8 +10,10 @@ from shared.events import OrderCreated, PaymentFailed
 from shared.tracing import (
     TraceParent,
     active_span,
+    configure_tracing,
     handling,
     header_of,
+    recording,
     start_span,
     traceparent_for,
 )
@@ -86,3 +88,16 @@ def test_an_event_without_a_known_cause_belongs_to_the_active_span_or_starts_a_t
         assert traceparent_for(order()) == str(span.context)
     alone = TraceParent.parse(traceparent_for(order()))
     assert alone is not None and alone.trace_id != span.context.trace_id
+
+
+def test_opentelemetry_records_spans_only_when_enabled() -> None:
+    configure_tracing(enabled=True, service="order", instance_id="o-1", exporter="none")
+    try:
+        assert recording()
+        span = start_span("POST /orders", TraceParent.parse(HEADER), "server")
+        assert span.context.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+        assert span.context.span_id != "00f067aa0ba902b7"
+        span.end()
+    finally:
+        configure_tracing(enabled=False, service="order", instance_id="o-1")
+    assert not recording()
