@@ -97,9 +97,9 @@ async def run_the_hop(
         await engine.dispose()
     sent: dict[str, TraceParent] = {}
     for record in published:
-        context = header_of(record.headers)
-        assert context is not None, record.headers
-        sent[(record.key or b"").decode()] = context
+        carried = header_of(record.headers)
+        assert carried is not None, record.headers
+        sent[(record.key or b"").decode()] = carried
     return incoming, stored, sent
 
 
