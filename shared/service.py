@@ -101,12 +101,12 @@ class Service:
         families: list[Metric] = [gauge("sagakit_up", "1 while the service runs", (), {(): 1})]
         # A component may also report metrics (``async metrics() -> list[Metric]``) and the
         # partitions it owns (``partitions()``); the runtime of shared.platform does both.
-        for component in self.components:
-            report = getattr(component, "metrics", None)
-            if report is not None:
+        reports = [getattr(c, "metrics", None) for c in self.components]
+        for report in [*(r for r in reports if r is not None), *self.metric_sources]:
+            try:
                 families.extend(await report())
-        for source in self.metric_sources:
-            families.extend(await source())
+            except Exception as error:  # the other families are still worth a scrape
+                log.warning("metrics of %r not read: %r", report, error)
         return families
 
     async def exposition(self) -> bytes:
