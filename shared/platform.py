@@ -27,7 +27,7 @@ from shared.metrics import Metric, gauge
 from shared.migrations import upgrade_to_head
 from shared.outbox import OutboxRelay, backlog_metrics
 from shared.producer import build_producer
-from shared.service import MetricsSource, Service
+from shared.service import Component, Service
 from shared.settings import PlatformSettings, kafka_client_options
 from shared.subscriptions import Subscription
 from shared.topics import Topics, ensure_topics
@@ -73,23 +73,22 @@ class Platform:
         consumers: Mapping[str, Sequence[Subscription]],
         routers: Sequence[APIRouter] = (),
         admin_routers: Sequence[APIRouter] = (),
+        components: Sequence[Component] = (),
         description: str = "",
-        metrics: Sequence[MetricsSource] = (),
     ) -> Service:
-        """The service the shell runs: its migrations folder, consumer groups and routes;
-        ``metrics``: the service's own metric families, read when ``/metrics`` is scraped."""
+        """The service the shell runs: its migrations folder, consumer groups, routes, and the
+        components of its own, started after the platform's runtime and stopped before it."""
         runtime = Runtime(self, migrations, consumers)
         return Service(
             settings=self.settings,
             engine=self.engine,
             redis=self.redis,
             faults=self.faults,
-            components=[runtime],
+            components=[runtime, *components],
             routers=routers,
             admin_routers=admin_routers,
             probes={"kafka": runtime.ping_kafka, "consumer groups": runtime.check_joined},
             description=description,
-            metric_sources=metrics,
         )
 
 

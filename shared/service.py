@@ -10,8 +10,9 @@ injection behind the admin token.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -31,15 +32,12 @@ from shared.http import BodySizeLimit
 from shared.metrics import Metric, gauge, render
 from shared.settings import PlatformSettings
 
-__all__ = ["Component", "MetricsSource", "Probe", "Service", "create_app"]
+__all__ = ["Component", "Probe", "Service", "create_app"]
 
 log = logging.getLogger(__name__)
 
 Probe = Callable[[], Awaitable[object]]
 """A readiness check: returns when the dependency answers, raises when it does not."""
-
-MetricsSource = Callable[[], Awaitable[Iterable[Metric]]]
-"""Metric families read when ``/metrics`` is scraped (a query, typically)."""
 
 PROBE_TIMEOUT_SECONDS = 2.0
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -77,8 +75,6 @@ class Service:
     probes: Mapping[str, Probe] = field(default_factory=dict)
     """Readiness checks besides the database and Redis (Kafka, typically)."""
     description: str = ""
-    metric_sources: Sequence[MetricsSource] = ()
-    """The service's own metric families, besides its components'."""
     registry: CollectorRegistry = field(default_factory=_service_registry)
     """This service's metrics objects (the HTTP request durations, the process's)."""
 
@@ -99,14 +95,18 @@ class Service:
     async def metric_families(self) -> list[Metric]:
         """Every family ``/metrics`` shows but the registry's, read now."""
         families: list[Metric] = [gauge("sagakit_up", "1 while the service runs", (), {(): 1})]
-        # A component may also report metrics (``async metrics() -> list[Metric]``) and the
-        # partitions it owns (``partitions()``); the runtime of shared.platform does both.
-        reports = [getattr(c, "metrics", None) for c in self.components]
-        for report in [*(r for r in reports if r is not None), *self.metric_sources]:
+        # A component may also report metrics (``metrics()``, returning metric families or a
+        # coroutine of them, read at each scrape) and the partitions it owns
+        # (``partitions()``); the runtime of shared.platform does both.
+        for component in self.components:
+            report = getattr(component, "metrics", None)
+            if report is None:
+                continue
             try:
-                families.extend(await report())
+                reported = report()
+                families.extend(await reported if inspect.isawaitable(reported) else reported)
             except Exception as error:  # the other families are still worth a scrape
-                log.warning("metrics of %r not read: %r", report, error)
+                log.warning("metrics of %r not read: %r", component, error)
         return families
 
     async def exposition(self) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from shared.events import OrderCreated
 from shared.metrics import Metric, gauge
 from shared.money import MAX_INTEGER_DIGITS, MoneyStr
 
-__all__ = ["router", "saga_metrics"]
+__all__ = ["SagaCounts", "router"]
 
 PRODUCER = "order"
 SAGA_COUNTS_MAX_AGE_S = 15.0
@@ -149,23 +148,32 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
     return api
 
 
-def saga_metrics(units: UnitOfWorkFactory) -> Callable[[], Awaitable[list[Metric]]]:
-    """The ``/metrics`` source of how many orders (sagas) stand at each status."""
-    counted_at, counts = 0.0, dict.fromkeys(OrderStatus, 0)
+class SagaCounts:
+    """How many orders (sagas) stand at each status, for ``/metrics`` (a component of the
+    service that only reports: nothing to start or stop)."""
 
-    async def collect() -> list[Metric]:
-        nonlocal counted_at, counts
-        if time.monotonic() - counted_at >= SAGA_COUNTS_MAX_AGE_S:
-            async with units() as uow:
-                counts = dict.fromkeys(OrderStatus, 0) | await store.count_by_status(uow.session)
-            counted_at = time.monotonic()
+    def __init__(self, units: UnitOfWorkFactory) -> None:
+        self._units = units
+        self._counted_at = -SAGA_COUNTS_MAX_AGE_S
+        self._counts = dict.fromkeys(OrderStatus, 0)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def metrics(self) -> list[Metric]:
+        if time.monotonic() - self._counted_at >= SAGA_COUNTS_MAX_AGE_S:
+            async with self._units() as uow:
+                counted = await store.count_by_status(uow.session)
+            self._counts = dict.fromkeys(OrderStatus, 0) | counted
+            self._counted_at = time.monotonic()
         return [
             gauge(
                 "sagakit_orders",
                 "Orders by the status of their saga",
                 ("status",),
-                {(status_.value,): count for status_, count in counts.items()},
+                {(status_.value,): count for status_, count in self._counts.items()},
             )
         ]
-
-    return collect

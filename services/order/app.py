@@ -37,6 +37,6 @@ def bootstrap(settings: OrderSettings | None = None) -> FastAPI:
         consumers={"order": saga, "order-timeline": timeline},
         routers=[api.router(platform.units)],
         description="Takes orders and follows each order's saga to its end.",
-        metrics=[api.saga_metrics(platform.units)],
+        components=[api.SagaCounts(platform.units)],
     )
     return create_app(service)

@@ -21,12 +21,27 @@ from shared.tracing import TraceParent
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
 
-async def broken() -> list[Metric]:
-    raise ConnectionRefusedError("the database is away")
+class Reporting:
+    """A component that only reports ``families`` (or fails to, with ``error``)."""
+
+    def __init__(self, families: list[Metric], error: Exception | None = None) -> None:
+        self.families, self.error = families, error
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def metrics(self) -> list[Metric]:  # a plain method is read as well as a coroutine
+        if self.error is not None:
+            raise self.error
+        return self.families
 
 
-async def large() -> list[Metric]:
-    return [counter("sagakit_large", "a large count", (), {(): 10_000_001})]
+class ReportingLater(Reporting):
+    async def metrics(self) -> list[Metric]:  # type: ignore[override]
+        return super().metrics()
 
 
 def orders() -> APIRouter:
@@ -48,7 +63,11 @@ async def service() -> AsyncIterator[Service]:
         redis=Redis.from_url("redis://127.0.0.1:9/0"),
         faults=FaultRegistry(frozenset()),
         routers=[orders()],
-        metric_sources=[broken, large],
+        components=[
+            Reporting([], ConnectionRefusedError("the database is away")),
+            Reporting([counter("sagakit_large", "a large count", (), {(): 10_000_001})]),
+            ReportingLater([counter("sagakit_later", "read by a coroutine", (), {(): 2})]),
+        ],
     )
     yield service
     await service.redis.aclose()
@@ -78,6 +97,7 @@ async def test_metrics_are_labelled_exact_and_survive_a_failing_source(service: 
     labels = {"service": "order", "instance": "order-1"}
     assert samples["sagakit_up"] == [(labels, 1)]
     assert samples["sagakit_large_total"] == [(labels, 10_000_001)]
+    assert samples["sagakit_later_total"] == [(labels, 2)]
     assert samples["process_cpu_seconds_total"][0][0] == labels
 
 
