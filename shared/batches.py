@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -58,8 +59,10 @@ from shared.errors import PermanentError
 from shared.events import Event
 from shared.faults import FaultRegistry
 from shared.inbox import Deduplicator, Inbox
-from shared.processing import ConsumerStats, Outcome, RecordProcessor
+from shared.logs import about_record
+from shared.processing import ConsumerStats, Outcome, RecordProcessor, consumer_span
 from shared.subscriptions import Route
+from shared.tracing import OpenSpan, TraceParent, handling
 
 __all__ = ["BatchProcessor"]
 
@@ -151,7 +154,8 @@ class BatchProcessor:
                     return done + finished
                 done += len(run)
                 run = []
-                await self._processor.dead_letter(record, None, error, attempts=1)
+                with about_record(record):
+                    await self._processor.dead_letter(record, None, error, attempts=1)
                 done += 1
                 continue
             run.append(_Decoded(record, event, route))
@@ -160,9 +164,10 @@ class BatchProcessor:
     async def _process_run(self, run: Sequence[_Decoded], stopping: asyncio.Event) -> int:
         if not run:
             return 0
+        topic = run[0].record.topic  # a run is one partition's
         known = await self._known_to_redis(run)
         fresh = [item for item in run if item.event.event_id not in known]
-        self._stats.duplicates += len(run) - len(fresh)
+        self._stats.count(topic, "duplicate", len(run) - len(fresh))
         if not fresh:
             return len(run)
         if self._faults_may_fire(fresh):
@@ -190,8 +195,8 @@ class BatchProcessor:
             )
             self._stats.batch_fallbacks += 1
             return await self._one_by_one(run, stopping, known)
-        self._stats.processed += len(handled)
-        self._stats.duplicates += len(fresh) - len(handled)
+        self._stats.count(topic, "ok", len(handled))
+        self._stats.count(topic, "duplicate", len(fresh) - len(handled))
         return len(run)  # the committer tells Redis
 
     async def _attempt(self, run: Sequence[_Decoded]) -> _Handled:
@@ -227,27 +232,42 @@ class BatchProcessor:
 
     async def _transaction(self, runs: Sequence[Sequence[_Decoded]]) -> list[_Handled]:
         """One transaction for ``runs``; returns the events each handled, in order."""
-        async with self._units() as uow:
-            lock = {"space": _LOCK_SPACE, "group": self._group_key}
-            await uow.session.execute(_ONE_RUN_AT_A_TIME, lock)
-            everything = [item.event.event_id for run in runs for item in run]
-            claimed = await self._inbox.claim_all(uow, self._group, everything)
-            handled: list[_Handled] = []
-            by_route: dict[str, tuple[Route, list[Event]]] = {}
-            for run in runs:
-                handled.append([])
-                for item in run:
-                    if item.event.event_id not in claimed:
-                        continue  # processed before, or twice here: once is enough
-                    claimed.discard(item.event.event_id)
-                    handled[-1].append(item.event.event_id)
-                    route, events = by_route.setdefault(item.route.topic, (item.route, []))
-                    events.append(item.event)
-            # Per topic, each partition's events stay in their order; across topics order
-            # was never promised (an order's events on two topics come in any order).
-            for route, events in by_route.values():
-                await route.handle(events, uow)
-            await uow.commit()
+        spans: dict[uuid.UUID, OpenSpan] = {}
+        failure: BaseException | None = None
+        try:
+            async with self._units() as uow:
+                lock = {"space": _LOCK_SPACE, "group": self._group_key}
+                await uow.session.execute(_ONE_RUN_AT_A_TIME, lock)
+                everything = [item.event.event_id for run in runs for item in run]
+                claimed = await self._inbox.claim_all(uow, self._group, everything)
+                handled: list[_Handled] = []
+                by_route: dict[str, tuple[Route, list[Event]]] = {}
+                for run in runs:
+                    handled.append([])
+                    for item in run:
+                        if item.event.event_id not in claimed:
+                            continue  # processed before, or twice here: once is enough
+                        claimed.discard(item.event.event_id)
+                        handled[-1].append(item.event.event_id)
+                        spans[item.event.event_id] = consumer_span(item.record, self._group)
+                        route, events = by_route.setdefault(item.route.topic, (item.route, []))
+                        events.append(item.event)
+                # The events each handler emits belong to the span of the event causing them.
+                contexts: dict[uuid.UUID, TraceParent] = {i: s.context for i, s in spans.items()}
+                with handling(contexts):
+                    # Per topic, each partition's events stay in their order; across topics
+                    # order was never promised (an order's events on two topics come in any).
+                    for route, events in by_route.values():
+                        started = time.perf_counter()
+                        await route.handle(events, uow)
+                        self._processor.observe_handlers(route, started)
+                await uow.commit()
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            for span in spans.values():
+                span.end(failure)
         self._stats.batches += 1
         self._stats.batched += sum(len(ids) for ids in handled)
         return handled

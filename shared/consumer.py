@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
 from shared.batches import BatchProcessor
@@ -36,9 +38,15 @@ from shared.db import UnitOfWork
 from shared.dlq import DeadLetterQueue
 from shared.faults import FaultRegistry
 from shared.inbox import Deduplicator, Inbox
-from shared.observability import Sample
+from shared.metrics import Metric, counter, gauge
 from shared.partitions import PartitionWorkers
-from shared.processing import ConsumerStats, RecordProcessor, RetryPolicy
+from shared.processing import (
+    OUTCOMES,
+    ConsumerStats,
+    RecordProcessor,
+    RetryPolicy,
+    handler_durations,
+)
 from shared.producer import build_producer
 from shared.settings import PlatformSettings, kafka_client_options
 from shared.subscriptions import Delivery, Handler, Subscription, routes_by_topic
@@ -53,6 +61,9 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_MS = 500
 REVOKE_GRACE_S = 10.0
 REBALANCE_TIMEOUT_MS = 30_000
+# Dead-letter topics' sizes cost two ListOffsets requests: asked at most this often.
+DLQ_SIZES_MAX_AGE_S = 10.0
+_POSITION_TIMEOUT_S = 0.1
 
 
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -93,6 +104,8 @@ class ConsumerRunner:
     ) -> None:
         self.group_id = group_id
         self.stats = ConsumerStats()
+        self._durations = handler_durations()
+        self._dlq_sizes: tuple[float, dict[str, int]] = (0.0, {})
         self._settings = settings
         self._routes = routes_by_topic(subscriptions, topics or Topics(settings.topic_prefix))
         self._units = units
@@ -178,36 +191,116 @@ class ConsumerRunner:
         self._workers = None
         self._assigned = frozenset()
 
-    def metrics(self) -> Iterable[Sample]:
-        """The group's counters and assignment as Prometheus samples."""
-        labels = {
-            "service": self._settings.service_name,
-            "instance": self._settings.instance_id,
-            "group": self.group_id,
-        }
-        counters = {
-            "processed": ("records whose handlers committed", self.stats.processed),
-            "duplicates": ("records skipped as already processed", self.stats.duplicates),
-            "retries": ("handler attempts retried after a failure", self.stats.retried),
-            "dead_lettered": ("records sent to a dead-letter topic", self.stats.dead_lettered),
-            "commit_failures": ("offset commits that failed", self.stats.commit_failures),
-            "rebalances": ("partition assignments received", self.stats.rebalances),
-            "batches": ("runs of records committed in one transaction", self.stats.batches),
-            "batched_records": ("records handled in those runs", self.stats.batched),
+    async def metrics(self) -> list[Metric]:
+        """The group's counters, handler durations, assignment and lag as metric families."""
+        group, stats = self.group_id, self.stats
+        by_topic = stats.by_topic
+        families: list[Metric] = [
+            counter(
+                "sagakit_consumer_events",
+                "Records consumed, by what became of them: ok (first attempt), retried (ok "
+                "after retries), dead_lettered, duplicate (skipped, processed before)",
+                ("group", "topic", "outcome"),
+                {(group, t, o): counts[o] for t, counts in by_topic.items() for o in OUTCOMES},
+            ),
+            counter(
+                "sagakit_consumer_retries",
+                "Handler attempts that failed and were tried again",
+                ("group", "topic"),
+                {(group, t): counts["retries"] for t, counts in by_topic.items()},
+            ),
+            counter(
+                "sagakit_dlq_published",
+                "Records this group sent to a dead-letter topic",
+                ("group", "topic"),
+                {(group, Topics.dlq(t)): counts["dead_lettered"] for t, counts in by_topic.items()},
+            ),
+        ]
+        group_counters = {
+            "commit_failures": ("offset commits that failed", stats.commit_failures),
+            "rebalances": ("partition assignments received", stats.rebalances),
+            "batches": ("transactions that committed a run of records", stats.batches),
+            "batched_records": ("records handled in those transactions", stats.batched),
             "batch_fallbacks": (
                 "runs that failed together and went one record at a time",
-                self.stats.batch_fallbacks,
+                stats.batch_fallbacks,
             ),
         }
-        for name, (text, value) in counters.items():
-            yield Sample(f"sagakit_consumer_{name}_total", value, labels, help=text)
-        yield Sample(
-            "sagakit_consumer_assigned_partitions",
-            len(self._assigned),
-            labels,
-            kind="gauge",
-            help="partitions this instance owns in its group",
+        for name, (text, value) in group_counters.items():
+            families.append(
+                counter(f"sagakit_consumer_{name}", text, ("group",), {(group,): value})
+            )
+        families.append(
+            gauge(
+                "sagakit_consumer_assigned_partitions",
+                "Partitions this instance owns in its group",
+                ("group",),
+                {(group,): len(self._assigned)},
+            )
         )
+        lag = await self.lag()
+        families.append(
+            gauge(
+                "sagakit_consumer_lag_records",
+                "Records of a partition this instance owns not yet committed by its group "
+                "(end offset minus committed offset)",
+                ("group", "topic", "partition"),
+                {(group, tp.topic, str(tp.partition)): behind for tp, behind in lag.items()},
+            )
+        )
+        families.extend(self._durations.collect())
+        return families
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Per owned partition: its end offset (the highwater of the last fetch) minus the
+        group's committed offset (known here). No broker round trip."""
+        consumer, workers = self._consumer, self._workers
+        if consumer is None or workers is None:
+            return {}
+        committed = workers.committed_offsets()
+        lag: dict[TopicPartition, int] = {}
+        for tp in sorted(self._assigned):
+            try:
+                end = consumer.highwater(tp)
+                if end is None:
+                    continue  # nothing fetched yet
+                known = committed.get(tp)
+                # No record since the assignment: the group's offset is the position still.
+                base = known if known is not None else await self._position(consumer, tp)
+            except (AssertionError, AttributeError, IllegalStateError, TimeoutError):
+                continue  # revoked meanwhile, or its position is still being looked up
+            lag[tp] = max(int(end) - base, 0)
+        return lag
+
+    @staticmethod
+    async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+        # Answered from memory once the position is known; not waited for otherwise.
+        return int(await asyncio.wait_for(consumer.position(tp), _POSITION_TIMEOUT_S))
+
+    async def dead_letter_sizes(self, topics: Iterable[str]) -> dict[str, int]:
+        """Records each of ``topics`` holds (end minus start offsets, over its partitions).
+
+        For the dead-letter topics nobody consumes: two ListOffsets requests, asked at most
+        once every ``DLQ_SIZES_MAX_AGE_S`` (the answer in between is the last one).
+        """
+        asked_at, sizes = self._dlq_sizes
+        if time.monotonic() - asked_at < DLQ_SIZES_MAX_AGE_S:
+            return sizes
+        consumer, producer = self._consumer, self._producer
+        if consumer is None or producer is None:
+            return sizes
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in sorted(set(topics))
+            for partition in sorted(await producer.partitions_for(topic))
+        ]
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        sizes = dict.fromkeys(sorted(set(topics)), 0)
+        for tp in partitions:
+            sizes[tp.topic] += max(int(ends[tp]) - int(starts[tp]), 0)
+        self._dlq_sizes = (time.monotonic(), sizes)
+        return sizes
 
     def _consumer_config(self) -> dict[str, Any]:
         return {
@@ -252,6 +345,7 @@ class ConsumerRunner:
             inbox=self._inbox,
             dedup=self._dedup,
             faults=self._faults,
+            durations=self._durations,
         )
 
     async def _poll(self) -> None:

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from shared.events import Event, Record, encode
 from shared.topics import Topics
+from shared.tracing import TRACEPARENT, traceparent_for
 
 __all__ = [
     "OUTBOX_CHANNEL",
@@ -73,6 +74,9 @@ outbox_table = Table(
     Column("headers", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True), nullable=True),
+    # The W3C trace context the record goes out with (shared.tracing); the relay adds it to
+    # the headers, or publishes the row in a span of that trace when spans are recorded.
+    Column("traceparent", Text, nullable=True),
 )
 # The relay's only query: the oldest unsent rows. A partial index stays as small as the backlog.
 Index(
@@ -147,11 +151,14 @@ def decode_headers(stored: Sequence[Sequence[str]]) -> list[tuple[str, bytes]]:
 
 
 def _outbox_row(record: Record) -> dict[str, Any]:
+    headers = [header for header in record.headers if header[0] != TRACEPARENT]
+    traceparent = next((v.decode() for n, v in record.headers if n == TRACEPARENT), None)
     return {
         "topic": record.topic,
         "key": record.key,
         "value": record.value,
-        "headers": encode_headers(record.headers),
+        "headers": encode_headers(headers),
+        "traceparent": traceparent,
     }
 
 
@@ -187,9 +194,12 @@ class UnitOfWork:
         """Publish ``event`` if and only if this unit of work commits.
 
         The outbox row is written at ``commit``, after the service's own statements: rows
-        of one unit of work keep the order of their ``emit`` calls.
+        of one unit of work keep the order of their ``emit`` calls. It carries
+        ``traceparent``, by default the span of the event's cause or of the request in hand
+        (``shared.tracing.traceparent_for``).
         """
-        self._staged.append(encode(event, self._topics, traceparent))
+        context = traceparent or traceparent_for(event)
+        self._staged.append(encode(event, self._topics, context))
 
     async def commit(self) -> None:
         """Write the staged outbox rows, wake the relay, and commit the transaction."""

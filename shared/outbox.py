@@ -40,6 +40,11 @@ Waking up
     polls every ``poll_interval_s`` in case a notification was lost (a reconnect, a row
     written by hand).
 
+Trace context
+    A row's ``traceparent`` (its own column) goes out as the record's header. When spans are
+    recorded (``shared.tracing``) the relay publishes each row in a producer span of that
+    trace, and the header names that span instead.
+
 Retention
     The leader also keeps the platform's tables from growing without limit: at most once every
     ``purge_interval_s``, between rounds and on its lock connection, it deletes outbox rows
@@ -56,7 +61,7 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -64,14 +69,18 @@ from typing import Any, Final
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
+from sqlalchemy import text
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.backoff import backoff_delay
 from shared.db import OUTBOX_CHANNEL, asyncpg_dsn, decode_headers, outbox_table
+from shared.metrics import Metric, counter, gauge, histogram
 from shared.retention import PURGE_BATCH_SIZE, purge_processed_inbox, purge_sent_outbox
 from shared.settings import PlatformSettings
+from shared.tracing import TRACEPARENT, OpenSpan, TraceParent, recording, start_span
 
-__all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats"]
+__all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats", "backlog_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +90,18 @@ DEFAULT_LOCK_KEY: Final = zlib.crc32(b"sagakit.outbox.relay")
 
 _TABLE = outbox_table.name
 _SELECT_UNSENT = (
-    f"SELECT id, topic, key, value, headers FROM {_TABLE} "
+    f"SELECT id, topic, key, value, headers, traceparent FROM {_TABLE} "
     "WHERE sent_at IS NULL ORDER BY id LIMIT $1"
 )
 _MARK_SENT = f"UPDATE {_TABLE} SET sent_at = now() WHERE id = ANY($1::bigint[])"
+
+# Both halves read the partial index of unsent rows; the oldest is the one of lowest id.
+_BACKLOG = text(
+    f"SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - ("
+    f"SELECT created_at FROM {_TABLE} WHERE sent_at IS NULL ORDER BY id LIMIT 1)), 0) "
+    f"FROM {_TABLE} WHERE sent_at IS NULL"
+)
+_BACKLOG_TIMEOUT_S = 2.0
 
 # What losing the database looks like through asyncpg: the server went away
 # (PostgresConnectionError, ConnectionDoesNotExistError), the socket broke (OSError), or the
@@ -151,6 +168,10 @@ class OutboxRelay:
         # reuses them instead of queueing a second copy behind the first.
         self._in_flight: _Sends = {}
         self.stats = RelayStats()
+        self._publish_seconds = histogram(
+            "sagakit_outbox_publish_duration_seconds",
+            "Time from handing an outbox row to the producer to Kafka's acknowledgement",
+        )
 
     @classmethod
     def from_settings(
@@ -172,6 +193,30 @@ class OutboxRelay:
     def is_leader(self) -> bool:
         """Whether this relay holds the lock and publishes (the others stand by)."""
         return self._is_leader
+
+    def metrics(self) -> list[Metric]:
+        """The relay's counters, leadership and publish latency as metric families."""
+        stats = self.stats
+        families: list[Metric] = [
+            counter(
+                "sagakit_outbox_published",
+                "Outbox rows published to Kafka",
+                (),
+                {(): stats.published},
+            ),
+            counter(
+                "sagakit_outbox_purged", "Sent outbox rows deleted", (), {(): stats.purged_outbox}
+            ),
+            counter("sagakit_inbox_purged", "Old inbox rows deleted", (), {(): stats.purged_inbox}),
+            gauge(
+                "sagakit_outbox_leader",
+                "1 while this instance's relay publishes its service's outbox",
+                (),
+                {(): int(self._is_leader)},
+            ),
+        ]
+        families.extend(self._publish_seconds.collect())
+        return families
 
     async def start(self) -> None:
         """Start relaying in the background; returns at once."""
@@ -336,21 +381,39 @@ class OutboxRelay:
             if earlier is not None and not _failed(earlier):
                 sends[row_id] = earlier
                 continue
+            headers = decode_headers(json.loads(row["headers"]))
+            span = _publish_span(row["topic"], row["traceparent"])
+            traceparent = span.context if span is not None else row["traceparent"]
+            if traceparent is not None:
+                headers.append((TRACEPARENT, str(traceparent).encode()))
             try:
                 future = await self._producer.send(
-                    row["topic"],
-                    value=row["value"],
-                    key=row["key"],
-                    headers=decode_headers(json.loads(row["headers"])),
+                    row["topic"], value=row["value"], key=row["key"], headers=headers
                 )
             except Exception as error:  # any refusal ends the round the same way
                 # Sending later rows now could put them ahead of this one on its partition.
                 log.warning("%s: Kafka refused outbox row %d: %r", self._name, row_id, error)
+                if span is not None:
+                    span.end(error)
                 break
-            future.add_done_callback(_retrieve)
+            future.add_done_callback(self._acknowledgement(time.perf_counter(), span))
             self._in_flight[row_id] = future
             sends[row_id] = future
         return sends
+
+    def _acknowledgement(
+        self, sent: float, span: OpenSpan | None
+    ) -> Callable[[asyncio.Future[RecordMetadata]], None]:
+        def done(future: asyncio.Future[RecordMetadata]) -> None:
+            # Reading the outcome also keeps asyncio from reporting "exception was never
+            # retrieved" for a send the relay stopped waiting for.
+            error = None if future.cancelled() else future.exception()
+            if not future.cancelled() and error is None:
+                self._publish_seconds.observe(time.perf_counter() - sent)
+            if span is not None:
+                span.end(error)
+
+        return done
 
     async def _acknowledged(self, sends: _Sends) -> list[int]:
         if not sends:
@@ -409,8 +472,32 @@ def _failed(future: asyncio.Future[RecordMetadata]) -> bool:
     return future.done() and (future.cancelled() or future.exception() is not None)
 
 
-def _retrieve(future: asyncio.Future[RecordMetadata]) -> None:
-    # A send the relay stopped waiting for may fail later; reading its outcome here keeps
-    # asyncio from reporting "exception was never retrieved" for it.
-    if not future.cancelled():
-        future.exception()
+def _publish_span(topic: str, traceparent: str | None) -> OpenSpan | None:
+    """The producer span of publishing a row, when spans are recorded."""
+    if not recording():
+        return None
+    attributes = {"messaging.system": "kafka", "messaging.destination.name": topic}
+    return start_span(f"{topic} publish", TraceParent.parse(traceparent), "producer", attributes)
+
+
+async def backlog_metrics(engine: AsyncEngine) -> list[Metric]:
+    """The outbox's unsent rows and the age of the oldest, from one indexed query.
+
+    Every instance of a service reports the same backlog (they share the database); none
+    when the database does not answer within a scrape's patience.
+    """
+    try:
+        async with asyncio.timeout(_BACKLOG_TIMEOUT_S), engine.connect() as connection:
+            unsent, oldest = (await connection.execute(_BACKLOG)).one()
+    except Exception as error:  # /metrics answers anyway; the backlog is missing from it
+        log.warning("outbox backlog not measured: %r", error)
+        return []
+    return [
+        gauge("sagakit_outbox_unsent_rows", "Outbox rows not yet published", (), {(): unsent}),
+        gauge(
+            "sagakit_outbox_oldest_unsent_age_seconds",
+            "Age of the oldest unsent outbox row (0 when none)",
+            (),
+            {(): float(oldest)},
+        ),
+    ]

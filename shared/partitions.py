@@ -62,6 +62,9 @@ class _Partition:
     """The offset after the last record fully processed in this assignment (-1: none)."""
     committed: int = -1
     """The last offset this process committed for the partition in this assignment."""
+    start: int = -1
+    """The offset of the first record polled in this assignment (-1: none yet): where the
+    group's committed offset stood when the assignment began."""
 
 
 class PartitionWorkers:
@@ -99,6 +102,8 @@ class PartitionWorkers:
     def dispatch(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Queue a polled batch of ``tp``; start its task unless it is running."""
         partition = self._partitions.setdefault(tp, _Partition(tp))
+        if partition.start < 0:
+            partition.start = int(records[0].offset)
         partition.queued.extend(records)
         if len(partition.queued) >= 2 * self._batch_size and not partition.paused:
             self._consumer.pause(tp)
@@ -143,6 +148,16 @@ class PartitionWorkers:
         offsets = {p.tp: p.done for p in self._partitions.values() if p.done > p.committed}
         if offsets:
             await self._commit(offsets)
+
+    def committed_offsets(self) -> dict[TopicPartition, int]:
+        """The group's committed offset of each partition that had records in this assignment:
+        this process's last commit, or where the assignment began (known without asking the
+        coordinator, so ``/metrics`` can compute the lag at no cost)."""
+        return {
+            tp: p.committed if p.committed >= 0 else p.start
+            for tp, p in self._partitions.items()
+            if p.start >= 0
+        }
 
     async def release_all(self) -> None:
         """``release`` every partition (shutdown)."""

@@ -11,7 +11,7 @@ and nothing connects at import time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
@@ -25,9 +25,9 @@ from shared.consumer import ConsumerRunner
 from shared.db import UnitOfWorkFactory, make_engine
 from shared.faults import FaultKind, FaultRegistry, OrderScoped, business_fault
 from shared.inbox import Deduplicator
+from shared.metrics import Metric, gauge
 from shared.migrations import upgrade_to_head
-from shared.observability import Sample
-from shared.outbox import OutboxRelay
+from shared.outbox import OutboxRelay, backlog_metrics
 from shared.producer import build_producer
 from shared.service import Component, Service
 from shared.settings import PlatformSettings, kafka_client_options
@@ -183,19 +183,37 @@ class Runtime:
                 topics.setdefault(tp.topic, []).append(tp.partition)
         return owned
 
-    def metrics(self) -> Iterable[Sample]:
-        labels = {
-            "service": self.platform.settings.service_name,
-            "instance": self.platform.settings.instance_id,
-        }
+    async def metrics(self) -> list[Metric]:
+        """The relay's and the consumer groups' metric families, the outbox backlog, and the
+        sizes of the dead-letter topics of the topics this service consumes."""
+        families: list[Metric] = []
         if self.relay is not None:
-            stats = self.relay.stats
-            yield Sample("sagakit_outbox_published_total", stats.published, labels)
-            yield Sample("sagakit_outbox_purged_total", stats.purged_outbox, labels)
-            yield Sample("sagakit_inbox_purged_total", stats.purged_inbox, labels)
-            yield Sample("sagakit_outbox_leader", int(self.relay.is_leader), labels, kind="gauge")
+            families += self.relay.metrics()
+            families += await backlog_metrics(self.platform.engine)
         for runner in self.runners:
-            yield from runner.metrics()
+            families += await runner.metrics()
+        if self.runners:
+            families += await self._dead_letter_sizes()
+        return families
+
+    async def _dead_letter_sizes(self) -> list[Metric]:
+        # Every service reports the dead-letter topics of what it consumes (a topic's DLQ
+        # holds what every group gave up on, so several services report one topic: the
+        # dashboard takes the max). No service is special, and none needs wiring for it.
+        dlqs = sorted({Topics.dlq(topic) for runner in self.runners for topic in runner.topics})
+        try:
+            sizes = await self.runners[0].dead_letter_sizes(dlqs)
+        except Exception as error:  # /metrics answers anyway, without the sizes
+            log.warning("dead-letter topics' sizes not measured: %r", error)
+            return []
+        return [
+            gauge(
+                "sagakit_dlq_records",
+                "Records a dead-letter topic holds (end minus start offsets)",
+                ("topic",),
+                {(topic,): size for topic, size in sizes.items()},
+            )
+        ]
 
     async def _migrate(self) -> None:
         # Under an advisory lock: instances starting together migrate one after the other.

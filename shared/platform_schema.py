@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-__all__ = ["create_v1", "drop_v1"]
+__all__ = ["create_v1", "downgrade_v2", "drop_v1", "upgrade_v2"]
 
 
 def _created_at(name: str) -> sa.Column[datetime]:
@@ -62,3 +62,13 @@ def drop_v1() -> None:
     )
     op.drop_table("sagakit_outbox")
     op.drop_table("sagakit_inbox")
+
+
+def upgrade_v2() -> None:
+    """The outbox's ``traceparent``: the trace context each row is published with."""
+    op.add_column("sagakit_outbox", sa.Column("traceparent", sa.Text(), nullable=True))
+
+
+def downgrade_v2() -> None:
+    """Undo ``upgrade_v2``."""
+    op.drop_column("sagakit_outbox", "traceparent")

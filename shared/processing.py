@@ -32,11 +32,13 @@ import asyncio
 import enum
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import NoReturn
+from dataclasses import dataclass, field
+from typing import Final, Literal, NoReturn
 
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import Histogram
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -47,17 +49,24 @@ from shared.errors import PermanentError, TransientError
 from shared.events import Event, decode
 from shared.faults import FaultKind, FaultRegistry, inject_before_handler
 from shared.inbox import Deduplicator, Inbox
+from shared.logs import about_record
+from shared.metrics import histogram
 from shared.subscriptions import Route
+from shared.tracing import OpenSpan, handling, header_of, recording, start_span
 
 __all__ = [
     "CRASH_EXIT_CODE",
+    "OUTCOMES",
     "ConsumerStats",
+    "Counted",
     "Failure",
     "MisroutedEvent",
     "Outcome",
     "RecordProcessor",
     "RetryPolicy",
     "classify",
+    "consumer_span",
+    "handler_durations",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,9 +123,20 @@ class Outcome(enum.Enum):
     """Given up between two attempts because the partition is being released; not done."""
 
 
+Counted = Literal["ok", "retried", "dead_lettered", "duplicate"]
+"""What became of a consumed record, as ``/metrics`` counts it: handled at the first attempt,
+handled after retries, dead-lettered, or skipped as already processed."""
+
+OUTCOMES: Final[tuple[Counted, ...]] = ("ok", "retried", "dead_lettered", "duplicate")
+
+
 @dataclass
 class ConsumerStats:
-    """Counters of one consumer group in this process, for ``/metrics``."""
+    """Counters of one consumer group in this process, for ``/metrics``.
+
+    Plain ints, added to once per record or per run: ``shared.consumer`` turns them into
+    metric families when ``/metrics`` is scraped.
+    """
 
     processed: int = 0
     duplicates: int = 0
@@ -130,6 +150,57 @@ class ConsumerStats:
     """Records handled in those runs."""
     batch_fallbacks: int = 0
     """Runs that failed together and were taken one record at a time."""
+    by_topic: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per topic, records by outcome (``OUTCOMES``) and ``retries``: attempts retried."""
+
+    def count(self, topic: str, outcome: Counted, records: int = 1) -> None:
+        """``records`` of ``topic`` ended as ``outcome``."""
+        self._of(topic)[outcome] += records
+        if outcome == "duplicate":
+            self.duplicates += records
+        elif outcome == "dead_lettered":
+            self.dead_lettered += records
+        else:
+            self.processed += records
+
+    def count_retry(self, topic: str) -> None:
+        """An attempt at a record of ``topic`` failed and will be tried again."""
+        self._of(topic)["retries"] += 1
+        self.retried += 1
+
+    def _of(self, topic: str) -> dict[str, int]:
+        counts = self.by_topic.get(topic)
+        if counts is None:  # every outcome from zero, so that a rate() sees the first one
+            counts = self.by_topic[topic] = dict.fromkeys((*OUTCOMES, "retries"), 0)
+        return counts
+
+
+def handler_durations() -> Histogram:
+    """The handler duration histogram a consumer group's processors share."""
+    return histogram(
+        "sagakit_handler_duration_seconds",
+        "Time the handlers of one event type took in one transaction (one or more events)",
+        ("group", "event_type"),
+    )
+
+
+def consumer_span(record: ConsumerRecord[bytes, bytes], group: str) -> OpenSpan:
+    """The span of handling ``record``: a child of the span its ``traceparent`` names."""
+    parent = header_of(record.headers)
+    if not recording():  # ids only: no name or attributes to build for every record
+        return start_span("", parent, "consumer")
+    return start_span(
+        f"{record.topic} process",
+        parent,
+        "consumer",
+        {
+            "messaging.system": "kafka",
+            "messaging.destination.name": record.topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+            "messaging.consumer.group.name": group,
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +245,11 @@ class RecordProcessor:
         inbox: Inbox,
         dedup: Deduplicator | None = None,
         faults: FaultRegistry | None = None,
+        durations: Histogram | None = None,
         exit_process: Callable[[int], NoReturn] = os._exit,
     ) -> None:
         self._group = group
+        self._durations = durations or handler_durations()
         self._routes = routes
         self._units = units
         self._dead_letters = dead_letters
@@ -194,7 +267,8 @@ class RecordProcessor:
         try:
             event, route = self.decode(record)
         except PermanentError as error:
-            return await self.dead_letter(record, None, error, attempts=1)
+            with about_record(record):
+                return await self.dead_letter(record, None, error, attempts=1)
         return await self.process_event(record, event, route, stopping)
 
     async def process_event(
@@ -211,14 +285,40 @@ class RecordProcessor:
 
         ``consult_redis``: False when the caller asked Redis already. ``failed_attempt``: the
         error of an attempt the caller made already (``shared.batches``), which counts as
-        this record's first.
+        this record's first. Every line logged meanwhile carries the record's ids, and the
+        events its handlers emit carry its span.
         """
+        span = consumer_span(record, self._group)
+        failure: BaseException | None = None
+        try:
+            with (
+                about_record(record, event, span.context.trace_id),
+                handling({event.event_id: span.context}),
+            ):
+                return await self._process_event(
+                    record, event, route, stopping, consult_redis, failed_attempt
+                )
+        except BaseException as error:
+            failure = error
+            raise
+        finally:
+            span.end(failure)
+
+    async def _process_event(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: Event,
+        route: Route,
+        stopping: asyncio.Event,
+        consult_redis: bool,
+        failed_attempt: Exception | None,
+    ) -> Outcome:
         if (
             consult_redis
             and self._dedup is not None
             and await self._dedup.already_processed(self._group, event.event_id)
         ):
-            self._stats.duplicates += 1
+            self._stats.count(record.topic, "duplicate")
             return Outcome.duplicate
         attempts = 0
         bounded_failures = 0
@@ -238,7 +338,7 @@ class RecordProcessor:
             if failure is Failure.permanent or bounded_failures >= self._retry.attempts:
                 return await self.dead_letter(record, event, error, attempts)
             delay = self._retry.delay(attempts)
-            self._stats.retried += 1
+            self._stats.count_retry(record.topic)
             log.warning(
                 "retrying %s %s (order %s) in %.2fs after attempt %d failed (%s): %s: %s",
                 event.event_type,
@@ -254,11 +354,11 @@ class RecordProcessor:
                 return Outcome.abandoned
             error = None
         if outcome is Outcome.duplicate:
-            self._stats.duplicates += 1
+            self._stats.count(record.topic, "duplicate")
             return outcome
         if self._dedup is not None:
             await self._dedup.remember(self._group, event.event_id)
-        self._stats.processed += 1
+        self._stats.count(record.topic, "ok" if attempts == 1 else "retried")
         self._maybe_crash(event)
         return outcome
 
@@ -279,7 +379,9 @@ class RecordProcessor:
         async with self._units() as uow:
             if not await self._inbox.claim(uow, self._group, event.event_id):
                 return Outcome.duplicate
+            started = time.perf_counter()
             await route.handle([event], uow)
+            self.observe_handlers(route, started)
             await uow.commit()
         return Outcome.processed
 
@@ -304,8 +406,14 @@ class RecordProcessor:
             error,
         )
         await self._dead_letters.send(record, error, attempts)
-        self._stats.dead_lettered += 1
+        self._stats.count(record.topic, "dead_lettered")
         return Outcome.dead_lettered
+
+    def observe_handlers(self, route: Route, started: float) -> None:
+        """The handlers of ``route`` ran from ``started`` (``time.perf_counter``) until now."""
+        self._durations.labels(self._group, route.event_type.type_name()).observe(
+            time.perf_counter() - started
+        )
 
     def _maybe_crash(self, event: Event) -> None:
         if self._faults is None or self._faults.take(FaultKind.crash, event.order_id) is None:

@@ -8,8 +8,9 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
-from shared.observability import configure_logging
+from shared.logs import configure_logging
 from shared.settings import PlatformSettings
+from shared.tracing import configure_tracing
 
 __all__ = ["serve"]
 
@@ -27,9 +28,20 @@ def serve(
     parser = argparse.ArgumentParser(prog=f"python -m services.{settings.service_name}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default=None, help="default: SAGAKIT_LOG_LEVEL (INFO)")
     args = parser.parse_args()
-    configure_logging(settings.service_name, settings.instance_id, args.log_level)
+    configure_logging(
+        settings.service_name,
+        settings.instance_id,
+        args.log_level or settings.log_level,
+        settings.log_format,
+    )
+    configure_tracing(
+        enabled=settings.otel_enabled,
+        service=settings.service_name,
+        instance_id=settings.instance_id,
+        exporter=settings.otel_exporter,
+    )
     uvicorn.run(
         bootstrap(),
         host=args.host,

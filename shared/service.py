@@ -10,22 +10,26 @@ injection behind the admin token.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from fastapi import APIRouter, Depends, FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+from prometheus_client import ProcessCollector as _ProcessCollector
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.access_log import AccessLog, request_durations
 from shared.admin import admin_guard, faults_router
 from shared.faults import FaultRegistry
 from shared.http import BodySizeLimit
-from shared.observability import Sample, render_metrics
+from shared.metrics import Metric, gauge, render
 from shared.settings import PlatformSettings
 
 __all__ = ["Component", "Probe", "Service", "create_app"]
@@ -36,6 +40,16 @@ Probe = Callable[[], Awaitable[object]]
 """A readiness check: returns when the dependency answers, raises when it does not."""
 
 PROBE_TIMEOUT_SECONDS = 2.0
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""What ``prometheus_client.generate_latest`` writes: the classic text format."""
+
+
+def _service_registry() -> CollectorRegistry:
+    # One registry per service, never prometheus_client's global one: tests build several
+    # services in one process. The process collector reads /proc at scrape time only.
+    registry = CollectorRegistry(auto_describe=True)
+    _ProcessCollector(registry=registry)
+    return registry
 
 
 class Component(Protocol):
@@ -62,6 +76,8 @@ class Service:
     probes: Mapping[str, Probe] = field(default_factory=dict)
     """Readiness checks besides the database and Redis (Kafka, typically)."""
     description: str = ""
+    registry: CollectorRegistry = field(default_factory=_service_registry)
+    """This service's metrics objects (the HTTP request durations, the process's)."""
 
     @property
     def name(self) -> str:
@@ -77,15 +93,28 @@ class Service:
     async def _ping_redis(self) -> None:
         await self.redis.ping()
 
-    def samples(self) -> Iterable[Sample]:
-        labels = {"service": self.name, "instance": self.settings.instance_id}
-        yield Sample("sagakit_up", 1, labels, kind="gauge", help="1 while the service runs")
-        # A component may also report metrics (``metrics() -> Iterable[Sample]``) and the
-        # partitions it owns (``partitions()``); the runtime of shared.platform does both.
+    async def metric_families(self) -> list[Metric]:
+        """Every family ``/metrics`` shows but the registry's, read now."""
+        families: list[Metric] = [gauge("sagakit_up", "1 while the service runs", (), {(): 1})]
+        # A component may also report metrics (``metrics()``, returning metric families or a
+        # coroutine of them, read at each scrape) and the partitions it owns
+        # (``partitions()``); the runtime of shared.platform does both.
         for component in self.components:
             report = getattr(component, "metrics", None)
-            if report is not None:
-                yield from report()
+            if report is None:
+                continue
+            try:
+                reported = report()
+                families.extend(await reported if inspect.isawaitable(reported) else reported)
+            except Exception as error:  # the other families are still worth a scrape
+                log.warning("metrics of %r not read: %r", component, error)
+        return families
+
+    async def exposition(self) -> bytes:
+        """The Prometheus text format of this service's metrics, each sample labelled with
+        the service and the instance."""
+        labels = {"service": self.name, "instance": self.settings.instance_id}
+        return render(await self.metric_families(), labels, self.registry)
 
     async def start(self) -> None:
         for component in self.components:
@@ -118,6 +147,7 @@ def create_app(service: Service) -> FastAPI:
         title=f"sagakit {service.name}", description=service.description, lifespan=lifespan
     )
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(AccessLog, durations=request_durations(service.registry))
     app.include_router(_health_router(service))
     for router in service.routers:
         app.include_router(router)
@@ -155,10 +185,10 @@ def _health_router(service: Service) -> APIRouter:
         body = {"status": "ready" if ready else "not ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    @router.get("/metrics", response_class=PlainTextResponse)
-    async def metrics() -> str:
+    @router.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
         """Prometheus text format."""
-        return render_metrics(service.samples())
+        return Response(await service.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     return router
 

@@ -26,6 +26,10 @@ first of all); nothing else in the code reads ``os.environ``.
 | SAGAKIT_ADMIN_TOKEN | unset | bearer token of the admin endpoints; unset switches them off |
 | SAGAKIT_FAULT_INJECTION | true | false: no fault registry, no ``/faults``, nothing wrapped |
 | SAGAKIT_INSTANCE_ID | host-pid | names this process in logs, metrics and DLQ headers |
+| SAGAKIT_LOG_LEVEL | INFO | DEBUG, INFO, WARNING, ERROR or CRITICAL |
+| SAGAKIT_LOG_FORMAT | console | json (one object per line, for a log pipeline) or console |
+| SAGAKIT_OTEL_ENABLED | false | record OpenTelemetry spans (`otel` extra); headers flow anyway |
+| SAGAKIT_OTEL_EXPORTER | otlp | otlp (its own OTEL_EXPORTER_OTLP_* variables), console, none |
 """
 
 from __future__ import annotations
@@ -99,6 +103,11 @@ class PlatformSettings(BaseSettings):
     # On by default: the reference system is there to be broken on purpose. A production
     # deployment switches it off, and then no code path can inject anything.
     fault_injection: bool = True
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["json", "console"] = "console"
+    otel_enabled: bool = False
+    otel_exporter: Literal["otlp", "console", "none"] = "otlp"
 
 
 def database_url_variables(service: str) -> tuple[str, str]:

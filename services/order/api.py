@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -13,11 +14,14 @@ from services.order import store
 from services.order.model import OrderLine, OrderStatus, order_total
 from shared.db import UnitOfWorkFactory
 from shared.events import OrderCreated
+from shared.metrics import Metric, gauge
 from shared.money import MAX_INTEGER_DIGITS, MoneyStr
 
-__all__ = ["router"]
+__all__ = ["SagaCounts", "router"]
 
 PRODUCER = "order"
+SAGA_COUNTS_MAX_AGE_S = 15.0
+"""Counting orders by status scans the table: done at most this often, whatever the scrapes."""
 
 
 class ItemIn(BaseModel):
@@ -78,6 +82,9 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
     @api.post("", status_code=status.HTTP_202_ACCEPTED)
     async def place_order(body: OrderCreate, idempotency_key: IdempotencyKey = None) -> OrderPublic:
         """Accept an order and start its saga; the same Idempotency-Key returns the same order."""
+        # The request's span (the shell's, continuing a traceparent header if one came) is
+        # where the saga's trace begins: OrderCreated carries it, and every later event of
+        # the order its trace id.
         lines = [OrderLine(item.sku, item.quantity, item.unit_price) for item in body.items]
         items = [item.model_dump(mode="json") for item in body.items]
         total = order_total(lines)
@@ -139,3 +146,34 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
         return [OrderPublic.of(order) for order in found]
 
     return api
+
+
+class SagaCounts:
+    """How many orders (sagas) stand at each status, for ``/metrics`` (a component of the
+    service that only reports: nothing to start or stop)."""
+
+    def __init__(self, units: UnitOfWorkFactory) -> None:
+        self._units = units
+        self._counted_at = -SAGA_COUNTS_MAX_AGE_S
+        self._counts = dict.fromkeys(OrderStatus, 0)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def metrics(self) -> list[Metric]:
+        if time.monotonic() - self._counted_at >= SAGA_COUNTS_MAX_AGE_S:
+            async with self._units() as uow:
+                counted = await store.count_by_status(uow.session)
+            self._counts = dict.fromkeys(OrderStatus, 0) | counted
+            self._counted_at = time.monotonic()
+        return [
+            gauge(
+                "sagakit_orders",
+                "Orders by the status of their saga",
+                ("status",),
+                {(status_.value,): count for status_, count in self._counts.items()},
+            )
+        ]

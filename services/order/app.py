@@ -57,7 +57,6 @@ def sweeper(platform: Platform[OrderSettings]) -> DeadlineSweeper:
         settings.database_url,
         settings.deadlines(),
         interval_s=settings.deadline_sweep_interval_seconds,
-        labels={"service": settings.service_name, "instance": settings.instance_id},
     )
 
 
@@ -69,5 +68,5 @@ service = ServiceDeclaration(
     migrations=Path(__file__).with_name("migrations"),
     consumers=consumers,
     routers=lambda platform: [api.router(platform.units)],
-    components=lambda platform: [sweeper(platform)],
+    components=lambda platform: [sweeper(platform), api.SagaCounts(platform.units)],
 )

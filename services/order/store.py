@@ -276,5 +276,11 @@ async def read_timeline(session: AsyncConnection, order_id: str) -> list[dict[st
     return [payload for (payload,) in (await session.execute(query)).all()]
 
 
+async def count_by_status(session: AsyncConnection) -> dict[OrderStatus, int]:
+    """How many orders stand at each status (a scan of the table: for /metrics, not often)."""
+    rows = await session.execute(select(orders.c.status, func.count()).group_by(orders.c.status))
+    return {OrderStatus(status): count for status, count in rows}
+
+
 def new_order_id() -> str:
     return str(uuid.uuid4())

@@ -33,7 +33,6 @@ import contextlib
 import logging
 import zlib
 from collections import Counter
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
 
@@ -46,7 +45,7 @@ from services.order.model import CancelReason, OrderStatus
 from shared.backoff import backoff_delay
 from shared.db import UnitOfWorkFactory, asyncpg_dsn
 from shared.events import OrderCancelled
-from shared.observability import Sample
+from shared.metrics import Metric, counter, gauge
 
 __all__ = ["LOCK_KEY", "DeadlineSweeper"]
 
@@ -80,7 +79,6 @@ class DeadlineSweeper:
         interval_s: float = 5.0,
         batch_size: int = 200,
         lock_key: int = LOCK_KEY,
-        labels: dict[str, str] | None = None,
     ) -> None:
         if interval_s <= 0 or batch_size < 1:
             raise ValueError("the sweep interval must be positive and the batch at least 1")
@@ -90,7 +88,6 @@ class DeadlineSweeper:
         self._interval = interval_s
         self._batch_size = batch_size
         self._lock_key = lock_key
-        self._labels = labels or {}
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._is_leader = False
@@ -170,17 +167,22 @@ class DeadlineSweeper:
             log.info("deadline sweeper: cancelled %d overdue saga(s): %s", len(sagas), shown)
         return len(sagas)
 
-    def metrics(self) -> Iterable[Sample]:
-        for status in (OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.RESERVED):
-            yield Sample(
-                "sagakit_sagas_timed_out_total",
-                self.timed_out[status],
-                {**self._labels, "status": status.value},
-                help="sagas cancelled by the deadline sweeper, by the status they waited in",
-            )
-        yield Sample(
-            "sagakit_deadline_sweeper_leader", int(self._is_leader), self._labels, kind="gauge"
-        )
+    def metrics(self) -> list[Metric]:
+        waited = (OrderStatus.PENDING, OrderStatus.PAID, OrderStatus.RESERVED)
+        return [
+            counter(
+                "sagakit_sagas_timed_out",
+                "sagas cancelled by the deadline sweeper, by the status they waited in",
+                ("status",),
+                {(status.value,): self.timed_out[status] for status in waited},
+            ),
+            gauge(
+                "sagakit_deadline_sweeper_leader",
+                "1 while this instance's sweeper leads",
+                (),
+                {(): int(self._is_leader)},
+            ),
+        ]
 
     async def _run(self) -> None:
         failures = 0

@@ -85,6 +85,8 @@ async def _system_env(infra: Infrastructure, instances: tuple[Instance, ...]) ->
         "SAGAKIT_RETRY_BASE_DELAY_MS": "20",
         "SAGAKIT_RETRY_MAX_DELAY_MS": "200",
         "SAGAKIT_INSTANCE_URLS": ",".join(instance.url for instance in instances),
+        # JSON lines: tests/e2e/test_observability.py reads the events' ids from them.
+        "SAGAKIT_LOG_FORMAT": "json",
     }
     for service in SERVICES:
         url = next(i.url for i in instances if i.service == service)

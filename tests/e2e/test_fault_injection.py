@@ -8,7 +8,6 @@ matters, the test checks that it was (the dead letter's key, the crash's log lin
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -27,8 +26,11 @@ from tests.e2e.invariants import (
     stays,
     wait_terminal,
 )
+from tests.e2e.scrape import scrape
 
 Json = dict[str, Any]
+
+EVENTS = "sagakit_consumer_events_total"
 
 RESTART_TIMEOUT_S = 45.0
 """A restarted instance imports, migrates and rejoins its consumer groups (up to ~15 s)."""
@@ -38,11 +40,14 @@ def instance(system: RunningSystem, name: str) -> ServiceInstance:
     return next(i for i in instances(system.state_dir) if i.name == name)
 
 
-async def counter(system: RunningSystem, url: str, name: str) -> float:
-    """The sum of every series of metric ``name`` on one instance's ``/metrics``."""
-    text = (await system.client.http.get(f"{url}/metrics")).text
-    pattern = re.compile(rf"^{name}(?:{{[^}}]*}})? (\S+)$", re.MULTILINE)
-    return sum(float(value) for value in pattern.findall(text))
+async def counter(system: RunningSystem, url: str, name: str, **labels: str) -> float:
+    """The sum of the series of ``name`` with ``labels`` on one instance's ``/metrics``."""
+    return (await scrape(system.client.http, url)).total(name, **labels)
+
+
+async def duplicates(system: RunningSystem, url: str) -> float:
+    """Records one instance skipped as processed before."""
+    return await counter(system, url, EVENTS, outcome="duplicate")
 
 
 async def active_faults(system: RunningSystem, url: str) -> list[Json]:
@@ -71,7 +76,7 @@ async def test_a_transient_fault_below_the_retry_limit_is_retried_and_the_saga_c
     customer = await ledger.customer("transient", "1000.00")
     sku = await ledger.sku("transient", 100)
     retries_before = await counter(system, url, "sagakit_consumer_retries_total")
-    dead_before = await counter(system, url, "sagakit_consumer_dead_lettered_total")
+    dead_before = await counter(system, url, EVENTS, outcome="dead_lettered")
     await client.add_fault(url, "transient", count=2)  # the retry limit is 3 attempts
 
     # A payment instance sees only the orders of the partitions it owns: place orders until
@@ -85,7 +90,7 @@ async def test_a_transient_fault_below_the_retry_limit_is_retried_and_the_saga_c
 
     assert await active_faults(system, url) == []
     assert await counter(system, url, "sagakit_consumer_retries_total") >= retries_before + 2
-    assert await counter(system, url, "sagakit_consumer_dead_lettered_total") == dead_before
+    assert await counter(system, url, EVENTS, outcome="dead_lettered") == dead_before
     await ledger.assert_invariants()
 
 
@@ -146,7 +151,6 @@ async def test_a_permanent_fault_dead_letters_the_event_and_a_replay_completes_t
 
 
 CRASH_LINE = "injected crash after committing"
-DUPLICATES = "sagakit_consumer_duplicates_total"
 
 
 @pytest.mark.parametrize("service", ["order", "payment", "inventory", "shipping"])
@@ -158,7 +162,7 @@ async def test_a_crash_after_the_commit_restarts_the_service_which_does_nothing_
     sku = await ledger.sku(f"crash-{service}", 10)
     group = instances(system.state_dir, service)
     before = system.restarts()
-    duplicates_before = {i.name: await counter(system, i.url, DUPLICATES) for i in group}
+    duplicates_before = {i.name: await duplicates(system, i.url) for i in group}
     if service != "order":
         # Whichever payment instance owns the order's partition takes the fault.
         for each in group:
@@ -192,7 +196,7 @@ async def test_a_crash_after_the_commit_restarts_the_service_which_does_nothing_
     async def new_duplicates() -> float:
         total = 0.0
         for each in group:
-            now = await counter(system, each.url, DUPLICATES)
+            now = await duplicates(system, each.url)
             total += now if each.name in crashed else now - duplicates_before[each.name]
         return total
 

@@ -246,7 +246,9 @@ async def test_one_of_two_sweepers_leads_and_the_other_takes_over_when_it_stops(
 
     for each in (order_id, taken_over):
         assert [type(e) for e in await emitted(units, each)] == [OrderCancelled]
-    samples = {(s.name, s.labels.get("status")): s.value for s in second.metrics()}
+    samples = {
+        (s.name, s.labels.get("status")): s.value for f in second.metrics() for s in f.samples
+    }
     assert samples[("sagakit_sagas_timed_out_total", "PAID")] >= 1
     assert samples[("sagakit_deadline_sweeper_leader", None)] == 0  # stopped
 

@@ -27,6 +27,7 @@ from shared.outbox import OutboxRelay
 from shared.producer import build_producer
 from shared.settings import PlatformSettings
 from shared.topics import Topics, ensure_topics
+from shared.tracing import TraceParent
 from tests.infra import Infrastructure
 
 # A service's own table, to show that its rows and its events commit together.
@@ -183,6 +184,8 @@ async def test_state_changes_and_emitted_events_commit_together(stack: Stack) ->
     expected = encode(event, stack.topics)
     assert (row.topic, row.key, row.value) == (expected.topic, expected.key, expected.value)
     assert row.headers == encode_headers(expected.headers)
+    # Emitted outside any request or handler: the first span of a trace of its own.
+    assert TraceParent.parse(row.traceparent) is not None
     assert row.sent_at is None
 
 
@@ -234,6 +237,7 @@ async def test_the_relay_publishes_rows_in_order_and_marks_them_sent(stack: Stac
     }
     headers = dict(records[0].headers)
     event = OrderShipped.model_validate_json(records[0].value or b"")
+    assert TraceParent.parse(headers.pop("traceparent")) is not None
     assert headers == {"event_type": b"OrderShipped", "event_id": str(event.event_id).encode()}
 
 

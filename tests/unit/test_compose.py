@@ -254,5 +254,17 @@ def test_the_grafana_dashboard_queries_the_provisioned_prometheus() -> None:
     dashboard = json.loads((GRAFANA / "dashboards/sagakit.json").read_text())
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {uid}
-    for metric in ("consumer_processed", "consumer_dead_lettered", "outbox_published"):
+    for metric in ("consumer_events", "dlq_published", "outbox_published"):
         assert any(f"sagakit_{metric}_total" in expr for expr in expressions)
+
+
+def test_the_dashboards_first_row_shows_lag_dlq_size_processing_time_and_error_rate() -> None:
+    dashboard = json.loads((GRAFANA / "dashboards/sagakit.json").read_text())
+    first_row = [panel for panel in dashboard["panels"] if panel["gridPos"]["y"] == 0]
+    queried = [" ".join(t["expr"] for t in panel["targets"]) for panel in first_row]
+    assert len(queried) == 4 and sum(panel["gridPos"]["w"] for panel in first_row) == 24
+    lag, dlq_size, processing, errors = queried
+    assert "sagakit_consumer_lag_records" in lag
+    assert "sagakit_dlq_records" in dlq_size
+    assert "sagakit_handler_duration_seconds_bucket" in processing
+    assert 'outcome="dead_lettered"' in errors and "sagakit_consumer_events_total" in errors
