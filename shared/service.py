@@ -37,6 +37,10 @@ Probe = Callable[[], Awaitable[object]]
 
 PROBE_TIMEOUT_SECONDS = 2.0
 
+DEGRADING_PROBES = frozenset({"redis"})
+"""Checks whose failure leaves the service working, only slower: Redis is the idempotency
+fast path, and the inbox table alone decides whether an event was processed."""
+
 
 class Component(Protocol):
     """Something that runs in the background for the service's lifetime."""
@@ -145,13 +149,18 @@ def _health_router(service: Service) -> APIRouter:
             "partitions": partitions,
         }
 
-    @router.get("/readyz")
+    @router.get("/readyz", responses={503: {"description": "Kafka or the database is down"}})
     async def readyz() -> JSONResponse:
-        """Readiness: Kafka, the database and Redis all answer."""
+        """Readiness: Kafka and the database answer; without Redis the service is degraded."""
         checks = await _run_probes(service.all_probes())
-        ready = all(result == "ok" for result in checks.values())
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        failing = {name for name, result in checks.items() if result != "ok"}
+        if not failing:
+            state, code = "ready", 200
+        elif failing <= DEGRADING_PROBES:
+            state, code = "degraded", 200
+        else:
+            state, code = "not ready", 503
+        return JSONResponse({"status": state, "checks": checks}, status_code=code)
 
     @router.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> str:
