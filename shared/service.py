@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.admin import admin_guard, faults_router
 from shared.faults import FaultRegistry
-from shared.http import BodySizeLimit
+from shared.http import ADMIN_RESPONSES, BodySizeLimit
 from shared.observability import Sample, render_metrics
 from shared.settings import PlatformSettings
 
@@ -125,9 +125,9 @@ def create_app(service: Service) -> FastAPI:
     for router in service.routers:
         app.include_router(router)
     guard = [Depends(admin_guard(service.settings.admin_token))]
-    app.include_router(faults_router(service.faults), dependencies=guard)
+    app.include_router(faults_router(service.faults), dependencies=guard, responses=ADMIN_RESPONSES)
     for router in service.admin_routers:
-        app.include_router(router, dependencies=guard)
+        app.include_router(router, dependencies=guard, responses=ADMIN_RESPONSES)
     return app
 
 
