@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,11 +126,13 @@ def _start_supervisor(
         )
 
 
-@pytest.fixture(scope="session")
-async def system(
-    infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[RunningSystem]:
-    state_dir = tmp_path_factory.mktemp("services")
+@asynccontextmanager
+async def running_system(infra: Infrastructure, state_dir: Path) -> AsyncIterator[RunningSystem]:
+    """The four services on free ports with fresh databases and topics, until the block ends.
+
+    The session's ``system`` is one; a test whose input may leave the services in a state
+    others would trip over (the OpenAPI fuzzer) starts one of its own.
+    """
     instances = _instances()
     env = await _system_env(infra, instances)
     env_file = state_dir / "stack.env"
@@ -146,6 +149,14 @@ async def system(
         except subprocess.TimeoutExpired:
             supervisor.kill()
             supervisor.wait()
+
+
+@pytest.fixture(scope="session")
+async def system(
+    infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningSystem]:
+    async with running_system(infra, tmp_path_factory.mktemp("services")) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)
