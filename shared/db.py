@@ -73,6 +73,9 @@ outbox_table = Table(
     Column("headers", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True), nullable=True),
+    # Why Kafka refused the row for good (too large), and where it went instead; set by the
+    # relay (shared.outbox), null for every row Kafka took.
+    Column("refusal", Text, nullable=True),
 )
 # The relay's only query: the oldest unsent rows. A partial index stays as small as the backlog.
 Index(

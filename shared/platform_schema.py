@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-__all__ = ["create_v1", "drop_v1"]
+__all__ = ["add_refusal_v2", "create_v1", "drop_refusal_v2", "drop_v1"]
 
 
 def _created_at(name: str) -> sa.Column[datetime]:
@@ -62,3 +62,13 @@ def drop_v1() -> None:
     )
     op.drop_table("sagakit_outbox")
     op.drop_table("sagakit_inbox")
+
+
+def add_refusal_v2() -> None:
+    """The outbox's ``refusal``: why Kafka refused a row for good, and where it went instead."""
+    op.add_column("sagakit_outbox", sa.Column("refusal", sa.Text(), nullable=True))
+
+
+def drop_refusal_v2() -> None:
+    """Undo ``add_refusal_v2``."""
+    op.drop_column("sagakit_outbox", "refusal")
