@@ -24,6 +24,10 @@ Refused for good, dead-lettered
     rows refused as too large does not say which: the partition then sends that many rows
     one per batch, which finds the culprit (or shows that only the batch was too large).
 
+A batch that fails gives its records' sequence numbers back to the idempotent producer
+(``_SequenceNumbers``): aiokafka does not, and the partition's next batch would be refused
+as out of order for as long as the producer lives.
+
 A row's partition is computed as the producer would (murmur2 of the key over the topic's
 partitions), so that the batch goes where ``send`` would have put the record.
 """
@@ -170,19 +174,40 @@ class PartitionSender:
                 taken.append(row)
             else:
                 break  # the batch is full: the rest go in a later round
-        # Closed, so that no send() of the same partition can slip a record into it.
-        builder.close()
         try:
-            future = await self._producer.send_batch(
-                builder, partition.topic, partition=partition.partition
-            )
+            future = await self._submit(builder, partition, len(taken))
         except Exception as error:  # any refusal ends this partition's round the same way
             log.warning("%s: Kafka refused a batch for %s: %r", self._name, partition, error)
             return None
-        future.add_done_callback(_retrieve)
         flight = Flight(partition, taken, future)
         self._in_flight[partition] = flight
         return flight
+
+    async def _submit(
+        self, builder: Any, partition: TopicPartition, records: int
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue a batch; should it fail, give its sequence numbers back (see below)."""
+        # Closed, so that no send() of the same partition can slip a record into it.
+        builder.close()
+        numbers = _SequenceNumbers.of(self._producer, partition)
+        future: asyncio.Future[RecordMetadata] = await self._producer.send_batch(
+            builder, partition.topic, partition=partition.partition
+        )
+
+        def on_done(done: asyncio.Future[RecordMetadata]) -> None:
+            if done.cancelled() or done.exception() is None:
+                return
+            if numbers is not None and not numbers.give_back(records):
+                log.error(
+                    "%s: a batch for %s failed, and its sequence numbers could not be given "
+                    "back (the partition had another writer meanwhile): Kafka may refuse this "
+                    "partition's next batches as out of order until the producer restarts",
+                    self._name,
+                    partition,
+                )
+
+        future.add_done_callback(on_done)
+        return future
 
     async def _wait(self, flights: Sequence[Flight], timeout_s: float) -> None:
         # asyncio.wait, not wait_for(gather): on timeout the batches must stay in the producer.
@@ -270,13 +295,14 @@ class PartitionSender:
         )
         dead_letters = Topics.dlq(topic)
         reason = f"refused by Kafka: {type(error).__name__}: {error}"
+        builder = self._producer.create_batch()
+        builder.append(key=row["key"], value=row["value"], timestamp=None, headers=headers)
+        partitions = sorted(await self._producer.partitions_for(dead_letters))
+        target = TopicPartition(dead_letters, self._partitioner(row["key"], partitions, partitions))
         try:
-            await asyncio.wait_for(
-                self._producer.send_and_wait(
-                    dead_letters, value=row["value"], key=row["key"], headers=headers
-                ),
-                timeout_s,
-            )
+            sent = await self._submit(builder, target, 1)
+            # Shielded: a dead letter not acknowledged in time stays queued, not cancelled.
+            await asyncio.wait_for(asyncio.shield(sent), timeout_s)
         except TOO_LARGE as refused:
             log.error(
                 "%s: outbox row %d is too large for %s and for %s: it stays in the outbox",
@@ -308,12 +334,41 @@ class PartitionSender:
         return DeadLetterOutcome(sent=True, reason=f"{reason}; dead-lettered to {dead_letters}")
 
 
+@dataclass(slots=True)
+class _SequenceNumbers:
+    """The idempotent producer's record numbering of one partition, around one batch.
+
+    aiokafka numbers a batch's records as the batch leaves its queue (also when it leaves
+    because it expired waiting for a leader) and, unlike Kafka's Java producer, does not
+    take the numbers back when the batch then fails: the broker, which wrote nothing, would
+    refuse every later batch of the partition as ``OutOfOrderSequenceNumber``. So when a
+    batch fails, its numbers are given back, but only if the counter moved by exactly that
+    batch since it was queued: the relay is its partitions' only writer and has one batch in
+    flight per partition, so the check holds unless someone else wrote meanwhile. Reaches
+    into aiokafka (0.14) internals: there is no public way to do this.
+    """
+
+    manager: Any
+    partition: TopicPartition
+    before: int
+
+    @classmethod
+    def of(cls, producer: Any, partition: TopicPartition) -> _SequenceNumbers | None:
+        manager = getattr(producer, "_txn_manager", None)
+        if manager is None:  # not idempotent: no numbers to give back
+            return None
+        return cls(manager, partition, manager.sequence_number(partition))
+
+    def give_back(self, records: int) -> bool:
+        """True when the numbers are back (or were never taken); False when unsure."""
+        now = self.manager.sequence_number(self.partition)
+        if now == self.before:
+            return True  # never numbered: failed before it left the queue
+        if now != self.before + records:
+            return False
+        self.manager.increment_sequence_number(self.partition, -records)
+        return True
+
+
 def _failed(future: asyncio.Future[RecordMetadata]) -> bool:
     return future.done() and (future.cancelled() or future.exception() is not None)
-
-
-def _retrieve(future: asyncio.Future[RecordMetadata]) -> None:
-    # A batch the relay stopped waiting for may fail later; reading its outcome here keeps
-    # asyncio from reporting "exception was never retrieved" for it.
-    if not future.cancelled():
-        future.exception()
