@@ -46,6 +46,9 @@ RUNS = 3 * OPERATIONS
 admin route answers 401 before it looks at its input, so a negative case finds nothing more."""
 REQUEST_TIMEOUT_S = 10.0
 CHECKS = [not_a_server_error, status_code_conformance]
+READINESS = "GET /readyz"
+"""Its documented 503 is an answer, not an error: a database too slow to answer its probe in
+2 s (a busy machine) makes the service not ready. Its status must still be documented."""
 LONGEST_DELAY_MS = 1000
 
 
@@ -72,6 +75,12 @@ def harmless(case: Case) -> bool:
     return not (body.get("kind") == "delay" and isinstance(delay, int) and delay > LONGEST_DELAY_MS)
 
 
+def checks_for(case: Case) -> list[Any]:
+    if case.operation.label == READINESS:
+        return [status_code_conformance]
+    return CHECKS
+
+
 def fuzz_operation(
     case_strategy: Any, base_url: str, headers: dict[str, str], deadline: float
 ) -> None:
@@ -92,7 +101,7 @@ def fuzz_operation(
         if time.monotonic() > deadline:
             raise OutOfTime
         response = case.call(base_url=base_url, headers=headers, timeout=REQUEST_TIMEOUT_S)
-        case.validate_response(response, checks=CHECKS)
+        case.validate_response(response, checks=checks_for(case))
 
     run()
 
