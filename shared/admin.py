@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, HTTPException, status
 from pydantic import SecretStr
 
 from shared.faults import FaultRegistry, FaultSpec
+from shared.http import BODY_RESPONSES
 
 __all__ = ["admin_guard", "faults_router"]
 
@@ -44,7 +45,7 @@ def faults_router(registry: FaultRegistry) -> APIRouter:
     """``POST``/``GET``/``DELETE /faults``: failure injection for this process."""
     router = APIRouter(prefix="/faults", tags=["faults"])
 
-    @router.post("", status_code=status.HTTP_201_CREATED)
+    @router.post("", status_code=status.HTTP_201_CREATED, responses=BODY_RESPONSES)
     async def add_fault(spec: FaultSpec) -> dict[str, Any]:
         """Inject a fault into this service's handlers."""
         try:

@@ -77,6 +77,9 @@ outbox_table = Table(
     # The W3C trace context the record goes out with (shared.tracing); the relay adds it to
     # the headers, or publishes the row in a span of that trace when spans are recorded.
     Column("traceparent", Text, nullable=True),
+    # Why Kafka refused the row for good (too large), and where it went instead; set by the
+    # relay (shared.outbox), null for every row Kafka took.
+    Column("refusal", Text, nullable=True),
 )
 # The relay's only query: the oldest unsent rows. A partial index stays as small as the backlog.
 Index(

@@ -68,7 +68,10 @@ class Event(BaseModel):
     def _in_utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("occurred_at must carry a time zone (RFC 3339)")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+            raise ValueError("occurred_at is outside the years 1 to 9999 in UTC") from None
 
     @classmethod
     def first(cls, *, order_id: str, producer: str, **fields: Any) -> Self:

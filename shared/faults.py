@@ -33,6 +33,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.errors import PermanentError, TransientError
+from shared.text import StorableStr
 
 __all__ = [
     "INFRASTRUCTURE_KINDS",
@@ -80,7 +81,7 @@ class FaultSpec(BaseModel):
     count: int | None = Field(
         default=None, ge=1, description="how many times it fires; null: until deleted"
     )
-    order_ids: list[str] | None = Field(
+    order_ids: list[StorableStr] | None = Field(
         default=None, min_length=1, description="the orders it applies to; null: any order"
     )
     delay_ms: int = Field(

@@ -1,13 +1,47 @@
-"""HTTP guard rails every service gets from the shell."""
+"""HTTP guard rails every service gets from the shell, and the error answers routes document.
+
+Every status a route can answer is in its OpenAPI document (the fuzz tests hold the services
+to it): FastAPI adds 200 and, for a route with parameters, 422; the rest come from here.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Final
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodySizeLimit"]
+__all__ = [
+    "ADMIN_RESPONSES",
+    "BODY_RESPONSES",
+    "MAX_BODY_BYTES",
+    "BodySizeLimit",
+    "not_found",
+]
 
 MAX_BODY_BYTES = 1_000_000
+
+Responses = dict[int | str, dict[str, Any]]
+
+BODY_RESPONSES: Final[Responses] = {
+    # FastAPI's own answer to a body its JSON parser gives up on with something other than a
+    # syntax error (which is a 422): bytes that are not UTF-8, or nesting too deep to parse.
+    400: {"description": "The body could not be parsed (not UTF-8, or nested too deeply)"},
+    413: {"description": f"The body is larger than {MAX_BODY_BYTES} bytes"},
+}
+"""The answers of every route that reads a request body, besides 422."""
+
+ADMIN_RESPONSES: Final[Responses] = {
+    401: {"description": "No Authorization: Bearer <SAGAKIT_ADMIN_TOKEN> header"},
+    403: {"description": "A wrong admin token"},
+    404: {"description": "Admin endpoints are switched off (no SAGAKIT_ADMIN_TOKEN is set)"},
+}
+"""The answers of the admin guard (``shared.admin``), on every admin route."""
+
+
+def not_found(what: str) -> Responses:
+    """The 404 of a route that reads one thing: ``not_found("order")``."""
+    return {404: {"description": f"No such {what}"}}
 
 
 class BodySizeLimit:

@@ -22,16 +22,20 @@ One leader per database
     or a pooler in session mode): a transaction-mode pooler would lose the lock and the LISTEN.
 
 Order across rounds
-    Rows are read in ``id`` order and handed to the producer in that order. aiokafka keeps
-    per-partition order across batches (checked in its source, 0.14
-    ``producer/sender.py``): it has at most one produce request in flight per broker, mutes a
-    partition while its batch is in flight, and puts a retried batch back at the head of the
-    partition's queue. Idempotence adds that such a retry is never written twice and that
-    batches never expire while the broker is away. So the relay can send a whole round
-    without waiting record by record, then wait for all acknowledgements, then run one UPDATE.
-    A round that stops early (Kafka refused or did not answer in time) marks only the rows
-    Kafka acknowledged and tries the rest again after a backoff; sends still pending in the
-    producer are reused rather than sent twice.
+    Rows are read in ``id`` order, and each partition's rows of a round go to Kafka as one
+    batch, at most one batch in flight per partition (``shared.outbox_sending``): a batch
+    that fails, or is not acknowledged within ``ack_timeout_s``, holds its partition's later
+    rows back in the outbox until it is stored, so a partition never gets its rows out of
+    order, even when aiokafka expires a batch whose partition has no leader. A batch still
+    pending when a round stops waiting is reused by the next round rather than sent twice.
+    A round then marks what Kafka acknowledged with one UPDATE; after a failure it backs off.
+
+Refused for good
+    A row the broker refuses on every try (larger than it takes) is dead-lettered to its
+    topic's ``-dlq`` with the ``dlq.*`` headers instead of holding its partition up for ever,
+    and its ``refusal`` column says why. Should the dead-letter topic refuse it too, the row
+    keeps its ``refusal`` and no ``sent_at``: it is skipped, never purged, and the outbox
+    keeps the only copy for an operator to deal with.
 
 Waking up
     Each unit of work that emitted rows runs ``pg_notify`` in its transaction, delivered at
@@ -57,28 +61,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import zlib
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import RecordMetadata
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.backoff import backoff_delay
-from shared.db import OUTBOX_CHANNEL, asyncpg_dsn, decode_headers, outbox_table
+from shared.db import OUTBOX_CHANNEL, asyncpg_dsn, outbox_table
 from shared.metrics import Metric, counter, gauge, histogram
+from shared.outbox_sending import PartitionSender
 from shared.retention import PURGE_BATCH_SIZE, purge_processed_inbox, purge_sent_outbox
 from shared.settings import PlatformSettings
-from shared.tracing import TRACEPARENT, OpenSpan, TraceParent, recording, start_span
 
 __all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats", "backlog_metrics"]
 
@@ -89,11 +90,15 @@ log = logging.getLogger(__name__)
 DEFAULT_LOCK_KEY: Final = zlib.crc32(b"sagakit.outbox.relay")
 
 _TABLE = outbox_table.name
+# A row Kafka refused for good and whose dead-letter topic refused too keeps its refusal and
+# no sent_at: the outbox holds the only copy, so retention never deletes it.
 _SELECT_UNSENT = (
     f"SELECT id, topic, key, value, headers, traceparent FROM {_TABLE} "
-    "WHERE sent_at IS NULL ORDER BY id LIMIT $1"
+    "WHERE sent_at IS NULL AND refusal IS NULL ORDER BY id LIMIT $1"
 )
 _MARK_SENT = f"UPDATE {_TABLE} SET sent_at = now() WHERE id = ANY($1::bigint[])"
+_MARK_DEAD_LETTERED = f"UPDATE {_TABLE} SET sent_at = now(), refusal = $2 WHERE id = $1"
+_MARK_REFUSED = f"UPDATE {_TABLE} SET refusal = $2 WHERE id = $1"
 
 # Both halves read the partial index of unsent rows; the oldest is the one of lowest id.
 _BACKLOG = text(
@@ -110,15 +115,12 @@ _COMMAND_TIMEOUT_S = 30.0
 _DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
-# Sends handed to the producer, by outbox row id.
-_Sends = dict[int, asyncio.Future[RecordMetadata]]
-
-
 @dataclass(slots=True)
 class RelayStats:
     """Counters for logs, metrics and tests."""
 
     published: int = 0
+    dead_lettered: int = 0
     rounds: int = 0
     failed_rounds: int = 0
     leaderships: int = 0
@@ -164,14 +166,14 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._is_leader = False
-        # Sends handed to the producer but not yet marked sent, by outbox id: a later round
+        # Batches handed to the producer but not yet marked sent, by partition: a later round
         # reuses them instead of queueing a second copy behind the first.
-        self._in_flight: _Sends = {}
         self.stats = RelayStats()
         self._publish_seconds = histogram(
             "sagakit_outbox_publish_duration_seconds",
-            "Time from handing an outbox row to the producer to Kafka's acknowledgement",
+            "Time from handing a batch of outbox rows to the producer to Kafka's acknowledgement",
         )
+        self._sender = PartitionSender(producer, name=name, publish_seconds=self._publish_seconds)
 
     @classmethod
     def from_settings(
@@ -283,7 +285,7 @@ class OutboxRelay:
                 await self._lead(connection)
         finally:
             self._is_leader = False
-            self._in_flight.clear()
+            self._sender.forget()
             await _close(connection)
 
     def _server_settings(self) -> dict[str, str]:
@@ -345,17 +347,22 @@ class OutboxRelay:
         if not rows:
             return False, True
         self.stats.rounds += 1
-        sends = await self._send(rows)
-        acknowledged = await self._acknowledged(sends)
-        if acknowledged:
-            await connection.execute(_MARK_SENT, acknowledged)
-            for row_id in acknowledged:
-                self._in_flight.pop(row_id, None)
-            self.stats.published += len(acknowledged)
-        complete = len(acknowledged) == len(rows)
+        result = await self._sender.send_round(rows, self._ack_timeout)
+        if result.acknowledged:
+            await connection.execute(_MARK_SENT, result.acknowledged)
+            self.stats.published += len(result.acknowledged)
+        complete = not result.failed
+        for row, error in result.refused:
+            outcome = await self._sender.dead_letter(row, error, self._ack_timeout)
+            if outcome is None:
+                complete = False
+                continue
+            mark = _MARK_DEAD_LETTERED if outcome.sent else _MARK_REFUSED
+            await connection.execute(mark, row["id"], outcome.reason)
+            self.stats.dead_lettered += 1
         if not complete:
             self.stats.failed_rounds += 1
-        return len(rows) == self._batch_size, complete
+        return len(rows) == self._batch_size or result.waiting > 0, complete
 
     async def _purge_if_due(self, connection: asyncpg.Connection) -> bool:
         """Delete one batch of expired rows per table if due; return whether more remain."""
@@ -371,70 +378,6 @@ class OutboxRelay:
         if not more:
             self._next_purge = time.monotonic() + self._purge_interval
         return more
-
-    async def _send(self, rows: Sequence[asyncpg.Record]) -> _Sends:
-        """Hand rows to the producer in id order; stop at the first one it refuses."""
-        sends: _Sends = {}
-        for row in rows:
-            row_id: int = row["id"]
-            earlier = self._in_flight.get(row_id)
-            if earlier is not None and not _failed(earlier):
-                sends[row_id] = earlier
-                continue
-            headers = decode_headers(json.loads(row["headers"]))
-            span = _publish_span(row["topic"], row["traceparent"])
-            traceparent = span.context if span is not None else row["traceparent"]
-            if traceparent is not None:
-                headers.append((TRACEPARENT, str(traceparent).encode()))
-            try:
-                future = await self._producer.send(
-                    row["topic"], value=row["value"], key=row["key"], headers=headers
-                )
-            except Exception as error:  # any refusal ends the round the same way
-                # Sending later rows now could put them ahead of this one on its partition.
-                log.warning("%s: Kafka refused outbox row %d: %r", self._name, row_id, error)
-                if span is not None:
-                    span.end(error)
-                break
-            future.add_done_callback(self._acknowledgement(time.perf_counter(), span))
-            self._in_flight[row_id] = future
-            sends[row_id] = future
-        return sends
-
-    def _acknowledgement(
-        self, sent: float, span: OpenSpan | None
-    ) -> Callable[[asyncio.Future[RecordMetadata]], None]:
-        def done(future: asyncio.Future[RecordMetadata]) -> None:
-            # Reading the outcome also keeps asyncio from reporting "exception was never
-            # retrieved" for a send the relay stopped waiting for.
-            error = None if future.cancelled() else future.exception()
-            if not future.cancelled() and error is None:
-                self._publish_seconds.observe(time.perf_counter() - sent)
-            if span is not None:
-                span.end(error)
-
-        return done
-
-    async def _acknowledged(self, sends: _Sends) -> list[int]:
-        if not sends:
-            return []
-        # asyncio.wait, not wait_for(gather): on timeout the sends must stay in the producer.
-        done, pending = await asyncio.wait(sends.values(), timeout=self._ack_timeout)
-        if pending:
-            log.warning(
-                "%s: Kafka did not acknowledge %d of %d records within %.0f s",
-                self._name,
-                len(pending),
-                len(sends),
-                self._ack_timeout,
-            )
-        acknowledged = [row_id for row_id, future in sends.items() if future in done]
-        failed = [row_id for row_id in acknowledged if _failed(sends[row_id])]
-        for row_id in failed:
-            log.warning(
-                "%s: Kafka failed outbox row %d: %r", self._name, row_id, sends[row_id].exception()
-            )
-        return [row_id for row_id in acknowledged if row_id not in failed]
 
     def wake(self) -> None:
         """Publish now: rows were committed (what a notification on the channel says)."""
@@ -466,18 +409,6 @@ async def _close(connection: asyncpg.Connection) -> None:
         raise
     except Exception:  # a dead connection cannot close politely; either way it is gone
         connection.terminate()
-
-
-def _failed(future: asyncio.Future[RecordMetadata]) -> bool:
-    return future.done() and (future.cancelled() or future.exception() is not None)
-
-
-def _publish_span(topic: str, traceparent: str | None) -> OpenSpan | None:
-    """The producer span of publishing a row, when spans are recorded."""
-    if not recording():
-        return None
-    attributes = {"messaging.system": "kafka", "messaging.destination.name": topic}
-    return start_span(f"{topic} publish", TraceParent.parse(traceparent), "producer", attributes)
 
 
 async def backlog_metrics(engine: AsyncEngine) -> list[Metric]:

@@ -130,6 +130,7 @@ class Runtime:
             partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
             min_insync_replicas=settings.topic_min_insync_replicas,
+            dlq_retention_ms=settings.dlq_retention_ms,
         )
         self.producer = build_producer(settings)
         await self.producer.start()

@@ -16,7 +16,14 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-__all__ = ["create_v1", "downgrade_v2", "drop_v1", "upgrade_v2"]
+__all__ = [
+    "add_refusal_v3",
+    "create_v1",
+    "downgrade_v2",
+    "drop_refusal_v3",
+    "drop_v1",
+    "upgrade_v2",
+]
 
 
 def _created_at(name: str) -> sa.Column[datetime]:
@@ -72,3 +79,13 @@ def upgrade_v2() -> None:
 def downgrade_v2() -> None:
     """Undo ``upgrade_v2``."""
     op.drop_column("sagakit_outbox", "traceparent")
+
+
+def add_refusal_v3() -> None:
+    """The outbox's ``refusal``: why Kafka refused a row for good, and where it went instead."""
+    op.add_column("sagakit_outbox", sa.Column("refusal", sa.Text(), nullable=True))
+
+
+def drop_refusal_v3() -> None:
+    """Undo ``add_refusal_v3``."""
+    op.drop_column("sagakit_outbox", "refusal")

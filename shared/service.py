@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.access_log import AccessLog, request_durations
 from shared.admin import admin_guard, faults_router
 from shared.faults import FaultRegistry
-from shared.http import BodySizeLimit
+from shared.http import ADMIN_RESPONSES, BodySizeLimit
 from shared.metrics import Metric, gauge, render
 from shared.settings import PlatformSettings
 
@@ -50,6 +50,11 @@ def _service_registry() -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=True)
     _ProcessCollector(registry=registry)
     return registry
+
+
+DEGRADING_PROBES = frozenset({"redis"})
+"""Checks whose failure leaves the service working, only slower: Redis is the idempotency
+fast path, and the inbox table alone decides whether an event was processed."""
 
 
 class Component(Protocol):
@@ -153,9 +158,11 @@ def create_app(service: Service) -> FastAPI:
         app.include_router(router)
     guard = [Depends(admin_guard(service.settings.admin_token))]
     if service.faults is not None:
-        app.include_router(faults_router(service.faults), dependencies=guard)
+        app.include_router(
+            faults_router(service.faults), dependencies=guard, responses=ADMIN_RESPONSES
+        )
     for router in service.admin_routers:
-        app.include_router(router, dependencies=guard)
+        app.include_router(router, dependencies=guard, responses=ADMIN_RESPONSES)
     return app
 
 
@@ -177,13 +184,18 @@ def _health_router(service: Service) -> APIRouter:
             "partitions": partitions,
         }
 
-    @router.get("/readyz")
+    @router.get("/readyz", responses={503: {"description": "Kafka or the database is down"}})
     async def readyz() -> JSONResponse:
-        """Readiness: Kafka, the database and Redis all answer."""
+        """Readiness: Kafka and the database answer; without Redis the service is degraded."""
         checks = await _run_probes(service.all_probes())
-        ready = all(result == "ok" for result in checks.values())
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
-        return JSONResponse(body, status_code=200 if ready else 503)
+        failing = {name for name, result in checks.items() if result != "ok"}
+        if not failing:
+            state, code = "ready", 200
+        elif failing <= DEGRADING_PROBES:
+            state, code = "degraded", 200
+        else:
+            state, code = "not ready", 503
+        return JSONResponse({"status": state, "checks": checks}, status_code=code)
 
     @router.get("/metrics", response_class=Response)
     async def metrics() -> Response:

@@ -14,6 +14,7 @@ first of all); nothing else in the code reads ``os.environ``.
 | SAGAKIT_TOPIC_PARTITIONS | 6 | partitions of topics created by ensure-topics |
 | SAGAKIT_TOPIC_REPLICATION_FACTOR | 1 | use 3 on a real cluster |
 | SAGAKIT_TOPIC_MIN_INSYNC_REPLICAS | 1 | use 2 on a real cluster |
+| SAGAKIT_DLQ_RETENTION_MS | -1 | retention.ms of the DLQ topics (-1: for ever), set at start |
 | SAGAKIT_REDIS_URL | redis://127.0.0.1:6379/0 | idempotency fast path |
 | SAGAKIT_DATABASE_POOL_SIZE / _MAX_OVERFLOW | 10 / 5 | connections kept open / opened for bursts |
 | SAGAKIT_CONSUMER_BATCH_SIZE | 200 | most records of one partition handled in one transaction |
@@ -76,6 +77,9 @@ class PlatformSettings(BaseSettings):
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     topic_min_insync_replicas: int = Field(default=1, ge=1)
+    # A dead letter waits for someone to fix its cause and replay it: Kafka's default 7 days
+    # would drop it unreplayed. Applied to existing dead-letter topics at every start too.
+    dlq_retention_ms: int = Field(default=-1, ge=-1)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     database_url: str = "postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit"

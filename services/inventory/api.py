@@ -8,13 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.inventory import store
 from services.inventory.model import StockLevel
 from shared.db import UnitOfWorkFactory
+from shared.http import BODY_RESPONSES, not_found
+from shared.text import SkuPath
 
-__all__ = ["admin_router"]
+__all__ = ["MAX_UNITS", "admin_router"]
+
+MAX_UNITS = 2**31 - 1
+"""The most units of one sku: what the stock table's integer columns hold."""
 
 
 class StockUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    available: int = Field(ge=0, strict=True)
+    available: int = Field(ge=0, le=MAX_UNITS, strict=True)
 
 
 class StockPublic(BaseModel):
@@ -33,16 +38,16 @@ class StockPublic(BaseModel):
 def admin_router(units: UnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["inventory admin"])
 
-    @router.put("/stock/{sku}")
-    async def set_stock(sku: str, body: StockUpdate) -> StockPublic:
+    @router.put("/stock/{sku}", responses=BODY_RESPONSES)
+    async def set_stock(sku: SkuPath, body: StockUpdate) -> StockPublic:
         """Set a sku's units on hand (creates the sku when it is new; reserved and shipped stay)."""
         async with units() as uow:
             level = await store.set_available(uow.session, sku, body.available)
             await uow.commit()
         return StockPublic.of(sku, level)
 
-    @router.get("/stock/{sku}")
-    async def get_stock(sku: str) -> StockPublic:
+    @router.get("/stock/{sku}", responses=not_found("sku"))
+    async def get_stock(sku: SkuPath) -> StockPublic:
         """A sku's units: available, reserved for paid orders, and shipped."""
         async with units() as uow:
             level = await store.read_stock(uow.session, sku)

@@ -14,8 +14,10 @@ from services.order import store
 from services.order.model import OrderLine, OrderStatus, order_total
 from shared.db import UnitOfWorkFactory
 from shared.events import OrderCreated
+from shared.http import BODY_RESPONSES, not_found
 from shared.metrics import Metric, gauge
 from shared.money import MAX_INTEGER_DIGITS, MoneyStr
+from shared.text import MAX_CUSTOMER_ID_CHARS, MAX_SKU_CHARS, OrderIdPath, StorableStr
 
 __all__ = ["SagaCounts", "router"]
 
@@ -26,14 +28,14 @@ SAGA_COUNTS_MAX_AGE_S = 15.0
 
 class ItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sku: str = Field(min_length=1, max_length=64)
+    sku: StorableStr = Field(min_length=1, max_length=MAX_SKU_CHARS)
     quantity: int = Field(ge=1, le=100_000)
     unit_price: MoneyStr
 
 
 class OrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_id: str = Field(min_length=1, max_length=128)
+    customer_id: StorableStr = Field(min_length=1, max_length=MAX_CUSTOMER_ID_CHARS)
     items: list[ItemIn] = Field(min_length=1, max_length=100)
 
     @field_validator("items")
@@ -73,13 +75,20 @@ class OrderPublic(BaseModel):
         )
 
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+IdempotencyKey = Annotated[StorableStr | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def router(units: UnitOfWorkFactory) -> APIRouter:
     api = APIRouter(prefix="/orders", tags=["orders"])
 
-    @api.post("", status_code=status.HTTP_202_ACCEPTED)
+    @api.post(
+        "",
+        status_code=status.HTTP_202_ACCEPTED,
+        responses={
+            **BODY_RESPONSES,
+            409: {"description": "Two requests with one Idempotency-Key crossed: retry"},
+        },
+    )
     async def place_order(body: OrderCreate, idempotency_key: IdempotencyKey = None) -> OrderPublic:
         """Accept an order and start its saga; the same Idempotency-Key returns the same order."""
         # The request's span (the shell's, continuing a traceparent header if one came) is
@@ -116,8 +125,8 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
             raise HTTPException(status.HTTP_409_CONFLICT, "idempotency key conflict, retry")
         return OrderPublic.of(existing)
 
-    @api.get("/{order_id}")
-    async def get_order(order_id: str) -> OrderPublic:
+    @api.get("/{order_id}", responses=not_found("order"))
+    async def get_order(order_id: OrderIdPath) -> OrderPublic:
         """An order and where its saga stands."""
         async with units() as uow:
             order = await store.get_order(uow.session, order_id)
@@ -125,8 +134,8 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id!r}")
         return OrderPublic.of(order)
 
-    @api.get("/{order_id}/timeline")
-    async def get_timeline(order_id: str) -> list[dict[str, Any]]:
+    @api.get("/{order_id}/timeline", responses=not_found("order"))
+    async def get_timeline(order_id: OrderIdPath) -> list[dict[str, Any]]:
         """The saga's events in the order they happened."""
         async with units() as uow:
             if await store.get_order(uow.session, order_id) is None:

@@ -7,7 +7,9 @@ from pydantic import BaseModel, ConfigDict
 
 from services.payment import store
 from shared.db import UnitOfWorkFactory
+from shared.http import BODY_RESPONSES, not_found
 from shared.money import MoneyStr
+from shared.text import CustomerIdPath, OrderIdPath
 
 __all__ = ["admin_router"]
 
@@ -32,16 +34,16 @@ class PaymentPublic(BaseModel):
 def admin_router(units: UnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["payment admin"])
 
-    @router.put("/accounts/{customer_id}")
-    async def set_account(customer_id: str, body: AccountUpdate) -> AccountPublic:
+    @router.put("/accounts/{customer_id}", responses=BODY_RESPONSES)
+    async def set_account(customer_id: CustomerIdPath, body: AccountUpdate) -> AccountPublic:
         """Set a customer's balance (creates the account when it is new)."""
         async with units() as uow:
             await store.set_balance(uow.session, customer_id, body.balance)
             await uow.commit()
         return AccountPublic(customer_id=customer_id, balance=body.balance)
 
-    @router.get("/accounts/{customer_id}")
-    async def get_account(customer_id: str) -> AccountPublic:
+    @router.get("/accounts/{customer_id}", responses=not_found("account"))
+    async def get_account(customer_id: CustomerIdPath) -> AccountPublic:
         """A customer's balance."""
         async with units() as uow:
             balance = await store.read_balance(uow.session, customer_id)
@@ -49,8 +51,8 @@ def admin_router(units: UnitOfWorkFactory) -> APIRouter:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no account {customer_id!r}")
         return AccountPublic(customer_id=customer_id, balance=balance)
 
-    @router.get("/payments/{order_id}")
-    async def get_payment(order_id: str) -> PaymentPublic:
+    @router.get("/payments/{order_id}", responses=not_found("payment"))
+    async def get_payment(order_id: OrderIdPath) -> PaymentPublic:
         """An order's payment: CHARGED, DECLINED or REFUNDED."""
         async with units() as uow:
             payment = await store.get_payment(uow.session, order_id)

@@ -7,6 +7,8 @@ from pydantic import BaseModel
 
 from services.shipping import store
 from shared.db import UnitOfWorkFactory
+from shared.http import not_found
+from shared.text import OrderIdPath
 
 __all__ = ["admin_router"]
 
@@ -21,8 +23,8 @@ class ShipmentPublic(BaseModel):
 def admin_router(units: UnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["shipping admin"])
 
-    @router.get("/shipments/{order_id}")
-    async def get_shipment(order_id: str) -> ShipmentPublic:
+    @router.get("/shipments/{order_id}", responses=not_found("shipment"))
+    async def get_shipment(order_id: OrderIdPath) -> ShipmentPublic:
         """An order's shipment: SHIPPED with its tracking id, or FAILED with a reason."""
         async with units() as uow:
             shipment = await store.get_shipment(uow.session, order_id)

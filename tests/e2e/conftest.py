@@ -135,7 +135,9 @@ async def running_system(
     """The four services on fresh databases and topics of their own, until the block ends.
 
     ``settings`` are more ``SAGAKIT_*`` variables for every service (a test module that needs
-    other settings, short deadlines say, starts a system of its own with them)."""
+    other settings, short deadlines say, starts a system of its own with them); so does a
+    test whose input may leave the services in a state others would trip over (the OpenAPI
+    fuzzer)."""
     instances = _instances()
     env = await _system_env(infra, instances) | dict(settings or {})
     env_file = state_dir / "stack.env"

@@ -256,3 +256,70 @@ async def test_invalid_admin_input_is_refused_with_422(
     response = await system.client.http.request(method, url, json=body)
 
     assert response.status_code == 422, response.text
+
+
+NUL = "nul\x00byte"
+# Each place a string reaches PostgreSQL, with a NUL character in it: (service, method, path,
+# body, the field the 422 must name). "%00" is how a NUL travels in a path.
+UNSTORABLE = {
+    "order customer_id": ("order", "POST", "/orders", order(customer_id=NUL), "customer_id"),
+    "order sku": ("order", "POST", "/orders", order(items=[item(sku=NUL)]), "sku"),
+    "order id in the path": ("order", "GET", "/orders/nul%00byte", None, "order_id"),
+    "timeline's order id": ("order", "GET", "/orders/nul%00byte/timeline", None, "order_id"),
+    "account to set": ("payment", "PUT", "/accounts/nul%00byte", {"balance": "1"}, "customer_id"),
+    "account to read": ("payment", "GET", "/accounts/nul%00byte", None, "customer_id"),
+    "payment's order id": ("payment", "GET", "/payments/nul%00byte", None, "order_id"),
+    "sku to stock": ("inventory", "PUT", "/stock/nul%00byte", {"available": 1}, "sku"),
+    "sku to read": ("inventory", "GET", "/stock/nul%00byte", None, "sku"),
+    "shipment's order id": ("shipping", "GET", "/shipments/nul%00byte", None, "order_id"),
+    "fault's order ids": (
+        "shipping", "POST", "/faults", {"kind": "fail", "order_ids": [NUL]}, "order_ids"
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "body", "field"), UNSTORABLE.values(), ids=UNSTORABLE.keys()
+)
+async def test_text_postgresql_cannot_store_is_refused_with_422_naming_the_field(
+    system: RunningSystem, service: str, method: str, path: str, body: Json | None, field: str
+) -> None:
+    url = system.client.urls.service(service) + path
+
+    response = await system.client.http.request(method, url, json=body)
+
+    assert response.status_code == 422, response.text
+    assert field in fields_named(response), response.text
+    assert "NUL" in response.text, response.text
+
+
+@pytest.mark.parametrize(
+    ("service", "path", "body", "field"),
+    [
+        ("payment", "/accounts/" + "c" * 129, {"balance": "1.00"}, "customer_id"),
+        ("inventory", "/stock/" + "s" * 65, {"available": 1}, "sku"),
+        ("inventory", "/stock/some-sku", {"available": 2**31}, "available"),
+    ],
+    ids=["customer id too long to be a key", "sku too long to be a key", "stock past integer"],
+)
+async def test_admin_input_the_tables_cannot_hold_is_refused_with_422(
+    system: RunningSystem, service: str, path: str, body: Json, field: str
+) -> None:
+    url = system.client.urls.service(service) + path
+
+    response = await system.client.http.put(url, json=body)
+
+    assert response.status_code == 422, response.text
+    assert field in fields_named(response), response.text
+
+
+async def test_a_body_nested_too_deeply_to_parse_is_a_client_error(
+    system: RunningSystem, anonymous: httpx.AsyncClient
+) -> None:
+    response = await anonymous.post(
+        f"{system.client.urls.order}/orders",
+        content=b"[" * 100_000,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400, response.text
