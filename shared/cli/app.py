@@ -48,6 +48,10 @@ class OneLineErrors(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        # aiokafka logs every refused connection and retry; the command reports what matters.
+        kafka_log = logging.getLogger("aiokafka")
+        level = kafka_log.level
+        kafka_log.setLevel(logging.CRITICAL + 1)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Abort:
@@ -65,6 +69,8 @@ class OneLineErrors(TyperGroup):
             status = error.exit_code
         else:
             status = result if isinstance(result, int) else 0
+        finally:
+            kafka_log.setLevel(level)
         if standalone_mode:
             sys.exit(status)
         return status
@@ -116,8 +122,6 @@ def root(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script: run the command line ``argv`` (default ``sys.argv[1:]``)."""
-    # aiokafka logs every refused connection and retry; the command reports what matters.
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL + 1)
     logging.basicConfig(level=logging.WARNING, format="sagakit: %(message)s")
     command = typer.main.get_command(app)
     status: int = command.main(

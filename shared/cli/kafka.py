@@ -85,6 +85,9 @@ async def consumer(
     )
     try:
         await client.start()
+        # Lets the consumer's background task take its first step: aiokafka 0.14 cancels it
+        # on stop, and one cancelled before it ran makes stop() raise CancelledError.
+        await asyncio.sleep(0)
         yield client
     finally:
         await client.stop()
