@@ -7,6 +7,7 @@ group, as a running service does.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +19,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from tests.cli_support import Sagakit
 from tests.infra import Infrastructure
-
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ async def test_reset_offsets_with_execute_moves_a_stopped_groups_offsets(
     topic, group = await a_topic(sagakit, infra), infra.unique("moved")
     await produce(infra, topic, 6)
     between = datetime.now(UTC)
-    time.sleep(0.05)
+    await asyncio.sleep(0.05)
     await produce(infra, topic, 4)
     await consume(infra, group, topic, expected=10)
 
