@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from deploy.demo.__main__ import operator_view
 from shared.topics import Topics
 from tests.cli_support import Ran, Sagakit
 from tests.e2e.conftest import RunningSystem
@@ -168,3 +169,15 @@ async def test_groups_describe_shows_the_two_payment_instances_and_no_lag_once_s
     owned = [p for m in settled["members"] for p in m["partitions"]]
     assert len(owned) == len(set(owned))  # each partition has one owner
     assert {p["topic"] for p in settled["partitions"]} >= {system.topic("order-created")}
+
+
+async def test_the_demo_ends_with_the_order_group_and_the_dead_letters(
+    system: RunningSystem, sagakit: Sagakit, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await operator_view(system.env, sagakit.env_file)
+
+    printed = capsys.readouterr().out
+    group = system.topic("order")
+    assert f"$ sagakit groups describe {group}\ngroup {group}: Stable, 1 member(s)" in printed
+    assert "$ sagakit dlq list\n" in printed
+    assert system.topic("payment-processed-dlq") in printed  # the services created every DLQ
