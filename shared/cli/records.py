@@ -161,7 +161,12 @@ def tail(
     as_json: JsonOption = False,
 ) -> None:
     """Show records: key, partition, offset, timestamp, headers, and the value decoded
-    (indented JSON for an event). --json: one JSON object per line."""
+    (indented JSON for an event). --json: one JSON object per line.
+
+    By default the newest records (10, or --limit), in time order, as tail(1) shows a file's
+    last lines; --from-beginning starts at the oldest. --group G starts at G's committed
+    offsets and commits what it shows, without joining G: refused while G has members.
+    """
     cfg = config(ctx)
     plan = Tail(from_beginning, group, key.encode() if key is not None else None, limit, follow)
     show: Callable[[Any], None] = (

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -75,10 +76,10 @@ async def consume(infra: Infrastructure, group: str, topic: str, expected: int) 
     assert seen == expected
 
 
-async def described(sagakit: Sagakit, group: str) -> dict[str, object]:
+async def described(sagakit: Sagakit, group: str) -> dict[str, Any]:
     ran = await sagakit("groups", "describe", group, "--json")
     assert ran.exit_code == 0, ran.stderr
-    found: dict[str, object] = ran.json()
+    found: dict[str, Any] = ran.json()
     return found
 
 
@@ -103,12 +104,12 @@ async def test_lag_rises_while_the_consumer_is_stopped_and_falls_to_zero_after_i
 
     assert (caught_up["state"], caught_up["lag"]) == ("Empty", 0)
     assert (behind["state"], behind["lag"]) == ("Empty", 4)
-    assert sum(p["end"] for p in behind["partitions"]) == 10  # type: ignore[attr-defined]
+    assert sum(p["end"] for p in behind["partitions"]) == 10
     assert while_running["state"] == "Stable"
-    (one,) = while_running["members"]  # type: ignore[misc]
+    (one,) = while_running["members"]
     assert one["client_id"] == "lag-test-consumer"
     assert sorted(one["partitions"]) == [f"{topic}[0]", f"{topic}[1]"]
-    owners = {p["owner"] for p in while_running["partitions"]}  # type: ignore[attr-defined]
+    owners = {p["owner"] for p in while_running["partitions"]}
     assert owners == {one["member_id"]}
     assert after_restart["lag"] == 0
 
@@ -158,7 +159,7 @@ async def test_reset_offsets_with_execute_moves_a_stopped_groups_offsets(
     await produce(infra, topic, 4)
     await consume(infra, group, topic, expected=10)
 
-    async def reset(*how: str) -> dict[str, object]:
+    async def reset(*how: str) -> dict[str, Any]:
         ran = await sagakit("groups", "reset-offsets", group, "--topic", topic, *how, "--execute")
         assert ran.exit_code == 0, ran.stderr
         return await described(sagakit, group)
@@ -171,8 +172,8 @@ async def test_reset_offsets_with_execute_moves_a_stopped_groups_offsets(
     assert earliest["lag"] == 10
     assert latest["lag"] == 0
     assert by_time["lag"] == 4  # the records written after ``between``
-    committed = {p["partition"]: p["committed"] for p in one["partitions"]}  # type: ignore[attr-defined]
-    ends = {p["partition"]: p["end"] for p in one["partitions"]}  # type: ignore[attr-defined]
+    committed = {p["partition"]: p["committed"] for p in one["partitions"]}
+    ends = {p["partition"]: p["end"] for p in one["partitions"]}
     assert committed[0] == 1 and one["lag"] == ends[0] - 1 + (ends[1] - committed[1])
 
 
