@@ -1,39 +1,27 @@
 """``sagakit groups list | describe G | reset-offsets G``: kafka-consumer-groups.sh's verbs.
 
 Lag is a partition's end offset minus the group's committed offset: the records the group
-has not confirmed yet. Offsets are moved by committing them for the group from a consumer
-that assigns the partitions itself and never joins the group; the broker accepts such a
-commit only while the group has no members, so a reset can never race a running consumer.
+has not confirmed yet. A reset commits the new offsets for the group without joining it
+(``group_state.commit_offsets``), refused while the group has members.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.errors import CommitFailedError, KafkaError, for_code
-from aiokafka.structs import OffsetAndMetadata, TopicPartition
+from aiokafka.structs import TopicPartition
 
 from shared.cli.config import Config, config
+from shared.cli.group_state import commit_offsets, describe_group, refuse_if_active
 from shared.cli.kafka import admin_client, consumer, require_topics, run
 from shared.cli.output import CliError, emit_json, say, table, warn
 from shared.topics import existing_partitions
 
-__all__ = [
-    "GroupState",
-    "Member",
-    "app",
-    "commit_offsets",
-    "describe_group",
-    "group_report",
-    "print_group_report",
-    "refuse_if_active",
-]
+__all__ = ["app", "group_report", "print_group_report"]
 
 app = typer.Typer(
     help="Consumer groups: their members, offsets and lag; moving their offsets.",
@@ -41,83 +29,6 @@ app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-INACTIVE = ("Empty", "Dead")
-
-
-@dataclass(frozen=True)
-class Member:
-    """One consumer in a group, and the partitions the group gave it."""
-
-    member_id: str
-    client_id: str
-    host: str
-    partitions: list[TopicPartition] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return f"{self.client_id} on {self.host.lstrip('/')} ({self.member_id})"
-
-
-@dataclass(frozen=True)
-class GroupState:
-    """What the group coordinator says of a group; ``Dead`` is also "no such group"."""
-
-    group_id: str
-    state: str
-    protocol: str
-    members: list[Member]
-
-    @property
-    def active(self) -> bool:
-        return bool(self.members) or self.state not in INACTIVE
-
-    def owner(self, tp: TopicPartition) -> Member | None:
-        return next((m for m in self.members if tp in m.partitions), None)
-
-
-async def describe_group(admin: AIOKafkaAdminClient, group_id: str) -> GroupState:
-    (response,) = await admin.describe_consumer_groups([group_id])
-    (found,) = response.groups
-    error_code, _, state, protocol_type, protocol, members, *_ = found
-    if error_code:
-        raise for_code(error_code)(f"describing group {group_id}")
-    return GroupState(
-        group_id,
-        state,
-        protocol,
-        [_member(member, protocol_type) for member in members],
-    )
-
-
-def _member(member: Any, protocol_type: str) -> Member:
-    member_id, client_id, host, _metadata, assignment = member[:5]
-    partitions: list[TopicPartition] = []
-    if protocol_type == "consumer" and assignment:  # empty while the group rebalances
-        partitions = ConsumerProtocolMemberAssignment.decode(assignment).partitions()
-    return Member(member_id, client_id, host, sorted(partitions))
-
-
-def refuse_if_active(group: GroupState, doing: str) -> None:
-    """Stop ``doing`` when the group has members, naming them."""
-    if not group.active:
-        return
-    who = "; ".join(map(str, group.members)) or "members joining"
-    raise CliError(
-        f"group {group.group_id} is {group.state} with {len(group.members)} member(s): {who}; "
-        f"stop them before {doing}"
-    )
-
-
-async def commit_offsets(cfg: Config, group_id: str, offsets: dict[TopicPartition, int]) -> None:
-    """Commit ``offsets`` for a group without joining it (refused while it has members)."""
-    async with consumer(cfg, group=group_id) as committer:
-        committer.assign(list(offsets))
-        try:
-            await committer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
-        except (CommitFailedError, KafkaError) as error:
-            raise CliError(
-                f"Kafka refused the commit for group {group_id} ({type(error).__name__}): "
-                "did a member join meanwhile? sagakit groups describe shows it"
-            ) from error
 
 
 # groups list

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from shared.cli.config import Config, config
-from shared.cli.groups import describe_group, refuse_if_active
+from shared.cli.group_state import describe_group, refuse_if_active
 from shared.cli.kafka import admin_client, consumer, producer, require_topics, run
 from shared.cli.output import CliError, emit_json, say
 from shared.cli.render import print_record, record_json
