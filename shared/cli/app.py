@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-# typer carries its own copy of click; its usage errors are these.
-from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from shared.cli import dlq, groups, orders, records, stack, topics
@@ -57,15 +54,13 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("sagakit: interrupted", err=True)
             status = 130
-        except NoArgsIsHelpError as error:
-            error.show()  # a group named alone: its help
-            status = error.exit_code
-        except UsageError as error:
-            hint = f" (see: {error.ctx.command_path} --help)" if error.ctx else ""
-            typer.echo(f"sagakit: {_one_line(error.format_message())}{hint}", err=True)
-            status = error.exit_code
         except typer.TyperException as error:
-            typer.echo(f"sagakit: {_one_line(error.format_message())}", err=True)
+            # typer carries its own copy of click (private): its errors are told apart by
+            # what they have, a usage error by its context and status 2.
+            if type(error).__name__ == "NoArgsIsHelpError":
+                error.show()  # type: ignore[attr-defined]  # a group named alone: its help
+            else:
+                typer.echo(f"sagakit: {_one_line(error.format_message())}{_hint(error)}", err=True)
             status = error.exit_code
         else:
             status = result if isinstance(result, int) else 0
@@ -78,6 +73,14 @@ class OneLineErrors(TyperGroup):
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
+
+
+def _hint(error: typer.TyperException) -> str:
+    """Where to read how the command is used, after a usage error."""
+    ctx = getattr(error, "ctx", None)
+    if error.exit_code != 2 or ctx is None:
+        return ""
+    return f" (see: {ctx.command_path} --help)"
 
 
 app = typer.Typer(
