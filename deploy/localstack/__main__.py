@@ -1,10 +1,12 @@
-"""``python -m deploy.localstack up|down|status [--profile dev|test|bench]``."""
+"""``python -m deploy.localstack up|down|status [--profile dev|test|bench] [--json]``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from dataclasses import asdict
 
 from deploy.localstack.component import StatusRow
 from deploy.localstack.errors import StackError
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         default="dev",
         help="dev: what `make up` runs (default); test: the test suite's own; bench: make bench's",
     )
+    parser.add_argument("--json", action="store_true", help="status: print JSON, not a table")
     args = parser.parse_args(argv)
     # While a broker starts, aiokafka logs every refused connection; the readiness wait
     # reports the one failure that matters itself.
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             up(args.profile)
         elif args.command == "down":
             down(args.profile)
+        elif args.json:
+            print(json.dumps([asdict(row) for row in status(args.profile)], indent=2))
         else:
             print_table(status(args.profile))
     except StackError as error:
