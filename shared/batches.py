@@ -53,7 +53,7 @@ from typing import TypeAlias
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import Integer, bindparam, text
 
-from shared.db import UnitOfWork
+from shared.db import ReadFrom, UnitOfWork
 from shared.errors import PermanentError
 from shared.events import Event
 from shared.faults import FaultRegistry
@@ -241,6 +241,10 @@ class BatchProcessor:
                         continue  # processed before, or twice here: once is enough
                     claimed.discard(item.event.event_id)
                     handled[-1].append(item.event.event_id)
+                    record = item.record
+                    uow.read_from[item.event.event_id] = ReadFrom(
+                        record.topic, record.partition, record.offset
+                    )
                     route, events = by_route.setdefault(item.route.topic, (item.route, []))
                     events.append(item.event)
             # Per topic, each partition's events stay in their order; across topics order
