@@ -10,12 +10,17 @@ from pydantic import Field
 
 from services.order import api, handlers
 from services.order.deadlines import Deadlines
+from services.order.explorer import routes as explorer
+from services.order.explorer.peers import Peers
+from services.order.stuck import StuckFinder
+from shared.dead_letter_index import DeadLetterIndex
 from shared.events import CATALOGUE
 from shared.faults import INFRASTRUCTURE_KINDS
 from shared.platform import Platform
 from shared.service import create_app
-from shared.settings import PlatformSettings, database_url_field
+from shared.settings import PlatformSettings, database_url_field, kafka_client_options
 from shared.subscriptions import Subscription
+from shared.topics import Topics
 
 __all__ = ["OrderSettings", "bootstrap"]
 
@@ -29,6 +34,14 @@ class OrderSettings(PlatformSettings):
     """SAGAKIT_DEADLINE_PAID_SECONDS: how long a paid saga may wait for its stock."""
     deadline_reserved_seconds: float = Field(default=300.0, gt=0)
     """SAGAKIT_DEADLINE_RESERVED_SECONDS: how long a reserved saga may wait to ship."""
+
+    # The other services, for the explorer's view of an order (unset: shown as such).
+    payment_url: str | None = None
+    """SAGAKIT_PAYMENT_URL: payment's base URL."""
+    inventory_url: str | None = None
+    """SAGAKIT_INVENTORY_URL: inventory's base URL."""
+    shipping_url: str | None = None
+    """SAGAKIT_SHIPPING_URL: shipping's base URL."""
 
     def deadlines(self) -> Deadlines:
         """The deadlines these settings give each non-terminal status."""
@@ -49,10 +62,31 @@ def bootstrap(settings: OrderSettings | None = None) -> FastAPI:
     timeline = [
         Subscription.batched(event_type, handlers.record_in_timeline) for event_type in CATALOGUE
     ]
+    ui = _explorer(settings, platform)
     service = platform.service(
         migrations=Path(__file__).with_name("migrations"),
         consumers={"order": saga, "order-timeline": timeline},
-        routers=[api.router(platform.units)],
+        routers=[api.router(platform.units, ui.finder), explorer.router(ui)],
+        admin_routers=[explorer.admin_router(ui)],
         description="Takes orders and follows each order's saga to its end.",
     )
     return create_app(service)
+
+
+def _explorer(settings: OrderSettings, platform: Platform) -> explorer.Explorer:
+    kafka = kafka_client_options(settings)
+    dlq_topics = [Topics.dlq(topic) for topic in platform.topics.all(include_dlq=False)]
+    dead_letters = DeadLetterIndex(kafka, dlq_topics)
+    urls = {
+        "payment": settings.payment_url,
+        "inventory": settings.inventory_url,
+        "shipping": settings.shipping_url,
+    }
+    return explorer.Explorer(
+        units=platform.units,
+        finder=StuckFinder(settings.deadlines(), dead_letters),
+        dead_letters=dead_letters,
+        peers=Peers(urls, settings.admin_token),
+        kafka_options=kafka,
+        group_prefix=settings.topic_prefix,
+    )
