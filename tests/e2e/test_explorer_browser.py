@@ -110,6 +110,14 @@ def ui(system: RunningSystem, path: str = "") -> str:
     return f"{system.client.urls.order}/ui{path}"
 
 
+async def stuck_orders(system: RunningSystem, customer: str) -> list[str]:
+    """``GET /orders?stuck=true`` for one customer: the ids listed."""
+    params = {"stuck": "true", "customer_id": customer}
+    response = await system.client.http.get(f"{system.client.urls.order}/orders", params=params)
+    response.raise_for_status()
+    return [order["order_id"] for order in response.json()]
+
+
 async def lane_of(tab: Tab, event_type: str) -> str | None:
     step = tab.page.locator(f".step[data-event-type={event_type}]")
     return await step.first.get_attribute("data-lane")
@@ -184,6 +192,8 @@ async def test_a_stuck_saga_is_flagged_and_a_replay_from_the_page_completes_it(
         lambda: client.order(order_id), lambda o: o["status"] == "PAID", timeout=15, what="PAID"
     )
 
+    assert await stuck_orders(system, customer) == [order_id]
+
     await tab.goto(ui(system))
     flagged = await tab.shows(f"#stuck tr[data-order-id='{order_id}']")
     assert dlq in await flagged.inner_text()
@@ -217,6 +227,7 @@ async def test_a_stuck_saga_is_flagged_and_a_replay_from_the_page_completes_it(
     await tab.screenshot("replayed-saga")
 
     await ledger.assert_invariants()
+    assert await stuck_orders(system, customer) == []  # its dead letter stays, it is done
     await tab.goto(ui(system))
     assert await tab.page.locator(f"#stuck tr[data-order-id='{order_id}']").count() == 0
 
