@@ -56,6 +56,18 @@ class GroupView:
     def total_lag(self) -> int:
         return sum(p.lag or 0 for p in self.partitions)
 
+    def by_topic(self) -> dict[str, dict[int, PartitionLag]]:
+        """The partitions of each topic, by partition number (topics in name order)."""
+        topics: dict[str, dict[int, PartitionLag]] = {}
+        for lag in self.partitions:
+            topics.setdefault(lag.topic, {})[lag.partition] = lag
+        return topics
+
+    @property
+    def partition_numbers(self) -> list[int]:
+        """Every partition number any of its topics has (the columns of a table)."""
+        return sorted({lag.partition for lag in self.partitions})
+
 
 async def read_groups(client_options: Mapping[str, Any], prefix: str = "") -> list[GroupView]:
     """Every consumer group whose id starts with ``prefix``, by group id."""
