@@ -20,12 +20,9 @@ Writing: an idempotent ``acks=all`` producer, and the count returned only once t
 acknowledged every record. The matching records are collected first and published after, so
 a run that times out while reading publishes nothing.
 
-Command line::
-
-    python -m shared.replay <dlq-topic> [--order-id ID] [--bootstrap HOST:PORT] [--timeout S]
-
-``dlq-topic`` is the full name (with the ``SAGAKIT_TOPIC_PREFIX``, if any); the connection
-settings default to the ``SAGAKIT_*`` environment (``PlatformSettings``).
+Command line: ``sagakit dlq replay`` (shared/cli/dlq.py), which also shows what it would
+replay (``--dry-run``) and picks records by event id. ``python -m shared.replay <dlq-topic>
+[--order-id ID] [--bootstrap HOST:PORT] [--timeout S]`` still works: it runs that command.
 """
 
 from __future__ import annotations
@@ -41,9 +38,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
 from shared.dlq import DLQ_HEADER_PREFIX, ReceivedRecord
-from shared.settings import PlatformSettings, kafka_client_options
+from shared.topics import existing_partitions
 
-__all__ = ["original_headers", "replay_dead_letters"]
+__all__ = [
+    "DeadLetter",
+    "original_headers",
+    "original_topic",
+    "read_dead_letters",
+    "replay_dead_letters",
+    "republish",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,8 @@ def original_headers(record: DeadLetter) -> list[tuple[str, bytes]]:
     ]
 
 
-def _original_topic(record: DeadLetter) -> str | None:
+def original_topic(record: DeadLetter) -> str | None:
+    """Where the dead letter was first published (its ``dlq.original.topic``), if it says."""
     topics = [value.decode() for name, value in record.headers if name == ORIGINAL_TOPIC_HEADER]
     return topics[-1] if topics else None
 
@@ -84,44 +89,61 @@ async def replay_dead_letters(
     (nothing is published when the time runs out while reading), and ``LookupError`` when
     the topic does not exist.
     """
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0 or None, got {limit}")
-    # Idempotent and acks=all, as shared.producer.build_producer makes them (which needs a
-    # service's full settings; these options may come from anywhere).
-    producer = AIOKafkaProducer(**client_options, acks="all", enable_idempotence=True)
     async with asyncio.timeout(timeout_s):
-        try:
-            await producer.start()
-            chosen = await _read_matching(client_options, producer, dlq_topic, match, limit)
-            await _publish(producer, chosen)
-        finally:
-            await producer.stop()
+        chosen = await read_dead_letters(
+            client_options, dlq_topic, match=_placeable(match), limit=limit
+        )
+        await republish(client_options, chosen)
     log.info("replayed %d dead letter(s) from %s", len(chosen), dlq_topic)
     return len(chosen)
 
 
-async def _read_matching(
+def _placeable(match: Callable[[DeadLetter], bool]) -> Callable[[DeadLetter], bool]:
+    """``match``, less the records that do not say where they came from (logged)."""
+
+    def accepts(record: DeadLetter) -> bool:
+        if not match(record):
+            return False
+        if original_topic(record) is None:
+            log.warning(
+                "%s[%d]@%d has no %s header: skipped",
+                record.topic,
+                record.partition,
+                record.offset,
+                ORIGINAL_TOPIC_HEADER,
+            )
+            return False
+        return True
+
+    return accepts
+
+
+async def read_dead_letters(
     client_options: Mapping[str, Any],
-    producer: AIOKafkaProducer,
     dlq_topic: str,
-    match: Callable[[DeadLetter], bool],
-    limit: int | None,
-) -> list[tuple[str, DeadLetter]]:
+    *,
+    match: Callable[[DeadLetter], bool] = lambda record: True,
+    limit: int | None = None,
+) -> list[DeadLetter]:
+    """The records of ``dlq_topic`` that ``match`` accepts, partition by partition, oldest
+    first, up to ``limit``: read from the beginning to the end as it was when this started,
+    in no consumer group. ``LookupError`` when the topic does not exist."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+    # All topics' metadata, not this one's by name: asking for a missing topic may create it.
+    partitions = (await existing_partitions(client_options)).get(dlq_topic)
+    if partitions is None:
+        raise LookupError(f"no topic {dlq_topic!r} on the cluster: check its name and prefix")
     consumer = AIOKafkaConsumer(
         **client_options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        # Checked first: asking for the partitions of a missing topic may create it.
-        if dlq_topic not in await consumer.topics():
-            raise LookupError(f"no topic {dlq_topic!r} on the cluster: check its name and prefix")
-        numbers = await producer.partitions_for(dlq_topic)
-        partitions = [TopicPartition(dlq_topic, number) for number in sorted(numbers)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        # The end as of now: what is dead-lettered during the replay waits for the next run.
+        # The end as of now: what is dead-lettered meanwhile waits for the next run.
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
-        chosen: list[tuple[str, DeadLetter]] = []
+        chosen: list[DeadLetter] = []
         for tp in partitions:
             while await consumer.position(tp) < ends[tp]:
                 if limit is not None and len(chosen) >= limit:
@@ -130,44 +152,43 @@ async def _read_matching(
                 for record in batch.get(tp, []):
                     if record.offset >= ends[tp] or (limit is not None and len(chosen) >= limit):
                         break
-                    if not match(record):
-                        continue
-                    topic = _original_topic(record)
-                    if topic is None:
-                        log.warning(
-                            "%s[%d]@%d has no %s header: skipped",
-                            tp.topic,
-                            tp.partition,
-                            record.offset,
-                            ORIGINAL_TOPIC_HEADER,
-                        )
-                        continue
-                    chosen.append((topic, record))
+                    if match(record):
+                        chosen.append(record)
         return chosen
     finally:
         await consumer.stop()
 
 
-async def _publish(producer: AIOKafkaProducer, chosen: Sequence[tuple[str, DeadLetter]]) -> None:
-    """Send every record, then wait until the broker has acknowledged them all."""
-    sent = [
-        await producer.send(
-            topic, value=record.value, key=record.key, headers=original_headers(record)
-        )
-        for topic, record in chosen
-    ]
-    await asyncio.gather(*sent)
-
-
-def _order_id_matcher(order_id: str) -> Callable[[DeadLetter], bool]:
-    key = order_id.encode()
-    return lambda record: record.key == key
+async def republish(
+    client_options: Mapping[str, Any], records: Sequence[DeadLetter]
+) -> list[tuple[str, DeadLetter]]:
+    """Send each record that names its original topic back there, as first published; return
+    what was sent, once the broker has acknowledged all of it."""
+    placed = [(topic, record) for record in records if (topic := original_topic(record))]
+    if not placed:
+        return []
+    # Idempotent and acks=all, as shared.producer.build_producer makes them (which needs a
+    # service's full settings; these options may come from anywhere).
+    producer = AIOKafkaProducer(**client_options, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                topic, value=record.value, key=record.key, headers=original_headers(record)
+            )
+            for topic, record in placed
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    return placed
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m shared.replay",
-        description="Re-publish dead letters to the topics they came from.",
+        description="Re-publish dead letters to the topics they came from "
+        "(the same as: sagakit dlq replay).",
     )
     parser.add_argument("dlq_topic", help="the dead-letter topic, prefix included")
     parser.add_argument("--order-id", help="replay only this order's dead letters")
@@ -180,26 +201,16 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _main(argv: Sequence[str]) -> int:
-    args = _parse(argv)
-    overrides = {"kafka_bootstrap": args.bootstrap} if args.bootstrap else {}
-    settings = PlatformSettings(service_name="replay", **overrides)
-    match = _order_id_matcher(args.order_id) if args.order_id else (lambda record: True)
-    count = await replay_dead_letters(
-        kafka_client_options(settings), args.dlq_topic, match=match, timeout_s=args.timeout
-    )
-    print(f"replayed {count} dead letter(s) from {args.dlq_topic}")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; see the module docstring."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return asyncio.run(_main(sys.argv[1:] if argv is None else argv))
-    except (LookupError, TimeoutError) as error:
-        print(f"replay failed: {error or type(error).__name__}", file=sys.stderr)
-        return 1
+    """The old command line, kept: it runs ``sagakit dlq replay`` with the same meaning."""
+    from shared.cli.app import main as sagakit  # the CLI imports this module
+
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    root = ["--timeout", str(args.timeout)]
+    if args.bootstrap:
+        root += ["--bootstrap", args.bootstrap]
+    which = ["--order-id", args.order_id] if args.order_id else ["--all"]
+    return sagakit([*root, "dlq", "replay", args.dlq_topic, *which])
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
 
-__all__ = ["DLQ_SUFFIX", "EVENT_TYPES", "Topics", "ensure_topics", "kebab"]
+__all__ = ["DLQ_SUFFIX", "EVENT_TYPES", "Topics", "ensure_topics", "existing_partitions", "kebab"]
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +110,23 @@ async def ensure_topics(
         return missing
     finally:
         await admin.close()
+
+
+async def existing_partitions(client_options: Mapping[str, Any]) -> dict[str, list[TopicPartition]]:
+    """Every topic on the cluster and its partitions, in order.
+
+    Asks for the metadata of all topics rather than of some by name: a broker with
+    ``auto.create.topics.enable`` creates a topic it is asked about by name.
+    """
+    admin = AIOKafkaAdminClient(**client_options)
+    await admin.start()
+    try:
+        described = await admin.describe_topics()
+    finally:
+        await admin.close()
+    return {
+        topic["topic"]: sorted(
+            TopicPartition(topic["topic"], p["partition"]) for p in topic["partitions"]
+        )
+        for topic in described
+    }

@@ -19,6 +19,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.demo.client import SagaClient, SystemUrls
 from deploy.localstack.supervisor import read_status
+from shared.cli.config import Config
+from shared.cli.dlq import dlq_summary, print_dlq_summary
+from shared.cli.groups import group_report, print_group_report
+from shared.cli.output import CliError
 
 RUN = uuid.uuid4().hex[:6]
 Scenario = Callable[[SagaClient, dict[str, str]], Awaitable[None]]
@@ -307,6 +311,7 @@ async def main(env: dict[str, str]) -> None:
             started = time.monotonic()
             await scenario(client, env)
             say(f"  ({time.monotonic() - started:.1f} s)")
+    await operator_view(env, Path(_env_file()))
     say("\nEverything is still running. Try it:")
     say(f"  explorer      {_explorer(env)}  (sagas, dead letters, consumer groups)")
     async with SagaClient(SystemUrls.from_env(env)) as client:
@@ -317,6 +322,24 @@ async def main(env: dict[str, str]) -> None:
         say(f"  {name:<13} {env[f'SAGAKIT_{name.upper()}_URL']}  (admin token in {_env_file()})")
     say(f"  all instances {env['SAGAKIT_INSTANCE_URLS']}")
     say("  make status   what runs where;  make down   stop it all")
+    say("  sagakit --help   topics, tail, consumer groups and lag, dead letters, orders")
+
+
+async def operator_view(env: dict[str, str], env_file: Path) -> None:
+    """What an operator sees now: the order service's consumer group and the dead letters,
+    as ``sagakit groups describe`` and ``sagakit dlq list`` print them."""
+    cfg = Config(env_file=env_file)
+    group = env.get("SAGAKIT_TOPIC_PREFIX", "") + "order"
+    say(f"\n$ sagakit groups describe {group}")
+    try:
+        print_group_report(await group_report(cfg, group))
+    except CliError as error:
+        say(f"sagakit: {error.format_message()}")
+    say("\n$ sagakit dlq list")
+    try:
+        print_dlq_summary(await dlq_summary(cfg))
+    except CliError as error:
+        say(f"sagakit: {error.format_message()}")
 
 
 if __name__ == "__main__":
