@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from shared.dlq import DLQ_HEADER_PREFIX
 from shared.errors import NotAnEvent
 from shared.events import Event, decode
+from shared.topics import existing_partitions
 
 __all__ = ["DeadLetter", "DeadLetterIndex"]
 
@@ -142,7 +142,8 @@ class DeadLetterIndex:
         return None
 
     async def _read_new(self) -> None:
-        partitions = await self._partitions()
+        existing = await existing_partitions(self._options)
+        partitions = [tp for topic in self._topics for tp in existing.get(topic, ())]
         if not partitions:
             return
         consumer = AIOKafkaConsumer(
@@ -176,23 +177,6 @@ class DeadLetterIndex:
                 behind = [tp for tp in behind if await consumer.position(tp) < ends[tp]]
         finally:
             await consumer.stop()
-
-    async def _partitions(self) -> list[TopicPartition]:
-        """The partitions of those of the topics that exist. From the whole cluster's metadata:
-        asking for a missing topic by name may create it."""
-        admin = AIOKafkaAdminClient(**self._options)
-        await admin.start()
-        try:
-            described = await admin.describe_topics()
-        finally:
-            await admin.close()
-        wanted = set(self._topics)
-        return sorted(
-            TopicPartition(topic["topic"], partition["partition"])
-            for topic in described
-            if topic["topic"] in wanted
-            for partition in topic["partitions"]
-        )
 
     def _add(self, record: Any) -> None:
         letter = DeadLetter(

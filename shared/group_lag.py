@@ -4,7 +4,9 @@ For each group: its state, its members (the client id names the service and inst
 ``kafka_client_options`` sets ``<service>-<instance>``) with the partitions assigned to each,
 and per partition the group's committed offset, the log's end offset and the lag between
 them. Read with the admin client and a consumer in no group: nothing is committed and no
-group is joined, so looking never moves anyone's position.
+group is joined, so looking never moves anyone's position. A group's members come from the
+command line's ``describe_group`` (shared/cli/group_state.py), the one decoder of what the
+coordinator says; ``sagakit groups describe`` computes the same lag for one group.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.errors import for_code
 from aiokafka.structs import TopicPartition
+
+from shared.cli.group_state import GroupState, describe_group
+from shared.topics import existing_partitions
 
 __all__ = ["GroupMember", "GroupView", "PartitionLag", "read_groups"]
 
@@ -76,44 +79,26 @@ async def read_groups(client_options: Mapping[str, Any], prefix: str = "") -> li
     try:
         listed = await admin.list_consumer_groups()
         ids = sorted({str(entry[0]) for entry in listed if str(entry[0]).startswith(prefix)})
-        if not ids:
-            return []
-        # One group per request: aiokafka 0.14 fails to decode a response describing
-        # many groups ("Buffer underrun decoding string") and the connection is dropped.
-        described: dict[str, tuple[str, tuple[GroupMember, ...]]] = {}
-        for group in ids:
-            described |= _described(await admin.describe_consumer_groups([group]))
+        # One group per request (describe_group): aiokafka 0.14 fails to decode a response
+        # describing many groups ("Buffer underrun decoding string").
+        states = {group: await describe_group(admin, group) for group in ids}
         committed = {group: await admin.list_consumer_group_offsets(group) for group in ids}
     finally:
         await admin.close()
-    owned = {
-        group: {tp for member in members for tp in member.partitions}
-        for group, (_, members) in described.items()
-    }
-    every = sorted({tp for group in ids for tp in (*committed[group], *owned.get(group, ()))})
+    if not ids:
+        return []
+    # Offsets of a topic deleted since are left out: it has no end to measure lag against.
+    existing = await existing_partitions(client_options)
+    every = sorted(
+        {
+            tp
+            for group in ids
+            for tp in (*committed[group], *(p for m in states[group].members for p in m.partitions))
+            if tp.topic in existing
+        }
+    )
     ends = await _end_offsets(client_options, every)
-    return [_view(group, described.get(group), committed[group], ends) for group in ids]
-
-
-def _described(responses: Sequence[Any]) -> dict[str, tuple[str, tuple[GroupMember, ...]]]:
-    found: dict[str, tuple[str, tuple[GroupMember, ...]]] = {}
-    for response in responses:
-        for entry in response.groups:
-            error_code, group, state = entry[0], entry[1], entry[2]
-            if error_code:
-                raise for_code(error_code)(f"describing consumer group {group}")
-            members = tuple(_member(member) for member in entry[5])
-            found[group] = (state, members)
-    return found
-
-
-def _member(member: Any) -> GroupMember:
-    _, client_id, host, _, assignment = member[:5]
-    partitions: tuple[TopicPartition, ...] = ()
-    if assignment:
-        decoded = ConsumerProtocolMemberAssignment.decode(assignment)
-        partitions = tuple(sorted(decoded.partitions()))
-    return GroupMember(client_id, host, partitions)
+    return [_view(states[group], committed[group], ends) for group in ids]
 
 
 async def _end_offsets(
@@ -131,16 +116,13 @@ async def _end_offsets(
 
 
 def _view(
-    group: str,
-    described: tuple[str, tuple[GroupMember, ...]] | None,
-    committed: Mapping[TopicPartition, Any],
-    ends: Mapping[TopicPartition, int],
+    state: GroupState, committed: Mapping[TopicPartition, Any], ends: Mapping[TopicPartition, int]
 ) -> GroupView:
-    state, members = described or ("Unknown", ())
+    members = tuple(GroupMember(m.client_id, m.host, tuple(m.partitions)) for m in state.members)
     owners = {tp: member.client_id for member in members for tp in member.partitions}
     partitions = []
-    for tp in sorted({*committed, *owners}):
+    for tp in sorted(tp for tp in {*committed, *owners} if tp in ends):
         offset = committed.get(tp)
         at = offset.offset if offset is not None and offset.offset >= 0 else None
-        partitions.append(PartitionLag(tp.topic, tp.partition, at, ends.get(tp, 0), owners.get(tp)))
-    return GroupView(group, state, members, tuple(partitions))
+        partitions.append(PartitionLag(tp.topic, tp.partition, at, ends[tp], owners.get(tp)))
+    return GroupView(state.group_id, state.state, members, tuple(partitions))
