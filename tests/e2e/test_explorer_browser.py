@@ -233,7 +233,8 @@ async def test_a_stuck_saga_is_flagged_and_a_replay_from_the_page_completes_it(
 
     # The dead letter stays where it was, with its headers and its value decoded.
     await tab.goto(ui(system, "/dead-letters"))
-    assert int(await tab.page.locator(f"td[data-topic='{dlq}']").inner_text()) == 1
+    # (The session's other tests may have dead-lettered into it too.)
+    assert int(await tab.page.locator(f"td[data-topic='{dlq}']").inner_text()) >= 1
     letter = await tab.shows(".letter", has_text=order_id)
     text = await letter.inner_text()
     assert "dlq.original.topic" in text and "injected permanent fault" in text
