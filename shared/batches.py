@@ -54,7 +54,7 @@ from typing import TypeAlias
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from sqlalchemy import Integer, bindparam, text
 
-from shared.db import UnitOfWork
+from shared.db import ReadFrom, UnitOfWork
 from shared.errors import PermanentError
 from shared.events import Event
 from shared.faults import FaultRegistry
@@ -249,7 +249,11 @@ class BatchProcessor:
                             continue  # processed before, or twice here: once is enough
                         claimed.discard(item.event.event_id)
                         handled[-1].append(item.event.event_id)
-                        spans[item.event.event_id] = consumer_span(item.record, self._group)
+                        record = item.record
+                        uow.read_from[item.event.event_id] = ReadFrom(
+                            record.topic, record.partition, record.offset
+                        )
+                        spans[item.event.event_id] = consumer_span(record, self._group)
                         route, events = by_route.setdefault(item.route.topic, (item.route, []))
                         events.append(item.event)
                 # The events each handler emits belong to the span of the event causing them.

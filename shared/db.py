@@ -14,9 +14,10 @@ migrations) next to its own tables.
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self
 
 from sqlalchemy import (
     BigInteger,
@@ -44,6 +45,7 @@ from shared.tracing import TRACEPARENT, traceparent_for
 __all__ = [
     "OUTBOX_CHANNEL",
     "LocalRelay",
+    "ReadFrom",
     "UnitOfWork",
     "UnitOfWorkFactory",
     "asyncpg_dsn",
@@ -165,6 +167,14 @@ def _outbox_row(record: Record) -> dict[str, Any]:
     }
 
 
+class ReadFrom(NamedTuple):
+    """Where a consumed event was read: its topic, partition and offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
 class UnitOfWork:
     """One database transaction: the service's own changes and the events they emit.
 
@@ -180,6 +190,9 @@ class UnitOfWork:
         self._relay = relay
         self._staged: list[Record] = []
         self._committed = False
+        self.read_from: dict[uuid.UUID, ReadFrom] = {}
+        """Where each event handed to this unit of work's handlers was read, by event id
+        (filled by the consumer runner; empty for a request's unit of work)."""
 
     @property
     def session(self) -> AsyncConnection:

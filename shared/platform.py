@@ -42,6 +42,7 @@ SettingsT = TypeVar("SettingsT", bound=PlatformSettings)
 Subject = TypeVar("Subject", bound=OrderScoped)
 Params = ParamSpec("Params")
 Decision = TypeVar("Decision")
+Part = TypeVar("Part")
 
 
 @dataclass
@@ -55,6 +56,14 @@ class Platform(Generic[SettingsT]):
     units: UnitOfWorkFactory
     faults: FaultRegistry | None
     """None when failure injection is switched off (``SAGAKIT_FAULT_INJECTION=false``)."""
+    _built: dict[object, object] = field(default_factory=dict, init=False, repr=False)
+
+    def once(self, build: Callable[[Platform[SettingsT]], Part]) -> Part:
+        """``build(self)``, built once per platform: a part that several of a declaration's
+        factories hand out (the explorer's routes and its admin routes share one)."""
+        if build not in self._built:
+            self._built[build] = build(self)
+        return self._built[build]  # type: ignore[return-value]
 
     @classmethod
     def configure(cls, settings: SettingsT, faults: frozenset[FaultKind]) -> Platform[SettingsT]:

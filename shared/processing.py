@@ -43,7 +43,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.backoff import backoff_delay
-from shared.db import UnitOfWork
+from shared.db import ReadFrom, UnitOfWork
 from shared.dlq import DeadLetterQueue
 from shared.errors import PermanentError, TransientError
 from shared.events import Event, decode
@@ -327,7 +327,7 @@ class RecordProcessor:
             attempts += 1
             if error is None:
                 try:
-                    outcome = await self._attempt(event, route)
+                    outcome = await self._attempt(record, event, route)
                     break
                 except Exception as failed:
                     error = failed
@@ -373,13 +373,16 @@ class RecordProcessor:
             )
         return event, route
 
-    async def _attempt(self, event: Event, route: Route) -> Outcome:
+    async def _attempt(
+        self, record: ConsumerRecord[bytes, bytes], event: Event, route: Route
+    ) -> Outcome:
         if self._faults is not None:
             await inject_before_handler(self._faults, event.order_id)
         async with self._units() as uow:
             if not await self._inbox.claim(uow, self._group, event.event_id):
                 return Outcome.duplicate
             started = time.perf_counter()
+            uow.read_from[event.event_id] = ReadFrom(record.topic, record.partition, record.offset)
             await route.handle([event], uow)
             self.observe_handlers(route, started)
             await uow.commit()

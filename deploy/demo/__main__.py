@@ -244,6 +244,36 @@ async def partitions(client: SagaClient, env: dict[str, str]) -> None:
     say("  second group (order-timeline) reads every topic: pub/sub next to load balancing")
 
 
+async def left_stuck(client: SagaClient, env: dict[str, str]) -> None:
+    heidi = await fresh_customer(client, "heidi", "100.00")
+    vase = await fresh_sku(client, "vase", 5)
+    await client.add_fault(client.urls.inventory, "permanent", count=1)
+    say("  inventory will fail the next event for good: it goes to its dead-letter topic")
+    order = await client.place_order(heidi, [(vase, 1, "30.00")])
+    stuck = await _wait_stuck(client, heidi)
+    if not stuck:
+        say("  (the saga was not listed as stuck within 15 s: check the inventory log)")
+        return
+    say(
+        f"  order {short(order['order_id'])} stays {stuck[0]['status']}: its PaymentProcessed "
+        "is dead-lettered, so GET /orders?stuck=true lists it"
+    )
+    say(f"  look at it, and replay it from the page: {_explorer(env)}/orders/{order['order_id']}")
+
+
+async def _wait_stuck(client: SagaClient, customer_id: str) -> list[dict[str, Any]]:
+    for _ in range(150):
+        stuck = await client.orders(stuck=True, customer_id=customer_id)
+        if stuck:
+            return stuck
+        await asyncio.sleep(0.1)
+    return []
+
+
+def _explorer(env: dict[str, str]) -> str:
+    return f"{env['SAGAKIT_ORDER_URL']}/ui"
+
+
 def _restarts() -> dict[str, int]:
     return {str(i["name"]): int(str(i["restarts"])) for i in read_status(_state_dir())}
 
@@ -265,6 +295,7 @@ SCENARIOS: list[tuple[str, Scenario]] = [
     ("A crash mid-handler: the restarted service does nothing twice", crash),
     ("A poison message goes to its dead-letter topic; sagas go on", poison),
     ("Load balancing: which instance holds which partitions", partitions),
+    ("A saga left stuck, for the explorer: its event dead-lettered", left_stuck),
 ]
 
 
@@ -278,6 +309,10 @@ async def main(env: dict[str, str]) -> None:
             say(f"  ({time.monotonic() - started:.1f} s)")
     await operator_view(env, Path(_env_file()))
     say("\nEverything is still running. Try it:")
+    say(f"  explorer      {_explorer(env)}  (sagas, dead letters, consumer groups)")
+    async with SagaClient(SystemUrls.from_env(env)) as client:
+        for order in await client.orders(stuck=True, limit=1):
+            say(f"  stuck saga    {_explorer(env)}/orders/{order['order_id']}")
     say(f"  API docs      {env['SAGAKIT_ORDER_URL']}/docs")
     for name in ("order", "payment", "inventory", "shipping"):
         say(f"  {name:<13} {env[f'SAGAKIT_{name.upper()}_URL']}  (admin token in {_env_file()})")

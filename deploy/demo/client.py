@@ -97,6 +97,14 @@ class SagaClient:
         )
         return events
 
+    async def orders(self, **filters: str | int | bool) -> list[dict[str, Any]]:
+        """``GET /orders`` with ``filters`` (status, customer_id, older_than, stuck, limit)."""
+        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in filters.items()}
+        found: list[dict[str, Any]] = await self._json(
+            "GET", f"{self.urls.order}/orders", params=params
+        )
+        return found
+
     async def wait_terminal(self, order_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """The order once it is COMPLETED or CANCELLED; TimeoutError if it is not in time."""
         deadline = time.monotonic() + timeout

@@ -17,7 +17,15 @@ from deploy.localstack import ports
 from deploy.localstack.errors import StackError
 from deploy.localstack.processes import run
 
-__all__ = ["Needs", "ensure", "find_java", "java_problem", "maven_problem"]
+__all__ = [
+    "Needs",
+    "ensure",
+    "ensure_chromium",
+    "find_chromium",
+    "find_java",
+    "java_problem",
+    "maven_problem",
+]
 
 JAVA_FIX = "apt-get install -y openjdk-17-jre-headless, or set JAVA_HOME to a Java 17+ install"
 
@@ -84,6 +92,24 @@ def maven_problem() -> str | None:
     if shutil.which("mvn"):
         return None
     return "Maven not found (needed once, to fetch the Kafka jars): apt-get install -y maven"
+
+
+def find_chromium() -> Path | None:
+    """Debian's chromium on PATH (the explorer's browser test drives it)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    return Path(found) if found else None
+
+
+def ensure_chromium() -> Path:
+    """Debian's chromium, installed with apt-get when it is missing and this runs as root
+    (``StackError`` naming the command otherwise)."""
+    found = find_chromium()
+    if found is None:
+        ensure([Needs(packages=("chromium",))])
+        found = find_chromium()
+    if found is None:
+        raise StackError("apt-get installed chromium, but no chromium is on PATH")
+    return found
 
 
 def _java_major(java: Path) -> int:

@@ -1,4 +1,4 @@
-"""Inventory's admin routes: stock to set and read."""
+"""Inventory's admin routes: stock to set and read, reservations to look at."""
 
 from __future__ import annotations
 
@@ -35,6 +35,18 @@ class StockPublic(BaseModel):
         )
 
 
+class ReservationLine(BaseModel):
+    sku: str
+    quantity: int
+
+
+class ReservationPublic(BaseModel):
+    order_id: str
+    status: str
+    items: list[ReservationLine]
+    reason: str | None = None
+
+
 def admin_router(units: UnitOfWorkFactory) -> APIRouter:
     router = APIRouter(tags=["inventory admin"])
 
@@ -54,5 +66,19 @@ def admin_router(units: UnitOfWorkFactory) -> APIRouter:
         if level is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no stock for sku {sku!r}")
         return StockPublic.of(sku, level)
+
+    @router.get("/reservations/{order_id}")
+    async def get_reservation(order_id: str) -> ReservationPublic:
+        """An order's reservation: RESERVED, FAILED (with a reason), RELEASED or SHIPPED."""
+        async with units() as uow:
+            reservation = await store.get_reservation(uow.session, order_id)
+        if reservation is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no reservation for {order_id!r}")
+        return ReservationPublic(
+            order_id=order_id,
+            status=reservation.status.value,
+            items=[ReservationLine(sku=sku, quantity=qty) for sku, qty in reservation.lines],
+            reason=reservation.reason.value if reservation.reason else None,
+        )
 
     return router

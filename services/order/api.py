@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from services.order import store
 from services.order.model import OrderLine, OrderStatus, order_total
+from services.order.stuck import StuckCriteria, StuckFinder
 from shared.db import UnitOfWorkFactory
 from shared.events import OrderCreated
 from shared.http import BODY_RESPONSES, not_found
@@ -19,7 +27,7 @@ from shared.metrics import Metric, gauge
 from shared.money import MAX_INTEGER_DIGITS, MoneyStr
 from shared.text import MAX_CUSTOMER_ID_CHARS, MAX_SKU_CHARS, OrderIdPath, StorableStr
 
-__all__ = ["SagaCounts", "router"]
+__all__ = ["Age", "OrderPublic", "SagaCounts", "router"]
 
 PRODUCER = "order"
 SAGA_COUNTS_MAX_AGE_S = 15.0
@@ -75,10 +83,41 @@ class OrderPublic(BaseModel):
         )
 
 
+def _seconds_as_duration(value: object) -> object:
+    """A number of seconds (``"90"``, ``"1.5"``) as a timedelta; anything else is left to
+    pydantic, which reads ISO 8601 durations (``PT5M``)."""
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value))
+        except (ValueError, OverflowError):
+            return value
+    return value
+
+
+def _positive(age: timedelta) -> timedelta:
+    if age <= timedelta(0):
+        raise ValueError("must be a positive duration")
+    return age
+
+
+Age = Annotated[timedelta, BeforeValidator(_seconds_as_duration), AfterValidator(_positive)]
+"""A duration given as seconds or in ISO 8601, longer than zero."""
+
 IdempotencyKey = Annotated[StorableStr | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
-def router(units: UnitOfWorkFactory) -> APIRouter:
+async def _stuck_criteria(finder: StuckFinder) -> StuckCriteria:
+    try:
+        return await finder.criteria()
+    except Exception as error:  # Kafka unreachable or slow: say so rather than guess
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"cannot read the dead-letter topics to find stuck sagas: "
+            f"{type(error).__name__}: {error}",
+        ) from error
+
+
+def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
     api = APIRouter(prefix="/orders", tags=["orders"])
 
     @api.post(
@@ -146,11 +185,35 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
     async def list_orders(
         response: Response,
         status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
+        customer_id: Annotated[
+            str | None, Query(min_length=1, max_length=128, description="only this customer's")
+        ] = None,
+        older_than: Annotated[
+            Age | None,
+            Query(
+                description="only orders placed at least this long ago: seconds (`90`) or an "
+                "ISO 8601 duration (`PT5M`, `P1DT2H`)"
+            ),
+        ] = None,
+        stuck: Annotated[
+            bool,
+            Query(
+                description="only the sagas that need a look: not terminal, and past the "
+                "deadline of their status (SAGAKIT_DEADLINE_*_SECONDS, counted from when they "
+                "entered it) or with an event in a dead-letter topic"
+            ),
+        ] = False,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> list[OrderPublic]:
-        """Recent orders, newest first."""
+        """Recent orders, newest first; the filters narrow the list together."""
+        query = store.OrderQuery(
+            status=status_,
+            customer_id=customer_id,
+            older_than=older_than,
+            stuck=await _stuck_criteria(finder) if stuck else None,
+        )
         async with units() as uow:
-            found = await store.recent_orders(uow.session, status=status_, limit=limit)
+            found = await store.find_orders(uow.session, query, limit=limit)
         response.headers["Cache-Control"] = "no-store"
         return [OrderPublic.of(order) for order in found]
 

@@ -5,16 +5,22 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from fastapi import APIRouter
 from pydantic import Field
 
 from services.order import api, handlers
 from services.order.deadlines import Deadlines
+from services.order.explorer import routes as explorer
+from services.order.explorer.peers import Peers
+from services.order.stuck import StuckFinder
 from services.order.sweeper import DeadlineSweeper
+from shared.dead_letter_index import DeadLetterIndex
 from shared.declaration import Consumers, ServiceDeclaration
 from shared.events import CATALOGUE
 from shared.platform import Platform
-from shared.settings import PlatformSettings, database_url_field
+from shared.settings import PlatformSettings, database_url_field, kafka_client_options
 from shared.subscriptions import Subscription
+from shared.topics import Topics
 
 __all__ = ["OrderSettings", "service"]
 
@@ -30,6 +36,14 @@ class OrderSettings(PlatformSettings):
     """SAGAKIT_DEADLINE_RESERVED_SECONDS: how long a reserved saga may wait to ship."""
     deadline_sweep_interval_seconds: float = Field(default=5.0, gt=0)
     """SAGAKIT_DEADLINE_SWEEP_INTERVAL_SECONDS: how often the sweeper cancels overdue sagas."""
+
+    # The other services, for the explorer's view of an order (unset: shown as such).
+    payment_url: str | None = None
+    """SAGAKIT_PAYMENT_URL: payment's base URL."""
+    inventory_url: str | None = None
+    """SAGAKIT_INVENTORY_URL: inventory's base URL."""
+    shipping_url: str | None = None
+    """SAGAKIT_SHIPPING_URL: shipping's base URL."""
 
     def deadlines(self) -> Deadlines:
         """The deadlines these settings give each non-terminal status."""
@@ -60,6 +74,33 @@ def sweeper(platform: Platform[OrderSettings]) -> DeadlineSweeper:
     )
 
 
+def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
+    """The explorer's parts: one per process, shared by its routes and the order API's
+    ``stuck`` filter."""
+    settings = platform.settings
+    kafka = kafka_client_options(settings)
+    dlq_topics = [Topics.dlq(topic) for topic in platform.topics.all(include_dlq=False)]
+    dead_letters = DeadLetterIndex(kafka, dlq_topics)
+    urls = {
+        "payment": settings.payment_url,
+        "inventory": settings.inventory_url,
+        "shipping": settings.shipping_url,
+    }
+    return explorer.Explorer(
+        units=platform.units,
+        finder=StuckFinder(settings.deadlines(), dead_letters),
+        dead_letters=dead_letters,
+        peers=Peers(urls, settings.admin_token),
+        kafka_options=kafka,
+        group_prefix=settings.topic_prefix,
+    )
+
+
+def routers(platform: Platform[OrderSettings]) -> list[APIRouter]:
+    ui = platform.once(saga_explorer)
+    return [api.router(platform.units, ui.finder), explorer.router(ui)]
+
+
 service = ServiceDeclaration(
     name="order",
     settings=OrderSettings,
@@ -67,6 +108,7 @@ service = ServiceDeclaration(
     port=8000,
     migrations=Path(__file__).with_name("migrations"),
     consumers=consumers,
-    routers=lambda platform: [api.router(platform.units)],
+    routers=routers,
+    admin_routers=lambda platform: [explorer.admin_router(platform.once(saga_explorer))],
     components=lambda platform: [sweeper(platform), api.SagaCounts(platform.units)],
 )

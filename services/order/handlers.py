@@ -66,4 +66,4 @@ def _announcement(event: Event, order: store.Order, saga: Saga) -> Event:
 
 async def record_in_timeline(events: Sequence[Event], uow: UnitOfWork) -> None:
     """Add the saga's events to the read model ``GET /orders/{id}/timeline`` serves."""
-    await store.add_to_timeline(uow.session, events)
+    await store.add_to_timeline(uow.session, events, uow.read_from)

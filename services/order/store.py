@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,11 +16,13 @@ from sqlalchemy import (
     DateTime,
     Identity,
     Index,
+    Integer,
     MetaData,
     Numeric,
     Table,
     Text,
     Uuid,
+    and_,
     bindparam,
     func,
     literal,
@@ -33,10 +35,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
+from services.order.stuck import StuckCriteria
+from shared.db import ReadFrom
 from shared.events import Event
 from shared.sql import insert_unless_present
 
-__all__ = ["Order", "metadata", "orders", "timeline"]
+__all__ = ["Order", "OrderQuery", "TimelineEntry", "metadata", "orders", "timeline"]
 
 metadata = MetaData()
 
@@ -70,6 +74,10 @@ timeline = Table(
     Column("producer", Text, nullable=False),
     Column("causation_id", Uuid, nullable=True),
     Column("payload", JSONB, nullable=False),
+    # Where the timeline's consumer read the event (null for events recorded before 0002).
+    Column("kafka_topic", Text, nullable=True),
+    Column("kafka_partition", Integer, nullable=True),
+    Column("kafka_offset", BigInteger, nullable=True),
 )
 
 
@@ -117,6 +125,9 @@ _TIMELINE_COLUMNS = (
     "producer",
     "causation_id",
     "payload",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
 )
 _ADD_TO_TIMELINE = insert_unless_present(timeline, _TIMELINE_COLUMNS, conflict=["event_id"])
 
@@ -209,13 +220,72 @@ async def find_by_idempotency_key(session: AsyncConnection, key: str) -> Order |
     return _order(row) if row else None
 
 
-async def recent_orders(
-    session: AsyncConnection, *, status: OrderStatus | None, limit: int
-) -> list[Order]:
-    query = select(orders).order_by(orders.c.created_at.desc(), orders.c.order_id).limit(limit)
-    if status is not None:
-        query = query.where(orders.c.status == status.value)
-    return [_order(row) for row in (await session.execute(query)).mappings()]
+@dataclass(frozen=True)
+class OrderQuery:
+    """Which orders to list: every field narrows the list (None: no condition)."""
+
+    status: OrderStatus | None = None
+    customer_id: str | None = None
+    older_than: timedelta | None = None
+    """Placed at least this long ago."""
+    stuck: StuckCriteria | None = None
+    """Only the stuck ones (``services.order.stuck``)."""
+
+
+_WAITING = tuple(status for status in OrderStatus if not status.is_terminal)
+
+
+def _stuck(criteria: StuckCriteria) -> ColumnElement[bool]:
+    """Not terminal, and past its status's deadline or with a dead-lettered event."""
+    because: list[ColumnElement[bool]] = []
+    for status in _WAITING:
+        allowed = criteria.deadlines.allowed(status)
+        if allowed is not None:
+            late = orders.c.updated_at <= func.now() - allowed
+            because.append(and_(orders.c.status == status.value, late))
+    if criteria.dead_letters:
+        because.append(orders.c.order_id.in_(sorted(criteria.dead_letters)))
+    waiting = orders.c.status.in_([status.value for status in _WAITING])
+    return and_(waiting, or_(*because))
+
+
+def _conditions(query: OrderQuery) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if query.status is not None:
+        conditions.append(orders.c.status == query.status.value)
+    if query.customer_id is not None:
+        conditions.append(orders.c.customer_id == query.customer_id)
+    if query.older_than is not None:
+        conditions.append(orders.c.created_at <= func.now() - query.older_than)
+    if query.stuck is not None:
+        conditions.append(_stuck(query.stuck))
+    return conditions
+
+
+async def find_orders(session: AsyncConnection, query: OrderQuery, *, limit: int) -> list[Order]:
+    """The orders ``query`` selects, newest first, at most ``limit`` of them."""
+    statement = (
+        select(orders)
+        .where(*_conditions(query))
+        .order_by(orders.c.created_at.desc(), orders.c.order_id)
+        .limit(limit)
+    )
+    return [_order(row) for row in (await session.execute(statement)).mappings()]
+
+
+async def count_by_status(
+    session: AsyncConnection, query: OrderQuery | None = None
+) -> dict[OrderStatus, int]:
+    """How many orders ``query`` (None: every order) selects in each status, zeros included."""
+    statement = (
+        select(orders.c.status, func.count())
+        .where(*_conditions(query or OrderQuery()))
+        .group_by(orders.c.status)
+    )
+    counts = dict.fromkeys(OrderStatus, 0)
+    for status, count in (await session.execute(statement)).all():
+        counts[OrderStatus(status)] = count
+    return counts
 
 
 _SAVE_SAGA = (
@@ -248,20 +318,31 @@ async def save_sagas(session: AsyncConnection, sagas: Mapping[str, Saga]) -> Non
     await session.execute(_SAVE_SAGA, rows)
 
 
-async def add_to_timeline(session: AsyncConnection, events: Sequence[Event]) -> None:
-    """Record ``events`` in their orders' timelines (once each, however often delivered)."""
-    rows = [
-        {
-            "event_id": event.event_id,
-            "order_id": event.order_id,
-            "event_type": event.event_type,
-            "occurred_at": event.occurred_at,
-            "producer": event.producer,
-            "causation_id": event.causation_id,
-            "payload": event.model_dump(mode="json"),
-        }
-        for event in events
-    ]
+async def add_to_timeline(
+    session: AsyncConnection,
+    events: Sequence[Event],
+    read_from: Mapping[uuid.UUID, ReadFrom] | None = None,
+) -> None:
+    """Record ``events`` in their orders' timelines (once each, however often delivered),
+    with where each was read (``read_from``, by event id) when known."""
+    positions = read_from or {}
+    rows = []
+    for event in events:
+        position = positions.get(event.event_id)
+        rows.append(
+            {
+                "event_id": event.event_id,
+                "order_id": event.order_id,
+                "event_type": event.event_type,
+                "occurred_at": event.occurred_at,
+                "producer": event.producer,
+                "causation_id": event.causation_id,
+                "payload": event.model_dump(mode="json"),
+                "kafka_topic": position.topic if position else None,
+                "kafka_partition": position.partition if position else None,
+                "kafka_offset": position.offset if position else None,
+            }
+        )
     if rows:
         await session.execute(_ADD_TO_TIMELINE, rows)
 
@@ -276,10 +357,38 @@ async def read_timeline(session: AsyncConnection, order_id: str) -> list[dict[st
     return [payload for (payload,) in (await session.execute(query)).all()]
 
 
-async def count_by_status(session: AsyncConnection) -> dict[OrderStatus, int]:
-    """How many orders stand at each status (a scan of the table: for /metrics, not often)."""
-    rows = await session.execute(select(orders.c.status, func.count()).group_by(orders.c.status))
-    return {OrderStatus(status): count for status, count in rows}
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One event of an order's timeline, with where the timeline's consumer read it."""
+
+    event: dict[str, Any]
+    """The event as published (its JSON)."""
+    read_from: ReadFrom | None
+    """None for an event recorded before positions were kept."""
+
+    @property
+    def event_type(self) -> str:
+        return str(self.event["event_type"])
+
+
+async def timeline_entries(session: AsyncConnection, order_id: str) -> list[TimelineEntry]:
+    """``read_timeline`` with each event's topic, partition and offset."""
+    query = (
+        select(
+            timeline.c.payload,
+            timeline.c.kafka_topic,
+            timeline.c.kafka_partition,
+            timeline.c.kafka_offset,
+        )
+        .where(timeline.c.order_id == order_id)
+        .order_by(timeline.c.occurred_at, timeline.c.seq)
+    )
+    entries = []
+    for payload, topic, partition, offset in (await session.execute(query)).all():
+        known = topic is not None and partition is not None and offset is not None
+        position = ReadFrom(topic, partition, offset) if known else None
+        entries.append(TimelineEntry(payload, position))
+    return entries
 
 
 def new_order_id() -> str:
