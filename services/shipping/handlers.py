@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.shipping import store
-from services.shipping.model import decide_shipment, should_ship
+from services.shipping.model import HOUSE_CARRIER, decide_shipment, should_ship
 from shared.db import UnitOfWork
 from shared.errors import TransientError
 from shared.events import InventoryReserved, OrderShipped, ShippingFailed
@@ -35,8 +35,10 @@ async def ship_order(
             store.Shipment(event.order_id, decision.status, decision.tracking_id, decision.reason)
         )
         if decision.shipped and decision.tracking_id is not None:
-            tracking_id = decision.tracking_id
-            uow.emit(OrderShipped.caused_by(event, producer=PRODUCER, tracking_id=tracking_id))
+            shipped = OrderShipped.caused_by(
+                event, producer=PRODUCER, tracking_id=decision.tracking_id, carrier=HOUSE_CARRIER
+            )
+            uow.emit(shipped)
         else:
             reason = str(decision.reason)
             uow.emit(ShippingFailed.caused_by(event, producer=PRODUCER, reason=reason))

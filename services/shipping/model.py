@@ -1,8 +1,9 @@
 """Shipping rules: a shipment per order, shipped with a stable tracking id or failed. Pure.
 
-There is no real carrier: a shipment fails only when the ``fail`` fault fires (contract
-section 3). A redelivered ``InventoryReserved`` must not ship twice, and if it is handled again
-anyway (say after a crash before the offset commit) it yields the same tracking id.
+There is no real carrier: every parcel leaves with ``HOUSE_CARRIER``, and a shipment fails
+only when the ``fail`` fault fires (contract section 3). A redelivered ``InventoryReserved``
+must not ship twice, and if it is handled again anyway (say after a crash before the offset
+commit) it yields the same tracking id.
 """
 
 import hashlib
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "HOUSE_CARRIER",
     "FailureReason",
     "ShipmentDecision",
     "ShipmentStatus",
@@ -17,6 +19,9 @@ __all__ = [
     "should_ship",
     "tracking_id_for",
 ]
+
+HOUSE_CARRIER = "sagakit-courier"
+"""The carrier ``OrderShipped`` names (version 2 of the event names one; version 1 did not)."""
 
 
 class ShipmentStatus(StrEnum):
