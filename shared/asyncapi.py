@@ -143,13 +143,13 @@ def build_document(services: Sequence[ServiceWiring]) -> dict[str, Any]:
     for cls in CATALOGUE:
         name, topic = cls.type_name(), Topics().for_event(cls)
         schemas[name] = _payload_schema(cls, schemas)
-        schemas |= _header_schemas()
         messages[name] = _event_message(cls)
         messages[_dead_letter(name)] = _dead_letter_message(cls)
         channels[topic] = _channel(topic, name, _channel_summary(cls, services))
         channels[Topics.dlq(topic)] = _channel(
             Topics.dlq(topic), _dead_letter(name), f"{name} records no consumer group could take."
         )
+    schemas |= _header_schemas()
     return {
         "asyncapi": "3.0.0",
         "info": {

@@ -142,6 +142,8 @@ class PricedLineItem(LineItem):
 
 
 class OrderCreated(Event):
+    """An order was taken: its saga starts (the order service)."""
+
     event_type: Literal["OrderCreated"] = "OrderCreated"
     customer_id: str = Field(min_length=1)
     items: tuple[PricedLineItem, ...] = Field(min_length=1)
@@ -149,6 +151,8 @@ class OrderCreated(Event):
 
 
 class PaymentProcessed(Event):
+    """The order's total was charged to the customer (the payment service)."""
+
     event_type: Literal["PaymentProcessed"] = "PaymentProcessed"
     customer_id: str
     amount: MoneyStr
@@ -156,6 +160,8 @@ class PaymentProcessed(Event):
 
 
 class PaymentFailed(Event):
+    """The charge was declined, with the reason (the payment service)."""
+
     event_type: Literal["PaymentFailed"] = "PaymentFailed"
     customer_id: str
     amount: MoneyStr
@@ -163,48 +169,66 @@ class PaymentFailed(Event):
 
 
 class InventoryReserved(Event):
+    """The order's stock is held for it (the inventory service)."""
+
     event_type: Literal["InventoryReserved"] = "InventoryReserved"
     items: tuple[LineItem, ...] = Field(min_length=1)
 
 
 class InventoryFailed(Event):
+    """The stock could not be held, with the reason and the sku (the inventory service)."""
+
     event_type: Literal["InventoryFailed"] = "InventoryFailed"
     reason: str
     sku: str | None = None
 
 
 class OrderShipped(Event):
-    """Version 2 names the carrier; version 1 had only the tracking id (see the upcaster)."""
+    """The parcel left (the shipping service).
+
+    Version 2 names the carrier; version 1 had only the tracking id, and is read as version
+    2 with the carrier ``"unknown"``.
+    """
 
     event_type: Literal["OrderShipped"] = "OrderShipped"
     schema_version: int = 2
-    tracking_id: str
-    carrier: str = Field(min_length=1)
+    tracking_id: str = Field(description="The parcel's tracking id at its carrier.")
+    carrier: str = Field(min_length=1, description="Who carries the parcel (since version 2).")
 
 
 class ShippingFailed(Event):
+    """The parcel could not be sent, with the reason (the shipping service)."""
+
     event_type: Literal["ShippingFailed"] = "ShippingFailed"
     reason: str
 
 
 class PaymentRefunded(Event):
+    """A charge was given back after a later step failed (the payment service)."""
+
     event_type: Literal["PaymentRefunded"] = "PaymentRefunded"
     customer_id: str
     amount: MoneyStr
 
 
 class InventoryReleased(Event):
+    """Held stock was given back after shipping failed (the inventory service)."""
+
     event_type: Literal["InventoryReleased"] = "InventoryReleased"
     items: tuple[LineItem, ...] = Field(min_length=1)
 
 
 class OrderCompleted(Event):
+    """The order's saga ended with the parcel shipped (the order service)."""
+
     event_type: Literal["OrderCompleted"] = "OrderCompleted"
     customer_id: str
     total: MoneyStr
 
 
 class OrderCancelled(Event):
+    """The order's saga ended without it, every compensation done (the order service)."""
+
     event_type: Literal["OrderCancelled"] = "OrderCancelled"
     reason: str
 
