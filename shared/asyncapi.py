@@ -36,6 +36,7 @@ from shared.dlq import dead_letter_headers
 from shared.errors import NotAnEvent
 from shared.events import CATALOGUE, Event, event_headers
 from shared.platform import Runtime
+from shared.service import ASYNCAPI_DOCUMENT
 from shared.topics import Topics
 from shared.upcasting import FIRST_VERSION
 
@@ -48,7 +49,8 @@ __all__ = [
     "render",
 ]
 
-DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml"
+DOCUMENT = ASYNCAPI_DOCUMENT
+"""docs/asyncapi.yaml, which every service serves (``shared.service``)."""
 
 KAFKA_BINDING_VERSION = "0.5.0"
 SCHEMAS = "#/components/schemas/"
