@@ -187,7 +187,7 @@ class OrderShipped(Event):
     """The parcel left (the shipping service).
 
     Version 2 names the carrier; version 1 had only the tracking id, and is read as version
-    2 with the carrier ``"unknown"``.
+    2 with the carrier "unknown".
     """
 
     event_type: Literal["OrderShipped"] = "OrderShipped"
