@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.broker import wait_for_leaders
 from bench.stats import Summary, rate, summarize
 from bench.workload import UNIT_PRICE, Workload
-from services.shipping.model import tracking_id_for
+from services.shipping.model import HOUSE_CARRIER, tracking_id_for
 from shared.events import (
     Event,
     InventoryReserved,
@@ -73,7 +73,10 @@ def saga_records() -> list[Record]:
     )
     reserved = InventoryReserved.caused_by(paid, producer="inventory", items=stock)
     shipped = OrderShipped.caused_by(
-        reserved, producer="shipping", tracking_id=tracking_id_for(order_id)
+        reserved,
+        producer="shipping",
+        tracking_id=tracking_id_for(order_id),
+        carrier=HOUSE_CARRIER,
     )
     completed = OrderCompleted.caused_by(
         shipped, producer="order", customer_id=customer, total=total

@@ -3,10 +3,16 @@
 Every event travels as a UTF-8 JSON object keyed by its order id, so all events of one order
 land in the same partition of each topic. ``decode`` is the single door from bytes to a typed
 event: anything it rejects is not an event and goes to the dead-letter topic.
+
+Each event type declares its current ``schema_version`` (the default of that field; 1 unless
+the class says otherwise). ``decode`` reads what the record says: an older version is
+brought up to the current one by the upcasters registered here (``shared.upcasting``), and a
+newer one than this code knows is refused, so it is dead-lettered instead of being misread.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,12 +22,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from shared.errors import NotAnEvent
 from shared.money import MoneyStr
+from shared.upcasting import RawEvent, UpcasterRegistry
 
 if TYPE_CHECKING:  # shared.topics reads the catalogue from this module
     from shared.topics import Topics
 
 __all__ = [
     "CATALOGUE",
+    "UNKNOWN_CARRIER",
+    "UPCASTERS",
     "Event",
     "InventoryFailed",
     "InventoryReleased",
@@ -43,6 +52,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+"""The version of every event type that does not declare another."""
 
 
 class Event(BaseModel):
@@ -54,14 +64,24 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    event_type: str
-    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
-    schema_version: int = SCHEMA_VERSION
-    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    order_id: str = Field(min_length=1)
-    correlation_id: str = Field(min_length=1)
-    causation_id: uuid.UUID | None = None
-    producer: str = Field(min_length=1)
+    # The descriptions are the contract's words (docs/events.md): docs/asyncapi.yaml shows them.
+    event_type: str = Field(description="The type of the event: which model the value is.")
+    event_id: uuid.UUID = Field(
+        default_factory=uuid.uuid4, description="Unique per event: consumers deduplicate on it."
+    )
+    schema_version: int = Field(
+        default=SCHEMA_VERSION,
+        description="The version of this event type's schema the producer wrote.",
+    )
+    occurred_at: datetime = Field(
+        default_factory=lambda: datetime.now(UTC), description="When it happened (RFC 3339, UTC)."
+    )
+    order_id: str = Field(min_length=1, description="The order; also the record's key.")
+    correlation_id: str = Field(min_length=1, description="The saga: the order id.")
+    causation_id: uuid.UUID | None = Field(
+        default=None, description="The event_id of the event that caused this one (null: none)."
+    )
+    producer: str = Field(min_length=1, description="The service that wrote the event.")
 
     @field_validator("occurred_at")
     @classmethod
@@ -97,6 +117,14 @@ class Event(BaseModel):
             raise TypeError(f"{cls.__name__} is not a concrete event type")
         return default
 
+    @classmethod
+    def current_version(cls) -> int:
+        """The ``schema_version`` this code writes for this type, and the newest it reads."""
+        default = cls.model_fields["schema_version"].default
+        if not isinstance(default, int):
+            raise TypeError(f"{cls.__name__} declares no schema_version")
+        return default
+
     def to_json(self) -> bytes:
         """The record value: the envelope, then the event's own fields."""
         return self.model_dump_json().encode()
@@ -118,6 +146,8 @@ class PricedLineItem(LineItem):
 
 
 class OrderCreated(Event):
+    """An order was taken: its saga starts (the order service)."""
+
     event_type: Literal["OrderCreated"] = "OrderCreated"
     customer_id: str = Field(min_length=1)
     items: tuple[PricedLineItem, ...] = Field(min_length=1)
@@ -125,6 +155,8 @@ class OrderCreated(Event):
 
 
 class PaymentProcessed(Event):
+    """The order's total was charged to the customer (the payment service)."""
+
     event_type: Literal["PaymentProcessed"] = "PaymentProcessed"
     customer_id: str
     amount: MoneyStr
@@ -132,6 +164,8 @@ class PaymentProcessed(Event):
 
 
 class PaymentFailed(Event):
+    """The charge was declined, with the reason (the payment service)."""
+
     event_type: Literal["PaymentFailed"] = "PaymentFailed"
     customer_id: str
     amount: MoneyStr
@@ -139,44 +173,66 @@ class PaymentFailed(Event):
 
 
 class InventoryReserved(Event):
+    """The order's stock is held for it (the inventory service)."""
+
     event_type: Literal["InventoryReserved"] = "InventoryReserved"
     items: tuple[LineItem, ...] = Field(min_length=1)
 
 
 class InventoryFailed(Event):
+    """The stock could not be held, with the reason and the sku (the inventory service)."""
+
     event_type: Literal["InventoryFailed"] = "InventoryFailed"
     reason: str
     sku: str | None = None
 
 
 class OrderShipped(Event):
+    """The parcel left (the shipping service).
+
+    Version 2 names the carrier; version 1 had only the tracking id, and is read as version
+    2 with the carrier "unknown".
+    """
+
     event_type: Literal["OrderShipped"] = "OrderShipped"
-    tracking_id: str
+    schema_version: int = 2
+    tracking_id: str = Field(description="The parcel's tracking id at its carrier.")
+    carrier: str = Field(min_length=1, description="Who carries the parcel (since version 2).")
 
 
 class ShippingFailed(Event):
+    """The parcel could not be sent, with the reason (the shipping service)."""
+
     event_type: Literal["ShippingFailed"] = "ShippingFailed"
     reason: str
 
 
 class PaymentRefunded(Event):
+    """A charge was given back after a later step failed (the payment service)."""
+
     event_type: Literal["PaymentRefunded"] = "PaymentRefunded"
     customer_id: str
     amount: MoneyStr
 
 
 class InventoryReleased(Event):
+    """Held stock was given back after shipping failed (the inventory service)."""
+
     event_type: Literal["InventoryReleased"] = "InventoryReleased"
     items: tuple[LineItem, ...] = Field(min_length=1)
 
 
 class OrderCompleted(Event):
+    """The order's saga ended with the parcel shipped (the order service)."""
+
     event_type: Literal["OrderCompleted"] = "OrderCompleted"
     customer_id: str
     total: MoneyStr
 
 
 class OrderCancelled(Event):
+    """The order's saga ended without it, every compensation done (the order service)."""
+
     event_type: Literal["OrderCancelled"] = "OrderCancelled"
     reason: str
 
@@ -204,15 +260,74 @@ _any_event: TypeAdapter[Event] = TypeAdapter(
 )
 _KNOWN_TYPES = ", ".join(cls.type_name() for cls in CATALOGUE)
 
+UNKNOWN_CARRIER = "unknown"
+"""The carrier of an ``OrderShipped`` written at version 1, which did not name one."""
+
+UPCASTERS = UpcasterRegistry()
+"""Every event type's steps from its older versions to its current one."""
+
+
+@UPCASTERS.register(OrderShipped.type_name(), from_version=1)
+def _order_shipped_names_its_carrier(raw: RawEvent) -> RawEvent:
+    # A shipper still on v1 says nothing of the carrier: say so rather than guess one.
+    raw.setdefault("carrier", UNKNOWN_CARRIER)
+    return raw
+
+
+_CURRENT_VERSIONS: dict[str, int] = {cls.type_name(): cls.current_version() for cls in CATALOGUE}
+UPCASTERS.check(_CURRENT_VERSIONS)  # at import: a version without its upcaster is a bug
+
 
 def decode(value: bytes | None) -> Event:
-    """Turn a record value into a typed event, or raise ``NotAnEvent`` saying why not."""
+    """Turn a record value into a typed event, or raise ``NotAnEvent`` saying why not.
+
+    A record of the current version is validated straight from its bytes, as fast as before
+    versions were read; only one that fails, or says another version, is parsed to be looked
+    at and, if older, upcast.
+    """
     if value is None:
         raise NotAnEvent("the record has no value (a tombstone is not an event)")
     try:
-        return _any_event.validate_json(value)
+        event = _any_event.validate_json(value)
     except ValidationError as error:
+        return _upcast_or_refuse(value, error)
+    current = _CURRENT_VERSIONS[event.event_type]
+    if event.schema_version != current:
+        # It validated, but the record is another version: read what it says, as it says it.
+        raw = json.loads(value)
+        return _from_version(raw, event.event_type, event.schema_version, current)
+    return event
+
+
+def _upcast_or_refuse(value: bytes, error: ValidationError) -> Event:
+    """An older event that the current model refuses, upcast; anything else, ``NotAnEvent``."""
+    try:
+        raw = json.loads(value)
+    except (ValueError, RecursionError):
         raise NotAnEvent(_explain(error)) from error
+    if isinstance(raw, dict):
+        event_type, version = str(raw.get("event_type")), raw.get("schema_version")
+        current = _CURRENT_VERSIONS.get(event_type)
+        # A bool is an int to Python, not a version to us.
+        if current is not None and type(version) is int and version != current:
+            return _from_version(raw, event_type, version, current)
+    raise NotAnEvent(_explain(error)) from error
+
+
+def _from_version(raw: RawEvent, event_type: str, version: int, current: int) -> Event:
+    if version > current:
+        raise NotAnEvent(
+            f"{event_type} schema_version {version} is newer than this consumer knows "
+            f"({current}): upgrade the consumer, then replay the dead letter"
+        )
+    upcast = UPCASTERS.upcast(raw, event_type, version, current)
+    try:
+        # From JSON again, not from the dict: the same validation rules as the fast path.
+        return _any_event.validate_json(json.dumps(upcast))
+    except ValidationError as error:
+        raise NotAnEvent(
+            f"{event_type} schema_version {version} upcast to {current}: {_explain(error)}"
+        ) from error
 
 
 def _explain(error: ValidationError) -> str:

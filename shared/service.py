@@ -3,8 +3,8 @@
 A service hands over its parts (database engine, Redis, the background components such as
 the outbox relay and its consumer runners, its routers, its fault registry); the shell starts
 them in order when the app starts, stops them in reverse order when it stops, and adds what
-every service has: liveness, readiness, metrics, and the admin endpoints for failure
-injection behind the admin token.
+every service has: liveness, readiness, metrics, the event contracts (``/asyncapi.yaml``),
+and the admin endpoints for failure injection behind the admin token.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
-from fastapi import APIRouter, Depends, FastAPI, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client import ProcessCollector as _ProcessCollector
@@ -55,6 +56,9 @@ def _service_registry() -> CollectorRegistry:
 DEGRADING_PROBES = frozenset({"redis"})
 """Checks whose failure leaves the service working, only slower: Redis is the idempotency
 fast path, and the inbox table alone decides whether an event was processed."""
+
+ASYNCAPI_DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.yaml"
+"""The event contracts, generated from the code by ``python -m services.asyncapi``."""
 
 
 class Component(Protocol):
@@ -148,12 +152,15 @@ def create_app(service: Service) -> FastAPI:
             await service.stop()
             log.info("%s stopped", service.name)
 
-    app = FastAPI(
-        title=f"sagakit {service.name}", description=service.description, lifespan=lifespan
-    )
+    description = (
+        f"{service.description}\n\nThe events it sends and receives, and every other "
+        "service's: [AsyncAPI 3 document](/asyncapi.yaml)."
+    ).strip()
+    app = FastAPI(title=f"sagakit {service.name}", description=description, lifespan=lifespan)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(AccessLog, durations=request_durations(service.registry))
     app.include_router(_health_router(service))
+    app.include_router(contracts_router())
     for router in service.routers:
         app.include_router(router)
     guard = [Depends(admin_guard(service.settings.admin_token))]
@@ -201,6 +208,25 @@ def _health_router(service: Service) -> APIRouter:
     async def metrics() -> Response:
         """Prometheus text format."""
         return Response(await service.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    return router
+
+
+def contracts_router(document: Path = ASYNCAPI_DOCUMENT) -> APIRouter:
+    """``GET /asyncapi.yaml``: the AsyncAPI document of every topic, message and operation."""
+    router = APIRouter(tags=["contracts"])
+
+    @router.get("/asyncapi.yaml", response_class=Response)
+    def asyncapi() -> Response:  # sync: FastAPI reads the file in its thread pool
+        """The event contracts (AsyncAPI 3): topics, keys, headers, payload schemas."""
+        try:
+            content = document.read_bytes()
+        except FileNotFoundError:
+            # An install without the repository's docs/ (a wheel): say where it comes from.
+            raise HTTPException(
+                404, f"{document} is not installed: run python -m services.asyncapi"
+            ) from None
+        return Response(content, media_type="application/yaml")
 
     return router
 

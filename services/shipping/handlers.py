@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from services.shipping import store
 from services.shipping.model import (
+    HOUSE_CARRIER,
     ShipmentDecision,
     decide_shipment,
     refuse_shipment,
@@ -51,8 +52,10 @@ async def ship_order(
             store.Shipment(event.order_id, decision.status, decision.tracking_id, decision.reason)
         )
         if decision.shipped and decision.tracking_id is not None:
-            tracking_id = decision.tracking_id
-            uow.emit(OrderShipped.caused_by(event, producer=PRODUCER, tracking_id=tracking_id))
+            shipped = OrderShipped.caused_by(
+                event, producer=PRODUCER, tracking_id=decision.tracking_id, carrier=HOUSE_CARRIER
+            )
+            uow.emit(shipped)
         else:
             reason = str(decision.reason)
             uow.emit(ShippingFailed.caused_by(event, producer=PRODUCER, reason=reason))

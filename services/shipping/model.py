@@ -1,9 +1,10 @@
 """Shipping rules: a shipment per order, shipped with a stable tracking id or failed. Pure.
 
-There is no real carrier, so the rules always ship; a shipment fails only through failure
-injection (services/shipping/drills.py), which the saga then compensates. A redelivered
-``InventoryReserved`` must not ship twice, and if it is handled again anyway (say after a
-crash before the offset commit) it yields the same tracking id.
+There is no real carrier: every parcel leaves with ``HOUSE_CARRIER``, so the rules always
+ship; a shipment fails only through failure injection (services/shipping/drills.py), which
+the saga then compensates. A redelivered ``InventoryReserved`` must not ship twice, and if it
+is handled again anyway (say after a crash before the offset commit) it yields the same
+tracking id.
 """
 
 import hashlib
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "HOUSE_CARRIER",
+    "FailureReason",
     "ShipmentDecision",
     "ShipmentStatus",
     "decide_shipment",
@@ -18,6 +21,9 @@ __all__ = [
     "should_ship",
     "tracking_id_for",
 ]
+
+HOUSE_CARRIER = "sagakit-courier"
+"""The carrier ``OrderShipped`` names (version 2 of the event names one; version 1 did not)."""
 
 
 class ShipmentStatus(StrEnum):

@@ -211,7 +211,9 @@ async def test_a_shipment_before_payment_and_reservation_completes_the_order_for
 ) -> None:
     client, created = system.client, stalled.created
     processed, reserved, _ = story(created)
-    shipped = OrderShipped.caused_by(reserved, producer="shipping", tracking_id="TRK-FORGED")
+    shipped = OrderShipped.caused_by(
+        reserved, producer="shipping", tracking_id="TRK-FORGED", carrier="forged-post"
+    )
 
     await stalled.publish(shipped)
 

@@ -67,7 +67,9 @@ def paid(order_id: str, *lines: tuple[str, int]) -> PaymentProcessed:
 
 
 def shipped(order_id: str) -> OrderShipped:
-    return OrderShipped.first(order_id=order_id, producer="shipping", tracking_id="TRK-1")
+    return OrderShipped.first(
+        order_id=order_id, producer="shipping", tracking_id="TRK-1", carrier="test-post"
+    )
 
 
 def shipping_failed(order_id: str) -> ShippingFailed:

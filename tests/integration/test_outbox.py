@@ -88,7 +88,9 @@ class Stack:
 
 def shipped(order_id: str, sequence: int) -> OrderShipped:
     # The tracking id carries the emission sequence, so the order can be read back from Kafka.
-    return OrderShipped.first(order_id=order_id, producer="test", tracking_id=str(sequence))
+    return OrderShipped.first(
+        order_id=order_id, producer="test", tracking_id=str(sequence), carrier="test-post"
+    )
 
 
 def sequences_by_key(records: Iterable[ConsumerRecord[bytes, bytes]]) -> dict[str, list[int]]:

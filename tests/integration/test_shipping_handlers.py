@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.shipping import api, drills, store
 from services.shipping.app import service
 from services.shipping.handlers import refuse_cancelled, ship_order, ship_rule
-from services.shipping.model import FailureReason, ShipmentStatus, tracking_id_for
+from services.shipping.model import (
+    HOUSE_CARRIER,
+    FailureReason,
+    ShipmentStatus,
+    tracking_id_for,
+)
 from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from shared.events import (
     Event,
@@ -107,7 +112,8 @@ async def test_a_reserved_order_ships_with_its_stable_tracking_id(
     )
     [shipped] = await emitted(units, order)
     assert isinstance(shipped, OrderShipped)
-    assert shipped.tracking_id == tracking_id_for(order)
+    assert (shipped.tracking_id, shipped.carrier) == (tracking_id_for(order), HOUSE_CARRIER)
+    assert shipped.schema_version == OrderShipped.current_version() == 2
     assert (shipped.causation_id, shipped.producer) == (event.event_id, "shipping")
 
 

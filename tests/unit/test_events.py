@@ -74,6 +74,7 @@ def test_every_event_type_round_trips_through_json() -> None:
         "amount": "1.00",
         "reason": "r",
         "tracking_id": "TRK-1",
+        "carrier": "test-post",
     }
     for cls in CATALOGUE:
         own = {name: fields[name] for name in cls.model_fields if name in fields}
