@@ -49,7 +49,14 @@ from aiokafka.errors import KafkaError
 from deploy.localstack import ports
 from deploy.localstack.errors import StackError
 from deploy.localstack.kafkajars import ensure_jars, java_command
-from deploy.localstack.processes import is_alive, run, running_pid, start_server, terminate
+from deploy.localstack.processes import (
+    is_alive,
+    run,
+    running_pid,
+    start_server,
+    tail,
+    terminate,
+)
 from deploy.localstack.profiles import HOST, MAX_KAFKA_BROKERS, Profile
 from deploy.localstack.readiness import wait_until_answers
 
@@ -79,6 +86,7 @@ START_TIMEOUT = 90.0
 IN_SYNC_TIMEOUT = 120.0
 METADATA_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+BIND_ATTEMPTS = 3
 TOPOLOGY_FILE = "kafka-topology.json"
 
 
@@ -193,12 +201,18 @@ class KafkaCluster:
     """N local Kafka nodes in ``folder``, on the given (broker, controller) ports."""
 
     def __init__(
-        self, folder: Path, node_ports: Sequence[tuple[int, int]], scram: Scram | None = None
+        self,
+        folder: Path,
+        node_ports: Sequence[tuple[int, int]],
+        scram: Scram | None = None,
+        *,
+        jvm_options: Sequence[str] = JVM_OPTIONS,
     ) -> None:
         if not node_ports:
             raise StackError("a Kafka cluster needs at least one node")
         self.folder = folder
         self.scram = scram
+        self.jvm_options = tuple(jvm_options)
         single = len(node_ports) == 1
         # One node keeps its files in the folder itself: the layout of the single broker that
         # `make up` always ran, so a stack formatted before keeps its data.
@@ -292,13 +306,27 @@ class KafkaCluster:
             node.node_id: self.pid(node.node_id) or self._launch(node, jars) for node in self.nodes
         }
         for node in self.nodes:
-            wait_for_broker(
-                self.client_options() | {"bootstrap_servers": node.address},
-                timeout,
-                # The pid itself: until the child has exec'd java, its command line is ours.
-                alive=partial(is_alive, pids[node.node_id]),
-                log=node.log,
-            )
+            for attempt in range(1, BIND_ATTEMPTS + 1):
+                try:
+                    wait_for_broker(
+                        self.client_options() | {"bootstrap_servers": node.address},
+                        timeout,
+                        # The pid itself: until the child has exec'd java, its command line
+                        # is still ours.
+                        alive=partial(is_alive, pids[node.node_id]),
+                        log=node.log,
+                    )
+                    break
+                except StackError:
+                    lost_port = not is_alive(pids[node.node_id]) and _lost_its_port(node)
+                    if attempt == BIND_ATTEMPTS or not lost_port:
+                        raise
+                # Ports above 32768 are also the kernel's ephemeral range: an outgoing
+                # connection took the node's port just before it bound it. Wait, retry.
+                ports.wait_until_free(
+                    (node.port, node.controller_port), f"Kafka node {node.node_id}"
+                )
+                pids[node.node_id] = self._launch(node, jars)
 
     def restart(self, node_id: int) -> int:
         """Start a stopped or killed node again, on its data; return its pid at once.
@@ -330,7 +358,7 @@ class KafkaCluster:
         if pid := self.pid(node_id):
             terminate(pid, f"Kafka node {node_id}")
         node.pidfile.unlink(missing_ok=True)
-        ports.wait_until_free((node.port, node.controller_port), f"Kafka node {node_id}")
+        ports.wait_until_closed((node.port, node.controller_port), f"Kafka node {node_id}")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop every node cleanly, all at once; kill those still running after ``timeout``.
@@ -357,7 +385,7 @@ class KafkaCluster:
                 time.sleep(0.1)
         for node in self.nodes:
             node.pidfile.unlink(missing_ok=True)
-        ports.wait_until_free(self.ports(), "Kafka")
+        ports.wait_until_closed(self.ports(), "Kafka")
 
     # -- who leads what ----------------------------------------------------------------------
 
@@ -412,25 +440,77 @@ class KafkaCluster:
     async def wait_in_sync(
         self, topics: Iterable[str] | None = None, timeout: float = IN_SYNC_TIMEOUT
     ) -> list[PartitionState]:
-        """Return once every partition of ``topics`` has a leader and all its replicas in
-        its ISR (a restarted broker has caught up); fail with the laggards after ``timeout``."""
+        """Return once every node is a registered broker again and every partition of
+        ``topics`` has a leader and all its replicas in its ISR (a restarted node has caught
+        up); fail with the laggards after ``timeout`` seconds."""
+        every_node = {node.node_id for node in self.nodes}
+
+        def lagging(brokers: set[int], partitions: list[PartitionState]) -> object:
+            # A node that is not running never catches up: say so now, not at the deadline.
+            for node in self.nodes:
+                if self.pid(node.node_id) is None:
+                    raise StackError(
+                        f"Kafka node {node.node_id} is not running (restart it first); "
+                        f"last lines of {node.log}:\n{tail(node.log, 10)}"
+                    )
+            if missing := every_node - brokers:
+                return f"brokers {sorted(missing)} not registered"
+            return [p for p in partitions if p.leader < 0 or set(p.isr) != set(p.replicas)]
+
+        return await self._wait_for(topics, lagging, "fully in sync", timeout)
+
+    async def wait_fenced(
+        self, node_id: int, topics: Iterable[str] | None = None, timeout: float = IN_SYNC_TIMEOUT
+    ) -> list[PartitionState]:
+        """Return once the cluster has dropped ``node_id`` (it died or stopped): it is no
+        registered broker, and no partition of ``topics`` has it as leader or in its ISR.
+
+        After a SIGKILL that takes ``broker.session.timeout.ms`` (9 s): until then the
+        others still count the node in, and ``acks=all`` writes wait for it.
+        """
+
+        def lagging(brokers: set[int], partitions: list[PartitionState]) -> object:
+            if node_id in brokers:
+                return f"broker {node_id} still registered"
+            return [p for p in partitions if p.leader == node_id or node_id in p.isr]
+
+        return await self._wait_for(topics, lagging, f"without node {node_id}", timeout)
+
+    async def _wait_for(
+        self,
+        topics: Iterable[str] | None,
+        lagging: Callable[[set[int], list[PartitionState]], object],
+        what: str,
+        timeout: float,
+    ) -> list[PartitionState]:
+        """Poll the metadata until ``lagging`` finds nothing (an empty answer)."""
         names = None if topics is None else list(topics)
         deadline = time.monotonic() + timeout
-        lagging: list[PartitionState] | str = "no answer yet"
+        seen: object = "no answer yet"
         while True:
             try:
-                every = await self.partitions(names, timeout=0)
-            except Exception as error:  # a node still starting: ask again
-                lagging = f"{type(error).__name__}: {error}"
+                brokers = await self.brokers()
+                partitions = await self.partitions(names, timeout=0)
+            except Exception as error:  # a node still starting or just gone: ask again
+                seen = f"{type(error).__name__}: {error}"
             else:
-                lagging = [p for p in every if p.leader < 0 or set(p.isr) != set(p.replicas)]
-                if every and not lagging:
-                    return every
+                seen = lagging(brokers, partitions)
+                # Named topics that are not listed do not exist yet: wait for them too.
+                if not seen and (partitions or names is None):
+                    return partitions
             if time.monotonic() > deadline:
-                raise StackError(
-                    f"Kafka partitions not fully in sync within {timeout:.0f} s: {lagging}"
-                )
+                raise StackError(f"Kafka partitions not {what} within {timeout:.0f} s: {seen}")
             await asyncio.sleep(0.5)
+
+    async def brokers(self) -> set[int]:
+        """Ids of the brokers the cluster's metadata lists (registered and not fenced)."""
+        admin = AIOKafkaAdminClient(**self.client_options(), request_timeout_ms=5000)
+        try:
+            await admin.start()
+            cluster = await admin.describe_cluster()
+        finally:
+            await admin.close()
+        return {int(broker["node_id"]) for broker in cluster["brokers"]}
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -438,8 +518,14 @@ class KafkaCluster:
         node.data.mkdir(parents=True, exist_ok=True)
         self._write_properties(node)
         self._format_once(node, jars)
-        argv = [*java_command(jars, *JVM_OPTIONS), "kafka.Kafka", str(node.properties)]
-        return start_server(argv, node.folder, "kafka")
+        argv = [*java_command(jars, *self.jvm_options), "kafka.Kafka", str(node.properties)]
+        pid = start_server(argv, node.folder, "kafka")
+        # For a moment the new process's command line is not java's yet, and pid() would
+        # call the node stopped: return once it is (or once the process has died).
+        deadline = time.monotonic() + 5.0
+        while self.pid(node.node_id) is None and is_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return pid
 
     def _write_properties(self, node: KafkaNode) -> None:
         path = node.properties
@@ -539,6 +625,14 @@ def wait_for_broker(
 
     where = client_options["bootstrap_servers"]
     wait_until_answers(f"Kafka at {where}", describe_cluster, timeout, alive=alive, log=log)
+
+
+def _lost_its_port(node: KafkaNode) -> bool:
+    """Whether the node exited because its port was taken when it started."""
+    try:
+        return "Address already in use" in node.log.read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def recorded_topology(state_dir: Path) -> Topology | None:
