@@ -79,7 +79,7 @@ def settings_for(cluster: KafkaCluster, **fields: Any) -> PlatformSettings:
     """Platform settings from the lines ``up`` writes to stack.env for ``cluster`` (its
     bootstrap list, replication factor and min ISR, credentials), plus ``fields``."""
     from_env = {key.removeprefix("SAGAKIT_").lower(): v for key, v in cluster.env().items()}
-    return PlatformSettings(**from_env, **fields)
+    return PlatformSettings.model_validate(from_env | fields)
 
 
 async def event_ids_in(
