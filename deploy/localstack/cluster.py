@@ -311,8 +311,6 @@ class KafkaCluster:
                     wait_for_broker(
                         self.client_options() | {"bootstrap_servers": node.address},
                         timeout,
-                        # The pid itself: until the child has exec'd java, its command line
-                        # is still ours.
                         alive=partial(is_alive, pids[node.node_id]),
                         log=node.log,
                     )
@@ -353,7 +351,10 @@ class KafkaCluster:
 
     def stop_node(self, node_id: int) -> None:
         """SIGTERM: a controlled shutdown (leadership moves away and the node leaves every
-        ISR while a quorum of controllers remains), then wait until its ports are free."""
+        ISR), then wait until nothing listens on its ports. The controlled shutdown needs a
+        quorum of controllers, its own included: the last node of a cluster left running
+        waits a minute for one and is then killed; ``stop()`` stops them all at once.
+        """
         node = self.node(node_id)
         if pid := self.pid(node_id):
             terminate(pid, f"Kafka node {node_id}")
