@@ -1,5 +1,6 @@
 # sagakit: every command a newcomer needs. Python runs from .venv, created on first use.
-#   make up / down / status   the local stack (PROFILE=test for the test suite's own stack)
+#   make up / down / status   the local stack (PROFILE=test for the test suite's own stack;
+#                             KAFKA_BROKERS=3 for a three-node Kafka, KAFKA_AUTH=scram for SASL)
 #   make test                 the whole suite against real Kafka, PostgreSQL and Redis
 #   make lint                 ruff and mypy
 #   make bench                the benchmark, on its own stack (bench/README.md)
@@ -13,6 +14,11 @@ INSTALLED := $(VENV)/.installed
 BENCH_INSTALLED := $(VENV)/.installed-bench
 PROFILE ?= dev
 PYTEST_ARGS ?=
+# Empty: one Kafka broker without authentication, or whatever of ours already runs.
+KAFKA_BROKERS ?=
+KAFKA_AUTH ?=
+KAFKA_OPTIONS := $(if $(KAFKA_BROKERS),--kafka-brokers $(KAFKA_BROKERS)) \
+                 $(if $(KAFKA_AUTH),--kafka-auth $(KAFKA_AUTH))
 BENCH_ARGS ?=
 
 .PHONY: help install up down status test lint demo bench
@@ -36,7 +42,7 @@ $(BENCH_INSTALLED): $(INSTALLED)
 	@touch $@
 
 up: install
-	$(PY) -m deploy.localstack up --profile $(PROFILE)
+	$(PY) -m deploy.localstack up --profile $(PROFILE) $(KAFKA_OPTIONS)
 
 down: install
 	$(PY) -m deploy.localstack down --profile $(PROFILE)

@@ -14,6 +14,9 @@ import pytest
 
 from tests.infra import Infrastructure, session_infrastructure
 
+# The tests' own Kafka cluster, shared by the integration and end-to-end tiers.
+from tests.kafka_cluster import cluster, kafka_cluster, scram_broker  # noqa: F401
+
 TESTS = Path(__file__).parent
 TIERS = ("unit", "integration", "e2e")
 

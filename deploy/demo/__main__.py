@@ -24,6 +24,7 @@ from shared.cli.dlq import dlq_summary, print_dlq_summary
 from shared.cli.groups import group_report, print_group_report
 from shared.cli.output import CliError
 from shared.envfile import read_env_file
+from shared.settings import PlatformSettings, kafka_client_options
 
 RUN = uuid.uuid4().hex[:6]
 Scenario = Callable[[SagaClient, dict[str, str]], Awaitable[None]]
@@ -178,9 +179,9 @@ async def crash(client: SagaClient, env: dict[str, str]) -> None:
 
 
 async def poison(client: SagaClient, env: dict[str, str]) -> None:
-    bootstrap = env["SAGAKIT_KAFKA_BOOTSTRAP"]
+    kafka = _kafka_options(env)
     topic = env.get("SAGAKIT_TOPIC_PREFIX", "") + "order-created"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka, acks="all")
     await producer.start()
     try:
         sent = await producer.send_and_wait(topic, b"\x00 this is not an event", key=b"poison")
@@ -193,7 +194,7 @@ async def poison(client: SagaClient, env: dict[str, str]) -> None:
     done = await client.wait_terminal(order["order_id"])
     say(f"  an order placed right after it: {done['status']}")
     group = (env.get("SAGAKIT_TOPIC_PREFIX", "") + "payment").encode()
-    record = await _find_dead_letter(bootstrap, f"{topic}-dlq", sent.partition, sent.offset, group)
+    record = await _find_dead_letter(kafka, f"{topic}-dlq", sent.partition, sent.offset, group)
     if record is None:
         say("  (the dead letter did not show up within 15 s: check the payment logs)")
         return
@@ -201,12 +202,18 @@ async def poison(client: SagaClient, env: dict[str, str]) -> None:
     table([[k, v[:70]] for k, v in headers.items()], ["header", "value"])
 
 
+def _kafka_options(env: dict[str, str]) -> dict[str, Any]:
+    """The stack's Kafka connection (bootstrap, and SASL credentials when it has them)."""
+    kafka = {k.removeprefix("SAGAKIT_").lower(): v for k, v in env.items() if "_KAFKA_" in k}
+    return kafka_client_options(PlatformSettings.model_validate(kafka | {"service_name": "demo"}))
+
+
 async def _find_dead_letter(
-    bootstrap: str, topic: str, partition: int, offset: int, group: bytes
+    kafka: dict[str, Any], topic: str, partition: int, offset: int, group: bytes
 ) -> Any:
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

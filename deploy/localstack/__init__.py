@@ -2,7 +2,10 @@
 
 Run it as ``python -m deploy.localstack up|down|status [--profile dev|test|bench]`` (``make up``
 does, ``make bench`` with ``bench``); the test suite calls :func:`up` and :func:`down` with the
-``test`` profile.
+``test`` profile. ``up --kafka-brokers 3`` (``make up KAFKA_BROKERS=3``) runs Kafka as a
+cluster of three KRaft nodes with replication factor 3 and ``min.insync.replicas`` 2, and
+``up --kafka-auth scram`` (``KAFKA_AUTH=scram``) with SASL/SCRAM; :mod:`.cluster` runs the
+nodes, and kills and restarts single ones for failure tests.
 """
 
 from deploy.localstack.errors import StackError

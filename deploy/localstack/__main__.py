@@ -1,4 +1,10 @@
-"""``python -m deploy.localstack up|down|status [--profile dev|test|bench] [--json]``."""
+"""``python -m deploy.localstack up|down|status [--profile dev|test|bench] [--json]``.
+
+``up`` also takes ``--kafka-brokers N`` (a KRaft cluster of N nodes instead of one) and
+``--kafka-auth scram`` (SASL/SCRAM on the brokers; the credentials go to stack.env); ``make
+up KAFKA_BROKERS=3 KAFKA_AUTH=scram`` passes them. ``down`` and ``status`` find out by
+themselves what runs. ``status --json`` prints the table as JSON (for ``sagakit stack``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import logging
 import sys
 from dataclasses import asdict
 
+from deploy.localstack.cluster import AUTH_CHOICES, Topology
 from deploy.localstack.component import StatusRow
 from deploy.localstack.errors import StackError
 from deploy.localstack.profiles import PROFILES
@@ -27,13 +34,27 @@ def main(argv: list[str] | None = None) -> int:
         help="dev: what `make up` runs (default); test: the test suite's own; bench: make bench's",
     )
     parser.add_argument("--json", action="store_true", help="status: print JSON, not a table")
+    parser.add_argument(
+        "--kafka-brokers",
+        type=int,
+        metavar="N",
+        help="up: Kafka nodes to run (default 1; 3 gives replication factor 3, min ISR 2)",
+    )
+    parser.add_argument(
+        "--kafka-auth",
+        choices=AUTH_CHOICES,
+        help="up: scram runs Kafka with SASL/SCRAM-SHA-512 (default none)",
+    )
     args = parser.parse_args(argv)
     # While a broker starts, aiokafka logs every refused connection; the readiness wait
     # reports the one failure that matters itself.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         if args.command == "up":
-            up(args.profile)
+            kafka = None
+            if args.kafka_brokers is not None or args.kafka_auth is not None:
+                kafka = Topology(args.kafka_brokers or 1, args.kafka_auth or "none")
+            up(args.profile, kafka=kafka)
         elif args.command == "down":
             down(args.profile)
         elif args.json:

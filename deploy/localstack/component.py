@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from deploy.localstack.cluster import Topology
 from deploy.localstack.prereqs import Needs
 from deploy.localstack.profiles import Profile
 
@@ -29,6 +30,8 @@ class Context:
 
     profile: Profile
     environ: Mapping[str, str]
+    kafka: Topology | None = None
+    """The Kafka topology ``up`` was asked for; None: whatever runs, else one plain broker."""
 
     def state(self, *parts: str) -> Path:
         """A path under the profile's state dir."""

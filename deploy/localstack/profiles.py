@@ -4,6 +4,12 @@
 ``make bench`` starts and stops again. They share no port, no state folder and no PostgreSQL
 cluster, so running the tests or the benchmark never stops, reuses or pollutes the dev stack
 (nor the benchmark's load the tests' timings).
+
+Kafka may run as a cluster (``make up KAFKA_BROKERS=3``): node 1 takes the profile's two Kafka
+ports, node ``i`` those plus ``2*(i-1)``, so the dev stack's three nodes listen on
+9092/9093, 9094/9095 and 9096/9097, the test stack's on 19092-19097 and the benchmark's on
+29092-29097. The profiles' ports lie 10000 apart, so even ``MAX_KAFKA_BROKERS`` nodes of one
+profile never reach another profile's ports (nor its PostgreSQL, Redis or services).
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["HOST", "PROFILES", "REPO_ROOT", "SERVICES", "Profile"]
+__all__ = ["HOST", "MAX_KAFKA_BROKERS", "PROFILES", "REPO_ROOT", "SERVICES", "Profile"]
 
 HOST = "127.0.0.1"
 # The package is installed editable (pip install -e), so this is the checkout's root.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("order", "payment", "inventory", "shipping")
+# Node 5 of the dev stack listens on 9100/9101: well below anything else of a profile.
+MAX_KAFKA_BROKERS = 5
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,13 @@ class Profile:
     def postgres_cluster(self) -> str:
         """The profile's own Debian cluster: never the distribution's ``main``."""
         return f"sagakit-{self.name}"
+
+    def kafka_node_ports(self, node_id: int) -> tuple[int, int]:
+        """(broker, controller) port of Kafka node ``node_id`` (1..MAX_KAFKA_BROKERS)."""
+        if not 1 <= node_id <= MAX_KAFKA_BROKERS:
+            raise ValueError(f"Kafka node ids run from 1 to {MAX_KAFKA_BROKERS}, not {node_id}")
+        step = 2 * (node_id - 1)
+        return self.kafka_port + step, self.kafka_controller_port + step
 
     def service_port(self, service: str) -> int:
         """The HTTP port of a service: order, payment, inventory, shipping in a row."""

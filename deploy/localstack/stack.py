@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.localstack import prereqs
+from deploy.localstack.cluster import Topology
 from deploy.localstack.component import Component, Context, StatusRow
 from deploy.localstack.errors import StackError
 from deploy.localstack.kafka import Kafka
@@ -36,16 +37,23 @@ class UpReport:
 
 
 def up(
-    profile: str = "dev", environ: Mapping[str, str] | None = None, *, lease: int | None = None
+    profile: str = "dev",
+    environ: Mapping[str, str] | None = None,
+    *,
+    lease: int | None = None,
+    kafka: Topology | None = None,
 ) -> UpReport:
     """Start what is not running yet and return once every component answers.
+
+    ``kafka`` chooses the local Kafka's brokers and authentication (default: whatever runs,
+    else one broker without authentication).
 
     Prerequisites of everything that must start are checked first, all at once. If starting
     fails half-way, what this call started is stopped again, so a failed ``up`` leaves
     nothing behind. A test session passes its pid as ``lease`` and gives it back to
     :func:`down` when it ends.
     """
-    ctx = _context(profile, environ)
+    ctx = _context(profile, environ, kafka)
     began = time.monotonic()
     env_file = ctx.profile.state_dir / "stack.env"
     with state_lock(ctx.profile.state_dir):
@@ -145,7 +153,9 @@ def _stop(
         print(f"{component.name:<9} {why}stopped", flush=True)
 
 
-def _context(profile: str, environ: Mapping[str, str] | None) -> Context:
+def _context(
+    profile: str, environ: Mapping[str, str] | None, kafka: Topology | None = None
+) -> Context:
     if profile not in PROFILES:
         raise StackError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
-    return Context(PROFILES[profile], os.environ if environ is None else environ)
+    return Context(PROFILES[profile], os.environ if environ is None else environ, kafka)

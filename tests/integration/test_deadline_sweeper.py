@@ -207,7 +207,9 @@ async def test_a_timed_out_saga_whose_parcel_shipped_anyway_is_completed_after_a
 ) -> None:
     order_id = await add_saga(units, RESERVED, waited_s=31)
     await sweeper.sweep()
-    shipped = OrderShipped.first(order_id=order_id, producer="shipping", tracking_id="TRK-1")
+    shipped = OrderShipped.first(
+        order_id=order_id, producer="shipping", tracking_id="TRK-1", carrier="test-carrier"
+    )
 
     for delivery in (shipped, shipped):
         async with units() as uow:

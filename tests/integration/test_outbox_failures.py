@@ -145,7 +145,10 @@ def quick_relay(stack: Stack) -> OutboxRelay:
 def padded(order_id: str, sequence: int) -> OrderShipped:
     """An event of about 1 kB whose tracking id starts with its emission sequence."""
     return OrderShipped.first(
-        order_id=order_id, producer="test", tracking_id=f"{sequence}-" + "x" * 900
+        order_id=order_id,
+        producer="test",
+        tracking_id=f"{sequence}-" + "x" * 900,
+        carrier="test-carrier",
     )
 
 
@@ -211,7 +214,9 @@ async def test_a_record_too_large_for_its_topic_is_dead_lettered_and_the_next_ro
 ) -> None:
     stack = await make_stack(infra, admin, producer, topic_bytes=SMALL_TOPIC_BYTES)
     topic = stack.topics.for_event(OrderShipped)
-    too_large = OrderShipped.first(order_id="o-1", producer="test", tracking_id="1" * 10_000)
+    too_large = OrderShipped.first(
+        order_id="o-1", producer="test", tracking_id="1" * 10_000, carrier="test-carrier"
+    )
     for event in (shipped("o-1", 0), too_large, shipped("o-1", 2), shipped("o-2", 3)):
         async with stack.units() as uow:
             uow.emit(event)
@@ -253,7 +258,12 @@ async def test_a_batch_too_large_for_its_topic_goes_out_one_row_at_a_time(
     topic = stack.topics.for_event(OrderShipped)
     # Each about 1 kB, together far more than the topic takes in one batch.
     events = [
-        OrderShipped.first(order_id="o-1", producer="test", tracking_id=f"{n:04d}" + "x" * 900)
+        OrderShipped.first(
+            order_id="o-1",
+            producer="test",
+            tracking_id=f"{n:04d}" + "x" * 900,
+            carrier="test-carrier",
+        )
         for n in range(12)
     ]
     async with stack.units() as uow:
@@ -281,7 +291,9 @@ async def test_a_record_its_dead_letter_topic_refuses_too_stays_in_the_outbox_an
         infra, admin, producer, topic_bytes=SMALL_TOPIC_BYTES, dead_letter_bytes=SMALL_TOPIC_BYTES
     )
     topic = stack.topics.for_event(OrderShipped)
-    too_large = OrderShipped.first(order_id="o-1", producer="test", tracking_id="1" * 10_000)
+    too_large = OrderShipped.first(
+        order_id="o-1", producer="test", tracking_id="1" * 10_000, carrier="test-carrier"
+    )
     for event in (too_large, shipped("o-1", 1)):
         async with stack.units() as uow:
             uow.emit(event)
