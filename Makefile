@@ -57,7 +57,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict deploy tests/conftest.py tests/infra.py tests/integration/test_smoke.py \
-	  tests/e2e/test_bench_smoke.py
+	  tests/e2e/test_bench_smoke.py tests/e2e/test_chaos_smoke.py
 
 # The README's first command: everything up, then the saga's scenarios, left running.
 demo: up

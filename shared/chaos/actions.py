@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from deploy.localstack.component import Context
-from deploy.localstack.kafka import Kafka
+from deploy.localstack.errors import StackError
+from deploy.localstack.kafka import Kafka, wait_for_broker
 from deploy.localstack.postgres import PG_CTLCLUSTER, Postgres, _find_cluster
 from deploy.localstack.processes import is_alive, run
 from deploy.localstack.profiles import PROFILES
@@ -36,6 +37,7 @@ __all__ = ["INFRASTRUCTURE", "Brokers", "LocalStack", "SingleBroker", "unavailab
 INFRASTRUCTURE = {"broker": "kafka", "redis": "redis", "postgres": "postgres"}
 """Fault kind -> the local stack component it acts on."""
 KILL_WAIT_S = 30.0
+BROKER_RECOVERY_S = 300.0
 
 
 def _sigkill(pid: int) -> None:
@@ -90,7 +92,15 @@ class SingleBroker:
         return pid
 
     def restart(self, victim: str) -> None:
-        Kafka().start(self.ctx)  # the same properties and log dir: it recovers its logs
+        # The same properties and log dir. After a SIGKILL the broker checks every log
+        # segment it had open before it answers: on a busy machine that takes longer than a
+        # start's deadline, so a broker that still runs is given more time.
+        try:
+            Kafka().start(self.ctx)
+        except StackError:
+            if Kafka().status(self.ctx)[0].pid is None:
+                raise
+            wait_for_broker(Kafka().env(self.ctx)["SAGAKIT_KAFKA_BOOTSTRAP"], BROKER_RECOVERY_S)
 
 
 class LocalStack:

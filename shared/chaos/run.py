@@ -88,7 +88,11 @@ class ChaosReport:
     @property
     def errors(self) -> list[str]:
         """Why the run is not a full test (a fault that could not be injected)."""
-        return [f"{f.kind} {f.target or ''}: {f.error}".strip() for f in self.faults if f.error]
+        return [
+            f"{' '.join(filter(None, (f.kind, f.target)))}: {f.error}"
+            for f in self.faults
+            if f.error
+        ]
 
     @property
     def ok(self) -> bool:

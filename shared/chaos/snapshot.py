@@ -30,6 +30,7 @@ __all__ = [
     "ShipmentRow",
     "Snapshot",
     "StockRow",
+    "order_row",
     "read_databases",
     "read_http",
     "unready_instances",
@@ -206,7 +207,7 @@ async def read_http(
     urls = client.urls
     if orders is None:
         found = await _bounded(_get(client, f"{urls.order}/orders/{i}") for i in manifest.orders)
-        orders = {o["order_id"]: _order_of(o) for o in found if o is not None}
+        orders = {o["order_id"]: order_row(o) for o in found if o is not None}
     ids = list(orders)
     payments = await _bounded(_get(client, f"{urls.payment}/payments/{i}") for i in ids)
     shipments = await _bounded(_get(client, f"{urls.shipping}/shipments/{i}") for i in ids)
@@ -244,7 +245,8 @@ async def read_http(
     )
 
 
-def _order_of(order: dict[str, Any]) -> OrderRow:
+def order_row(order: dict[str, Any]) -> OrderRow:
+    """An order as ``GET /orders/{id}`` answers it."""
     return OrderRow(
         order["order_id"],
         order["customer_id"],
