@@ -176,7 +176,12 @@ async def _run_schedule(
             say(f"fault {fault.kind} failed: {injected.error}")
             traceback.print_exc()
         if await wait_until_ready(urls, config.recovery_timeout_s) is None:
-            say(f"not every instance ready {config.recovery_timeout_s:.0f} s after {fault.kind}")
+            unready = await unready_instances(urls)
+            injected.detail["unready_after_timeout"] = list(unready)
+            say(
+                f"not every instance ready {config.recovery_timeout_s:.0f} s after "
+                f"{fault.kind}: {', '.join(unready)}"
+            )
         else:
             injected.recovered_s = time.monotonic() - at
     return done

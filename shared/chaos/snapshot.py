@@ -38,6 +38,8 @@ __all__ = [
 
 T = TypeVar("T")
 HTTP_CONCURRENCY = 20
+GET_ATTEMPTS = 5
+GET_RETRY_PAUSE_S = 0.5
 
 _ORDERS = (
     "SELECT order_id, customer_id, status, cancel_reason, total, items FROM orders "
@@ -190,8 +192,16 @@ async def _bounded(calls: Iterable[Awaitable[T]]) -> list[T]:
 
 
 async def _get(client: SagaClient, url: str) -> dict[str, Any] | None:
-    """The JSON at ``url``, None on 404."""
-    response = await client.http.get(url)
+    """The JSON at ``url``, None on 404; asked again when the connection fails (a service
+    restarting, a kept-alive connection the server closed meanwhile)."""
+    for attempt in range(1, GET_ATTEMPTS + 1):
+        try:
+            response = await client.http.get(url)
+            break
+        except httpx.TransportError:
+            if attempt == GET_ATTEMPTS:
+                raise
+            await asyncio.sleep(GET_RETRY_PAUSE_S * attempt)
     if response.status_code == 404:
         return None
     response.raise_for_status()

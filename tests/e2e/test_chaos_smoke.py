@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -35,12 +36,17 @@ async def chaos_stack() -> AsyncIterator[Path]:
         pytest.skip("the chaos smoke test starts its own PostgreSQL cluster, which needs root")
     if problem := prereqs.java_problem():
         pytest.skip(f"the chaos smoke test starts its own broker: {problem}")
+    # While the broker is down, aiokafka logs every refused connection (thousands of lines
+    # a failure report would print); the run reports what matters itself.
+    kafka_log = logging.getLogger("aiokafka")
+    level, kafka_log.level = kafka_log.level, logging.CRITICAL
     # An empty environ: a shell's SAGAKIT_* must not send the stack to servers of yours.
     report = await asyncio.to_thread(localstack.up, PROFILE, {}, lease=os.getpid())
     try:
         yield report.env_file
     finally:
         await asyncio.to_thread(localstack.down, PROFILE, lease=os.getpid())
+        kafka_log.setLevel(level)
 
 
 async def test_two_hundred_sagas_survive_one_fault_of_each_kind_and_verify_finds_nothing(
