@@ -1,10 +1,11 @@
-"""The three stacks one checkout can run side by side.
+"""The stacks one checkout can run side by side.
 
 ``dev`` is what ``make up`` starts, ``test`` is what the test suite starts, ``bench`` is what
 ``make bench`` starts and stops again, ``chaos`` what ``make chaos`` starts, breaks and stops,
-and ``chaos-test`` the one the chaos smoke test does the same to (so the two can run at once). They share no port, no state folder and no PostgreSQL
-cluster, so running the tests or the benchmark never stops, reuses or pollutes the dev stack
-(nor the benchmark's load the tests' timings).
+and ``chaos-test`` the one the chaos smoke test does the same to (so the two can run at
+once). They share no port, no state folder and no PostgreSQL cluster, so running the tests,
+the benchmark or a chaos run never stops, reuses or pollutes the dev stack (nor the
+benchmark's load the tests' timings).
 """
 
 from __future__ import annotations
