@@ -98,5 +98,10 @@ def verify_main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     Console().print(verify_table(doc))
-    print(f"{report.violations} violation(s); outcomes {report.outcomes}")
+    rest = "at rest" if report.settled else f"NOT at rest after {args.timeout:g} s"
+    busy = report.extra.get("busy_at_deadline")
+    print(
+        f"{report.violations} violation(s); {rest}{f' ({busy})' if busy else ''}; "
+        f"outcomes {report.outcomes}"
+    )
     return 0 if report.ok else 1
