@@ -2,11 +2,11 @@
 
 It kills a broker, a Redis and a PostgreSQL, so it cannot use the session's shared servers
 (other test sessions may be using them): it starts a local stack of its own, the
-``chaos-test`` profile (own ports, own state folder, own PostgreSQL cluster, its own four
-services under their supervisor), exactly as ``make chaos`` starts the ``chaos`` profile, and
-stops it at the end whatever happens. What it kills there: one service instance (SIGKILL;
-the supervisor restarts it), the broker (SIGKILL, restarted), Redis (SIGKILL, restarted 5 s
-later, empty) and PostgreSQL (immediate stop, restarted: crash recovery).
+``chaos-test`` profile (own state folder, own PostgreSQL cluster, its own four services under
+their supervisor, ports in its own range), exactly as ``make chaos`` starts the ``chaos``
+profile, and stops it at the end whatever happens. What it kills there: one service instance
+(SIGKILL; the supervisor restarts it), the broker (SIGKILL, restarted), Redis (SIGKILL,
+restarted 5 s later, empty) and PostgreSQL (immediate stop, restarted: crash recovery).
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from deploy import localstack
-from deploy.localstack import prereqs
+from deploy.localstack import ports, prereqs
+from deploy.localstack.profiles import PROFILES, Profile
 from shared.chaos import ChaosConfig, Endpoints, run_chaos
 from shared.chaos.report import render, write_report
 
@@ -29,8 +32,34 @@ PROFILE = "chaos-test"
 ORDERS = 200
 
 
+def _free_block(count: int, first: int, last: int) -> int:
+    """The first port of ``count`` free consecutive ones in ``first..last``."""
+    for start in range(first, last - count + 2):
+        if all(ports.is_free(port) for port in range(start, start + count)):
+            return start
+    raise RuntimeError(f"no {count} free consecutive ports in {first}-{last}")
+
+
+def _profile_on_free_ports() -> Profile:
+    """The chaos-test profile, its services, broker and Redis moved to ports free now.
+
+    The profile's ports lie in the kernel's range for ports it hands out itself, where this
+    session's own end-to-end services (``free_ports``) or a client's connection may sit. The
+    PostgreSQL port stays: the cluster keeps the one it was created with.
+    """
+    fixed = PROFILES[PROFILE]
+    kafka = _free_block(2, 49192, 49299)
+    return replace(
+        fixed,
+        first_service_port=_free_block(5, 49010, 49091),
+        kafka_port=kafka,
+        kafka_controller_port=kafka + 1,
+        redis_port=_free_block(1, 49380, 49429),
+    )
+
+
 @pytest.fixture
-async def chaos_stack() -> AsyncIterator[Path]:
+async def chaos_stack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Path]:
     """The chaos-test profile's stack, up for this test only; its stack.env."""
     if os.geteuid() != 0:
         pytest.skip("the chaos smoke test starts its own PostgreSQL cluster, which needs root")
@@ -40,6 +69,10 @@ async def chaos_stack() -> AsyncIterator[Path]:
     # a failure report would print); the run reports what matters itself.
     kafka_log = logging.getLogger("aiokafka")
     level, kafka_log.level = kafka_log.level, logging.CRITICAL
+    profile = _profile_on_free_ports()
+    monkeypatch.setitem(PROFILES, PROFILE, profile)
+    # A broker formatted for other ports has them in its quorum's records: start it afresh.
+    shutil.rmtree(profile.state_dir / "kafka", ignore_errors=True)
     # An empty environ: a shell's SAGAKIT_* must not send the stack to servers of yours.
     report = await asyncio.to_thread(localstack.up, PROFILE, {}, lease=os.getpid())
     try:
