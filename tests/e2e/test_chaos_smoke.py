@@ -121,8 +121,10 @@ async def test_two_hundred_sagas_survive_one_fault_of_each_kind_and_verify_finds
         "services ready": [],
     }
     assert all(check.checked > 0 and check.skipped is None for check in verify.checks)
-    # The mix was a mix: every way a saga can end happened.
-    assert set(verify.outcomes) == {
+    # The mix was a mix: the outcomes its customers and skus make certain happened (failed
+    # shipments come from a 5% injected fault only, so a run of 200 may see none of them).
+    assert {"COMPLETED", "payment_declined", "out_of_stock"} <= set(verify.outcomes)
+    assert set(verify.outcomes) <= {
         "COMPLETED",
         "payment_declined",
         "out_of_stock",
