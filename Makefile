@@ -4,6 +4,7 @@
 #   make test                 the whole suite against real Kafka, PostgreSQL and Redis
 #   make lint                 ruff and mypy
 #   make bench                the benchmark, on its own stack (bench/README.md)
+#   make chaos                sagas under killed services, broker, Redis, PostgreSQL; verified
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -20,11 +21,12 @@ KAFKA_AUTH ?=
 KAFKA_OPTIONS := $(if $(KAFKA_BROKERS),--kafka-brokers $(KAFKA_BROKERS)) \
                  $(if $(KAFKA_AUTH),--kafka-auth $(KAFKA_AUTH))
 BENCH_ARGS ?=
+CHAOS_ARGS ?=
 
-.PHONY: help install up down status test lint demo bench
+.PHONY: help install up down status test lint demo bench chaos
 
 help:
-	@echo "make install | up | down | status | test | lint | demo | bench   (PROFILE=$(PROFILE))"
+	@echo "make install | up | down | status | test | lint | demo | bench | chaos   (PROFILE=$(PROFILE))"
 
 # Re-installed only when pyproject.toml changes (the stamp is older than it).
 $(INSTALLED): pyproject.toml
@@ -61,7 +63,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict deploy tests/conftest.py tests/infra.py tests/integration/test_smoke.py \
-	  tests/e2e/test_bench_smoke.py
+	  tests/e2e/test_bench_smoke.py tests/e2e/test_chaos_smoke.py
 
 # The README's first command: everything up, then the saga's scenarios, left running.
 demo: up
@@ -77,3 +79,14 @@ bench: $(BENCH_INSTALLED)
 	@unset $$(compgen -e | grep '^SAGAKIT_'); \
 	trap '$(PY) -m deploy.localstack down --profile bench' EXIT; \
 	$(PY) -m deploy.localstack up --profile bench && $(PY) -m bench $(BENCH_ARGS)
+
+# Sagas while service instances, the broker, Redis and PostgreSQL are killed, then verify:
+# on a stack of its own (the chaos profile: its own ports, state and database cluster, since
+# it kills them), started for the run and stopped after it whatever the outcome. CHAOS_*
+# variables size it (make chaos CHAOS_ORDERS=10000), or options in CHAOS_ARGS; the report
+# goes to chaos/results/. SAGAKIT_* variables of the shell are dropped, as for make bench:
+# the chaos stack must never be pointed at servers of yours.
+chaos: install
+	@unset $$(compgen -e | grep '^SAGAKIT_'); \
+	trap '$(PY) -m deploy.localstack down --profile chaos' EXIT; \
+	$(PY) -m deploy.localstack up --profile chaos && $(PY) -m deploy.chaos run $(CHAOS_ARGS)

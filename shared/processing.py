@@ -91,8 +91,11 @@ class Failure(enum.Enum):
     unavailable = "unavailable"
 
 
-def _sqlstate(error: DBAPIError) -> str:
-    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+def _sqlstate(error: BaseException) -> str:
+    # SQLAlchemy wraps the driver's error (``orig``); a connection the pool opens can fail
+    # with asyncpg's own (CannotConnectNowError while a restarted server recovers).
+    origin = error.orig if isinstance(error, DBAPIError) else error
+    state = getattr(origin, "sqlstate", None) or getattr(origin, "pgcode", None)
     return state if isinstance(state, str) else ""
 
 
@@ -106,9 +109,9 @@ def classify(error: BaseException) -> Failure:
     # saturated, not the record wrong, so it must wait like an outage, never dead-letter.
     if isinstance(error, OSError | TimeoutError | PoolTimeout | InterfaceError | OperationalError):
         return Failure.unavailable
-    if isinstance(error, DBAPIError) and (
-        error.connection_invalidated or _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES)
-    ):
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return Failure.unavailable
+    if _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES):
         return Failure.unavailable
     return Failure.transient
 

@@ -1,9 +1,11 @@
-"""The three stacks one checkout can run side by side.
+"""The stacks one checkout can run side by side.
 
 ``dev`` is what ``make up`` starts, ``test`` is what the test suite starts, ``bench`` is what
-``make bench`` starts and stops again. They share no port, no state folder and no PostgreSQL
-cluster, so running the tests or the benchmark never stops, reuses or pollutes the dev stack
-(nor the benchmark's load the tests' timings).
+``make bench`` starts and stops again, ``chaos`` what ``make chaos`` starts, breaks and stops,
+and ``chaos-test`` the one the chaos smoke test does the same to (so the two can run at
+once). They share no port, no state folder and no PostgreSQL cluster, so running the tests,
+the benchmark or a chaos run never stops, reuses or pollutes the dev stack (nor the
+benchmark's load the tests' timings).
 
 Kafka may run as a cluster (``make up KAFKA_BROKERS=3``): node 1 takes the profile's two Kafka
 ports, node ``i`` those plus ``2*(i-1)``, so the dev stack's three nodes listen on
@@ -86,5 +88,24 @@ PROFILES = {
         postgres_port=25432,
         redis_port=26379,
         first_service_port=28000,
+    ),
+    # The chaos runs kill their broker, Redis and PostgreSQL: servers of their own, always.
+    "chaos": Profile(
+        name="chaos",
+        state_dir=REPO_ROOT / ".stack-chaos",
+        kafka_port=49092,
+        kafka_controller_port=49093,
+        postgres_port=49432,
+        redis_port=49379,
+        first_service_port=49000,
+    ),
+    "chaos-test": Profile(
+        name="chaos-test",
+        state_dir=REPO_ROOT / ".stack-chaos-test",
+        kafka_port=49192,
+        kafka_controller_port=49193,
+        postgres_port=49433,
+        redis_port=49380,
+        first_service_port=49010,
     ),
 }

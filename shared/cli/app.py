@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from shared.cli import dlq, groups, orders, records, stack, topics
+from shared.cli import chaos, dlq, groups, orders, records, stack, topics
 from shared.cli.config import DEFAULT_TIMEOUT_S, Config
 
 __all__ = ["app", "main"]
@@ -32,6 +32,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("stack", stack.app),
 ]
 COMMANDS: list[Callable[..., Any]] = [records.produce, records.tail]
+PASS_THROUGH_COMMANDS: list[Callable[..., Any]] = [chaos.chaos, chaos.verify]
 
 
 class OneLineErrors(TyperGroup):
@@ -100,6 +101,9 @@ for name, group in GROUPS:
     app.add_typer(group, name=name)
 for command in COMMANDS:
     app.command()(command)
+# Their options are deploy.chaos's own, --help included: everything passes through.
+for command in PASS_THROUGH_COMMANDS:
+    app.command(context_settings=chaos.PASS_THROUGH, add_help_option=False)(command)
 
 
 @app.callback()
