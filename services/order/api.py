@@ -94,9 +94,15 @@ def _seconds_as_duration(value: object) -> object:
     return value
 
 
+MAX_AGE = timedelta(days=36_500)
+"""A century: longer than any order has waited, and well inside PostgreSQL's intervals."""
+
+
 def _positive(age: timedelta) -> timedelta:
     if age <= timedelta(0):
         raise ValueError("must be a positive duration")
+    if age > MAX_AGE:
+        raise ValueError(f"must be at most {MAX_AGE.days} days")
     return age
 
 
@@ -181,12 +187,18 @@ def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id!r}")
             return await store.read_timeline(uow.session, order_id)
 
-    @api.get("")
+    @api.get(
+        "",
+        responses={503: {"description": "stuck=true, and the dead-letter topics cannot be read"}},
+    )
     async def list_orders(
         response: Response,
         status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
         customer_id: Annotated[
-            str | None, Query(min_length=1, max_length=128, description="only this customer's")
+            StorableStr | None,
+            Query(
+                min_length=1, max_length=MAX_CUSTOMER_ID_CHARS, description="only this customer's"
+            ),
         ] = None,
         older_than: Annotated[
             Age | None,

@@ -27,6 +27,7 @@ from services.order.stuck import StuckCriteria, StuckFinder, Why
 from shared.db import UnitOfWorkFactory
 from shared.dead_letter_index import DeadLetterIndex
 from shared.group_lag import read_groups
+from shared.http import BODY_RESPONSES
 from shared.replay import replay_dead_letters
 
 __all__ = ["Explorer", "admin_router", "router"]
@@ -181,7 +182,7 @@ def admin_router(explorer: Explorer) -> APIRouter:
     """The explorer's writes; the shell puts them behind the admin token."""
     writes = APIRouter(prefix="/ui", tags=["explorer"])
 
-    @writes.post("/replay")
+    @writes.post("/replay", responses=BODY_RESPONSES)
     async def replay(body: ReplayRequest) -> dict[str, int]:
         """Re-publish one dead letter to the topic it came from (the consumers' inboxes make
         a second replay of the same record harmless)."""
