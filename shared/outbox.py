@@ -171,7 +171,7 @@ class OutboxRelay:
         self.stats = RelayStats()
         self._publish_seconds = histogram(
             "sagakit_outbox_publish_duration_seconds",
-            "Time from handing a batch of outbox rows to the producer to Kafka's acknowledgement",
+            "Time from handing an outbox row to the producer to Kafka's acknowledgement",
         )
         self._sender = PartitionSender(producer, name=name, publish_seconds=self._publish_seconds)
 
