@@ -24,6 +24,7 @@ import pytest
 from deploy.demo.client import SagaClient, SystemUrls
 from deploy.localstack.ports import free_ports
 from deploy.localstack.supervisor import read_status
+from shared.envfile import write_env_file
 from tests.infra import Infrastructure
 
 SERVICES = ("order", "payment", "inventory", "shipping")
@@ -141,7 +142,7 @@ async def running_system(
     instances = _instances()
     env = await _system_env(infra, instances) | dict(settings or {})
     env_file = state_dir / "stack.env"
-    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    write_env_file(env_file, env)
     supervisor = _start_supervisor(state_dir, env_file, instances)
     try:
         await _wait_ready(state_dir, instances)

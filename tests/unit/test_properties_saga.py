@@ -45,33 +45,7 @@ from services.shipping.model import (
     refuse_shipment,
     should_ship,
 )
-
-F = SagaFact
-
-FLOWS: dict[str, tuple[tuple[SagaFact, ...], OrderStatus, CancelReason | None]] = {
-    "completed": (
-        (F.PaymentProcessed, F.InventoryReserved, F.OrderShipped),
-        OrderStatus.COMPLETED,
-        None,
-    ),
-    "payment declined": ((F.PaymentFailed,), OrderStatus.CANCELLED, CancelReason.payment_declined),
-    "out of stock": (
-        (F.PaymentProcessed, F.InventoryFailed, F.PaymentRefunded),
-        OrderStatus.CANCELLED,
-        CancelReason.out_of_stock,
-    ),
-    "shipping failed": (
-        (
-            F.PaymentProcessed,
-            F.InventoryReserved,
-            F.ShippingFailed,
-            F.InventoryReleased,
-            F.PaymentRefunded,
-        ),
-        OrderStatus.CANCELLED,
-        CancelReason.shipping_failed,
-    ),
-}
+from tests.unit.test_order_model import FLOWS  # the saga flows of docs/events.md
 
 
 @st.composite
