@@ -599,7 +599,9 @@ class KafkaCluster:
             [
                 *java_command(jars),
                 "kafka.tools.StorageTool",
-                *("format", "-t", cluster_id, "-c", str(node.properties)),
+                # One argument: an id may begin with "-" (base64url), which the tool's parser
+                # would take for an option when it stands on its own (seen in CI).
+                *("format", f"--cluster-id={cluster_id}", "-c", str(node.properties)),
                 *quorum,
                 *credentials,
             ],
