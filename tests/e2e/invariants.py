@@ -53,6 +53,9 @@ Json = dict[str, Any]
 Items = list[tuple[str, int, str]]
 
 POLL_INTERVAL_S = 0.1
+WAIT_S = 60.0
+"""How long a test waits for what must happen: generous, since a poll returns as soon as it
+has (CI machines are loaded; a cap is only reached when something is wrong)."""
 # The checks of a test's books; "services ready" is left out: a test may end while an
 # instance it crashed on purpose is still starting.
 BOOK_CHECKS = frozenset(
@@ -92,7 +95,7 @@ async def eventually(
     probe: Callable[[], Awaitable[T]],
     done: Callable[[T], bool],
     *,
-    timeout: float,
+    timeout: float = WAIT_S,
     what: str,
 ) -> T:
     """``probe()`` once ``done`` holds for it; an AssertionError with the last value after
@@ -129,7 +132,7 @@ async def stays(
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
-async def wait_terminal(client: SagaClient, order_id: str, timeout: float = 30.0) -> Json:
+async def wait_terminal(client: SagaClient, order_id: str, timeout: float = WAIT_S) -> Json:
     """The order once it is ``COMPLETED`` or ``CANCELLED``."""
     return await eventually(
         lambda: client.order(order_id),
@@ -139,7 +142,7 @@ async def wait_terminal(client: SagaClient, order_id: str, timeout: float = 30.0
     )
 
 
-async def settled_stock(client: SagaClient, sku: str, timeout: float = 30.0) -> Json:
+async def settled_stock(client: SagaClient, sku: str, timeout: float = WAIT_S) -> Json:
     """The sku's stock once nothing is reserved (no reservation in flight)."""
     return await eventually(
         lambda: client.stock(sku),
@@ -149,7 +152,9 @@ async def settled_stock(client: SagaClient, sku: str, timeout: float = 30.0) -> 
     )
 
 
-async def settled_timeline(client: SagaClient, order_id: str, timeout: float = 15.0) -> list[Json]:
+async def settled_timeline(
+    client: SagaClient, order_id: str, timeout: float = WAIT_S
+) -> list[Json]:
     """The order's timeline once it holds the saga's last event (the read model trails the
     order's status: it is another consumer group)."""
     return await eventually(
@@ -172,7 +177,7 @@ async def bounded_gather(calls: Iterable[Awaitable[T]], limit: int) -> list[T]:
 
 
 async def dead_letters(
-    bootstrap: str, dlq_topic: str, order_id: str, *, timeout: float = 20.0
+    bootstrap: str, dlq_topic: str, order_id: str, *, timeout: float = WAIT_S
 ) -> list[Any]:
     """The dead letters of ``order_id`` in ``dlq_topic`` (keyed by order id, as every record),
     read from the beginning without a consumer group; waits until there is at least one, or

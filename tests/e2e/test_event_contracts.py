@@ -104,7 +104,6 @@ async def test_an_order_shipped_from_a_shipper_still_on_version_1_completes_the_
     await eventually(
         lambda: client.order(order_id),
         lambda order: order["status"] == "RESERVED",
-        timeout=15,
         what="order RESERVED, waiting for its shipment",
     )
 
@@ -140,7 +139,6 @@ async def test_an_order_shipped_of_a_version_no_consumer_knows_is_dead_lettered_
             system.kafka_bootstrap, system.topic("order-shipped-dlq"), order_id, timeout=2
         ),
         lambda found: {header(letter, "dlq.consumer.group") for letter in found} == groups,
-        timeout=30,
         what="a dead letter from every group that reads order-shipped",
     )
     assert len(letters) == len(groups)  # once each: a refusal is not retried

@@ -188,9 +188,7 @@ async def test_a_stuck_saga_is_flagged_and_a_replay_from_the_page_completes_it(
     order_id = order["order_id"]
     dlq = system.topic("payment-processed-dlq")
     assert len(await dead_letters(system.kafka_bootstrap, dlq, order_id)) == 1
-    await eventually(
-        lambda: client.order(order_id), lambda o: o["status"] == "PAID", timeout=15, what="PAID"
-    )
+    await eventually(lambda: client.order(order_id), lambda o: o["status"] == "PAID", what="PAID")
 
     assert await stuck_orders(system, customer) == [order_id]
 

@@ -126,7 +126,6 @@ async def test_a_permanent_fault_dead_letters_the_event_and_a_replay_completes_t
     await eventually(
         lambda: client.order(order_id),
         lambda o: o["status"] == "PAID",
-        timeout=15,
         what="order PAID",
     )
     await stays(
@@ -178,7 +177,7 @@ async def test_a_crash_after_the_commit_restarts_the_service_which_does_nothing_
         now = system.restarts()
         return [i.name for i in group if now.get(i.name, 0) > before.get(i.name, 0)]
 
-    crashed = await eventually(restarted, bool, timeout=30, what=f"a restart of {service}")
+    crashed = await eventually(restarted, bool, what=f"a restart of {service}")
     for survivor in group:
         if survivor.name not in crashed:
             (await client.http.delete(f"{survivor.url}/faults")).raise_for_status()
@@ -200,7 +199,7 @@ async def test_a_crash_after_the_commit_restarts_the_service_which_does_nothing_
             total += now if each.name in crashed else now - duplicates_before[each.name]
         return total
 
-    await eventually(new_duplicates, lambda n: n >= 1, timeout=30, what="the redelivery skipped")
+    await eventually(new_duplicates, lambda n: n >= 1, what="the redelivery skipped")
     # ...so it charged once, moved the stock once and shipped once.
     await ledger.assert_invariants(timeout=RESTART_TIMEOUT_S)
     assert await client.balance(customer) == 100 - 12

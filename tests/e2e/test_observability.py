@@ -116,7 +116,7 @@ async def test_every_instance_serves_metrics_prometheus_parses_and_they_move_wit
         )
 
     # Counted at most every 15 s: the gauge catches up within that.
-    await eventually(completed, lambda n: n >= ORDERS, timeout=30, what="the saga counts")
+    await eventually(completed, lambda n: n >= ORDERS, what="the saga counts")
 
     # Every metric the dashboard queries is one the services expose.
     panels = json.loads(DASHBOARD.read_text())["panels"]
@@ -142,10 +142,10 @@ async def test_the_consumer_lag_rises_while_shipping_is_slow_and_falls_back_to_z
         )
 
     orders = [await ledger.place(customer, [(sku, 1, "1.00")]) for _ in range(ORDERS)]
-    await eventually(lag, lambda n: n > 0, timeout=20, what="shipping's lag above zero")
+    await eventually(lag, lambda n: n > 0, what="shipping's lag above zero")
     for placed in orders:
         await wait_terminal(system.client, placed["order_id"], timeout=60)
-    await eventually(lag, lambda n: n == 0, timeout=20, what="shipping's lag back to zero")
+    await eventually(lag, lambda n: n == 0, what="shipping's lag back to zero")
 
 
 async def saga_records(system: RunningSystem, order_id: str) -> dict[str, Any]:

@@ -166,7 +166,6 @@ async def timeline_has(system: RunningSystem, order_id: str, event: Event) -> No
     await eventually(
         lambda: system.client.timeline(order_id),
         lambda events: str(event.event_id) in {e["event_id"] for e in events},
-        timeout=15,
         what=f"{event.event_type} {event.event_id} in the timeline",
     )
 
@@ -228,7 +227,6 @@ async def test_a_shipment_before_payment_and_reservation_completes_the_order_for
     await eventually(
         lambda: client.timeline(created.order_id),
         lambda events: "ShippingFailed" in {e["event_type"] for e in events},
-        timeout=15,
         what="ShippingFailed in the timeline",
     )
     await stays(

@@ -65,6 +65,17 @@ async def publish_orders(kafka: Kafka, count: int, *, pause_s: float = 0.0) -> l
     return events
 
 
+async def publish_until(
+    kafka: Kafka, events: list[OrderCreated], stop: asyncio.Event, *, pause_s: float
+) -> None:
+    """Publish new orders into ``events`` until ``stop`` is set."""
+    while not stop.is_set():
+        event = new_order()
+        await kafka.publish(event)
+        events.append(event)
+        await asyncio.sleep(pause_s)
+
+
 async def test_two_instances_split_the_partitions_and_a_third_joins_without_losing_or_repeating(
     infra: Infrastructure, engine: AsyncEngine, kafka: Kafka
 ) -> None:
@@ -85,7 +96,11 @@ async def test_two_instances_split_the_partitions_and_a_third_joins_without_losi
         ]
         await wait_until(lambda: _true(split_evenly(runners)), what="two instances, 3 + 3")
 
-        publishing = asyncio.create_task(publish_orders(kafka, 300, pause_s=0.005))
+        # Orders keep coming until well after the third instance has its partitions: the
+        # rebalance happens while records are in flight, however slow the machine.
+        events: list[OrderCreated] = []
+        rebalanced = asyncio.Event()
+        publishing = asyncio.create_task(publish_until(kafka, events, rebalanced, pause_s=0.005))
         await wait_until(lambda: _at_least(engine, label, 50), what="the first effects")
         runners.append(
             await stack.enter_async_context(
@@ -93,7 +108,12 @@ async def test_two_instances_split_the_partitions_and_a_third_joins_without_losi
             )
         )
         await wait_until(lambda: _true(split_evenly(runners)), what="three instances, 2 each")
-        events = await publishing
+        published_before = len(events)
+        await wait_until(
+            lambda: _true(len(events) >= published_before + 50), what="orders after the rebalance"
+        )
+        rebalanced.set()
+        await publishing
         await wait_until(lambda: _at_least(engine, label, len(events)), what="every effect")
 
     effects = await effects_of(engine, label)
@@ -201,6 +221,7 @@ async def test_a_record_retrying_longer_than_the_poll_interval_keeps_the_instanc
     await runner.start()
     try:
         await wait_until(lambda: _true(runner.stats.retried > 0), what="the first retry")
+        first_retry_at = time.monotonic()
         others = [
             event
             for event in (new_order() for _ in range(60))
@@ -209,7 +230,15 @@ async def test_a_record_retrying_longer_than_the_poll_interval_keeps_the_instanc
         for event in others:
             await kafka.publish(event)
         await wait_until(lambda: _at_least(engine, label, len(others)), what="other partitions")
-        await asyncio.sleep(3.0)  # longer than max_poll_interval_ms, still retrying
+        # Still retrying well past max_poll_interval_ms (2 s) since the first retry: a retry
+        # that starts after that point proves the instance went on, and it was never sent
+        # out of its group.
+        past_the_interval = first_retry_at + 3.0
+        await wait_until(
+            lambda: _true(time.monotonic() > past_the_interval), what="3 s of retrying"
+        )
+        retried = runner.stats.retried
+        await wait_until(lambda: _true(runner.stats.retried > retried), what="a later retry")
         assert runner.stats.rebalances == 1
         assert len(runner.assigned_partitions) == PARTITIONS
 
