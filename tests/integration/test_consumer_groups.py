@@ -276,17 +276,15 @@ async def test_a_rebalance_abandons_a_record_waiting_for_its_retry_and_the_next_
     async with running(settings, engine, subscriptions, group=group, topics=kafka.topics) as first:
         await wait_until(lambda: _true(first.stats.retried == 1), what="the first retry")
         recovered.set()  # the first instance would only notice in 60 s, at its next attempt
-        joined = time.monotonic()
         async with running(
             settings, engine, subscriptions, group=group, topics=kafka.topics
         ) as second:
             await wait_until(lambda: _true(split_evenly([first, second])), what="3 + 3")
-            rebalance_s = time.monotonic() - joined
-            await wait_until(lambda: _at_least(engine, label, 1), what="the effect")
-            effect_s = time.monotonic() - joined
+            # Within 45 s of the join, while the first instance's backoff still has 15 s or
+            # more to run: the rebalance did not wait for it (the margin is the proof, so it
+            # is wide: no tighter clock than that is asserted).
+            await wait_until(lambda: _at_least(engine, label, 1), timeout_s=45, what="the effect")
 
-    assert rebalance_s < 10
-    assert effect_s < 30
     assert await effects_of(engine, label) == {event.event_id: 1}
 
 
