@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from services.order import api, handlers
+from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
 from services.order.explorer.peers import Peers
@@ -34,6 +35,9 @@ class OrderSettings(PlatformSettings):
     """SAGAKIT_DEADLINE_PAID_SECONDS: how long a paid saga may wait for its stock."""
     deadline_reserved_seconds: float = Field(default=300.0, gt=0)
     """SAGAKIT_DEADLINE_RESERVED_SECONDS: how long a reserved saga may wait to ship."""
+    deadline_compensation_seconds: float = Field(default=60.0, gt=0)
+    """SAGAKIT_DEADLINE_COMPENSATION_SECONDS: how long a timed-out saga may wait, without a
+    move, for its compensations before it is listed as stuck."""
     deadline_sweep_interval_seconds: float = Field(default=5.0, gt=0)
     """SAGAKIT_DEADLINE_SWEEP_INTERVAL_SECONDS: how often the sweeper cancels overdue sagas."""
 
@@ -51,6 +55,7 @@ class OrderSettings(PlatformSettings):
             pending=timedelta(seconds=self.deadline_pending_seconds),
             paid=timedelta(seconds=self.deadline_paid_seconds),
             reserved=timedelta(seconds=self.deadline_reserved_seconds),
+            compensation=timedelta(seconds=self.deadline_compensation_seconds),
         )
 
 
@@ -80,7 +85,7 @@ def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
     settings = platform.settings
     kafka = kafka_client_options(settings)
     dlq_topics = [Topics.dlq(topic) for topic in platform.topics.all(include_dlq=False)]
-    dead_letters = DeadLetterIndex(kafka, dlq_topics)
+    dead_letters = DeadLetterIndex(kafka, dlq_topics, DeadLetterRows(platform.units))
     urls = {
         "payment": settings.payment_url,
         "inventory": settings.inventory_url,
@@ -110,5 +115,8 @@ service = ServiceDeclaration(
     consumers=consumers,
     routers=routers,
     admin_routers=lambda platform: [explorer.admin_router(platform.once(saga_explorer))],
-    components=lambda platform: [sweeper(platform), api.SagaCounts(platform.units)],
+    components=lambda platform: [
+        sweeper(platform),
+        api.SagaCounts(platform.units, platform.settings.deadlines()),
+    ],
 )
