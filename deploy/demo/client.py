@@ -12,9 +12,19 @@ from typing import Any
 
 import httpx
 
-__all__ = ["TERMINAL", "SagaClient", "SystemUrls"]
+__all__ = ["TERMINAL", "SagaClient", "SystemUrls", "retry_after"]
 
 TERMINAL = frozenset({"COMPLETED", "CANCELLED"})
+OVERLOAD_RETRIES = 5
+"""How often ``place_order`` sends an order again that the API refused as overloaded."""
+
+
+def retry_after(response: httpx.Response) -> float:
+    """The seconds of a ``Retry-After`` header (0 when absent or not a number of seconds)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -82,9 +92,15 @@ class SagaClient:
             "items": [{"sku": s, "quantity": q, "unit_price": p} for s, q, p in items],
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        order: dict[str, Any] = await self._json(
-            "POST", f"{self.urls.order}/orders", json=body, headers=headers
-        )
+        url = f"{self.urls.order}/orders"
+        for _ in range(OVERLOAD_RETRIES):
+            response = await self.http.post(url, json=body, headers=headers)
+            # 503 with Retry-After: overloaded, nothing done; the same request is safe again.
+            if response.status_code != 503 or "Retry-After" not in response.headers:
+                break
+            await asyncio.sleep(retry_after(response))
+        response.raise_for_status()
+        order: dict[str, Any] = response.json()
         return order
 
     async def order(self, order_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from services.order import store
+from services.order.admission import Admission, Overloaded
 from services.order.deadlines import Deadlines
 from services.order.model import OrderLine, OrderStatus, order_total
 from services.order.stuck import StuckCriteria, StuckFinder
@@ -130,7 +131,7 @@ async def _stuck_criteria(finder: StuckFinder) -> StuckCriteria:
         ) from error
 
 
-def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
+def router(units: UnitOfWorkFactory, finder: StuckFinder, admission: Admission) -> APIRouter:
     api = APIRouter(prefix="/orders", tags=["orders"])
 
     @api.post(
@@ -139,10 +140,25 @@ def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
         responses={
             **BODY_RESPONSES,
             409: {"description": "Two requests with one Idempotency-Key crossed: retry"},
+            503: {
+                "description": "Overloaded, nothing done: retry after the Retry-After header's "
+                "seconds, with the same Idempotency-Key"
+            },
         },
     )
     async def place_order(body: OrderCreate, idempotency_key: IdempotencyKey = None) -> OrderPublic:
         """Accept an order and start its saga; the same Idempotency-Key returns the same order."""
+        try:
+            with admission.admit():
+                return await _place(body, idempotency_key)
+        except Overloaded as refusal:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                refusal.detail,
+                headers={"Retry-After": str(refusal.retry_after_s)},
+            ) from None
+
+    async def _place(body: OrderCreate, idempotency_key: str | None) -> OrderPublic:
         # The request's span (the shell's, continuing a traceparent header if one came) is
         # where the saga's trace begins: OrderCreated carries it, and every later event of
         # the order its trace id.
