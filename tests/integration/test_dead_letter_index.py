@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.order import api, store
+from services.order.admission import Admission
 from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
@@ -208,7 +209,7 @@ async def test_the_stuck_listing_and_the_explorer_answer_with_100_000_dead_lette
         group_prefix="",
     )
     app = FastAPI()
-    app.include_router(api.router(units, finder))
+    app.include_router(api.router(units, finder, Admission(64)))
     app.include_router(explorer.router(ui))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://order") as client:
