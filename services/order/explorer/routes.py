@@ -31,7 +31,7 @@ from shared.dead_letter_index import READ_TIMEOUT_S, DeadLetterIndex
 from shared.group_lag import read_groups
 from shared.http import BODY_RESPONSES
 from shared.replay import replay_dead_letters
-from shared.text import MAX_ORDER_ID_CHARS
+from shared.text import MAX_ORDER_ID_CHARS, StorableStr
 
 __all__ = ["Explorer", "admin_router", "router"]
 
@@ -97,7 +97,7 @@ def router(explorer: Explorer) -> APIRouter:
         status_: Annotated[str, Query(alias="status")] = "",
         customer_id: str = "",
         older_than: str = "",
-        stuck_after: Annotated[str, Query(max_length=MAX_ORDER_ID_CHARS)] = "",
+        stuck_after: Annotated[StorableStr, Query(max_length=MAX_ORDER_ID_CHARS)] = "",
     ) -> HTMLResponse:
         """Sagas by status, the stuck ones first (``stuck_after``: their next page)."""
         problems: list[str] = []
