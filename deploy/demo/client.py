@@ -15,8 +15,8 @@ import httpx
 __all__ = ["TERMINAL", "SagaClient", "SystemUrls", "retry_after"]
 
 TERMINAL = frozenset({"COMPLETED", "CANCELLED"})
-OVERLOAD_RETRIES = 5
-"""How often ``place_order`` sends an order again that the API refused as overloaded."""
+OVERLOAD_PATIENCE_S = 120.0
+"""How long ``place_order`` keeps sending again an order the API refused as overloaded."""
 
 
 def retry_after(response: httpx.Response) -> float:
@@ -93,10 +93,12 @@ class SagaClient:
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         url = f"{self.urls.order}/orders"
-        for _ in range(OVERLOAD_RETRIES):
+        give_up = time.monotonic() + OVERLOAD_PATIENCE_S
+        while True:
             response = await self.http.post(url, json=body, headers=headers)
             # 503 with Retry-After: overloaded, nothing done; the same request is safe again.
-            if response.status_code != 503 or "Retry-After" not in response.headers:
+            overloaded = response.status_code == 503 and "Retry-After" in response.headers
+            if not overloaded or time.monotonic() > give_up:
                 break
             await asyncio.sleep(retry_after(response))
         response.raise_for_status()
