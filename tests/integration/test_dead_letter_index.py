@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.structs import TopicPartition
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -113,6 +115,32 @@ async def test_a_refresh_within_the_interval_reads_nothing(
     await write(infra, topic, [(b"order-3", b"x")])
     await index.refresh()
     assert index.counts() == {topic: 0}
+
+
+async def test_rows_of_records_the_topic_no_longer_holds_are_dropped(
+    infra: Infrastructure, units: UnitOfWorkFactory
+) -> None:
+    topic = Topics.dlq(infra.topic("index-retention"))
+    await ensure_topics(options(infra), [topic], partitions=1)
+    order_id = f"order-{uuid.uuid4().hex[:8]}"
+    index = DeadLetterIndex(options(infra), [topic], DeadLetterRows(units), min_interval_s=0)
+    await write(infra, topic, [(order_id.encode(), b"x")] * 5)
+    await index.refresh()
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:  # as the topic's retention would: the first three records go
+        await admin.delete_records(
+            {TopicPartition(topic, 0): RecordsToDelete(3)}, timeout_ms=10_000
+        )
+    finally:
+        await admin.close()
+    await index.refresh()
+
+    assert index.counts() == {topic: 2}
+    async with units() as uow:
+        positions = await store.dead_letter_positions(uow.session, order_id, limit=10)
+    assert [offset for _, _, offset in positions] == [3, 4]
 
 
 async def test_replaying_one_record_seeks_to_it_instead_of_reading_the_whole_dlq(
