@@ -37,6 +37,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 
+from shared.dead_letter_index import read_at
 from shared.dlq import DLQ_HEADER_PREFIX, ReceivedRecord
 from shared.topics import existing_partitions
 
@@ -78,6 +79,7 @@ async def replay_dead_letters(
     *,
     match: Callable[[DeadLetter], bool] = lambda record: True,
     limit: int | None = None,
+    at: tuple[int, int] | None = None,
     timeout_s: float,
 ) -> int:
     """Re-publish the dead letters of ``dlq_topic`` that ``match`` accepts; return how many.
@@ -87,11 +89,11 @@ async def replay_dead_letters(
     record without a ``dlq.original.topic`` header cannot be placed: it is logged and
     skipped. Raises ``TimeoutError`` when the whole run takes longer than ``timeout_s``
     (nothing is published when the time runs out while reading), and ``LookupError`` when
-    the topic does not exist.
+    the topic does not exist. With ``at`` (partition, offset), only the record there is read.
     """
     async with asyncio.timeout(timeout_s):
         chosen = await read_dead_letters(
-            client_options, dlq_topic, match=_placeable(match), limit=limit
+            client_options, dlq_topic, match=_placeable(match), limit=limit, at=at
         )
         await republish(client_options, chosen)
     log.info("replayed %d dead letter(s) from %s", len(chosen), dlq_topic)
@@ -124,16 +126,21 @@ async def read_dead_letters(
     *,
     match: Callable[[DeadLetter], bool] = lambda record: True,
     limit: int | None = None,
+    at: tuple[int, int] | None = None,
 ) -> list[DeadLetter]:
     """The records of ``dlq_topic`` that ``match`` accepts, partition by partition, oldest
     first, up to ``limit``: read from the beginning to the end as it was when this started,
-    in no consumer group. ``LookupError`` when the topic does not exist."""
+    in no consumer group; with ``at`` (partition, offset), only the record there, sought to
+    directly. ``LookupError`` when the topic does not exist."""
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
     # All topics' metadata, not this one's by name: asking for a missing topic may create it.
     partitions = (await existing_partitions(client_options)).get(dlq_topic)
     if partitions is None:
         raise LookupError(f"no topic {dlq_topic!r} on the cluster: check its name and prefix")
+    if at is not None:
+        records = await read_at(client_options, [(dlq_topic, *at)])
+        return [record for record in records if match(record)][:limit]
     consumer = AIOKafkaConsumer(
         **client_options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
     )

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from deploy.chaos.manifest import Manifest
-from deploy.demo.client import SagaClient
+from deploy.demo.client import SagaClient, retry_after
 
 __all__ = ["Placement", "Workload", "place_orders"]
 
@@ -152,6 +152,7 @@ async def _place_one(
 ) -> None:
     last = "no answer"
     while time.monotonic() < deadline:
+        pause = RETRY_PAUSE_S
         try:
             response = await http.post(url, json=body, headers={"Idempotency-Key": key})
         except httpx.HTTPError as error:
@@ -163,8 +164,9 @@ async def _place_one(
             last = f"HTTP {response.status_code}"
             if response.status_code < 500:
                 break  # the request itself is wrong: sending it again changes nothing
+            pause = max(pause, retry_after(response))  # an overloaded API says when
         placement.retries += 1
-        await asyncio.sleep(RETRY_PAUSE_S)
+        await asyncio.sleep(pause)
     placement.refused[last] = placement.refused.get(last, 0) + 1
 
 

@@ -12,9 +12,19 @@ from typing import Any
 
 import httpx
 
-__all__ = ["TERMINAL", "SagaClient", "SystemUrls"]
+__all__ = ["TERMINAL", "SagaClient", "SystemUrls", "retry_after"]
 
 TERMINAL = frozenset({"COMPLETED", "CANCELLED"})
+OVERLOAD_PATIENCE_S = 120.0
+"""How long ``place_order`` keeps sending again an order the API refused as overloaded."""
+
+
+def retry_after(response: httpx.Response) -> float:
+    """The seconds of a ``Retry-After`` header (0 when absent or not a number of seconds)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -82,9 +92,17 @@ class SagaClient:
             "items": [{"sku": s, "quantity": q, "unit_price": p} for s, q, p in items],
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        order: dict[str, Any] = await self._json(
-            "POST", f"{self.urls.order}/orders", json=body, headers=headers
-        )
+        url = f"{self.urls.order}/orders"
+        give_up = time.monotonic() + OVERLOAD_PATIENCE_S
+        while True:
+            response = await self.http.post(url, json=body, headers=headers)
+            # 503 with Retry-After: overloaded, nothing done; the same request is safe again.
+            overloaded = response.status_code == 503 and "Retry-After" in response.headers
+            if not overloaded or time.monotonic() > give_up:
+                break
+            await asyncio.sleep(retry_after(response))
+        response.raise_for_status()
+        order: dict[str, Any] = response.json()
         return order
 
     async def order(self, order_id: str) -> dict[str, Any]:

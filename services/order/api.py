@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -18,6 +18,8 @@ from pydantic import (
 )
 
 from services.order import store
+from services.order.admission import Admission, Overloaded
+from services.order.deadlines import Deadlines
 from services.order.model import OrderLine, OrderStatus, order_total
 from services.order.stuck import StuckCriteria, StuckFinder
 from shared.db import UnitOfWorkFactory
@@ -25,7 +27,13 @@ from shared.events import OrderCreated
 from shared.http import BODY_RESPONSES, not_found
 from shared.metrics import Metric, gauge
 from shared.money import MAX_INTEGER_DIGITS, MoneyStr
-from shared.text import MAX_CUSTOMER_ID_CHARS, MAX_SKU_CHARS, OrderIdPath, StorableStr
+from shared.text import (
+    MAX_CUSTOMER_ID_CHARS,
+    MAX_ORDER_ID_CHARS,
+    MAX_SKU_CHARS,
+    OrderIdPath,
+    StorableStr,
+)
 
 __all__ = ["Age", "OrderPublic", "SagaCounts", "router"]
 
@@ -123,7 +131,7 @@ async def _stuck_criteria(finder: StuckFinder) -> StuckCriteria:
         ) from error
 
 
-def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
+def router(units: UnitOfWorkFactory, finder: StuckFinder, admission: Admission) -> APIRouter:
     api = APIRouter(prefix="/orders", tags=["orders"])
 
     @api.post(
@@ -132,10 +140,25 @@ def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
         responses={
             **BODY_RESPONSES,
             409: {"description": "Two requests with one Idempotency-Key crossed: retry"},
+            503: {
+                "description": "Overloaded, nothing done: retry after the Retry-After header's "
+                "seconds, with the same Idempotency-Key"
+            },
         },
     )
     async def place_order(body: OrderCreate, idempotency_key: IdempotencyKey = None) -> OrderPublic:
         """Accept an order and start its saga; the same Idempotency-Key returns the same order."""
+        try:
+            with admission.admit():
+                return await _place(body, idempotency_key)
+        except Overloaded as refusal:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                refusal.detail,
+                headers={"Retry-After": str(refusal.retry_after_s)},
+            ) from None
+
+    async def _place(body: OrderCreate, idempotency_key: str | None) -> OrderPublic:
         # The request's span (the shell's, continuing a traceparent header if one came) is
         # where the saga's trace begins: OrderCreated carries it, and every later event of
         # the order its trace id.
@@ -192,6 +215,7 @@ def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
         responses={503: {"description": "stuck=true, and the dead-letter topics cannot be read"}},
     )
     async def list_orders(
+        request: Request,
         response: Response,
         status_: Annotated[OrderStatus | None, Query(alias="status")] = None,
         customer_id: Annotated[
@@ -216,6 +240,15 @@ def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
             ),
         ] = False,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        after: Annotated[
+            StorableStr | None,
+            Query(
+                min_length=1,
+                max_length=MAX_ORDER_ID_CHARS,
+                description="the next page: the orders listed after this order id (the last "
+                "of the previous page; the Link header rel=next gives the whole URL)",
+            ),
+        ] = None,
     ) -> list[OrderPublic]:
         """Recent orders, newest first; the filters narrow the list together."""
         query = store.OrderQuery(
@@ -225,21 +258,28 @@ def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
             stuck=await _stuck_criteria(finder) if stuck else None,
         )
         async with units() as uow:
-            found = await store.find_orders(uow.session, query, limit=limit)
+            found = await store.find_orders(uow.session, query, limit=limit, after=after)
         response.headers["Cache-Control"] = "no-store"
+        if len(found) == limit:
+            following = request.url.include_query_params(after=found[-1].order_id)
+            response.headers["Link"] = f'<{following}>; rel="next"'
         return [OrderPublic.of(order) for order in found]
 
     return api
 
 
 class SagaCounts:
-    """How many orders (sagas) stand at each status, for ``/metrics`` (a component of the
-    service that only reports: nothing to start or stop)."""
+    """How many orders (sagas) stand at each status, how many are stuck and how many timed-out
+    ones await a compensation, for ``/metrics`` (a component of the service that only
+    reports: nothing to start or stop)."""
 
-    def __init__(self, units: UnitOfWorkFactory) -> None:
+    def __init__(self, units: UnitOfWorkFactory, deadlines: Deadlines) -> None:
         self._units = units
+        self._criteria = StuckCriteria(deadlines)
         self._counted_at = -SAGA_COUNTS_MAX_AGE_S
         self._counts = dict.fromkeys(OrderStatus, 0)
+        self._stuck = 0
+        self._awaiting_compensation = 0
 
     async def start(self) -> None:
         pass
@@ -251,6 +291,10 @@ class SagaCounts:
         if time.monotonic() - self._counted_at >= SAGA_COUNTS_MAX_AGE_S:
             async with self._units() as uow:
                 counted = await store.count_by_status(uow.session)
+                # The dead letters as last indexed (the listing refreshes them, not a scrape).
+                stuck = store.OrderQuery(stuck=self._criteria)
+                self._stuck = await store.count_orders(uow.session, stuck)
+                self._awaiting_compensation = await store.count_awaiting_compensation(uow.session)
             self._counts = dict.fromkeys(OrderStatus, 0) | counted
             self._counted_at = time.monotonic()
         return [
@@ -259,5 +303,18 @@ class SagaCounts:
                 "Orders by the status of their saga",
                 ("status",),
                 {(status_.value,): count for status_, count in self._counts.items()},
-            )
+            ),
+            gauge(
+                "sagakit_sagas_stuck",
+                "Sagas GET /orders?stuck=true lists (a timed-out saga with a compensation "
+                "outstanding past its deadline included)",
+                (),
+                {(): self._stuck},
+            ),
+            gauge(
+                "sagakit_sagas_awaiting_compensation",
+                "Timed-out sagas whose compensations are not all confirmed yet",
+                (),
+                {(): self._awaiting_compensation},
+            ),
         ]

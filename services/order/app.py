@@ -9,6 +9,8 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from services.order import api, handlers
+from services.order.admission import Admission, outbox_backlog
+from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
 from services.order.explorer.peers import Peers
@@ -34,8 +36,19 @@ class OrderSettings(PlatformSettings):
     """SAGAKIT_DEADLINE_PAID_SECONDS: how long a paid saga may wait for its stock."""
     deadline_reserved_seconds: float = Field(default=300.0, gt=0)
     """SAGAKIT_DEADLINE_RESERVED_SECONDS: how long a reserved saga may wait to ship."""
+    deadline_compensation_seconds: float = Field(default=60.0, gt=0)
+    """SAGAKIT_DEADLINE_COMPENSATION_SECONDS: how long a timed-out saga may wait, without a
+    move, for its compensations before it is listed as stuck."""
     deadline_sweep_interval_seconds: float = Field(default=5.0, gt=0)
     """SAGAKIT_DEADLINE_SWEEP_INTERVAL_SECONDS: how often the sweeper cancels overdue sagas."""
+
+    max_in_flight_orders: int = Field(default=64, ge=1)
+    """SAGAKIT_MAX_IN_FLIGHT_ORDERS: POST /orders handled at once per instance; past it, 503."""
+    max_outbox_backlog_rows: int = Field(default=50_000, ge=1)
+    """SAGAKIT_MAX_OUTBOX_BACKLOG_ROWS: unsent outbox rows past which POST /orders answers 503."""
+    max_outbox_backlog_age_seconds: float = Field(default=10.0, gt=0)
+    """SAGAKIT_MAX_OUTBOX_BACKLOG_AGE_SECONDS: age of the oldest unsent outbox row past which
+    POST /orders answers 503."""
 
     # The other services, for the explorer's view of an order (unset: shown as such).
     payment_url: str | None = None
@@ -51,6 +64,7 @@ class OrderSettings(PlatformSettings):
             pending=timedelta(seconds=self.deadline_pending_seconds),
             paid=timedelta(seconds=self.deadline_paid_seconds),
             reserved=timedelta(seconds=self.deadline_reserved_seconds),
+            compensation=timedelta(seconds=self.deadline_compensation_seconds),
         )
 
 
@@ -80,7 +94,7 @@ def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
     settings = platform.settings
     kafka = kafka_client_options(settings)
     dlq_topics = [Topics.dlq(topic) for topic in platform.topics.all(include_dlq=False)]
-    dead_letters = DeadLetterIndex(kafka, dlq_topics)
+    dead_letters = DeadLetterIndex(kafka, dlq_topics, DeadLetterRows(platform.units))
     urls = {
         "payment": settings.payment_url,
         "inventory": settings.inventory_url,
@@ -96,9 +110,23 @@ def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
     )
 
 
+def admission(platform: Platform[OrderSettings]) -> Admission:
+    """The bounds of POST /orders: one per process, shared by the route and the components."""
+    settings = platform.settings
+    return Admission(
+        settings.max_in_flight_orders,
+        outbox_backlog(platform.engine),
+        max_backlog_rows=settings.max_outbox_backlog_rows,
+        max_backlog_age_s=settings.max_outbox_backlog_age_seconds,
+    )
+
+
 def routers(platform: Platform[OrderSettings]) -> list[APIRouter]:
     ui = platform.once(saga_explorer)
-    return [api.router(platform.units, ui.finder), explorer.router(ui)]
+    return [
+        api.router(platform.units, ui.finder, platform.once(admission)),
+        explorer.router(ui),
+    ]
 
 
 service = ServiceDeclaration(
@@ -110,5 +138,9 @@ service = ServiceDeclaration(
     consumers=consumers,
     routers=routers,
     admin_routers=lambda platform: [explorer.admin_router(platform.once(saga_explorer))],
-    components=lambda platform: [sweeper(platform), api.SagaCounts(platform.units)],
+    components=lambda platform: [
+        platform.once(admission),
+        sweeper(platform),
+        api.SagaCounts(platform.units, platform.settings.deadlines()),
+    ],
 )

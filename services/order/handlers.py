@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from services.order import store
-from services.order.model import OrderStatus, Saga, SagaFact, fact_for
+from services.order.model import CancelReason, OrderStatus, Saga, SagaFact, fact_for
 from shared.db import UnitOfWork
 from shared.errors import PermanentError
 from shared.events import CATALOGUE, Event, OrderCancelled, OrderCompleted
@@ -42,7 +42,10 @@ async def advance_sagas(events: Sequence[Event], uow: UnitOfWork) -> None:
             raise PermanentError(f"no order {event.order_id!r} for {event.event_type}")
         saga = sagas[order.order_id]
         transition = saga.record(SagaFact(event.event_type))
-        if transition.duplicate or transition.absorbed:
+        # A timed-out saga keeps its later facts: they tell which compensations are still
+        # outstanding (``Saga.outstanding_compensations``), and so whether it is stuck.
+        keeps_facts = order.cancel_reason is CancelReason.timed_out
+        if transition.duplicate or (transition.absorbed and not keeps_facts):
             continue
         moved.add(order.order_id)
         if transition.became_terminal:

@@ -41,6 +41,10 @@ instead of preceding it, and they start only when shipping, the step that cannot
 refuses the order (docs/events.md, "Deadlines"); a parcel that left before shipping heard of
 the timeout therefore left with nothing compensated, charged and shipped, and the saga is
 ``COMPLETED`` after all (the one move from one terminal status to the other).
+
+A timed-out saga is terminal but not done: until its compensations are confirmed by their
+own events (``outstanding_compensations``), money or stock may still be held, and the
+saga keeps recording the facts that arrive (docs/contract.md, "stuck").
 """
 
 from collections.abc import Iterable
@@ -151,6 +155,20 @@ _TERMINAL_RULES: tuple[tuple[frozenset[SagaFact], OrderStatus, CancelReason | No
 )
 
 
+# What proves that money or stock was taken (a ShippingFailed may be the timeout's refusal,
+# which proves nothing).
+_SHOWS_A_CHARGE = frozenset(
+    {
+        SagaFact.PaymentProcessed,
+        SagaFact.InventoryFailed,
+        SagaFact.InventoryReserved,
+        SagaFact.InventoryReleased,
+        SagaFact.PaymentRefunded,
+    }
+)
+_SHOWS_A_RESERVATION = frozenset({SagaFact.InventoryReserved, SagaFact.InventoryReleased})
+
+
 def fact_for(event_type: str) -> SagaFact | None:
     """The saga fact an event type reports, or None for events that do not move the saga."""
     try:
@@ -249,6 +267,24 @@ class Saga:
             duplicate=duplicate,
             became_terminal=self.status.is_terminal and self.status is not previous,
         )
+
+    @property
+    def outstanding_compensations(self) -> frozenset[SagaFact]:
+        """The compensations a timed-out saga still waits for; empty for any other saga.
+
+        Shipping's refusal (``ShippingFailed``) always: without it nothing is compensated;
+        ``PaymentRefunded`` once anything shows a charge; ``InventoryReleased`` once the
+        stock was reserved. A fact that arrives after the timeout (a late charge) adds what
+        it needs undone.
+        """
+        if self.cancel_reason is not CancelReason.timed_out:
+            return frozenset()
+        needed = {SagaFact.ShippingFailed}
+        if self.facts & _SHOWS_A_CHARGE:
+            needed.add(SagaFact.PaymentRefunded)
+        if self.facts & _SHOWS_A_RESERVATION:
+            needed.add(SagaFact.InventoryReleased)
+        return frozenset(needed) - self.facts
 
     def time_out(self) -> bool:
         """Cancel the saga because it waited too long (``CANCELLED(timed_out)``).

@@ -1,4 +1,5 @@
-"""Order's tables: the orders with their saga state, and the timeline read model."""
+"""Order's tables: the orders with their saga state, the timeline read model, and where
+the dead letters of each order are (the dead-letter index's rows)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     ColumnElement,
     DateTime,
@@ -24,6 +26,9 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    delete,
+    exists,
+    false,
     func,
     literal,
     or_,
@@ -40,7 +45,15 @@ from shared.db import ReadFrom
 from shared.events import Event
 from shared.sql import insert_unless_present
 
-__all__ = ["Order", "OrderQuery", "TimelineEntry", "metadata", "orders", "timeline"]
+__all__ = [
+    "Order",
+    "OrderQuery",
+    "TimelineEntry",
+    "dead_letter_index",
+    "metadata",
+    "orders",
+    "timeline",
+]
 
 metadata = MetaData()
 
@@ -57,8 +70,17 @@ orders = Table(
     Column("idempotency_key", Text, nullable=True, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # A timed-out saga whose compensations are not all confirmed yet (kept by save_sagas
+    # from ``Saga.outstanding_compensations``): the stuck listing reads it through the
+    # partial index below instead of every cancelled order.
+    Column("awaiting_compensation", Boolean, nullable=False, server_default=false()),
 )
 Index("orders_recent", orders.c.created_at.desc())
+Index(
+    "orders_awaiting_compensation",
+    orders.c.updated_at,
+    postgresql_where=orders.c.awaiting_compensation,
+)
 # The waiting sagas by status and since when: the deadline sweeper reads one range of it per
 # non-terminal status (migration 0002).
 Index("orders_waiting", orders.c.status, orders.c.updated_at)
@@ -78,6 +100,19 @@ timeline = Table(
     Column("kafka_topic", Text, nullable=True),
     Column("kafka_partition", Integer, nullable=True),
     Column("kafka_offset", BigInteger, nullable=True),
+)
+
+# One row per record of a dead-letter topic, written by the dead-letter index's reader
+# (shared.dead_letter_index): the stuck listing joins it instead of holding every
+# dead-lettered order id in memory, and a replay seeks to the position it gives.
+dead_letter_index = Table(
+    "dead_letter_index",
+    metadata,
+    Column("topic", Text, primary_key=True),
+    Column("kafka_partition", Integer, primary_key=True),
+    Column("kafka_offset", BigInteger, primary_key=True),
+    Column("order_id", Text, nullable=True, index=True),
+    Column("dead_lettered_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -235,18 +270,25 @@ class OrderQuery:
 _WAITING = tuple(status for status in OrderStatus if not status.is_terminal)
 
 
+def _has_dead_letters() -> ColumnElement[bool]:
+    return exists().where(dead_letter_index.c.order_id == orders.c.order_id)
+
+
 def _stuck(criteria: StuckCriteria) -> ColumnElement[bool]:
-    """Not terminal, and past its status's deadline or with a dead-lettered event."""
-    because: list[ColumnElement[bool]] = []
+    """Not terminal, and past its status's deadline or with a dead-lettered event; or timed
+    out with a compensation outstanding for longer than the compensation deadline."""
+    because: list[ColumnElement[bool]] = [_has_dead_letters()]
     for status in _WAITING:
         allowed = criteria.deadlines.allowed(status)
         if allowed is not None:
             late = orders.c.updated_at <= func.now() - allowed
             because.append(and_(orders.c.status == status.value, late))
-    if criteria.dead_letters:
-        because.append(orders.c.order_id.in_(sorted(criteria.dead_letters)))
-    waiting = orders.c.status.in_([status.value for status in _WAITING])
-    return and_(waiting, or_(*because))
+    waiting = and_(orders.c.status.in_([status.value for status in _WAITING]), or_(*because))
+    uncompensated = and_(
+        orders.c.awaiting_compensation,
+        orders.c.updated_at <= func.now() - criteria.deadlines.compensation,
+    )
+    return or_(waiting, uncompensated)
 
 
 def _conditions(query: OrderQuery) -> list[ColumnElement[bool]]:
@@ -262,15 +304,40 @@ def _conditions(query: OrderQuery) -> list[ColumnElement[bool]]:
     return conditions
 
 
-async def find_orders(session: AsyncConnection, query: OrderQuery, *, limit: int) -> list[Order]:
-    """The orders ``query`` selects, newest first, at most ``limit`` of them."""
+async def find_orders(
+    session: AsyncConnection, query: OrderQuery, *, limit: int, after: str | None = None
+) -> list[Order]:
+    """The orders ``query`` selects, newest first, at most ``limit`` of them; with ``after``
+    (an order id), those that come after that order in this order (the next page)."""
+    conditions = _conditions(query)
+    if after is not None:
+        # Keyset pagination: newest first, ties by order id; none if ``after`` is unknown.
+        mark = select(orders.c.created_at).where(orders.c.order_id == after).scalar_subquery()
+        conditions.append(
+            or_(
+                orders.c.created_at < mark,
+                and_(orders.c.created_at == mark, orders.c.order_id > after),
+            )
+        )
     statement = (
         select(orders)
-        .where(*_conditions(query))
+        .where(*conditions)
         .order_by(orders.c.created_at.desc(), orders.c.order_id)
         .limit(limit)
     )
     return [_order(row) for row in (await session.execute(statement)).mappings()]
+
+
+async def count_orders(session: AsyncConnection, query: OrderQuery) -> int:
+    """How many orders ``query`` selects."""
+    statement = select(func.count()).select_from(orders).where(*_conditions(query))
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def count_awaiting_compensation(session: AsyncConnection) -> int:
+    """How many timed-out sagas wait for a compensation (stuck or not yet)."""
+    statement = select(func.count()).select_from(orders).where(orders.c.awaiting_compensation)
+    return int((await session.execute(statement)).scalar_one())
 
 
 async def count_by_status(
@@ -295,6 +362,7 @@ _SAVE_SAGA = (
         status=bindparam("b_status"),
         cancel_reason=bindparam("b_cancel_reason"),
         facts=bindparam("b_facts"),
+        awaiting_compensation=bindparam("b_awaiting_compensation"),
         # The moment of the write, not now(): that is the transaction's start, and a run of
         # records shares one transaction, so its last sagas would seem to end early.
         updated_at=func.clock_timestamp(),
@@ -312,6 +380,7 @@ async def save_sagas(session: AsyncConnection, sagas: Mapping[str, Saga]) -> Non
             "b_status": saga.status.value,
             "b_cancel_reason": saga.cancel_reason.value if saga.cancel_reason else None,
             "b_facts": sorted(fact.value for fact in saga.facts),
+            "b_awaiting_compensation": bool(saga.outstanding_compensations),
         }
         for order_id, saga in sagas.items()
     ]
@@ -389,6 +458,84 @@ async def timeline_entries(session: AsyncConnection, order_id: str) -> list[Time
         position = ReadFrom(topic, partition, offset) if known else None
         entries.append(TimelineEntry(payload, position))
     return entries
+
+
+_ADD_DEAD_LETTERS = insert_unless_present(
+    dead_letter_index,
+    ("topic", "kafka_partition", "kafka_offset", "order_id", "dead_lettered_at"),
+    conflict=["topic", "kafka_partition", "kafka_offset"],
+)
+
+
+async def add_dead_letters(session: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Index dead letters (``topic``, ``kafka_partition``, ``kafka_offset``, ``order_id``,
+    ``dead_lettered_at``); one already indexed is left as it is."""
+    if rows:
+        await session.execute(_ADD_DEAD_LETTERS, list(rows))
+
+
+async def next_dead_letter_offsets(
+    session: AsyncConnection, topics: Sequence[str]
+) -> dict[tuple[str, int], int]:
+    """For each indexed dead-letter partition of ``topics``, the offset after its last row."""
+    query = (
+        select(
+            dead_letter_index.c.topic,
+            dead_letter_index.c.kafka_partition,
+            func.max(dead_letter_index.c.kafka_offset) + 1,
+        )
+        .where(dead_letter_index.c.topic.in_(list(topics)))
+        .group_by(dead_letter_index.c.topic, dead_letter_index.c.kafka_partition)
+    )
+    return {(t, p): int(n) for t, p, n in (await session.execute(query)).all()}
+
+
+async def forget_dead_letters_before(
+    session: AsyncConnection, topic: str, partition: int, offset: int
+) -> None:
+    """Drop the rows of records the topic no longer holds (its retention removed them)."""
+    await session.execute(
+        delete(dead_letter_index).where(
+            dead_letter_index.c.topic == topic,
+            dead_letter_index.c.kafka_partition == partition,
+            dead_letter_index.c.kafka_offset < offset,
+        )
+    )
+
+
+async def dead_letter_topics(
+    session: AsyncConnection, order_ids: Iterable[str]
+) -> dict[str, set[str]]:
+    """The dead-letter topics holding records of each of ``order_ids`` (a page of orders)."""
+    wanted = sorted(set(order_ids))
+    if not wanted:
+        return {}
+    query = (
+        select(dead_letter_index.c.order_id, dead_letter_index.c.topic)
+        .where(dead_letter_index.c.order_id.in_(wanted))
+        .distinct()
+    )
+    found: dict[str, set[str]] = {}
+    for order_id, topic in (await session.execute(query)).all():
+        found.setdefault(order_id, set()).add(topic)
+    return found
+
+
+async def dead_letter_positions(
+    session: AsyncConnection, order_id: str, *, limit: int
+) -> list[tuple[str, int, int]]:
+    """Where the order's dead letters are (topic, partition, offset), oldest first."""
+    query = (
+        select(
+            dead_letter_index.c.topic,
+            dead_letter_index.c.kafka_partition,
+            dead_letter_index.c.kafka_offset,
+        )
+        .where(dead_letter_index.c.order_id == order_id)
+        .order_by(dead_letter_index.c.dead_lettered_at, dead_letter_index.c.topic)
+        .limit(limit)
+    )
+    return [(t, p, o) for t, p, o in (await session.execute(query)).all()]
 
 
 def new_order_id() -> str:

@@ -22,6 +22,17 @@ Counting from when a leader watches
     every saga whose outcome is still in its own Kafka backlog: sagas that are not stuck, only
     not yet heard of. A takeover therefore lets a stuck saga wait up to twice its deadline.
 
+Keeping the clock through errors
+    An error does not start the watch again. A sweep that fails (its unit of work lost the
+    database) is logged and the next one comes at its usual time, the lead kept. A lead lost
+    with its lock connection is taken again after a backoff, and the watch resumes where it
+    was, moved forward by the time spent without a lead (from the first failure seen to the
+    lock taken again): that time is not watched, the time before it still is. Errors that
+    recur faster than a deadline (a connection cut every second) therefore only stretch the
+    timeouts by the outages themselves, where restarting the watch on each would postpone
+    every timeout for as long as they recur; a long database outage still counts for
+    nothing, as the backlog it leaves behind is not yet heard of.
+
 A saga that completed, or was cancelled for a reason of its own, is never touched: only the
 non-terminal statuses have deadlines, and ``Saga.time_out`` refuses a terminal saga.
 """
@@ -31,9 +42,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import zlib
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import asyncpg
@@ -92,6 +104,9 @@ class DeadlineSweeper:
         self._task: asyncio.Task[None] | None = None
         self._is_leader = False
         self._watching_since: datetime | None = None
+        self._failures = 0
+        # The watch of a lead lost to an error, and when (monotonic) the loss was first seen.
+        self._interrupted: tuple[datetime, float] | None = None
         self.timed_out: Counter[OrderStatus] = Counter()
         """The sagas this instance cancelled, by the status they were stuck in."""
 
@@ -185,20 +200,19 @@ class DeadlineSweeper:
         ]
 
     async def _run(self) -> None:
-        failures = 0
         while not self._stopping.is_set():
             try:
                 await self._session()
-                failures = 0
+                self._failures = 0
             except _DATABASE_ERRORS as error:
-                failures += 1
-                delay = _backoff(failures)
+                self._failures += 1
+                delay = _backoff(self._failures)
                 log.warning("deadline sweeper: database lost (%r), again in %.1f s", error, delay)
                 await self._sleep(delay)
             except Exception:
                 # A sweeper that dies silently leaves stuck sagas stuck: log and go on.
-                failures += 1
-                delay = _backoff(failures)
+                self._failures += 1
+                delay = _backoff(self._failures)
                 log.exception("deadline sweeper: unexpected error, retrying in %.1f s", delay)
                 await self._sleep(delay)
 
@@ -214,20 +228,42 @@ class DeadlineSweeper:
                 await self._sleep(self._interval)
             else:
                 return
-            self._watching_since = await connection.fetchval("SELECT now()")
-            self._is_leader = True
+            self._watching_since = self._resumed_watch(await connection.fetchval("SELECT now()"))
+            self._is_leader, self._failures = True, 0
             log.info("deadline sweeper: leading")
             while not self._stopping.is_set():
                 # Still holding the lock means still having its connection.
                 await connection.fetchval("SELECT 1")
-                await self.sweep()
+                await self._sweep_on_schedule()
                 await self._sleep(self._interval)
+        except BaseException:
+            if self._watching_since is not None:
+                self._interrupted = (self._watching_since, time.monotonic())
+            raise
         finally:
             self._is_leader, self._watching_since = False, None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
             if not connection.is_closed():
                 connection.terminate()
+
+    def _resumed_watch(self, now: datetime) -> datetime:
+        """Where the watch starts on taking the lead: now, or where an error interrupted it,
+        moved forward by the time without a lead (module docstring)."""
+        interrupted, self._interrupted = self._interrupted, None
+        if interrupted is None:
+            return now
+        since, lost_at = interrupted
+        return min(now, since + timedelta(seconds=time.monotonic() - lost_at))
+
+    async def _sweep_on_schedule(self) -> None:
+        """A sweep whose database work fails is logged, and the next comes on schedule."""
+        try:
+            await self.sweep()
+        except _DATABASE_ERRORS as error:
+            log.warning(
+                "deadline sweeper: a sweep failed (%r), next in %.1f s", error, self._interval
+            )
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -42,6 +42,7 @@ SETTINGS = {
     "SAGAKIT_DEADLINE_PAID_SECONDS": str(DEADLINE_S),
     "SAGAKIT_DEADLINE_RESERVED_SECONDS": str(DEADLINE_S),
     "SAGAKIT_DEADLINE_SWEEP_INTERVAL_SECONDS": "0.5",
+    "SAGAKIT_DEADLINE_COMPENSATION_SECONDS": str(DEADLINE_S),
 }
 WAIT_S = 30.0
 """How long a test waits for what the deadline and the compensations bring (seconds)."""
@@ -261,6 +262,55 @@ async def test_a_reserved_saga_stuck_before_shipping_releases_its_stock_and_is_r
         what="the late InventoryReserved ships nothing",
     )
     await ledger.assert_invariants()
+
+
+async def test_a_timed_out_saga_whose_refund_is_dead_lettered_is_stuck_until_refunded(
+    system: RunningSystem,
+) -> None:
+    client, ledger = system.client, Ledger(system.client)
+    customer = await ledger.customer("unrefunded", "100.00")
+    sku = await ledger.sku("unrefunded", 10)
+    await client.add_fault(client.urls.inventory, "permanent", count=1)
+
+    order = await ledger.place(customer, [(sku, 2, "7.50")])
+    order_id = order["order_id"]
+    await timeline_with(system, order_id, "PaymentProcessed")
+    # Payment gives up on whatever it reads next of this order: shipping's refusal of the
+    # timed-out order, so the refund never starts by itself.
+    payments = [each.url for each in instances(system.state_dir, "payment")]
+    for url in payments:
+        await client.add_fault(url, "permanent", order_ids=[order_id])
+
+    assert (await timed_out(system, order_id))["cancel_reason"] == "timed_out"
+    await timeline_with(system, order_id, "ShippingFailed")
+    assert await dead_letters(system.kafka_bootstrap, system.topic("shipping-failed-dlq"), order_id)
+    assert await client.balance(customer) == 85  # still charged
+    await eventually(
+        lambda: stuck_ids(system),
+        lambda ids: order_id in ids,
+        timeout=WAIT_S,
+        what=f"timed-out order {order_id} listed as stuck while its refund is outstanding",
+    )
+    page = (await client.http.get(f"{client.urls.order}/ui")).text
+    assert f'data-order-id="{order_id}"' in page
+    assert "PaymentRefunded" in page
+
+    for url in payments:
+        (await client.http.delete(f"{url}/faults")).raise_for_status()
+    await replay(system, "shipping-failed", order_id)
+    await payment_status(system, order_id, "REFUNDED")
+    await eventually(
+        lambda: stuck_ids(system),
+        lambda ids: order_id not in ids,
+        timeout=WAIT_S,
+        what=f"order {order_id} no longer stuck once refunded",
+    )
+    assert await client.balance(customer) == 100
+    await ledger.assert_invariants()
+
+
+async def stuck_ids(system: RunningSystem) -> set[str]:
+    return {order["order_id"] for order in await system.client.orders(stuck=True, limit=500)}
 
 
 async def test_a_payment_processed_after_the_timeout_is_refunded(system: RunningSystem) -> None:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.order import handlers, store
@@ -281,3 +281,40 @@ async def _until(condition: Callable[[], bool], what: str, timeout: float = 20.0
     while not condition():
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
         await asyncio.sleep(0.05)
+
+
+async def test_errors_recurring_faster_than_the_sweeps_still_let_overdue_sagas_be_cancelled(
+    units: UnitOfWorkFactory, database: str, engine: AsyncEngine
+) -> None:
+    # The sweeper's lock connection is cut every 0.4 s, more often than it sweeps (1 s): each
+    # cut is an error it meets at its next sweep, and each time it must lead again. The time
+    # it watched before an error still counts, so the saga is cancelled all the same.
+    deadline = Deadlines(*(timedelta(seconds=2),) * 3)
+    sweeper = DeadlineSweeper(units, database, deadline, interval_s=1.0, lock_key=_new_lock_key())
+    await sweeper.start()
+    cuts = 0
+    try:
+        await _until(lambda: sweeper.is_leader, "the sweeper leads")
+        order_id = await add_saga(units, Saga(), waited_s=0)
+        give_up = time.monotonic() + 45
+        while (await order_of(units, order_id)).status is not OrderStatus.CANCELLED:
+            assert time.monotonic() < give_up, (
+                f"not cancelled within 45 s of a 2 s deadline, its sweeper cut {cuts} times"
+            )
+            cuts += await _cut_sweeper_connections(engine)
+            await asyncio.sleep(0.4)
+    finally:
+        await sweeper.stop()
+
+    assert cuts >= 2, "the errors did not recur: the test proves nothing"
+    assert (await order_of(units, order_id)).cancel_reason is CancelReason.timed_out
+
+
+async def _cut_sweeper_connections(engine: AsyncEngine) -> int:
+    """Terminate the sweeper's lock connection(s) to this database; how many were cut."""
+    query = text(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE application_name = 'deadline-sweeper' AND datname = current_database()"
+    )
+    async with engine.connect() as connection:
+        return int((await connection.execute(query)).scalar_one())

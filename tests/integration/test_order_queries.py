@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.order import store
 from services.order.deadlines import Deadlines
 from services.order.handlers import record_in_timeline
-from services.order.model import OrderStatus
+from services.order.model import OrderStatus, Saga, SagaFact
 from services.order.stuck import StuckCriteria
 from shared.db import ReadFrom, UnitOfWorkFactory, make_engine
 from shared.events import OrderCreated, PaymentProcessed
@@ -96,14 +96,87 @@ async def test_stuck_means_past_the_deadline_of_its_status_or_dead_lettered_and_
     old_completed = await place(units, customer, OrderStatus.COMPLETED, moved_ago=timedelta(days=1))
     dead_lettered = await place(units, customer, OrderStatus.PAID)
     dead_lettered_done = await place(units, customer, OrderStatus.CANCELLED)
-    letters = {dead_lettered: {"payment-processed-dlq"}, dead_lettered_done: {"x-dlq"}}
-    criteria = StuckCriteria(DEADLINES, letters)
+    await index_dead_letters(units, {dead_lettered: "payment-processed-dlq"})
+    await index_dead_letters(units, {dead_lettered_done: "x-dlq"})
+    # Timed out: one still awaiting its refund for longer than the compensation deadline (a
+    # minute), one awaiting it for less, one whose compensations all came.
+    unrefunded = await timed_out(units, customer, [SagaFact.PaymentProcessed], timedelta(hours=1))
+    refund_coming = await timed_out(units, customer, [SagaFact.PaymentProcessed], timedelta(0))
+    compensated = await timed_out(
+        units,
+        customer,
+        [SagaFact.PaymentProcessed, SagaFact.ShippingFailed, SagaFact.PaymentRefunded],
+        timedelta(hours=1),
+    )
+    criteria = StuckCriteria(DEADLINES)
 
     stuck = await listed(units, store.OrderQuery(customer_id=customer, stuck=criteria))
 
-    assert stuck == {late_pending, late_reserved, dead_lettered}
+    assert stuck == {late_pending, late_reserved, dead_lettered, unrefunded}
     everyone = {fresh_pending, paid_in_time, old_completed, dead_lettered_done} | stuck
+    everyone |= {refund_coming, compensated}
     assert await listed(units, store.OrderQuery(customer_id=customer)) == everyone
+    async with units() as uow:
+        assert (
+            await store.count_orders(
+                uow.session, store.OrderQuery(customer_id=customer, stuck=criteria)
+            )
+            == 4
+        )
+
+
+async def index_dead_letters(units: UnitOfWorkFactory, letters: dict[str, str]) -> None:
+    rows = [
+        {
+            "topic": topic,
+            "kafka_partition": 0,
+            "kafka_offset": uuid.uuid4().int % 2**62,
+            "order_id": order_id,
+            "dead_lettered_at": datetime.now(UTC),
+        }
+        for order_id, topic in letters.items()
+    ]
+    async with units() as uow:
+        await store.add_dead_letters(uow.session, rows)
+        await uow.commit()
+
+
+async def timed_out(
+    units: UnitOfWorkFactory, customer: str, facts: list[SagaFact], moved_ago: timedelta
+) -> str:
+    """A saga cancelled by the sweeper, with ``facts`` recorded since, last moved that long ago."""
+    order_id = await place(units, customer, OrderStatus.PENDING)
+    saga = Saga()
+    saga.time_out()
+    for fact in facts:
+        saga.record(fact)
+    async with units() as uow:
+        await store.save_sagas(uow.session, {order_id: saga})
+        await uow.session.execute(
+            update(store.orders)
+            .where(store.orders.c.order_id == order_id)
+            .values(updated_at=func.now() - moved_ago)
+        )
+        await uow.commit()
+    return order_id
+
+
+async def test_the_listing_pages_on_from_an_order_id(
+    units: UnitOfWorkFactory, customer: str
+) -> None:
+    placed = [
+        await place(units, customer, OrderStatus.PAID, placed_ago=timedelta(seconds=n))
+        for n in range(5)
+    ]
+    mine = store.OrderQuery(customer_id=customer)
+    async with units() as uow:
+        first = await store.find_orders(uow.session, mine, limit=2)
+        second = await store.find_orders(uow.session, mine, limit=2, after=first[-1].order_id)
+        last = await store.find_orders(uow.session, mine, limit=2, after=second[-1].order_id)
+        unknown = await store.find_orders(uow.session, mine, limit=2, after="no-such-order")
+    pages = [[order.order_id for order in page] for page in (first, second, last)]
+    assert pages == [placed[:2], placed[2:4], placed[4:]]
+    assert unknown == []
 
 
 async def test_the_filters_narrow_the_list_together_and_the_counts_cover_every_status(

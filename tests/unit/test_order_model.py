@@ -473,3 +473,51 @@ def test_order_shipped_after_any_other_cancel_is_absorbed() -> None:
 
     assert (saga.status, saga.cancel_reason) == (OrderStatus.CANCELLED, CancelReason.out_of_stock)
     assert transition.absorbed
+
+
+@pytest.mark.parametrize(
+    ("facts", "outstanding"),
+    [
+        ([], {SagaFact.ShippingFailed}),
+        ([SagaFact.ShippingFailed], set()),
+        ([SagaFact.PaymentProcessed], {SagaFact.ShippingFailed, SagaFact.PaymentRefunded}),
+        ([SagaFact.PaymentProcessed, SagaFact.ShippingFailed], {SagaFact.PaymentRefunded}),
+        (
+            [SagaFact.PaymentProcessed, SagaFact.InventoryReserved, SagaFact.ShippingFailed],
+            {SagaFact.PaymentRefunded, SagaFact.InventoryReleased},
+        ),
+        (
+            [
+                SagaFact.PaymentProcessed,
+                SagaFact.InventoryReserved,
+                SagaFact.ShippingFailed,
+                SagaFact.InventoryReleased,
+                SagaFact.PaymentRefunded,
+            ],
+            set(),
+        ),
+    ],
+)
+def test_a_timed_out_saga_awaits_the_refusal_and_the_undoing_of_what_it_took(
+    facts: list[SagaFact], outstanding: set[SagaFact]
+) -> None:
+    saga = Saga.replay([fact for fact in facts if fact is not SagaFact.ShippingFailed][:2])
+    assert saga.time_out() or saga.status is OrderStatus.CANCELLED
+    for fact in facts:
+        saga.record(fact)
+    assert saga.outstanding_compensations == outstanding
+
+
+def test_a_late_charge_after_the_timeout_awaits_its_refund() -> None:
+    saga = Saga()
+    saga.time_out()
+    saga.record(SagaFact.ShippingFailed)
+    assert saga.outstanding_compensations == frozenset()
+    saga.record(SagaFact.PaymentProcessed)
+    assert saga.outstanding_compensations == {SagaFact.PaymentRefunded}
+
+
+def test_only_a_timed_out_saga_awaits_compensations() -> None:
+    assert Saga.replay([SagaFact.PaymentProcessed]).outstanding_compensations == frozenset()
+    declined = Saga.replay([SagaFact.PaymentFailed])
+    assert declined.outstanding_compensations == frozenset()

@@ -8,6 +8,8 @@ elsewhere.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +27,11 @@ from services.order.explorer.peers import Peers
 from services.order.model import OrderStatus
 from services.order.stuck import StuckCriteria, StuckFinder, Why
 from shared.db import UnitOfWorkFactory
-from shared.dead_letter_index import DeadLetterIndex
+from shared.dead_letter_index import READ_TIMEOUT_S, DeadLetterIndex
 from shared.group_lag import read_groups
 from shared.http import BODY_RESPONSES
 from shared.replay import replay_dead_letters
+from shared.text import MAX_ORDER_ID_CHARS, StorableStr
 
 __all__ = ["Explorer", "admin_router", "router"]
 
@@ -94,8 +97,9 @@ def router(explorer: Explorer) -> APIRouter:
         status_: Annotated[str, Query(alias="status")] = "",
         customer_id: str = "",
         older_than: str = "",
+        stuck_after: Annotated[StorableStr, Query(max_length=MAX_ORDER_ID_CHARS)] = "",
     ) -> HTMLResponse:
-        """Sagas by status, the stuck ones first."""
+        """Sagas by status, the stuck ones first (``stuck_after``: their next page)."""
         problems: list[str] = []
         chosen = _status(status_, problems)
         age = _parse_age(older_than, problems)
@@ -108,14 +112,20 @@ def router(explorer: Explorer) -> APIRouter:
         async with explorer.units() as uow:
             counts = await store.count_by_status(uow.session, scope)
             orders = await store.find_orders(uow.session, listed, limit=LISTED)
-            stuck = await store.find_orders(uow.session, stuck_query, limit=LISTED)
+            stuck = await store.find_orders(
+                uow.session, stuck_query, limit=LISTED, after=stuck_after or None
+            )
+            stuck_total = await store.count_orders(uow.session, stuck_query)
+            topics = await store.dead_letter_topics(uow.session, [o.order_id for o in stuck])
         return render(
             request,
             "sagas.html",
             counts=counts,
             orders=orders,
-            stuck=_why_stuck(stuck, criteria),
+            stuck=_why_stuck(stuck, criteria, topics),
             stuck_ids={order.order_id for order in stuck},
+            stuck_total=stuck_total,
+            stuck_next=stuck[-1].order_id if len(stuck) == LISTED else None,
             filters={"status": status_, "customer_id": customer_id, "older_than": older_than},
             statuses=list(OrderStatus),
             problems=problems,
@@ -124,23 +134,29 @@ def router(explorer: Explorer) -> APIRouter:
     @pages.get("/orders/{order_id}", response_class=HTMLResponse)
     async def order_page(request: Request, order_id: str) -> HTMLResponse:
         """One saga: its swimlanes, what the other services hold, its dead letters."""
+        criteria, problem = await _criteria(explorer.finder)
         async with explorer.units() as uow:
             order = await store.get_order(uow.session, order_id)
             entries = await store.timeline_entries(uow.session, order_id)
+            positions = await store.dead_letter_positions(uow.session, order_id, limit=LISTED)
         if order is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no order {order_id!r}")
-        criteria, dlq_problem = await _criteria(explorer.finder)
-        now = datetime.now(UTC)
+        try:
+            letters = await asyncio.wait_for(explorer.dead_letters.read(positions), READ_TIMEOUT_S)
+        except Exception as error:  # Kafka down: the page says so, the rest still shows
+            letters = []
+            problem = problem or f"cannot read the dead letters: {type(error).__name__}: {error}"
+        topics = {position[0] for position in positions}
         return render(
             request,
             "order.html",
             order=order,
             lanes=swimlanes(entries),
             peers=await explorer.peers.views(order_id),
-            why=criteria.why(order.status, order.updated_at, order_id, now),
+            why=_why(order, criteria, topics, datetime.now(UTC)),
             due=criteria.deadlines.due(order.status, order.updated_at),
-            letters=explorer.dead_letters.of_order(order_id),
-            problems=[dlq_problem] if dlq_problem else [],
+            letters=letters,
+            problems=[problem] if problem else [],
         )
 
     @pages.get("/dead-letters", response_class=HTMLResponse)
@@ -194,7 +210,7 @@ def admin_router(explorer: Explorer) -> APIRouter:
             replayed = await replay_dead_letters(
                 explorer.kafka_options,
                 body.topic,
-                match=lambda r: (r.partition, r.offset) == (body.partition, body.offset),
+                at=(body.partition, body.offset),
                 timeout_s=REPLAY_TIMEOUT_S,
             )
         except (LookupError, TimeoutError) as error:
@@ -215,15 +231,32 @@ async def _criteria(finder: StuckFinder) -> tuple[StuckCriteria, str | None]:
     try:
         return await finder.criteria(), None
     except Exception as error:  # Kafka down: the deadlines still tell the overdue sagas
-        problem = f"cannot read the dead-letter topics: {type(error).__name__}: {error}"
-        return StuckCriteria(finder.deadlines, {}), problem
+        problem = (
+            f"cannot read the dead-letter topics (the dead letters shown are those indexed "
+            f"before): {type(error).__name__}: {error}"
+        )
+        return StuckCriteria(finder.deadlines), problem
 
 
-def _why_stuck(orders: list[store.Order], criteria: StuckCriteria) -> list[StuckSaga]:
+def _why(
+    order: store.Order, criteria: StuckCriteria, topics: Collection[str], now: datetime
+) -> Why | None:
+    return criteria.why(
+        order.status,
+        order.updated_at,
+        now,
+        dead_letter_topics=topics,
+        outstanding=order.saga.outstanding_compensations,
+    )
+
+
+def _why_stuck(
+    orders: list[store.Order], criteria: StuckCriteria, topics: Mapping[str, Collection[str]]
+) -> list[StuckSaga]:
     now = datetime.now(UTC)
     found = []
     for order in orders:
-        why = criteria.why(order.status, order.updated_at, order.order_id, now)
+        why = _why(order, criteria, topics.get(order.order_id, ()), now)
         if why is not None:
             found.append(StuckSaga(order, why))
     return found
