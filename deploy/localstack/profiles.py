@@ -2,10 +2,11 @@
 
 ``dev`` is what ``make up`` starts, ``test`` is what the test suite starts, ``bench`` is what
 ``make bench`` starts and stops again, ``chaos`` what ``make chaos`` starts, breaks and stops,
-``chaos-test`` the one the chaos smoke test does the same to (so the two can run at
-once), ``soak`` what ``make soak`` runs for hours and ``soak-test`` its two-minute variant. They share no port, no state folder and no PostgreSQL cluster, so running the tests,
-the benchmark or a chaos run never stops, reuses or pollutes the dev stack (nor the
-benchmark's load the tests' timings).
+``chaos-test`` the one the chaos smoke test does the same to (so the two can run at once),
+``soak`` what ``make soak`` runs for half an hour and more, ``soak-test`` its two-minute
+variant in the test suite. They share no port, no state folder and no PostgreSQL cluster, so
+running the tests, the benchmark, a chaos run or a soak never stops, reuses or pollutes the
+dev stack (nor the benchmark's load the tests' timings).
 
 Kafka may run as a cluster (``make up KAFKA_BROKERS=3``): node 1 takes the profile's two Kafka
 ports, node ``i`` those plus ``2*(i-1)``, so the dev stack's three nodes listen on

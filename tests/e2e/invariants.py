@@ -27,17 +27,20 @@ from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.chaos.checks import check
 from deploy.chaos.manifest import Manifest
 from deploy.chaos.snapshot import order_row, read_http
 from deploy.demo.client import TERMINAL, SagaClient
 from deploy.localstack.supervisor import read_status
+from shared.topics import existing_partitions
 
 __all__ = [
     "Ledger",
     "ServiceInstance",
     "bounded_gather",
+    "caught_up",
     "dead_letters",
     "eventually",
     "instances",
@@ -130,6 +133,35 @@ async def stays(
         if time.monotonic() > deadline:
             return value
         await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def caught_up(bootstrap: str, group: str, topic: str, *, timeout: float = WAIT_S) -> None:
+    """Wait until consumer group ``group`` has committed every record of ``topic`` written so
+    far: what it did with them (an effect, or nothing) is in its database by then, since a
+    consumer commits its offsets after its transaction. A "nothing happened" check after a
+    replay starts here, so it knows its input was consumed."""
+    options = {"bootstrap_servers": bootstrap}
+    partitions = (await existing_partitions(options))[topic]
+    reader = AIOKafkaConsumer(**options)
+    admin = AIOKafkaAdminClient(**options)
+    await reader.start()
+    await admin.start()
+    try:
+        ends = await reader.end_offsets(partitions)
+
+        async def committed() -> dict[Any, int]:
+            offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            return {tp: meta.offset for tp, meta in offsets.items()}
+
+        await eventually(
+            committed,
+            lambda now: all(now.get(tp, -1) >= end for tp, end in ends.items() if end),
+            timeout=timeout,
+            what=f"group {group} caught up with {topic}",
+        )
+    finally:
+        await admin.close()
+        await reader.stop()
 
 
 async def wait_terminal(client: SagaClient, order_id: str, timeout: float = WAIT_S) -> Json:
