@@ -13,17 +13,26 @@ The steps, in order (``shared.batches`` takes runs of records through the same o
 How failures are treated (``classify``):
 
 - ``PermanentError`` (``NotAnEvent`` included): dead-lettered at once (attempts: 1);
-- ``TransientError``: retried with backoff, dead-lettered after ``retry_attempts`` in all;
-- any other exception (a bug, a constraint violation): as ``TransientError``, a few tries and
-  then the DLQ, with its class name in ``dlq.error.type``;
-- infrastructure unavailable (PostgreSQL connection refused or lost, ``OSError``, timeouts,
-  no pooled connection free within the pool's timeout):
-  retried with backoff *without limit*.
+- data the database refuses (SQLSTATE class 22 data exception, 23 integrity constraint, 54
+  program limit exceeded: a numeric overflow, a value too long for its column or index): as
+  ``PermanentError``, dead-lettered at once, with ``SQLSTATE <code>: <the server's words>`` in
+  ``dlq.error.message``: the same record fails the same way however often it is tried;
+- ``TransientError``, and a serialization failure or deadlock (40001, 40P01): retried with
+  backoff, dead-lettered after ``retry_attempts`` in all;
+- any other exception (a bug): as ``TransientError``, a few tries and then the DLQ, with its
+  class name in ``dlq.error.type``;
+- infrastructure unavailable (PostgreSQL connection refused or lost, SQLSTATE class 08
+  connection exception, 53 insufficient resources, 57P01-57P03 shutdown or cannot connect
+  now, 58 system error; ``OSError``, timeouts, no pooled connection free within the pool's
+  timeout): retried with backoff *without limit*.
 
 The last row is a choice: the record is fine, our own database is not, and dead-lettering
 every record that arrives during a database outage would lose events the contract says are
 never lost (docs/contract.md, section 7). The partition waits instead (the consumer keeps
 polling and stays in the group) and resumes where it stopped when the database is back.
+The SQLSTATE decides before the exception's class does: sqlalchemy's asyncpg dialect wraps a
+program limit or a deadlock in ``OperationalError``, the class of a lost connection, and a
+record refused for its data that was taken for an outage stopped its partition for good.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ __all__ = [
     "OUTCOMES",
     "ConsumerStats",
     "Counted",
+    "DataRefused",
     "Failure",
     "MisroutedEvent",
     "Outcome",
@@ -66,6 +76,7 @@ __all__ = [
     "RetryPolicy",
     "classify",
     "consumer_span",
+    "dead_letter_reason",
     "handler_durations",
 ]
 
@@ -75,12 +86,23 @@ CRASH_EXIT_CODE = 70
 """The exit status of a process ended by an injected ``crash`` fault (EX_SOFTWARE)."""
 
 # SQLSTATE classes that mean "the server is not there for us right now": 08 connection
-# exception, 53 insufficient resources, 57P01-57P03 shutdown / cannot connect now.
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+# exception, 53 insufficient resources, 57P01-57P03 shutdown / cannot connect now, 58 system
+# error (the server's own I/O).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "58")
+# "This record's data cannot be stored": 22 data exception, 23 integrity constraint
+# violation, 54 program limit exceeded. Tried again, the same record fails the same way.
+_REFUSED_DATA_SQLSTATES = ("22", "23", "54")
+# Lost a race with another transaction (40001 serialization failure, 40P01 deadlock): the
+# next attempt usually wins it.
+_RACE_LOST_SQLSTATES = ("40001", "40P01")
 
 
 class MisroutedEvent(PermanentError):
     """A valid event on a topic that carries another event type: a producer's bug."""
+
+
+class DataRefused(PermanentError):
+    """The database refused a record's data (SQLSTATE class 22, 23 or 54): see ``classify``."""
 
 
 class Failure(enum.Enum):
@@ -105,15 +127,35 @@ def classify(error: BaseException) -> Failure:
         return Failure.permanent
     if isinstance(error, TransientError):
         return Failure.transient
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return Failure.unavailable
+    state = _sqlstate(error)
+    if state.startswith(_REFUSED_DATA_SQLSTATES):
+        return Failure.permanent
+    if state.startswith(_UNAVAILABLE_SQLSTATES):
+        return Failure.unavailable
+    if state:  # the server answered: a race lost, or a bug; a few tries, then the DLQ
+        return Failure.transient
     # PoolTimeout: every pooled connection stayed busy for ``pool_timeout``; the database is
     # saturated, not the record wrong, so it must wait like an outage, never dead-letter.
     if isinstance(error, OSError | TimeoutError | PoolTimeout | InterfaceError | OperationalError):
         return Failure.unavailable
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return Failure.unavailable
-    if _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES):
-        return Failure.unavailable
     return Failure.transient
+
+
+def dead_letter_reason(error: BaseException) -> BaseException:
+    """What a dead letter says of ``error``: its SQLSTATE and the server's words when the
+    database refused the record's data (``DataRefused``), ``error`` itself otherwise."""
+    state = _sqlstate(error)
+    if isinstance(error, PermanentError) or not state.startswith(_REFUSED_DATA_SQLSTATES):
+        return error
+    origin = error.orig if isinstance(error, DBAPIError) else error
+    # sqlalchemy's asyncpg dialect chains asyncpg's own error, whose text is the server's
+    # message alone (the wrapper's adds the statement and its parameters).
+    server = origin.__cause__ if origin is not None and origin.__cause__ is not None else origin
+    detail = getattr(server, "detail", None)
+    words = str(server) + (f" ({detail})" if detail else "")
+    return DataRefused(f"SQLSTATE {state}: {words}")
 
 
 class Outcome(enum.Enum):
@@ -339,7 +381,7 @@ class RecordProcessor:
             if failure is Failure.transient:
                 bounded_failures += 1
             if failure is Failure.permanent or bounded_failures >= self._retry.attempts:
-                return await self.dead_letter(record, event, error, attempts)
+                return await self.dead_letter(record, event, dead_letter_reason(error), attempts)
             delay = self._retry.delay(attempts)
             self._stats.count_retry(record.topic)
             log.warning(
