@@ -5,8 +5,9 @@ The steps, in order (``shared.batches`` takes runs of records through the same o
 1. decode; bytes that are not an event of the topic's type go to the DLQ at once;
 2. skip the event if Redis says this group processed it already (fast path);
 3. apply the injected ``delay`` / ``transient`` / ``permanent`` faults, if a registry is given;
-4. in one unit of work: claim the event in the inbox (already claimed: a duplicate, skip),
-   run the route's handlers, commit; then tell Redis;
+4. in one unit of work, behind the group's lock (``shared.group_lock``): claim the event in
+   the inbox (already claimed: a duplicate, skip), run the route's handlers, commit; then
+   tell Redis;
 5. an injected ``crash`` exits the process here: after the database commit, before the
    offset commit, so the record is redelivered and must be skipped.
 
@@ -57,6 +58,7 @@ from shared.dlq import DeadLetterQueue
 from shared.errors import PermanentError, TransientError
 from shared.events import Event, decode
 from shared.faults import FaultKind, FaultRegistry, inject_before_handler
+from shared.group_lock import GroupLock
 from shared.inbox import Deduplicator, Inbox
 from shared.logs import about_record
 from shared.metrics import histogram
@@ -294,6 +296,7 @@ class RecordProcessor:
         exit_process: Callable[[int], NoReturn] = os._exit,
     ) -> None:
         self._group = group
+        self._lock = GroupLock(group)
         self._durations = durations or handler_durations()
         self._routes = routes
         self._units = units
@@ -424,6 +427,9 @@ class RecordProcessor:
         if self._faults is not None:
             await inject_before_handler(self._faults, event.order_id)
         async with self._units() as uow:
+            # Queued behind the group's other transactions, as a batch is: one record's
+            # transaction could otherwise deadlock with the group's next batch.
+            await self._lock.take(uow)
             if not await self._inbox.claim(uow, self._group, event.event_id):
                 return Outcome.duplicate
             started = time.perf_counter()
