@@ -6,7 +6,8 @@ Under load a poll brings tens or hundreds of records per partition, so ``BatchPr
 takes a run of them together:
 
 1. decode each record; bytes that are not an event go to the DLQ in their place, and the
-   valid records on either side of one are separate runs (order holds exactly);
+   valid records on either side of one are separate runs (order holds exactly); a dead
+   letter replayed for another group is done without being decoded, and splits runs alike;
 2. ask Redis about the whole run in one pipelined round trip, skip what it knows (only for a
    partition's first runs after an assignment, where redeliveries are: ``_known_to_redis``);
 3. if an active fault may fire for any order of the run, take the run one record at a time:
@@ -72,6 +73,7 @@ log = logging.getLogger(__name__)
 _Record: TypeAlias = ConsumerRecord[bytes, bytes]
 _Handled: TypeAlias = list[uuid.UUID]
 
+
 @dataclass(frozen=True, slots=True)
 class _Decoded:
     record: _Record
@@ -132,19 +134,25 @@ class BatchProcessor:
         done = 0
         run: list[_Decoded] = []
         for record in records:
-            try:
-                event, route = self._processor.decode(record)
-            except PermanentError as error:
-                finished = await self._process_run(run, stopping)
-                if finished < len(run):
-                    return done + finished
-                done += len(run)
-                run = []
+            refused: PermanentError | None = None
+            if not self._processor.replayed_for_another_group(record):
+                try:
+                    event, route = self._processor.decode(record)
+                except PermanentError as error:
+                    refused = error
+                else:
+                    run.append(_Decoded(record, event, route))
+                    continue
+            # Not an event, or not ours: the run ends before it (``done`` is in offset order).
+            finished = await self._process_run(run, stopping)
+            if finished < len(run):
+                return done + finished
+            done += len(run)
+            run = []
+            if refused is not None:
                 with about_record(record):
-                    await self._processor.dead_letter(record, None, error, attempts=1)
-                done += 1
-                continue
-            run.append(_Decoded(record, event, route))
+                    await self._processor.dead_letter(record, None, refused, attempts=1)
+            done += 1
         return done + await self._process_run(run, stopping)
 
     async def _process_run(self, run: Sequence[_Decoded], stopping: asyncio.Event) -> int:

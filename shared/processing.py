@@ -2,6 +2,8 @@
 
 The steps, in order (``shared.batches`` takes runs of records through the same ones):
 
+0. a dead letter replayed for another group (its ``sagakit.replay.group`` header,
+   ``shared.replay_target``) is done at once: not decoded, handled or dead-lettered;
 1. decode; bytes that are not an event of the topic's type go to the DLQ at once;
 2. skip the event if Redis says this group processed it already (fast path);
 3. apply the injected ``delay`` / ``transient`` / ``permanent`` faults, if a registry is given;
@@ -62,6 +64,7 @@ from shared.group_lock import GroupLock
 from shared.inbox import Deduplicator, Inbox
 from shared.logs import about_record
 from shared.metrics import histogram
+from shared.replay_target import REPLAY_GROUP_HEADER, replay_header
 from shared.subscriptions import Route
 from shared.tracing import OpenSpan, handling, header_of, recording, start_span
 
@@ -170,11 +173,18 @@ class Outcome(enum.Enum):
     """Given up between two attempts because the partition is being released; not done."""
 
 
-Counted = Literal["ok", "retried", "dead_lettered", "duplicate"]
+Counted = Literal["ok", "retried", "dead_lettered", "duplicate", "replay_skipped"]
 """What became of a consumed record, as ``/metrics`` counts it: handled at the first attempt,
-handled after retries, dead-lettered, or skipped as already processed."""
+handled after retries, dead-lettered, skipped as already processed, or skipped as a replayed
+dead letter of another group (``shared.replay_target``)."""
 
-OUTCOMES: Final[tuple[Counted, ...]] = ("ok", "retried", "dead_lettered", "duplicate")
+OUTCOMES: Final[tuple[Counted, ...]] = (
+    "ok",
+    "retried",
+    "dead_lettered",
+    "duplicate",
+    "replay_skipped",
+)
 
 
 @dataclass
@@ -189,6 +199,8 @@ class ConsumerStats:
     duplicates: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    replay_skipped: int = 0
+    """Replayed dead letters of another group, committed past without being handled."""
     commit_failures: int = 0
     rebalances: int = 0
     batches: int = 0
@@ -207,6 +219,8 @@ class ConsumerStats:
             self.duplicates += records
         elif outcome == "dead_lettered":
             self.dead_lettered += records
+        elif outcome == "replay_skipped":
+            self.replay_skipped += records
         else:
             self.processed += records
 
@@ -312,6 +326,8 @@ class RecordProcessor:
         self, record: ConsumerRecord[bytes, bytes], stopping: asyncio.Event
     ) -> Outcome:
         """Take ``record`` as far as it goes; see the module docstring for the steps."""
+        if self.replayed_for_another_group(record):
+            return Outcome.processed
         try:
             event, route = self.decode(record)
         except PermanentError as error:
@@ -409,6 +425,22 @@ class RecordProcessor:
         self._stats.count(record.topic, "ok" if attempts == 1 else "retried")
         self._maybe_crash(event)
         return outcome
+
+    def replayed_for_another_group(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Whether ``record`` is a replayed dead letter of another group (counted, logged at
+        debug): done for this group without decoding or handling it, never dead-lettered."""
+        meant_for = replay_header(record.headers, REPLAY_GROUP_HEADER)
+        if meant_for is None or meant_for == self._group:
+            return False
+        log.debug(
+            "skipping %s[%d]@%d: a dead letter replayed for group %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            meant_for,
+        )
+        self._stats.count(record.topic, "replay_skipped")
+        return True
 
     def decode(self, record: ConsumerRecord[bytes, bytes]) -> tuple[Event, Route]:
         """The record's event and route; ``PermanentError`` when it is not an event of its topic."""
