@@ -354,3 +354,39 @@ async def test_data_the_database_refuses_is_dead_lettered_with_its_sqlstate_and_
     assert attempts.count(refused.event_id) <= 2
     assert runner.stats.retried == 0 and runner.stats.dead_lettered == 1
     assert await effects_of(engine, group) == {after.event_id: 1}
+
+
+async def test_an_idempotency_key_evicted_from_redis_costs_an_inbox_lookup_not_a_second_effect(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka
+) -> None:
+    group = infra.unique("g")
+    redis = Redis.from_url(infra.redis_url)
+    dedup = Deduplicator(redis, ttl_seconds=600, prefix=infra.unique("seen"))
+    event = new_order()
+    subscriptions = [Subscription(OrderCreated, effect_handler(group))]
+    settings = settings_for(kafka.bootstrap, kafka.topics)
+    await kafka.publish(event)
+    async with running(
+        settings, engine, subscriptions, group=group, topics=kafka.topics, dedup=dedup
+    ):
+        await wait_until(lambda: _has_effect(engine, group, event.event_id), what="the effect")
+        await wait_until(lambda: _known(redis, dedup.key(group, event.event_id)), what="the key")
+
+    # Evicted (maxmemory, allkeys-lru) or expired (its TTL): Redis no longer knows the event.
+    assert await redis.delete(dedup.key(group, event.event_id)) == 1
+    sentinel = new_order(event.order_id)  # the same key: after the copy in its partition
+    for each in (event, sentinel):  # a second copy, as a relay that published twice sends
+        await kafka.publish(each)
+    # A new assignment: the partition's first records are asked of Redis, which misses.
+    async with running(
+        settings, engine, subscriptions, group=group, topics=kafka.topics, dedup=dedup
+    ) as again:
+        await wait_until(lambda: _has_effect(engine, group, sentinel.event_id), what="sentinel")
+    await redis.aclose()
+
+    assert await effects_of(engine, group) == {event.event_id: 1, sentinel.event_id: 1}
+    assert (again.stats.processed, again.stats.duplicates) == (1, 1)  # the inbox said so
+
+
+async def _known(redis: Redis, key: str) -> bool:
+    return bool(await redis.exists(key))
