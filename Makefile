@@ -5,6 +5,7 @@
 #   make lint                 ruff and mypy
 #   make bench                the benchmark, on its own stack (bench/README.md)
 #   make chaos                sagas under killed services, broker, Redis, PostgreSQL; verified
+#   make soak                 100 orders/s for 30 minutes; a verdict on growth (soak/README.md)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -23,10 +24,10 @@ KAFKA_OPTIONS := $(if $(KAFKA_BROKERS),--kafka-brokers $(KAFKA_BROKERS)) \
 BENCH_ARGS ?=
 CHAOS_ARGS ?=
 
-.PHONY: help install up down status test lint demo bench chaos
+.PHONY: help install up down status test lint demo bench chaos soak
 
 help:
-	@echo "make install | up | down | status | test | lint | demo | bench | chaos   (PROFILE=$(PROFILE))"
+	@echo "make install | up | down | status | test | lint | demo | bench | chaos | soak   (PROFILE=$(PROFILE))"
 
 # Re-installed only when pyproject.toml changes (the stamp is older than it).
 $(INSTALLED): pyproject.toml
@@ -90,3 +91,11 @@ chaos: install
 	@unset $$(compgen -e | grep '^SAGAKIT_'); \
 	trap '$(PY) -m deploy.localstack down --profile chaos' EXIT; \
 	$(PY) -m deploy.localstack up --profile chaos && $(PY) -m deploy.chaos run $(CHAOS_ARGS)
+
+# Sustained orders with the retention windows compressed, every series sampled every 10 s,
+# then verify and a verdict on growth: on a stack of its own (the soak profile), which the run
+# starts with the compressed settings and stops after it whatever the outcome. SOAK_*
+# variables size it (make soak SOAK_RATE=50 SOAK_MINUTES=120); the report and a PNG go to
+# soak/results/. SAGAKIT_* variables of the shell are dropped, as for make bench.
+soak: $(BENCH_INSTALLED)
+	@unset $$(compgen -e | grep '^SAGAKIT_'); $(PY) -m deploy.soak

@@ -82,3 +82,15 @@ class Sagakit:
             timeout=timeout,
         )
         return Ran(done.returncode, done.stdout, done.stderr)
+
+    async def started(self, *args: str) -> asyncio.subprocess.Process:
+        """The console script started and left running, its output unbuffered on a pipe: a
+        test reads its lines as they come (``--follow``) instead of guessing when they do."""
+        env = {k: v for k, v in os.environ.items() if k not in _shell_settings()}
+        return await asyncio.create_subprocess_exec(
+            str(CONSOLE_SCRIPT),
+            *self._argv(args),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env | {"PYTHONUNBUFFERED": "1"},
+        )

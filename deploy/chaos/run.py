@@ -34,7 +34,7 @@ from deploy.chaos.workload import Placement, Workload, place_orders
 from deploy.demo.client import SagaClient
 from deploy.localstack.supervisor import read_status
 
-__all__ = ["ChaosReport", "InjectedFault", "run_chaos"]
+__all__ = ["ChaosReport", "InjectedFault", "instances_by_service", "run_chaos"]
 
 SCHEMA = 1
 READY_POLL_S = 0.5
@@ -121,7 +121,7 @@ class ChaosReport:
         }
 
 
-async def _instances_by_service(urls: Sequence[str]) -> dict[str, list[str]]:
+async def instances_by_service(urls: Sequence[str]) -> dict[str, list[str]]:
     """Which service each instance runs, from its ``/healthz``."""
     found: dict[str, list[str]] = {}
     async with httpx.AsyncClient(timeout=5) as http:
@@ -232,7 +232,7 @@ async def run_chaos(
     async with SagaClient(endpoints.urls) as client:
         await workload.provision(client, manifest)
     keeper = BusinessFaults(
-        await _instances_by_service(urls),
+        await instances_by_service(urls),
         endpoints.urls.admin_token,
         transient_every_s=config.transient_every_s,
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -71,6 +71,11 @@ class Workload:
 
     def bodies(self) -> list[dict[str, Any]]:
         """The ``POST /orders`` bodies, in order."""
+        return list(self.iter_bodies())
+
+    def iter_bodies(self) -> Iterator[dict[str, Any]]:
+        """The ``POST /orders`` bodies, in order, made one at a time (a soak places hundreds
+        of thousands)."""
         rng = random.Random(self.seed)
         manifest = self.manifest()
         customers = list(manifest.balances)
@@ -79,26 +84,22 @@ class Workload:
         skus = list(manifest.stock)
         plenty = [s for s in skus if "-plenty-" in s]
         rare = [s for s in skus if "-plenty-" not in s]
-        bodies = []
         for _ in range(self.orders):
             customer = rng.choice(rich) if rng.random() < 0.9 else rng.choice(others)
             lines = rng.sample(plenty, k=rng.choice((1, 1, 2, 3)))
             if rng.random() < 0.06:
                 lines[0] = rng.choice(rare)
-            bodies.append(
-                {
-                    "customer_id": customer,
-                    "items": [
-                        {
-                            "sku": sku,
-                            "quantity": rng.randint(1, 3),
-                            "unit_price": rng.choice(PRICES),
-                        }
-                        for sku in lines
-                    ],
-                }
-            )
-        return bodies
+            yield {
+                "customer_id": customer,
+                "items": [
+                    {
+                        "sku": sku,
+                        "quantity": rng.randint(1, 3),
+                        "unit_price": rng.choice(PRICES),
+                    }
+                    for sku in lines
+                ],
+            }
 
     async def provision(self, client: SagaClient, manifest: Manifest) -> None:
         """Open the accounts and stock the skus the manifest gives a starting point."""

@@ -2,8 +2,8 @@
 
 ``dev`` is what ``make up`` starts, ``test`` is what the test suite starts, ``bench`` is what
 ``make bench`` starts and stops again, ``chaos`` what ``make chaos`` starts, breaks and stops,
-and ``chaos-test`` the one the chaos smoke test does the same to (so the two can run at
-once). They share no port, no state folder and no PostgreSQL cluster, so running the tests,
+``chaos-test`` the one the chaos smoke test does the same to (so the two can run at
+once), ``soak`` what ``make soak`` runs for hours and ``soak-test`` its two-minute variant. They share no port, no state folder and no PostgreSQL cluster, so running the tests,
 the benchmark or a chaos run never stops, reuses or pollutes the dev stack (nor the
 benchmark's load the tests' timings).
 
@@ -98,6 +98,26 @@ PROFILES = {
         postgres_port=49432,
         redis_port=49379,
         first_service_port=49000,
+    ),
+    # make soak runs for half an hour with its retention windows compressed to seconds; the
+    # soak smoke test (2 minutes, in make test) on a stack of its own beside it.
+    "soak": Profile(
+        name="soak",
+        state_dir=REPO_ROOT / ".stack-soak",
+        kafka_port=24092,
+        kafka_controller_port=24093,
+        postgres_port=24432,
+        redis_port=24379,
+        first_service_port=24000,
+    ),
+    "soak-test": Profile(
+        name="soak-test",
+        state_dir=REPO_ROOT / ".stack-soak-test",
+        kafka_port=23092,
+        kafka_controller_port=23093,
+        postgres_port=23432,
+        redis_port=23379,
+        first_service_port=23000,
     ),
     "chaos-test": Profile(
         name="chaos-test",

@@ -137,21 +137,29 @@ async def test_tail_follow_shows_records_as_they_arrive(
     topic = await a_topic(sagakit, infra)
     assert (await sagakit("produce", topic, "--key", "k", "before")).exit_code == 0
 
-    following = asyncio.create_task(
-        sagakit("tail", topic, "--from-beginning", "--follow", "--limit", "2", "--json")
+    following = await sagakit.started(
+        "tail", topic, "--from-beginning", "--follow", "--limit", "2", "--json"
     )
-    await asyncio.sleep(3)  # it has shown the backlog and waits
-    assert not following.done()
-    # Not with the CLI: one CliRunner at a time (each swaps sys.stdout).
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
-    await producer.start()
     try:
-        await producer.send_and_wait(topic, b"after", key=b"k")
+        assert following.stdout is not None
+        # It has shown the backlog: only now is the next record one that arrives later.
+        first = await asyncio.wait_for(following.stdout.readline(), 60)
+        assert json.loads(first)["value"] == "before"
+        assert following.returncode is None  # still following
+        producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"after", key=b"k")
+        finally:
+            await producer.stop()
+        second = await asyncio.wait_for(following.stdout.readline(), 60)
+        assert await asyncio.wait_for(following.wait(), 60) == 0
     finally:
-        await producer.stop()
-    shown = await asyncio.wait_for(following, 30)
+        if following.returncode is None:
+            following.kill()
+            await following.wait()
 
-    assert [r["value"] for r in shown.json_lines()] == ["before", "after"]
+    assert json.loads(second)["value"] == "after"
 
 
 async def test_producing_to_a_missing_topic_is_refused_and_creates_nothing(

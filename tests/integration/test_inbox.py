@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import UnitOfWorkFactory, create_platform_tables, make_engine
 from shared.inbox import Deduplicator, Inbox
 from shared.topics import Topics
 from tests.infra import Infrastructure
+from tests.integration.test_consumer_support import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -71,17 +73,29 @@ async def test_a_claim_rolled_back_with_its_handler_can_be_claimed_again(
 
 
 async def test_of_two_concurrent_claims_of_one_event_exactly_one_wins(
-    uow_factory: UnitOfWorkFactory,
+    engine: AsyncEngine, uow_factory: UnitOfWorkFactory
 ) -> None:
     event_id = uuid.uuid4()
     async with uow_factory() as first, uow_factory() as second:
         assert await Inbox().claim(first, "payment", event_id) is True
-        # The second insert waits on the first transaction's row until it commits.
+        # The second insert waits on the first transaction's row until it commits: seen
+        # waiting by PostgreSQL itself, not assumed after a pause.
         waiting = asyncio.create_task(Inbox().claim(second, "payment", event_id))
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: backends_waiting_on_a_lock(engine), what="the second claim waits")
         assert not waiting.done()
         await first.commit()
-        assert await asyncio.wait_for(waiting, 5) is False
+        assert await asyncio.wait_for(waiting, 30) is False
+
+
+async def backends_waiting_on_a_lock(engine: AsyncEngine) -> bool:
+    async with engine.connect() as connection:
+        waiting = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        )
+    return bool(waiting)
 
 
 @pytest.fixture

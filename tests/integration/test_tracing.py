@@ -7,7 +7,6 @@ OpenTelemetry on, the consumer and producer spans are real and chained parent to
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import pytest
@@ -135,7 +134,14 @@ async def test_with_opentelemetry_consumer_and_producer_spans_chain_the_hops(
     infra: Infrastructure, kafka: Kafka, recorded: InMemorySpanExporter
 ) -> None:
     incoming, stored, sent = await run_the_hop(infra, kafka)
-    await asyncio.sleep(0.1)  # the last acknowledgement's callback ends its span
+    expected = {c.span_id for c in (*stored.values(), *sent.values())}
+
+    async def every_span_ended() -> bool:
+        # The last acknowledgement's callback ends its publish span, after the send returns.
+        ended = {f"{s.context.span_id:016x}" for s in recorded.get_finished_spans()}
+        return expected <= ended
+
+    await wait_until(every_span_ended, what="the consumer's and the relay's spans ended")
     spans = recorded.get_finished_spans()
 
     def by_span_id(context: TraceParent) -> ReadableSpan:
