@@ -26,16 +26,18 @@ How failures are treated (``classify``):
   class name in ``dlq.error.type``;
 - infrastructure unavailable (PostgreSQL connection refused or lost, SQLSTATE class 08
   connection exception, 53 insufficient resources, 57P01-57P03 shutdown or cannot connect
-  now, 58 system error; ``OSError``, timeouts, no pooled connection free within the pool's
-  timeout): retried with backoff *without limit*.
+  now, and the other server errors sqlalchemy calls ``OperationalError``; ``OSError``,
+  timeouts, no pooled connection free within the pool's timeout): retried with backoff
+  *without limit*.
 
 The last row is a choice: the record is fine, our own database is not, and dead-lettering
 every record that arrives during a database outage would lose events the contract says are
 never lost (docs/contract.md, section 7). The partition waits instead (the consumer keeps
 polling and stays in the group) and resumes where it stopped when the database is back.
-The SQLSTATE decides before the exception's class does: sqlalchemy's asyncpg dialect wraps a
-program limit or a deadlock in ``OperationalError``, the class of a lost connection, and a
-record refused for its data that was taken for an outage stopped its partition for good.
+The data errors and the lost races are told by their SQLSTATE before the exception's class is
+looked at: sqlalchemy's asyncpg dialect wraps a program limit or a deadlock in
+``OperationalError``, the class of a lost connection, and a record refused for its data that
+was taken for an outage stopped its partition for good.
 """
 
 from __future__ import annotations
@@ -91,9 +93,8 @@ CRASH_EXIT_CODE = 70
 """The exit status of a process ended by an injected ``crash`` fault (EX_SOFTWARE)."""
 
 # SQLSTATE classes that mean "the server is not there for us right now": 08 connection
-# exception, 53 insufficient resources, 57P01-57P03 shutdown / cannot connect now, 58 system
-# error (the server's own I/O).
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "58")
+# exception, 53 insufficient resources, 57P01-57P03 shutdown / cannot connect now.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 # "This record's data cannot be stored": 22 data exception, 23 integrity constraint
 # violation, 54 program limit exceeded. Tried again, the same record fails the same way.
 _REFUSED_DATA_SQLSTATES = ("22", "23", "54")
@@ -134,16 +135,18 @@ def classify(error: BaseException) -> Failure:
         return Failure.transient
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return Failure.unavailable
+    # Before the exception's class: sqlalchemy's asyncpg dialect wraps a program limit and a
+    # deadlock in OperationalError, the class of a lost connection.
     state = _sqlstate(error)
     if state.startswith(_REFUSED_DATA_SQLSTATES):
         return Failure.permanent
-    if state.startswith(_UNAVAILABLE_SQLSTATES):
-        return Failure.unavailable
-    if state:  # the server answered: a race lost, or a bug; a few tries, then the DLQ
+    if state in _RACE_LOST_SQLSTATES:
         return Failure.transient
     # PoolTimeout: every pooled connection stayed busy for ``pool_timeout``; the database is
     # saturated, not the record wrong, so it must wait like an outage, never dead-letter.
     if isinstance(error, OSError | TimeoutError | PoolTimeout | InterfaceError | OperationalError):
+        return Failure.unavailable
+    if state.startswith(_UNAVAILABLE_SQLSTATES):
         return Failure.unavailable
     return Failure.transient
 

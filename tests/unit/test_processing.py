@@ -81,6 +81,9 @@ def test_a_serialization_failure_or_deadlock_is_retried_not_waited_for_without_e
         TimeoutError(),
         OperationalError("SELECT 1", {}, _Orig("08006")),
         OperationalError("SELECT 1", {}, ConnectionResetError()),  # lost: no SQLSTATE
+        # Neither the record's data nor a lost race: waited out, as before.
+        OperationalError("SELECT 1", {}, _Orig("57014")),
+        OperationalError("SELECT 1", {}, _Orig("55P03")),
         DBAPIError("SELECT 1", {}, _Orig("57P01")),
         DBAPIError("SELECT 1", {}, _Orig("53300")),
         # asyncpg's own, unwrapped: a restarted server still replaying its log (57P03).
