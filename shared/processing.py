@@ -20,22 +20,22 @@ How failures are treated (``classify``):
   program limit exceeded: a numeric overflow, a value too long for its column or index): as
   ``PermanentError``, dead-lettered at once, with ``SQLSTATE <code>: <the server's words>`` in
   ``dlq.error.message``: the same record fails the same way however often it is tried;
-- ``TransientError``, and a serialization failure or deadlock (40001, 40P01): retried with
-  backoff, dead-lettered after ``retry_attempts`` in all;
+- ``TransientError``: retried with backoff, dead-lettered after ``retry_attempts`` in all;
 - any other exception (a bug): as ``TransientError``, a few tries and then the DLQ, with its
   class name in ``dlq.error.type``;
 - infrastructure unavailable (PostgreSQL connection refused or lost, SQLSTATE class 08
   connection exception, 53 insufficient resources, 57P01-57P03 shutdown or cannot connect
   now, and the other server errors sqlalchemy calls ``OperationalError``; ``OSError``,
-  timeouts, no pooled connection free within the pool's timeout): retried with backoff
-  *without limit*.
+  timeouts, no pooled connection free within the pool's timeout), and a race lost to
+  another transaction (40001 serialization failure, 40P01 deadlock: never the record's
+  fault): retried with backoff *without limit*.
 
 The last row is a choice: the record is fine, our own database is not, and dead-lettering
 every record that arrives during a database outage would lose events the contract says are
 never lost (docs/contract.md, section 7). The partition waits instead (the consumer keeps
 polling and stays in the group) and resumes where it stopped when the database is back.
-The data errors and the lost races are told by their SQLSTATE before the exception's class is
-looked at: sqlalchemy's asyncpg dialect wraps a program limit or a deadlock in
+The data errors are told by their SQLSTATE before the exception's class is looked at:
+sqlalchemy's asyncpg dialect wraps a program limit (a value too long for an index) in
 ``OperationalError``, the class of a lost connection, and a record refused for its data that
 was taken for an outage stopped its partition for good.
 """
@@ -135,13 +135,15 @@ def classify(error: BaseException) -> Failure:
         return Failure.transient
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return Failure.unavailable
-    # Before the exception's class: sqlalchemy's asyncpg dialect wraps a program limit and a
-    # deadlock in OperationalError, the class of a lost connection.
+    # Before the exception's class: sqlalchemy's asyncpg dialect wraps a program limit in
+    # OperationalError, the class of a lost connection.
     state = _sqlstate(error)
     if state.startswith(_REFUSED_DATA_SQLSTATES):
         return Failure.permanent
     if state in _RACE_LOST_SQLSTATES:
-        return Failure.transient
+        # Never the record's fault, and never the same race twice in a row for ever: tried
+        # again without limit, so that contention cannot dead-letter a good event.
+        return Failure.unavailable
     # PoolTimeout: every pooled connection stayed busy for ``pool_timeout``; the database is
     # saturated, not the record wrong, so it must wait like an outage, never dead-letter.
     if isinstance(error, OSError | TimeoutError | PoolTimeout | InterfaceError | OperationalError):

@@ -67,11 +67,12 @@ def test_a_data_error_is_dead_lettered_with_its_sqlstate_and_the_servers_words()
 
 
 @pytest.mark.parametrize("sqlstate", ["40001", "40P01"])
-def test_a_serialization_failure_or_deadlock_is_retried_not_waited_for_without_end(
+def test_a_race_lost_to_another_transaction_is_tried_again_until_it_is_won(
     sqlstate: str,
 ) -> None:
-    # asyncpg's TransactionRollbackError comes as an OperationalError: not an outage.
-    assert classify(OperationalError("UPDATE", {}, _Orig(sqlstate))) is Failure.transient
+    # Never the record's fault: contention must not dead-letter a good event.
+    assert classify(OperationalError("UPDATE", {}, _Orig(sqlstate))) is Failure.unavailable
+    assert classify(DBAPIError("UPDATE", {}, _Orig(sqlstate))) is Failure.unavailable
 
 
 @pytest.mark.parametrize(
