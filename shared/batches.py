@@ -6,7 +6,8 @@ Under load a poll brings tens or hundreds of records per partition, so ``BatchPr
 takes a run of them together:
 
 1. decode each record; bytes that are not an event go to the DLQ in their place, and the
-   valid records on either side of one are separate runs (order holds exactly);
+   valid records on either side of one are separate runs (order holds exactly); a dead
+   letter replayed for another group is done without being decoded, and splits runs alike;
 2. ask Redis about the whole run in one pipelined round trip, skip what it knows (only for a
    partition's first runs after an assignment, where redeliveries are: ``_known_to_redis``);
 3. if an active fault may fire for any order of the run, take the run one record at a time:
@@ -31,7 +32,9 @@ One transaction at a time per consumer group, shared by the partitions' runs
     or two instances) lock overlapping rows in different orders and deadlock: tried with 500
     customers and 100 skus, most runs of payment and inventory did, and each deadlock costs
     PostgreSQL's ``deadlock_timeout`` (1 s) before one is aborted. So a group's transaction
-    first takes a transaction-scoped advisory lock named after the group, and in one process
+    first takes a transaction-scoped advisory lock named after the group
+    (``shared.group_lock``; so does each one-record transaction of a run taken one record at
+    a time, which would otherwise deadlock with the group's next batch), and in one process
     one task (the committer) runs the group's transactions one after the other. The runs the
     partitions submit while one transaction is under way all go into the next one, each
     partition's records in their order: at a few records per partition per poll (100 orders
@@ -46,18 +49,17 @@ import asyncio
 import logging
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from sqlalchemy import Integer, bindparam, text
 
 from shared.db import ReadFrom, UnitOfWork
 from shared.errors import PermanentError
 from shared.events import Event
 from shared.faults import FaultRegistry
+from shared.group_lock import GroupLock
 from shared.inbox import Deduplicator, Inbox
 from shared.logs import about_record
 from shared.processing import ConsumerStats, Outcome, RecordProcessor, consumer_span
@@ -70,20 +72,6 @@ log = logging.getLogger(__name__)
 
 _Record: TypeAlias = ConsumerRecord[bytes, bytes]
 _Handled: TypeAlias = list[uuid.UUID]
-
-# The two-key form: its keys never meet the one-key locks (the outbox relay's leadership).
-_ONE_RUN_AT_A_TIME = text("SELECT pg_advisory_xact_lock(:space, :group)").bindparams(
-    bindparam("space", type_=Integer), bindparam("group", type_=Integer)
-)
-
-
-def _int4(name: str) -> int:
-    """A stable signed 32-bit key for ``name`` (what an advisory lock key holds)."""
-    unsigned = zlib.crc32(name.encode())
-    return unsigned - (1 << 32) if unsigned >= 1 << 31 else unsigned
-
-
-_LOCK_SPACE = _int4("sagakit.batches")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +120,7 @@ class BatchProcessor:
         self._inbox = inbox
         self._dedup = dedup
         self._faults = faults
-        self._group_key = _int4(group)
+        self._lock = GroupLock(group)
         self._settled: set[TopicPartition] = set()
         self._submitted: list[_Submission] = []
         self._committer: asyncio.Task[None] | None = None
@@ -146,19 +134,25 @@ class BatchProcessor:
         done = 0
         run: list[_Decoded] = []
         for record in records:
-            try:
-                event, route = self._processor.decode(record)
-            except PermanentError as error:
-                finished = await self._process_run(run, stopping)
-                if finished < len(run):
-                    return done + finished
-                done += len(run)
-                run = []
+            refused: PermanentError | None = None
+            if not self._processor.replayed_for_another_group(record):
+                try:
+                    event, route = self._processor.decode(record)
+                except PermanentError as error:
+                    refused = error
+                else:
+                    run.append(_Decoded(record, event, route))
+                    continue
+            # Not an event, or not ours: the run ends before it (``done`` is in offset order).
+            finished = await self._process_run(run, stopping)
+            if finished < len(run):
+                return done + finished
+            done += len(run)
+            run = []
+            if refused is not None:
                 with about_record(record):
-                    await self._processor.dead_letter(record, None, error, attempts=1)
-                done += 1
-                continue
-            run.append(_Decoded(record, event, route))
+                    await self._processor.dead_letter(record, None, refused, attempts=1)
+            done += 1
         return done + await self._process_run(run, stopping)
 
     async def _process_run(self, run: Sequence[_Decoded], stopping: asyncio.Event) -> int:
@@ -236,8 +230,7 @@ class BatchProcessor:
         failure: BaseException | None = None
         try:
             async with self._units() as uow:
-                lock = {"space": _LOCK_SPACE, "group": self._group_key}
-                await uow.session.execute(_ONE_RUN_AT_A_TIME, lock)
+                await self._lock.take(uow)
                 everything = [item.event.event_id for run in runs for item in run]
                 claimed = await self._inbox.claim_all(uow, self._group, everything)
                 handled: list[_Handled] = []

@@ -199,7 +199,8 @@ class ConsumerRunner:
             counter(
                 "sagakit_consumer_events",
                 "Records consumed, by what became of them: ok (first attempt), retried (ok "
-                "after retries), dead_lettered, duplicate (skipped, processed before)",
+                "after retries), dead_lettered, duplicate (skipped, processed before), "
+                "replay_skipped (a dead letter replayed for another group)",
                 ("group", "topic", "outcome"),
                 {(group, t, o): counts[o] for t, counts in by_topic.items() for o in OUTCOMES},
             ),

@@ -2,28 +2,42 @@
 
 The steps, in order (``shared.batches`` takes runs of records through the same ones):
 
+0. a dead letter replayed for another group (its ``sagakit.replay.group`` header,
+   ``shared.replay_target``) is done at once: not decoded, handled or dead-lettered;
 1. decode; bytes that are not an event of the topic's type go to the DLQ at once;
 2. skip the event if Redis says this group processed it already (fast path);
 3. apply the injected ``delay`` / ``transient`` / ``permanent`` faults, if a registry is given;
-4. in one unit of work: claim the event in the inbox (already claimed: a duplicate, skip),
-   run the route's handlers, commit; then tell Redis;
+4. in one unit of work, behind the group's lock (``shared.group_lock``): claim the event in
+   the inbox (already claimed: a duplicate, skip), run the route's handlers, commit; then
+   tell Redis;
 5. an injected ``crash`` exits the process here: after the database commit, before the
    offset commit, so the record is redelivered and must be skipped.
 
 How failures are treated (``classify``):
 
 - ``PermanentError`` (``NotAnEvent`` included): dead-lettered at once (attempts: 1);
+- data the database refuses (SQLSTATE class 22 data exception, 23 integrity constraint, 54
+  program limit exceeded: a numeric overflow, a value too long for its column or index): as
+  ``PermanentError``, dead-lettered at once, with ``SQLSTATE <code>: <the server's words>`` in
+  ``dlq.error.message``: the same record fails the same way however often it is tried;
 - ``TransientError``: retried with backoff, dead-lettered after ``retry_attempts`` in all;
-- any other exception (a bug, a constraint violation): as ``TransientError``, a few tries and
-  then the DLQ, with its class name in ``dlq.error.type``;
-- infrastructure unavailable (PostgreSQL connection refused or lost, ``OSError``, timeouts,
-  no pooled connection free within the pool's timeout):
-  retried with backoff *without limit*.
+- any other exception (a bug): as ``TransientError``, a few tries and then the DLQ, with its
+  class name in ``dlq.error.type``;
+- infrastructure unavailable (PostgreSQL connection refused or lost, SQLSTATE class 08
+  connection exception, 53 insufficient resources, 57P01-57P03 shutdown or cannot connect
+  now, and the other server errors sqlalchemy calls ``OperationalError``; ``OSError``,
+  timeouts, no pooled connection free within the pool's timeout), and a race lost to
+  another transaction (40001 serialization failure, 40P01 deadlock: never the record's
+  fault): retried with backoff *without limit*.
 
 The last row is a choice: the record is fine, our own database is not, and dead-lettering
 every record that arrives during a database outage would lose events the contract says are
 never lost (docs/contract.md, section 7). The partition waits instead (the consumer keeps
 polling and stays in the group) and resumes where it stopped when the database is back.
+The data errors are told by their SQLSTATE before the exception's class is looked at:
+sqlalchemy's asyncpg dialect wraps a program limit (a value too long for an index) in
+``OperationalError``, the class of a lost connection, and a record refused for its data that
+was taken for an outage stopped its partition for good.
 """
 
 from __future__ import annotations
@@ -48,9 +62,11 @@ from shared.dlq import DeadLetterQueue
 from shared.errors import PermanentError, TransientError
 from shared.events import Event, decode
 from shared.faults import FaultKind, FaultRegistry, inject_before_handler
+from shared.group_lock import GroupLock
 from shared.inbox import Deduplicator, Inbox
 from shared.logs import about_record
 from shared.metrics import histogram
+from shared.replay_target import REPLAY_GROUP_HEADER, replay_header
 from shared.subscriptions import Route
 from shared.tracing import OpenSpan, handling, header_of, recording, start_span
 
@@ -59,6 +75,7 @@ __all__ = [
     "OUTCOMES",
     "ConsumerStats",
     "Counted",
+    "DataRefused",
     "Failure",
     "MisroutedEvent",
     "Outcome",
@@ -66,6 +83,7 @@ __all__ = [
     "RetryPolicy",
     "classify",
     "consumer_span",
+    "dead_letter_reason",
     "handler_durations",
 ]
 
@@ -77,10 +95,20 @@ CRASH_EXIT_CODE = 70
 # SQLSTATE classes that mean "the server is not there for us right now": 08 connection
 # exception, 53 insufficient resources, 57P01-57P03 shutdown / cannot connect now.
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+# "This record's data cannot be stored": 22 data exception, 23 integrity constraint
+# violation, 54 program limit exceeded. Tried again, the same record fails the same way.
+_REFUSED_DATA_SQLSTATES = ("22", "23", "54")
+# Lost a race with another transaction (40001 serialization failure, 40P01 deadlock): the
+# next attempt usually wins it.
+_RACE_LOST_SQLSTATES = ("40001", "40P01")
 
 
 class MisroutedEvent(PermanentError):
     """A valid event on a topic that carries another event type: a producer's bug."""
+
+
+class DataRefused(PermanentError):
+    """The database refused a record's data (SQLSTATE class 22, 23 or 54): see ``classify``."""
 
 
 class Failure(enum.Enum):
@@ -105,15 +133,39 @@ def classify(error: BaseException) -> Failure:
         return Failure.permanent
     if isinstance(error, TransientError):
         return Failure.transient
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return Failure.unavailable
+    # Before the exception's class: sqlalchemy's asyncpg dialect wraps a program limit in
+    # OperationalError, the class of a lost connection.
+    state = _sqlstate(error)
+    if state.startswith(_REFUSED_DATA_SQLSTATES):
+        return Failure.permanent
+    if state in _RACE_LOST_SQLSTATES:
+        # Never the record's fault, and never the same race twice in a row for ever: tried
+        # again without limit, so that contention cannot dead-letter a good event.
+        return Failure.unavailable
     # PoolTimeout: every pooled connection stayed busy for ``pool_timeout``; the database is
     # saturated, not the record wrong, so it must wait like an outage, never dead-letter.
     if isinstance(error, OSError | TimeoutError | PoolTimeout | InterfaceError | OperationalError):
         return Failure.unavailable
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
-        return Failure.unavailable
-    if _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES):
+    if state.startswith(_UNAVAILABLE_SQLSTATES):
         return Failure.unavailable
     return Failure.transient
+
+
+def dead_letter_reason(error: BaseException) -> BaseException:
+    """What a dead letter says of ``error``: its SQLSTATE and the server's words when the
+    database refused the record's data (``DataRefused``), ``error`` itself otherwise."""
+    state = _sqlstate(error)
+    if isinstance(error, PermanentError) or not state.startswith(_REFUSED_DATA_SQLSTATES):
+        return error
+    origin = error.orig if isinstance(error, DBAPIError) else error
+    # sqlalchemy's asyncpg dialect chains asyncpg's own error, whose text is the server's
+    # message alone (the wrapper's adds the statement and its parameters).
+    server = origin.__cause__ if origin is not None and origin.__cause__ is not None else origin
+    detail = getattr(server, "detail", None)
+    words = str(server) + (f" ({detail})" if detail else "")
+    return DataRefused(f"SQLSTATE {state}: {words}")
 
 
 class Outcome(enum.Enum):
@@ -126,11 +178,18 @@ class Outcome(enum.Enum):
     """Given up between two attempts because the partition is being released; not done."""
 
 
-Counted = Literal["ok", "retried", "dead_lettered", "duplicate"]
+Counted = Literal["ok", "retried", "dead_lettered", "duplicate", "replay_skipped"]
 """What became of a consumed record, as ``/metrics`` counts it: handled at the first attempt,
-handled after retries, dead-lettered, or skipped as already processed."""
+handled after retries, dead-lettered, skipped as already processed, or skipped as a replayed
+dead letter of another group (``shared.replay_target``)."""
 
-OUTCOMES: Final[tuple[Counted, ...]] = ("ok", "retried", "dead_lettered", "duplicate")
+OUTCOMES: Final[tuple[Counted, ...]] = (
+    "ok",
+    "retried",
+    "dead_lettered",
+    "duplicate",
+    "replay_skipped",
+)
 
 
 @dataclass
@@ -145,6 +204,8 @@ class ConsumerStats:
     duplicates: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    replay_skipped: int = 0
+    """Replayed dead letters of another group, committed past without being handled."""
     commit_failures: int = 0
     rebalances: int = 0
     batches: int = 0
@@ -163,6 +224,8 @@ class ConsumerStats:
             self.duplicates += records
         elif outcome == "dead_lettered":
             self.dead_lettered += records
+        elif outcome == "replay_skipped":
+            self.replay_skipped += records
         else:
             self.processed += records
 
@@ -252,6 +315,7 @@ class RecordProcessor:
         exit_process: Callable[[int], NoReturn] = os._exit,
     ) -> None:
         self._group = group
+        self._lock = GroupLock(group)
         self._durations = durations or handler_durations()
         self._routes = routes
         self._units = units
@@ -267,6 +331,8 @@ class RecordProcessor:
         self, record: ConsumerRecord[bytes, bytes], stopping: asyncio.Event
     ) -> Outcome:
         """Take ``record`` as far as it goes; see the module docstring for the steps."""
+        if self.replayed_for_another_group(record):
+            return Outcome.processed
         try:
             event, route = self.decode(record)
         except PermanentError as error:
@@ -339,7 +405,7 @@ class RecordProcessor:
             if failure is Failure.transient:
                 bounded_failures += 1
             if failure is Failure.permanent or bounded_failures >= self._retry.attempts:
-                return await self.dead_letter(record, event, error, attempts)
+                return await self.dead_letter(record, event, dead_letter_reason(error), attempts)
             delay = self._retry.delay(attempts)
             self._stats.count_retry(record.topic)
             log.warning(
@@ -365,6 +431,22 @@ class RecordProcessor:
         self._maybe_crash(event)
         return outcome
 
+    def replayed_for_another_group(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Whether ``record`` is a replayed dead letter of another group (counted, logged at
+        debug): done for this group without decoding or handling it, never dead-lettered."""
+        meant_for = replay_header(record.headers, REPLAY_GROUP_HEADER)
+        if meant_for is None or meant_for == self._group:
+            return False
+        log.debug(
+            "skipping %s[%d]@%d: a dead letter replayed for group %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            meant_for,
+        )
+        self._stats.count(record.topic, "replay_skipped")
+        return True
+
     def decode(self, record: ConsumerRecord[bytes, bytes]) -> tuple[Event, Route]:
         """The record's event and route; ``PermanentError`` when it is not an event of its topic."""
         route = self._routes[record.topic]
@@ -382,6 +464,9 @@ class RecordProcessor:
         if self._faults is not None:
             await inject_before_handler(self._faults, event.order_id)
         async with self._units() as uow:
+            # Queued behind the group's other transactions, as a batch is: one record's
+            # transaction could otherwise deadlock with the group's next batch.
+            await self._lock.take(uow)
             if not await self._inbox.claim(uow, self._group, event.event_id):
                 return Outcome.duplicate
             started = time.perf_counter()

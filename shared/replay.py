@@ -12,9 +12,22 @@ publishes the matching records twice. That is safe, because every consumer dedup
 ``event_id`` (its inbox), so a replayed event that was already handled changes nothing; and it
 is what an operator wants, since a dead letter replayed too early (cause not fixed yet) simply
 lands in the DLQ again, and the next run sends it again. Narrow a run with ``match`` (the CLI's
-``--order-id``) rather than relying on a remembered position. Every consumer group of the
-original topic reads the replayed record, not only the one that gave up on it (its
-``dlq.consumer.group``): the others handled that event already and skip it the same way.
+``--order-id``) rather than relying on a remembered position.
+
+For whom: each copy is for the group that gave up on the record (its ``dlq.consumer.group``),
+named in its ``sagakit.replay.group`` header; every other group reading the topic commits
+past it without handling it (``shared.replay_target``). A record that still fails therefore
+adds one dead letter per copy, not one per group. Several dead letters of one record for one
+group (the record dead-lettered, replayed, dead-lettered again...: ``sagakit.replay.of``
+links them) make one copy, so each run adds at most one dead letter per group and record. A
+dead letter the outbox relay wrote (``dlq.original.offset`` -1: no group ever read it) goes
+back for every group, as a first publication does.
+
+How old: the inbox that makes a second delivery harmless forgets after
+``SAGAKIT_INBOX_RETENTION_HOURS`` (``shared.retention``), while dead letters are kept for ever.
+A dead letter older than that is refused (``ReplayPlan.forgotten``) unless the caller says
+otherwise (the CLI's ``--past-inbox-retention``): see ``plan_replay`` for why its age is
+counted from when it was dead-lettered.
 
 Writing: an idempotent ``acks=all`` producer, and the count returned only once the broker has
 acknowledged every record. The matching records are collected first and published after, so
@@ -32,6 +45,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -39,14 +54,27 @@ from aiokafka.structs import TopicPartition
 
 from shared.dead_letter_index import read_at
 from shared.dlq import DLQ_HEADER_PREFIX, ReceivedRecord
+from shared.replay_target import (
+    REPLAY_GROUP_HEADER,
+    REPLAY_HEADERS,
+    REPLAY_OF_HEADER,
+    replay_header,
+)
+from shared.settings import PlatformSettings
 from shared.topics import existing_partitions
 
 __all__ = [
     "DeadLetter",
+    "ReplayPlan",
+    "forgotten_reason",
+    "forgotten_summary",
+    "inbox_memory",
     "original_headers",
     "original_topic",
+    "plan_replay",
     "read_dead_letters",
     "replay_dead_letters",
+    "replay_headers",
     "republish",
 ]
 
@@ -73,6 +101,95 @@ def original_topic(record: DeadLetter) -> str | None:
     return topics[-1] if topics else None
 
 
+def replay_headers(record: DeadLetter) -> list[tuple[str, bytes]]:
+    """The headers of the copy a replay sends: the original ones, and, when a consumer group
+    gave up on the record, ``sagakit.replay.group`` naming it and ``sagakit.replay.of``
+    naming the record as first read (``shared.replay_target``)."""
+    kept = [(name, value) for name, value in original_headers(record) if name not in REPLAY_HEADERS]
+    group, origin = _consumer_group(record), _origin(record)
+    if group is None or origin is None:
+        return kept  # written by the outbox relay: no group has read it yet
+    return [*kept, (REPLAY_GROUP_HEADER, group.encode()), (REPLAY_OF_HEADER, origin.encode())]
+
+
+def inbox_memory(settings: PlatformSettings) -> timedelta:
+    """How long the services' inboxes remember a processed event (their retention)."""
+    return timedelta(hours=settings.inbox_retention_hours)
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What a replay of some dead letters sends, and what it leaves, with why."""
+
+    send: list[DeadLetter] = field(default_factory=list)
+    """One per group and record, oldest first per partition."""
+    repeats: list[DeadLetter] = field(default_factory=list)
+    """Dead letters of a record for a group that ``send`` already has a copy for."""
+    forgotten: list[tuple[DeadLetter, timedelta]] = field(default_factory=list)
+    """Dead letters older than the inbox's memory, with their age: refused."""
+    memory: timedelta | None = None
+    """The inbox's memory they were measured against; None: not measured (the override)."""
+
+
+def plan_replay(
+    letters: Sequence[DeadLetter], *, memory: timedelta | None, now: datetime | None = None
+) -> ReplayPlan:
+    """Which of ``letters`` (placeable ones, as ``read_dead_letters`` gives them) to send.
+
+    One copy per group and record: of several dead letters of one record for one group,
+    the newest is sent, in the place of the first. Then a dead letter older than ``memory``
+    (``inbox_memory``; None: any age) is refused, its age counted from ``dlq.failed_at``.
+
+    Why that clock: the group that dead-lettered the record had not applied it when it gave
+    up (its handler's effects and its inbox row roll back together), so any application of
+    that event by that group, through an earlier replay of this or another copy, is later
+    than that moment, and its inbox row, kept for ``memory`` after it was written, is still
+    there as long as the dead letter is younger than ``memory``: the replayed copy then meets
+    it and is skipped. Past that, the row may be gone and the copy applied a second time.
+    (The copy goes to that group alone, so no other group's inbox is involved.) The time the
+    event was first published would refuse too much (an event that failed for a week is
+    still unapplied), and the time of the replay is not a bound at all.
+    """
+    now = now or datetime.now(UTC)
+    chosen: dict[tuple[str, str] | int, DeadLetter] = {}
+    repeats: list[DeadLetter] = []
+    for index, letter in enumerate(letters):
+        group, origin = _consumer_group(letter), _origin(letter)
+        key: tuple[str, str] | int = (group, origin) if group and origin else index
+        if key in chosen:
+            repeats.append(chosen[key])
+        chosen[key] = letter  # the newest, in the place of the first
+    send: list[DeadLetter] = []
+    forgotten: list[tuple[DeadLetter, timedelta]] = []
+    for letter in chosen.values():
+        age = now - _dead_lettered_at(letter)
+        if memory is not None and age > memory:
+            forgotten.append((letter, age))
+        else:
+            send.append(letter)
+    return ReplayPlan(send, repeats, forgotten, memory)
+
+
+def forgotten_reason(letter: DeadLetter, age: timedelta, memory: timedelta) -> str:
+    """Why ``letter`` is refused, in a sentence an operator can act on."""
+    group = _consumer_group(letter) or "every group"
+    return (
+        f"{letter.topic}[{letter.partition}]@{letter.offset}: dead-lettered {_span(age)} ago, "
+        f"past the inbox's {_span(memory, adjective=True)} memory: replaying it could apply it "
+        f"twice; --past-inbox-retention replays it anyway, once you know {group} never "
+        "applied it"
+    )
+
+
+def forgotten_summary(count: int, memory: timedelta) -> str:
+    """The line that sums up ``count`` refused dead letters."""
+    return (
+        f"refused {count} dead letter(s) dead-lettered more than {_span(memory)} ago, past the "
+        f"inbox's {_span(memory, adjective=True)} memory (SAGAKIT_INBOX_RETENTION_HOURS): "
+        "replaying them could apply them twice; --past-inbox-retention replays them anyway"
+    )
+
+
 async def replay_dead_letters(
     client_options: Mapping[str, Any],
     dlq_topic: str,
@@ -80,12 +197,15 @@ async def replay_dead_letters(
     match: Callable[[DeadLetter], bool] = lambda record: True,
     limit: int | None = None,
     at: tuple[int, int] | None = None,
+    memory: timedelta | None,
     timeout_s: float,
-) -> int:
-    """Re-publish the dead letters of ``dlq_topic`` that ``match`` accepts; return how many.
+) -> ReplayPlan:
+    """Re-publish the dead letters of ``dlq_topic`` that ``match`` accepts; return the plan
+    carried out (``plan_replay``: one copy per group and record; older than ``memory``,
+    refused and logged; None replays any age).
 
     ``client_options`` are the aiokafka connection options (``kafka_client_options``).
-    Records are taken partition by partition, oldest first, up to ``limit`` of them. A
+    Records are taken partition by partition, oldest first, up to ``limit`` of them read. A
     record without a ``dlq.original.topic`` header cannot be placed: it is logged and
     skipped. Raises ``TimeoutError`` when the whole run takes longer than ``timeout_s``
     (nothing is published when the time runs out while reading), and ``LookupError`` when
@@ -95,9 +215,63 @@ async def replay_dead_letters(
         chosen = await read_dead_letters(
             client_options, dlq_topic, match=_placeable(match), limit=limit, at=at
         )
-        await republish(client_options, chosen)
-    log.info("replayed %d dead letter(s) from %s", len(chosen), dlq_topic)
-    return len(chosen)
+        plan = plan_replay(chosen, memory=memory)
+        for letter, age in plan.forgotten:
+            log.warning("not replayed: %s", forgotten_reason(letter, age, memory or age))
+        await republish(client_options, plan.send)
+    log.info("replayed %d dead letter(s) from %s", len(plan.send), dlq_topic)
+    return plan
+
+
+def _dlq_header(letter: DeadLetter, name: str) -> str | None:
+    return replay_header(letter.headers, f"{DLQ_HEADER_PREFIX}{name}")
+
+
+def _consumer_group(letter: DeadLetter) -> str | None:
+    """The group that gave up on the record; None when no group read it (the outbox relay
+    dead-letters a record Kafka refused: ``dlq.original.offset`` -1)."""
+    offset = _dlq_header(letter, "original.offset")
+    if offset is None or not offset.lstrip("-").isdigit() or int(offset) < 0:
+        return None
+    return _dlq_header(letter, "consumer.group")
+
+
+def _origin(letter: DeadLetter) -> str | None:
+    """The record as first read, ``topic[partition]@offset``, through every replay."""
+    earlier = replay_header(letter.headers, REPLAY_OF_HEADER)
+    if earlier:
+        return earlier
+    where = [_dlq_header(letter, f"original.{part}") for part in ("topic", "partition", "offset")]
+    if None in where:
+        return None
+    topic, partition, offset = where
+    return f"{topic}[{partition}]@{offset}"
+
+
+def _dead_lettered_at(letter: DeadLetter) -> datetime:
+    """``dlq.failed_at``, else the dead letter's own Kafka timestamp (its write)."""
+    stamp = _dlq_header(letter, "failed_at")
+    if stamp:
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    millis = getattr(letter, "timestamp", None)
+    if isinstance(millis, int) and millis > 0:
+        return datetime.fromtimestamp(millis / 1000, UTC)
+    return datetime.min.replace(tzinfo=UTC)  # no clue: as old as can be, refused
+
+
+def _span(length: timedelta, *, adjective: bool = False) -> str:
+    """``9 days``, ``5 hours``, ``3 minutes`` (``7-day`` as an adjective), rounded down."""
+    seconds = int(length.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size or unit == "second":
+            count = seconds // size
+            if adjective:
+                return f"{count}-{unit}"
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    raise AssertionError("unreachable")
 
 
 def _placeable(match: Callable[[DeadLetter], bool]) -> Callable[[DeadLetter], bool]:
@@ -169,8 +343,9 @@ async def read_dead_letters(
 async def republish(
     client_options: Mapping[str, Any], records: Sequence[DeadLetter]
 ) -> list[tuple[str, DeadLetter]]:
-    """Send each record that names its original topic back there, as first published; return
-    what was sent, once the broker has acknowledged all of it."""
+    """Send each record that names its original topic back there, as first published plus
+    the headers that name the group it is for (``replay_headers``); return what was sent,
+    once the broker has acknowledged all of it."""
     placed = [(topic, record) for record in records if (topic := original_topic(record))]
     if not placed:
         return []
@@ -181,7 +356,7 @@ async def republish(
     try:
         sent = [
             await producer.send(
-                topic, value=record.value, key=record.key, headers=original_headers(record)
+                topic, value=record.value, key=record.key, headers=replay_headers(record)
             )
             for topic, record in placed
         ]

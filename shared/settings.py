@@ -20,7 +20,7 @@ first of all); nothing else in the code reads ``os.environ``.
 | SAGAKIT_CONSUMER_BATCH_SIZE | 200 | most records of one partition handled in one transaction |
 | SAGAKIT_RETRY_ATTEMPTS | 3 | attempts of a handler before its record is dead-lettered |
 | SAGAKIT_RETRY_BASE_DELAY_MS / _MAX_DELAY_MS | 100 / 5000 | exponential backoff bounds |
-| SAGAKIT_IDEMPOTENCY_TTL_SECONDS | 604800 | how long Redis remembers a processed event |
+| SAGAKIT_IDEMPOTENCY_TTL_SECONDS | 3600 | how long Redis remembers a processed event |
 | SAGAKIT_OUTBOX_POLL_INTERVAL_MS | 500 | relay's safety-net poll (it wakes on NOTIFY) |
 | SAGAKIT_OUTBOX_RETENTION_HOURS | 24 | outbox rows sent longer ago are deleted (unsent never) |
 | SAGAKIT_INBOX_RETENTION_HOURS | 168 | inbox rows processed longer ago are deleted |
@@ -95,7 +95,11 @@ class PlatformSettings(BaseSettings):
     retry_attempts: int = Field(default=3, ge=1)
     retry_base_delay_ms: int = Field(default=100, ge=0)
     retry_max_delay_ms: int = Field(default=5000, ge=0)
-    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    # The fast path only needs the minutes after a first delivery: redeliveries come then (a
+    # rebalance, an instance restarted, a relay that published a batch twice), and the inbox
+    # table answers for anything older. An hour covers those with a wide margin; a week
+    # (the inbox's retention, as it was) kept every event's key for days for nothing.
+    idempotency_ttl_seconds: int = Field(default=3600, ge=1)
     outbox_poll_interval_ms: int = Field(default=500, ge=10)
     outbox_retention_hours: int = Field(default=24, ge=1)
     # 7 days is Kafka's default log retention (log.retention.hours=168): an event older than

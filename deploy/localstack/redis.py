@@ -1,8 +1,10 @@
-"""Redis: ``SAGAKIT_REDIS_URL`` when set, else our own redis-server (memory only, no disk)."""
+"""Redis: ``SAGAKIT_REDIS_URL`` when set, else our own redis-server (memory only, no disk,
+bounded: ``REDIS_MAXMEMORY``, 256mb, least recently used keys evicted)."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +18,34 @@ from deploy.localstack.processes import is_alive, running_pid, start_server, ter
 from deploy.localstack.profiles import HOST
 from deploy.localstack.readiness import wait_until_answers
 
-__all__ = ["Redis", "ping"]
+__all__ = ["DEFAULT_MAXMEMORY", "Redis", "ping", "redis_server_options"]
+
+DEFAULT_MAXMEMORY = "256mb"
+"""The stack's Redis memory bound, unless ``REDIS_MAXMEMORY`` says otherwise (``1gb``, ...)."""
+
+
+def redis_server_options(*, port: int, folder: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """redis-server's options for the stack: memory only, bounded, evicting as a cache does.
+
+    It holds the idempotency fast path alone (``shared.inbox``): every key is a shortcut the
+    inbox table backs up, so when Redis is full the least recently used keys go
+    (``allkeys-lru``) and a redelivery of their event costs one inbox lookup. Without a bound
+    it grew with every event for as long as a key lived; at the bound without eviction
+    (``noeviction``) it would refuse every new key. docs/operations.md says how to size it.
+    """
+    return {
+        "bind": HOST,
+        "port": str(port),
+        # No RDB snapshots, no AOF: the stack's Redis holds nothing worth keeping.
+        "save": "",
+        "appendonly": "no",
+        "maxmemory": environ.get("REDIS_MAXMEMORY") or DEFAULT_MAXMEMORY,
+        "maxmemory-policy": "allkeys-lru",
+        # In the foreground of its own session, like Kafka: we know its pid at once, and a
+        # failure to listen shows as an exit instead of a wait for a deadline.
+        "daemonize": "no",
+        "dir": str(folder),
+    }
 
 
 async def ping(url: str) -> None:
@@ -52,17 +81,9 @@ class Redis:
         if server is None:
             raise StackError("redis-server not found: apt-get install -y redis-server")
         folder = ctx.state("redis")
-        options = {
-            "bind": HOST,
-            "port": str(ctx.profile.redis_port),
-            # No RDB snapshots, no AOF: the stack's Redis holds nothing worth keeping.
-            "save": "",
-            "appendonly": "no",
-            # In the foreground of its own session, like Kafka: we know its pid at once, and a
-            # failure to listen shows as an exit instead of a wait for a deadline.
-            "daemonize": "no",
-            "dir": str(folder),
-        }
+        options = redis_server_options(
+            port=ctx.profile.redis_port, folder=folder, environ=ctx.environ
+        )
         argv = [server, *(word for name, value in options.items() for word in (f"--{name}", value))]
         pid = start_server(argv, folder, "redis")
         url = self.env(ctx)["SAGAKIT_REDIS_URL"]

@@ -20,6 +20,7 @@ from shared.dead_letter_index import DeadLetterIndex
 from shared.declaration import Consumers, ServiceDeclaration
 from shared.events import CATALOGUE
 from shared.platform import Platform
+from shared.replay import inbox_memory
 from shared.settings import PlatformSettings, database_url_field, kafka_client_options
 from shared.subscriptions import Subscription
 from shared.topics import Topics
@@ -106,6 +107,7 @@ def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
         dead_letters=dead_letters,
         peers=Peers(urls, settings.admin_token),
         kafka_options=kafka,
+        inbox_memory=inbox_memory(settings),
         group_prefix=settings.topic_prefix,
     )
 

@@ -2,9 +2,12 @@
 
 The records are read by ``shared.replay`` (from the beginning to the end as it was, in no
 consumer group), which also re-publishes them: each to its ``dlq.original.topic``, key,
-value and original headers as first published. A replayed event that was handled already
-changes nothing, because every consumer deduplicates by ``event_id``; so replaying twice is
-safe, and a dead letter replayed before its cause was fixed lands in the DLQ again.
+value and original headers as first published, for the group that dead-lettered it alone
+(``sagakit.replay.group``), one copy per group and record. A replayed event that was handled
+already changes nothing, because every consumer deduplicates by ``event_id``; so replaying
+twice is safe, and a dead letter replayed before its cause was fixed lands in the DLQ again.
+A dead letter older than the inbox's retention (``SAGAKIT_INBOX_RETENTION_HOURS``) is
+refused, since the inbox may have forgotten it, unless ``--past-inbox-retention`` is given.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +24,19 @@ from shared.cli.config import Config, config
 from shared.cli.kafka import consumer, run
 from shared.cli.output import CliError, emit_json, iso_ms, say, table
 from shared.cli.render import header_map, print_record, record_json
-from shared.replay import DeadLetter, original_topic, read_dead_letters, republish
+from shared.replay import (
+    DeadLetter,
+    ReplayPlan,
+    forgotten_reason,
+    forgotten_summary,
+    inbox_memory,
+    original_topic,
+    plan_replay,
+    read_dead_letters,
+    replay_headers,
+    republish,
+)
+from shared.replay_target import REPLAY_GROUP_HEADER
 
 __all__ = ["app", "dlq_summary", "print_dlq_summary"]
 
@@ -145,12 +161,22 @@ def replay(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be replayed; publish nothing.")
     ] = False,
+    past_inbox_retention: Annotated[
+        bool,
+        typer.Option(
+            "--past-inbox-retention",
+            help="Replay dead letters older than the inbox's retention too (they are refused "
+            "otherwise: the inbox may have forgotten them, and a replay could apply them twice).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Re-publish dead letters to the topics they came from, once their cause is fixed.
 
-    A replayed event that was handled already has no second effect (the consumers' inbox),
-    so replaying twice is safe.
+    Each goes to the consumer group that dead-lettered it alone, one copy per group and
+    record. A replayed event that was handled already has no second effect (the consumers'
+    inbox), so replaying twice is safe; a dead letter older than the inbox's retention
+    (SAGAKIT_INBOX_RETENTION_HOURS) is refused unless --past-inbox-retention is given.
     """
     cfg = config(ctx)
     if not (event_id or order_id or every):
@@ -158,28 +184,51 @@ def replay(
     if every and (event_id or order_id):
         raise typer.BadParameter("--all replays everything: leave out --event-id and --order-id")
     match = _matcher(set(event_id or []), set(order_id or []))
-    replayed = run(cfg, _replay(cfg, topic, match, dry_run))
+    memory = None if past_inbox_retention else inbox_memory(cfg.settings)
+    plan = run(cfg, _replay(cfg, topic, match, memory, dry_run))
+    replayed = [_described(letter) for letter in plan.send]
+    refused = [
+        {**_described(letter), "reason": forgotten_reason(letter, age, memory or age)}
+        for letter, age in plan.forgotten
+    ]
     if as_json:
-        emit_json({"topic": topic, "dry_run": dry_run, "records": replayed})
+        emit_json({"topic": topic, "dry_run": dry_run, "records": replayed, "refused": refused})
         return
     table(
-        ["to topic", "key", "event", "event id", "from"],
-        [[r["to"], r["key"], r["event_type"], r["event_id"], r["from"]] for r in replayed],
+        ["to topic", "key", "event", "event id", "for group", "from"],
+        [
+            [r["to"], r["key"], r["event_type"], r["event_id"], r["group"], r["from"]]
+            for r in replayed
+        ],
     )
+    if plan.repeats:
+        say(
+            f"{len(plan.repeats)} dead letter(s) not sent: a newer dead letter of the same "
+            "record for the same group is"
+        )
+    for row in refused:
+        say(f"refused {row['reason']}")
+    if refused and memory is not None:
+        say(forgotten_summary(len(refused), memory))
     verb = "would replay" if dry_run else "replayed"
     say(f"{verb} {len(replayed)} dead letter(s) from {topic}")
 
 
 async def _replay(
-    cfg: Config, topic: str, match: Callable[[DeadLetter], bool], dry_run: bool
-) -> list[dict[str, Any]]:
+    cfg: Config,
+    topic: str,
+    match: Callable[[DeadLetter], bool],
+    memory: timedelta | None,
+    dry_run: bool,
+) -> ReplayPlan:
     letters = await _read(cfg, topic, match=match)
     placeable = [letter for letter in letters if original_topic(letter)]
     if len(placeable) < len(letters):
         say(f"{len(letters) - len(placeable)} record(s) without dlq.original.topic: skipped")
+    plan = plan_replay(placeable, memory=memory)
     if not dry_run:
-        await republish(cfg.kafka_options(), placeable)
-    return [_described(letter) for letter in placeable]
+        await republish(cfg.kafka_options(), plan.send)
+    return plan
 
 
 def _described(letter: DeadLetter) -> dict[str, Any]:
@@ -189,6 +238,7 @@ def _described(letter: DeadLetter) -> dict[str, Any]:
         "key": letter.key.decode(errors="replace") if letter.key is not None else None,
         "event_type": headers.get("event_type"),
         "event_id": _event_id(letter),
+        "group": dict(replay_headers(letter)).get(REPLAY_GROUP_HEADER, b"").decode() or None,
         "from": f"{letter.topic}[{letter.partition}]@{letter.offset}",
     }
 

@@ -4,14 +4,20 @@ order API's commands, and a service's consumer group."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.demo.__main__ import operator_view
+from shared.dlq import dead_letter_headers
+from shared.errors import PermanentError
 from shared.topics import Topics, existing_partitions
 from tests.cli_support import Ran, Sagakit
 from tests.e2e.conftest import RunningSystem
@@ -194,3 +200,42 @@ async def test_the_demo_ends_with_the_order_group_and_the_dead_letters(
     assert f"$ sagakit groups describe {group}\ngroup {group}: Stable, 1 member(s)" in printed
     assert "$ sagakit dlq list\n" in printed
     assert system.topic("payment-processed-dlq") in printed  # the services created every DLQ
+
+
+async def test_a_dead_letter_older_than_the_inbox_remembers_is_refused_by_the_cli_and_the_explorer(
+    system: RunningSystem, sagakit: Sagakit
+) -> None:
+    topic, dlq = system.topic("payment-processed"), system.topic("payment-processed-dlq")
+    order_id = f"old-{uuid.uuid4().hex[:8]}"
+    value = json.dumps({"event_id": str(uuid.uuid4()), "order_id": order_id}).encode()
+    read: Any = ConsumerRecord(topic, 0, 5, 0, 0, order_id.encode(), value, None, 0, 0, [])
+    headers = dead_letter_headers(
+        read,
+        group=system.topic("inventory"),
+        error=PermanentError("no such sku"),
+        attempts=1,
+        failed_at=datetime.now(UTC) - timedelta(days=9, hours=1),  # the inbox keeps 7 days
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=system.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        stored = await producer.send_and_wait(dlq, value, key=order_id.encode(), headers=headers)
+    finally:
+        await producer.stop()
+
+    refused = succeeded(await sagakit("dlq", "replay", dlq, "--order-id", order_id))
+    token = {"Authorization": f"Bearer {system.env['SAGAKIT_ADMIN_TOKEN']}"}
+    where = {"topic": dlq, "partition": stored.partition, "offset": stored.offset}
+    answer = await system.client.http.post(
+        f"{system.client.urls.order}/ui/replay", json=where, headers=token
+    )
+
+    reason = (
+        f"{dlq}[{stored.partition}]@{stored.offset}: dead-lettered 9 days ago, past the "
+        "inbox's 7-day memory: replaying it could apply it twice"
+    )
+    assert refused.stdout.splitlines()[-1] == f"replayed 0 dead letter(s) from {dlq}"
+    assert f"refused {reason}" in refused.stdout
+    assert answer.status_code == 409 and reason in answer.json()["detail"]
+    tail = succeeded(await sagakit("tail", topic, "--from-beginning", "--key", order_id, "--json"))
+    assert tail.stdout == ""  # nothing was sent

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import ConsumerRunner, Subscription
 from shared.db import UnitOfWork, UnitOfWorkFactory
 from shared.errors import PermanentError, TransientError
-from shared.events import OrderCreated
+from shared.events import OrderCreated, encode
 from shared.topics import Topics
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import (
@@ -226,3 +229,97 @@ async def test_a_rebalance_mid_run_rolls_the_run_back_and_the_new_owner_does_it_
 
 async def _count(engine: AsyncEngine, label: str, at_least: int) -> bool:
     return await count_effects(engine, label) >= at_least
+
+
+# Advisory locks some transaction of this database waits for: a transaction queued behind
+# the group's lock.
+_WAITING_ON_AN_ADVISORY_LOCK = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+async def test_a_record_taken_alone_after_its_run_failed_cannot_deadlock_with_the_groups_next_run(
+    infra: Infrastructure, database: tuple[str, AsyncEngine], kafka: Kafka
+) -> None:
+    _, engine = database
+    rows, label = infra.unique("rows"), infra.unique("effects")
+    first_row, second_row = uuid.uuid4(), uuid.uuid4()
+    async with engine.begin() as connection:
+        for row in (first_row, second_row):
+            await connection.execute(
+                text("INSERT INTO consumer_effects (label, event_id, n) VALUES (:l, :id, 0)"),
+                {"l": rows, "id": row},
+            )
+    # Two events that lock the same two rows in opposite orders, as two orders of
+    # inventory's lock the same skus: the one taken alone after its run failed locks the
+    # second row first, the group's next run the first row first.
+    alone, batched = new_order(), new_order()
+    holds = {alone.event_id: asyncio.Event(), batched.event_id: asyncio.Event()}
+    sqlstates: list[str] = []
+    failed_in_its_run = asyncio.Event()
+
+    async def bump(uow: UnitOfWork, row: uuid.UUID) -> None:
+        try:
+            await uow.session.execute(
+                text("UPDATE consumer_effects SET n = n + 1 WHERE label = :l AND event_id = :id"),
+                {"l": rows, "id": row},
+            )
+        except DBAPIError as error:
+            sqlstates.append(str(getattr(error.orig, "sqlstate", "")))
+            raise
+
+    async def other_holds_or_waits(partner: uuid.UUID) -> None:
+        """Until the partner holds its first row, or a transaction waits for the group lock."""
+        async with engine.connect() as connection:
+            for _ in range(600):  # 30 s
+                if holds[partner].is_set():
+                    return
+                if await connection.scalar(_WAITING_ON_AN_ADVISORY_LOCK):
+                    return
+                await connection.rollback()
+                await asyncio.sleep(0.05)
+        sqlstates.append("neither held nor waited within 30 s")
+
+    async def handle(event: OrderCreated, uow: UnitOfWork) -> None:
+        if event.event_id == alone.event_id and not failed_in_its_run.is_set():
+            failed_in_its_run.set()
+            raise TransientError("fails in its run: taken alone next")
+        mine, theirs, partner = (
+            (second_row, first_row, batched.event_id)
+            if event.event_id == alone.event_id
+            else (first_row, second_row, alone.event_id)
+        )
+        await bump(uow, mine)
+        holds[event.event_id].set()
+        await other_holds_or_waits(partner)
+        await bump(uow, theirs)
+        await add_effect(uow, label, event)
+
+    settings = settings_for(kafka.bootstrap, kafka.topics, retry_base_delay_ms=200)
+    subscriptions = [Subscription(OrderCreated, handle)]
+    async with running(
+        settings, engine, subscriptions, group=infra.unique("g"), topics=kafka.topics
+    ) as runner:
+        await publish_to(kafka, alone, partition=0)
+        await asyncio.wait_for(failed_in_its_run.wait(), 30)
+        await publish_to(kafka, batched, partition=1)  # the group's next transaction
+        await wait_until(lambda: _count(engine, label, 2), what="both effects")
+        stats = runner.stats
+
+    assert sqlstates == []  # no 40P01 deadlock_detected, nothing else either
+    assert await effects_of(engine, label) == {alone.event_id: 1, batched.event_id: 1}
+    assert await effects_of(engine, rows) == {first_row: 2, second_row: 2}
+    assert stats.retried == 1 and stats.dead_lettered == 0
+
+
+async def publish_to(kafka: Kafka, event: OrderCreated, *, partition: int) -> None:
+    """Send ``event`` as the relay would, to ``partition`` whatever its key."""
+    record = encode(event, kafka.topics)
+    await kafka.producer.send_and_wait(
+        record.topic,
+        value=record.value,
+        key=record.key,
+        headers=list(record.headers),
+        partition=partition,
+    )

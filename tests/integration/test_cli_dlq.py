@@ -7,7 +7,7 @@ the system's own dead letter, replayed until its saga completes, is in tests/e2e
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +38,27 @@ class DeadLetters:
         self.prefix = infra.topic_prefix("dlq")
         self.topic = Topics(self.prefix).for_event("OrderCreated")
         self.dlq = Topics.dlq(self.topic)
+        self.added = 0
 
     async def create(self) -> None:
         options = {"bootstrap_servers": self.infra.kafka_bootstrap}
         await ensure_topics(options, [self.topic, self.dlq], partitions=1)
 
-    async def add(self, key: str, value: bytes, error: Exception, headers: Headers) -> None:
+    async def add(
+        self,
+        key: str,
+        value: bytes,
+        error: Exception,
+        headers: Headers,
+        *,
+        failed_at: datetime | None = None,
+    ) -> None:
+        """A dead letter of the record read at offset 7, 8, 9... of the original topic."""
+        self.added += 1
         failed: Any = ConsumerRecord(
             topic=self.topic,
             partition=0,
-            offset=7,
+            offset=6 + self.added,
             timestamp=0,
             timestamp_type=0,
             key=key.encode(),
@@ -62,7 +73,7 @@ class DeadLetters:
             group=f"{self.prefix}payment",
             error=error,
             attempts=3,
-            failed_at=datetime.now(UTC),
+            failed_at=failed_at or datetime.now(UTC),
         )
         producer = AIOKafkaProducer(bootstrap_servers=self.infra.kafka_bootstrap, acks="all")
         await producer.start()
@@ -152,15 +163,22 @@ async def test_replay_by_event_id_and_by_order_id_republishes_those_as_first_pub
             "key": "order-3",
             "event_type": None,
             "event_id": "e-3",
+            "group": f"{letters.prefix}payment",
             "from": f"{letters.dlq}[0]@2",
         }
     ]
+    assert by_event.json()["refused"] == []
     assert by_order.stdout.splitlines()[-1] == f"replayed 1 dead letter(s) from {letters.dlq}"
     records = republished.json_lines()
     assert sorted(r["key"] for r in records) == ["order-2", "order-3"]
-    # The dlq.* headers stay behind: the consumers meet the record as it first was.
+    # The dlq.* headers stay behind: the consumers meet the record as it first was, and the
+    # group that dead-lettered it alone handles it.
     assert all(not name.startswith("dlq.") for r in records for name in r["headers"])
-    assert next(r for r in records if r["key"] == "order-3")["headers"] == {"event_id": "e-3"}
+    assert next(r for r in records if r["key"] == "order-3")["headers"] == {
+        "event_id": "e-3",
+        "sagakit.replay.group": f"{letters.prefix}payment",
+        "sagakit.replay.of": f"{letters.topic}[0]@9",
+    }
 
 
 async def test_replay_says_which_records_or_refuses(sagakit: Sagakit, letters: DeadLetters) -> None:
@@ -178,3 +196,48 @@ async def test_replay_says_which_records_or_refuses(sagakit: Sagakit, letters: D
     assert missing.exit_code == 1 and len(missing.error_lines) == 1
     assert f"no topic '{letters.dlq}-nope'" in missing.stderr
     assert unprefixed.exit_code == 1 and len(unprefixed.error_lines) == 1
+
+
+async def test_replay_refuses_a_dead_letter_older_than_the_inbox_remembers_unless_told(
+    infra: Infrastructure, letters: DeadLetters, tmp_path: Path
+) -> None:
+    await letters.add(
+        "order-4",
+        event("order-4", "e-4"),
+        PermanentError("no such sku"),
+        [("event_id", b"e-4")],
+        failed_at=datetime.now(UTC) - timedelta(hours=3, minutes=5),
+    )
+    settings = {
+        "SAGAKIT_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+        "SAGAKIT_TOPIC_PREFIX": letters.prefix,
+        "SAGAKIT_INBOX_RETENTION_HOURS": "2",  # as the services that consume it are told
+    }
+    sagakit = Sagakit(settings, tmp_path / "short.env")
+
+    refused = await sagakit("dlq", "replay", letters.dlq, "--order-id", "order-4")
+    refused_json = await sagakit("dlq", "replay", letters.dlq, "--all", "--json")
+    forced = await sagakit(
+        "dlq", "replay", letters.dlq, "--order-id", "order-4", "--past-inbox-retention"
+    )
+    republished = await sagakit("tail", letters.topic, "--from-beginning", "--json")
+
+    assert refused.exit_code == 0
+    lines = refused.stdout.splitlines()
+    assert lines[-3] == (
+        f"refused {letters.dlq}[0]@3: dead-lettered 3 hours ago, past the inbox's 2-hour "
+        "memory: replaying it could apply it twice; --past-inbox-retention replays it anyway, "
+        f"once you know {letters.prefix}payment never applied it"
+    )
+    assert lines[-2] == (
+        "refused 1 dead letter(s) dead-lettered more than 2 hours ago, past the inbox's 2-hour "
+        "memory (SAGAKIT_INBOX_RETENTION_HOURS): replaying them could apply them twice; "
+        "--past-inbox-retention replays them anyway"
+    )
+    assert lines[-1] == f"replayed 0 dead letter(s) from {letters.dlq}"
+    found = refused_json.json()
+    assert [r["key"] for r in found["records"]] == ["order-1", "order-2", "order-3"]
+    assert [r["key"] for r in found["refused"]] == ["order-4"]
+    assert forced.stdout.splitlines()[-1] == f"replayed 1 dead letter(s) from {letters.dlq}"
+    keys = [r["key"] for r in republished.json_lines()]
+    assert sorted(keys) == ["order-1", "order-2", "order-3", "order-4"]  # order-4 once

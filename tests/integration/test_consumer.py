@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import pytest
 from redis.asyncio import Redis
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.consumer import Subscription
@@ -299,3 +301,92 @@ async def test_several_handlers_of_one_event_type_run_in_one_unit_of_work(
 
 async def _has_effect(engine: AsyncEngine, label: str, event_id: uuid.UUID) -> bool:
     return event_id in await effects_of(engine, label)
+
+
+# What a handler asks of the database with an order's total: a numeric(4,2) holds less than
+# 100 (22003 numeric field overflow), and an index entry holds at most a few kilobytes
+# (54000 program limit exceeded: the value is too long for the unique index).
+DATA_ERRORS = {
+    "22003": "SELECT CAST(CAST(:total AS numeric) AS numeric(4, 2))",
+    "54000": "INSERT INTO consumer_notes (note) "
+    "SELECT string_agg(md5(:total || n), '') FROM generate_series(1, 400) AS n",
+}
+
+
+@pytest.mark.parametrize("sqlstate", sorted(DATA_ERRORS))
+async def test_data_the_database_refuses_is_dead_lettered_with_its_sqlstate_and_the_rest_goes_on(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka, sqlstate: str
+) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            text("CREATE TABLE IF NOT EXISTS consumer_notes (note text PRIMARY KEY)")
+        )
+    group = infra.unique("g")
+    attempts: list[uuid.UUID] = []
+
+    async def store_total(event: OrderCreated, uow: UnitOfWork) -> None:
+        attempts.append(event.event_id)
+        if event.total > 100:  # only the refused record asks the database
+            await uow.session.execute(text(DATA_ERRORS[sqlstate]), {"total": str(event.total)})
+        await add_effect(uow, group, event)
+
+    refused = new_order().model_copy(update={"total": Decimal("123456.00")})
+    after = new_order(refused.order_id)  # the same key: next in the same partition
+    for each in (refused, after):
+        await kafka.publish(each)
+    async with running(
+        settings_for(kafka.bootstrap, kafka.topics, retry_attempts=5),
+        engine,
+        [Subscription(OrderCreated, store_total)],
+        group=group,
+        topics=kafka.topics,
+    ) as runner:
+        (dead,) = await read_all(
+            kafka.bootstrap, Topics.dlq(kafka.topics.for_event(OrderCreated)), expected=1
+        )
+        await wait_until(lambda: _has_effect(engine, group, after.event_id), what="the next one")
+
+    headers = dict(dead.headers)
+    assert dead.value == refused.to_json()
+    assert headers["dlq.error.message"].startswith(f"SQLSTATE {sqlstate}: ".encode())
+    # Refused for good: once with its neighbour in the run, once alone, never retried.
+    assert headers["dlq.attempts"] == b"1"
+    assert attempts.count(refused.event_id) <= 2
+    assert runner.stats.retried == 0 and runner.stats.dead_lettered == 1
+    assert await effects_of(engine, group) == {after.event_id: 1}
+
+
+async def test_an_idempotency_key_evicted_from_redis_costs_an_inbox_lookup_not_a_second_effect(
+    infra: Infrastructure, engine: AsyncEngine, kafka: Kafka
+) -> None:
+    group = infra.unique("g")
+    redis = Redis.from_url(infra.redis_url)
+    dedup = Deduplicator(redis, ttl_seconds=600, prefix=infra.unique("seen"))
+    event = new_order()
+    subscriptions = [Subscription(OrderCreated, effect_handler(group))]
+    settings = settings_for(kafka.bootstrap, kafka.topics)
+    await kafka.publish(event)
+    async with running(
+        settings, engine, subscriptions, group=group, topics=kafka.topics, dedup=dedup
+    ):
+        await wait_until(lambda: _has_effect(engine, group, event.event_id), what="the effect")
+        await wait_until(lambda: _known(redis, dedup.key(group, event.event_id)), what="the key")
+
+    # Evicted (maxmemory, allkeys-lru) or expired (its TTL): Redis no longer knows the event.
+    assert await redis.delete(dedup.key(group, event.event_id)) == 1
+    sentinel = new_order(event.order_id)  # the same key: after the copy in its partition
+    for each in (event, sentinel):  # a second copy, as a relay that published twice sends
+        await kafka.publish(each)
+    # A new assignment: the partition's first records are asked of Redis, which misses.
+    async with running(
+        settings, engine, subscriptions, group=group, topics=kafka.topics, dedup=dedup
+    ) as again:
+        await wait_until(lambda: _has_effect(engine, group, sentinel.event_id), what="sentinel")
+    await redis.aclose()
+
+    assert await effects_of(engine, group) == {event.event_id: 1, sentinel.event_id: 1}
+    assert (again.stats.processed, again.stats.duplicates) == (1, 1)  # the inbox said so
+
+
+async def _known(redis: Redis, key: str) -> bool:
+    return bool(await redis.exists(key))

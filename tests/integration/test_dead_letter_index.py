@@ -157,10 +157,10 @@ async def test_replaying_one_record_seeks_to_it_instead_of_reading_the_whole_dlq
         return True
 
     replayed = await replay_dead_letters(
-        options(infra), dlq, match=match, at=(0, 150), timeout_s=30
+        options(infra), dlq, match=match, at=(0, 150), memory=None, timeout_s=30
     )
 
-    assert replayed == 1
+    assert len(replayed.send) == 1
     assert looked_at == [150], "the replay read records other than the one it was sent to"
     assert await keys_in(infra, original) == [b"order-150"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,10 +14,12 @@ from aiokafka.structs import ConsumerRecord
 from shared.dlq import dead_letter_headers
 from shared.errors import PermanentError
 from shared.replay import main, replay_dead_letters
+from shared.replay_target import REPLAY_HEADERS
 from shared.topics import Topics, ensure_topics
 from tests.infra import Infrastructure
 
 Headers = list[tuple[str, bytes]]
+WEEK = timedelta(days=7)  # the services' default inbox retention
 
 
 def options(infra: Infrastructure) -> dict[str, Any]:
@@ -48,20 +50,28 @@ def failed(topic: str, key: bytes, value: bytes, headers: Headers, offset: int) 
 
 
 async def dead_letter(
-    infra: Infrastructure, topic: str, records: list[tuple[bytes, bytes, Headers]]
+    infra: Infrastructure,
+    topic: str,
+    records: list[tuple[bytes, bytes, Headers]],
+    *,
+    group: str = "payment",
+    offsets: list[int] | None = None,
+    failed_at: datetime | None = None,
 ) -> None:
-    """Write ``records`` to ``topic``'s DLQ as the consumer runner does, dlq.* headers included."""
+    """Write ``records`` to ``topic``'s DLQ as the consumer runner does, dlq.* headers included
+    (read at ``offsets`` of ``topic``, 0, 1, 2... unless given)."""
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        for offset, (key, value, headers) in enumerate(records):
+        for index, (key, value, headers) in enumerate(records):
+            offset = offsets[index] if offsets else index
             record = failed(topic, key, value, headers, offset)
             dlq_headers = dead_letter_headers(
                 record,
-                group="payment",
+                group=group,
                 error=PermanentError("injected permanent fault"),
                 attempts=1,
-                failed_at=datetime.now(UTC),
+                failed_at=failed_at or datetime.now(UTC),
             )
             await producer.send_and_wait(Topics.dlq(topic), value, key=key, headers=dlq_headers)
     finally:
@@ -89,7 +99,9 @@ async def read_all(infra: Infrastructure, topic: str, expected: int) -> list[Any
 
 
 def wire(record: Any) -> Wire:
-    return record.key, record.value, list(record.headers)
+    """The record as first published: what a replayed copy adds to say for whom is left out
+    (``test_a_copy_names_the_group_it_is_for_and_the_record_it_descends_from``)."""
+    return record.key, record.value, [h for h in record.headers if h[0] not in REPLAY_HEADERS]
 
 
 Wire = tuple[bytes, bytes, Headers]
@@ -109,9 +121,9 @@ async def test_replay_republishes_each_dead_letter_as_first_published(
     topic, dlq = await topics_with_dlq(infra)
     await dead_letter(infra, topic, [ORDER_1, ORDER_2])
 
-    replayed = await replay_dead_letters(options(infra), dlq, timeout_s=30)
+    replayed = await replay_dead_letters(options(infra), dlq, memory=WEEK, timeout_s=30)
 
-    assert replayed == 2
+    assert len(replayed.send) == 2
     republished = await read_all(infra, topic, expected=2)
     assert sorted(map(wire, republished)) == sorted([ORDER_1, ORDER_2])
 
@@ -121,10 +133,14 @@ async def test_replay_takes_only_the_records_that_match(infra: Infrastructure) -
     await dead_letter(infra, topic, [ORDER_1, ORDER_2, ORDER_1_AGAIN])
 
     replayed = await replay_dead_letters(
-        options(infra), dlq, match=lambda record: record.key == b"order-1", timeout_s=30
+        options(infra),
+        dlq,
+        match=lambda record: record.key == b"order-1",
+        memory=WEEK,
+        timeout_s=30,
     )
 
-    assert replayed == 2
+    assert len(replayed.send) == 2
     republished = await read_all(infra, topic, expected=2)
     assert sorted(map(wire, republished)) == sorted([ORDER_1, ORDER_1_AGAIN])
 
@@ -134,9 +150,9 @@ async def test_replay_stops_at_the_limit(infra: Infrastructure) -> None:
     # One key: one partition, so "the first two" is well defined.
     await dead_letter(infra, topic, [ORDER_1, ORDER_1_AGAIN, ORDER_1])
 
-    replayed = await replay_dead_letters(options(infra), dlq, limit=2, timeout_s=30)
+    replayed = await replay_dead_letters(options(infra), dlq, limit=2, memory=WEEK, timeout_s=30)
 
-    assert replayed == 2
+    assert len(replayed.send) == 2
     republished = await read_all(infra, topic, expected=2)
     assert list(map(wire, republished)) == [ORDER_1, ORDER_1_AGAIN]
 
@@ -147,11 +163,11 @@ async def test_replaying_again_reads_the_dead_letters_again_from_the_beginning(
     topic, dlq = await topics_with_dlq(infra)
     await dead_letter(infra, topic, [ORDER_1])
 
-    first = await replay_dead_letters(options(infra), dlq, timeout_s=30)
-    second = await replay_dead_letters(options(infra), dlq, timeout_s=30)
+    first = await replay_dead_letters(options(infra), dlq, memory=WEEK, timeout_s=30)
+    second = await replay_dead_letters(options(infra), dlq, memory=WEEK, timeout_s=30)
 
     # No consumer group remembers a position: consumers skip the copy by its event_id.
-    assert (first, second) == (1, 1)
+    assert (len(first.send), len(second.send)) == (1, 1)
     assert list(map(wire, await read_all(infra, topic, expected=2))) == [ORDER_1, ORDER_1]
 
 
@@ -167,21 +183,23 @@ async def test_a_record_that_does_not_say_where_it_came_from_is_skipped(
         await producer.stop()
     await dead_letter(infra, topic, [ORDER_2])
 
-    assert await replay_dead_letters(options(infra), dlq, timeout_s=30) == 1
+    replayed = await replay_dead_letters(options(infra), dlq, memory=WEEK, timeout_s=30)
+    assert len(replayed.send) == 1
     assert list(map(wire, await read_all(infra, topic, expected=1))) == [ORDER_2]
 
 
 async def test_an_empty_dead_letter_topic_replays_nothing(infra: Infrastructure) -> None:
     _, dlq = await topics_with_dlq(infra)
 
-    assert await replay_dead_letters(options(infra), dlq, timeout_s=30) == 0
+    replayed = await replay_dead_letters(options(infra), dlq, memory=WEEK, timeout_s=30)
+    assert replayed.send == []
 
 
 async def test_a_missing_topic_is_named_in_the_error(infra: Infrastructure) -> None:
     missing = infra.topic("no-such") + "-dlq"
 
     with pytest.raises(LookupError, match=missing):
-        await replay_dead_letters(options(infra), missing, timeout_s=30)
+        await replay_dead_letters(options(infra), missing, memory=WEEK, timeout_s=30)
 
 
 async def test_the_command_line_replays_one_order(
@@ -197,3 +215,75 @@ async def test_the_command_line_replays_one_order(
     assert status == 0
     assert f"replayed 1 dead letter(s) from {dlq}" in capsys.readouterr().out
     assert list(map(wire, await read_all(infra, topic, expected=1))) == [ORDER_2]
+
+
+async def test_a_copy_names_the_group_it_is_for_and_the_record_it_descends_from(
+    infra: Infrastructure,
+) -> None:
+    topic, dlq = await topics_with_dlq(infra)
+    await dead_letter(infra, topic, [ORDER_2], group="inventory", offsets=[41])
+
+    await replay_dead_letters(options(infra), dlq, memory=WEEK, timeout_s=30)
+
+    (copy,) = await read_all(infra, topic, expected=1)
+    assert list(copy.headers) == [
+        *ORDER_2[2],
+        ("sagakit.replay.group", b"inventory"),
+        ("sagakit.replay.of", f"{topic}[0]@41".encode()),
+    ]
+
+
+async def test_dead_letters_of_one_record_make_one_copy_per_group(infra: Infrastructure) -> None:
+    topic, dlq = await topics_with_dlq(infra)
+    # Read at offset 5 by three groups, all three giving up; inventory's dead letter came
+    # twice (a replay that failed again keeps the record's origin in sagakit.replay.of).
+    await dead_letter(infra, topic, [ORDER_1], group="inventory", offsets=[5])
+    await dead_letter(infra, topic, [ORDER_1], group="order", offsets=[5])
+    await dead_letter(infra, topic, [ORDER_1], group="order-timeline", offsets=[5])
+    again = (*ORDER_1[:2], [*ORDER_1[2], ("sagakit.replay.of", f"{topic}[0]@5".encode())])
+    await dead_letter(infra, topic, [again], group="inventory", offsets=[9])
+
+    plan = await replay_dead_letters(options(infra), dlq, memory=WEEK, timeout_s=30)
+
+    assert (len(plan.send), len(plan.repeats)) == (3, 1)
+    copies = await read_all(infra, topic, expected=3)
+    assert sorted(dict(c.headers)["sagakit.replay.group"] for c in copies) == [
+        b"inventory",
+        b"order",
+        b"order-timeline",
+    ]
+    assert {dict(c.headers)["sagakit.replay.of"] for c in copies} == {f"{topic}[0]@5".encode()}
+
+
+async def test_a_dead_letter_the_outbox_relay_wrote_goes_back_for_every_group(
+    infra: Infrastructure,
+) -> None:
+    topic, dlq = await topics_with_dlq(infra)
+    # Refused by Kafka before any group read it: offset -1, no group to aim at.
+    await dead_letter(infra, topic, [ORDER_1], group="outbox relay payment/p-1", offsets=[-1])
+
+    await replay_dead_letters(options(infra), dlq, memory=WEEK, timeout_s=30)
+
+    (copy,) = await read_all(infra, topic, expected=1)
+    assert list(copy.headers) == ORDER_1[2]
+
+
+async def test_a_dead_letter_older_than_the_inbox_remembers_is_refused_unless_told(
+    infra: Infrastructure,
+) -> None:
+    topic, dlq = await topics_with_dlq(infra)
+    three_hours_ago = datetime.now(UTC) - timedelta(hours=3)
+    await dead_letter(infra, topic, [ORDER_1], failed_at=three_hours_ago)
+    await dead_letter(infra, topic, [ORDER_2], offsets=[1])  # just now
+
+    refused = await replay_dead_letters(
+        options(infra), dlq, memory=timedelta(hours=2), timeout_s=30
+    )
+    forced = await replay_dead_letters(options(infra), dlq, memory=None, timeout_s=30)
+
+    assert [wire(letter)[0] for letter in refused.send] == [ORDER_2[0]]
+    ((old, age),) = refused.forgotten
+    assert old.key == ORDER_1[0] and timedelta(hours=3) <= age < timedelta(hours=4)
+    assert sorted(wire(letter)[0] for letter in forced.send) == [ORDER_1[0], ORDER_2[0]]
+    republished = await read_all(infra, topic, expected=3)
+    assert sorted(record.key for record in republished) == [b"order-1", b"order-2", b"order-2"]

@@ -268,3 +268,13 @@ def test_the_dashboards_first_row_shows_lag_dlq_size_processing_time_and_error_r
     assert "sagakit_dlq_records" in dlq_size
     assert "sagakit_handler_duration_seconds_bucket" in processing
     assert 'outcome="dead_lettered"' in errors and "sagakit_consumer_events_total" in errors
+
+
+def test_redis_is_bounded_and_evicts_the_least_recently_used_keys() -> None:
+    # It holds idempotency keys only, each one a shortcut the inbox table backs up: evicting
+    # one costs an inbox lookup, while a full Redis without eviction refuses every write.
+    command = all_services()["redis"]["command"]
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert command[0] == "redis-server"
+    assert options["--maxmemory-policy"] == "allkeys-lru"
+    assert re.fullmatch(r"\d+mb", options["--maxmemory"])

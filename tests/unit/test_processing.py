@@ -1,9 +1,15 @@
 import pytest
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared.errors import NotAnEvent, PermanentError, TransientError
-from shared.processing import Failure, MisroutedEvent, RetryPolicy, classify
+from shared.processing import (
+    Failure,
+    MisroutedEvent,
+    RetryPolicy,
+    classify,
+    dead_letter_reason,
+)
 
 
 class _Orig(Exception):
@@ -25,9 +31,48 @@ def test_an_unknown_exception_is_treated_as_transient() -> None:
     assert classify(KeyError("bug")) is Failure.transient
 
 
-def test_a_constraint_violation_is_transient_not_an_outage() -> None:
-    error = IntegrityError("INSERT", {}, _Orig("23505"))
-    assert classify(error) is Failure.transient
+@pytest.mark.parametrize(
+    "error",
+    [
+        # The classes asyncpg's errors come wrapped in (sqlalchemy's asyncpg dialect): a data
+        # exception is a DataError, a constraint an IntegrityError, a program limit (a value
+        # too long for an index) an OperationalError.
+        DataError("INSERT", {}, _Orig("22003")),
+        DataError("INSERT", {}, _Orig("22001")),
+        IntegrityError("INSERT", {}, _Orig("23505")),
+        IntegrityError("INSERT", {}, _Orig("23514")),
+        OperationalError("INSERT", {}, _Orig("54000")),
+    ],
+)
+def test_data_the_database_refuses_is_permanent_not_an_outage(error: BaseException) -> None:
+    assert classify(error) is Failure.permanent
+
+
+def test_a_data_error_is_dead_lettered_with_its_sqlstate_and_the_servers_words() -> None:
+    cause = _Orig("22003")
+    cause.args = ("numeric field overflow",)
+    cause.detail = "A field with precision 4, scale 2 must round to less than 10^2."  # type: ignore[attr-defined]
+    adapted = _Orig("22003")
+    adapted.__cause__ = cause  # as sqlalchemy's asyncpg dialect chains them
+    wrapped = DataError("INSERT", {}, adapted)
+
+    reason = dead_letter_reason(wrapped)
+
+    assert isinstance(reason, PermanentError)
+    assert str(reason) == (
+        "SQLSTATE 22003: numeric field overflow "
+        "(A field with precision 4, scale 2 must round to less than 10^2.)"
+    )
+    assert dead_letter_reason(PermanentError("no")).args == ("no",)
+
+
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"])
+def test_a_race_lost_to_another_transaction_is_tried_again_until_it_is_won(
+    sqlstate: str,
+) -> None:
+    # Never the record's fault: contention must not dead-letter a good event.
+    assert classify(OperationalError("UPDATE", {}, _Orig(sqlstate))) is Failure.unavailable
+    assert classify(DBAPIError("UPDATE", {}, _Orig(sqlstate))) is Failure.unavailable
 
 
 @pytest.mark.parametrize(
@@ -36,6 +81,10 @@ def test_a_constraint_violation_is_transient_not_an_outage() -> None:
         ConnectionRefusedError("db down"),
         TimeoutError(),
         OperationalError("SELECT 1", {}, _Orig("08006")),
+        OperationalError("SELECT 1", {}, ConnectionResetError()),  # lost: no SQLSTATE
+        # Neither the record's data nor a lost race: waited out, as before.
+        OperationalError("SELECT 1", {}, _Orig("57014")),
+        OperationalError("SELECT 1", {}, _Orig("55P03")),
         DBAPIError("SELECT 1", {}, _Orig("57P01")),
         DBAPIError("SELECT 1", {}, _Orig("53300")),
         # asyncpg's own, unwrapped: a restarted server still replaying its log (57P03).

@@ -30,7 +30,7 @@ from shared.db import UnitOfWorkFactory
 from shared.dead_letter_index import READ_TIMEOUT_S, DeadLetterIndex
 from shared.group_lag import read_groups
 from shared.http import BODY_RESPONSES
-from shared.replay import replay_dead_letters
+from shared.replay import forgotten_reason, replay_dead_letters
 from shared.text import MAX_ORDER_ID_CHARS, StorableStr
 
 __all__ = ["Explorer", "admin_router", "router"]
@@ -54,6 +54,8 @@ class Explorer:
     dead_letters: DeadLetterIndex
     peers: Peers
     kafka_options: dict[str, Any]
+    inbox_memory: timedelta
+    """How long the consumers' inboxes remember an event: older dead letters are refused."""
     group_prefix: str
     """The topic prefix, which the consumer groups' ids share (``shared.platform``)."""
 
@@ -62,6 +64,14 @@ class Explorer:
 class StuckSaga:
     order: store.Order
     why: Why
+
+
+REPLAY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "The dead letter is older than the inboxes' memory "
+        "(SAGAKIT_INBOX_RETENTION_HOURS): replaying it could apply it twice"
+    },
+}
 
 
 class ReplayRequest(BaseModel):
@@ -198,30 +208,35 @@ def admin_router(explorer: Explorer) -> APIRouter:
     """The explorer's writes; the shell puts them behind the admin token."""
     writes = APIRouter(prefix="/ui", tags=["explorer"])
 
-    @writes.post("/replay", responses=BODY_RESPONSES)
+    @writes.post("/replay", responses={**BODY_RESPONSES, **REPLAY_RESPONSES})
     async def replay(body: ReplayRequest) -> dict[str, int]:
-        """Re-publish one dead letter to the topic it came from (the consumers' inboxes make
-        a second replay of the same record harmless)."""
+        """Re-publish one dead letter to the topic it came from, for the group that
+        dead-lettered it (the consumers' inboxes make a second replay of the same record
+        harmless, as long as they remember it: an older one is refused)."""
         if body.topic not in explorer.dead_letters.topics:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_ENTITY, f"{body.topic!r} is not a dead-letter topic"
             )
         try:
-            replayed = await replay_dead_letters(
+            plan = await replay_dead_letters(
                 explorer.kafka_options,
                 body.topic,
                 at=(body.partition, body.offset),
+                memory=explorer.inbox_memory,
                 timeout_s=REPLAY_TIMEOUT_S,
             )
         except (LookupError, TimeoutError) as error:
             message = str(error) or f"no answer from Kafka within {REPLAY_TIMEOUT_S:g} s"
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, message) from error
-        if replayed == 0:
+        for letter, age in plan.forgotten:
+            reason = forgotten_reason(letter, age, explorer.inbox_memory)
+            raise HTTPException(status.HTTP_409_CONFLICT, reason)
+        if not plan.send:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
                 f"no dead letter at {body.topic}[{body.partition}]@{body.offset}",
             )
-        return {"replayed": replayed}
+        return {"replayed": len(plan.send)}
 
     return writes
 
