@@ -235,6 +235,7 @@ async def test_the_stuck_listing_and_the_explorer_answer_with_100_000_dead_lette
         peers=Peers({}, None),
         kafka_options=options(infra),
         group_prefix="",
+        inbox_memory=timedelta(days=7),
     )
     app = FastAPI()
     app.include_router(api.router(units, finder, Admission(64)))
