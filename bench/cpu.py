@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench.target import Target
 
-__all__ = ["CpuMeter", "postgres_seconds", "process_seconds", "system_processes"]
+__all__ = ["CpuMeter", "pid_in", "postgres_seconds", "process_seconds", "system_processes"]
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -64,7 +64,8 @@ def postgres_seconds(cluster: str) -> float | None:
 Reader = Callable[[], float | None]
 
 
-def _pidfile(path: Path) -> int | None:
+def pid_in(path: Path) -> int | None:
+    """The pid a pid file holds, or None when there is none to read."""
     try:
         return int(path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -78,7 +79,7 @@ def system_processes(target: Target, extra: Mapping[str, int]) -> dict[str, Read
     pids = {name: pid for name, pid in target.instances().items() if pid is not None}
     state = target.services_dir.parent
     for name in ("kafka", "redis"):
-        if (pid := _pidfile(state / name / f"{name}.pid")) is not None:
+        if (pid := pid_in(state / name / f"{name}.pid")) is not None:
             pids[name] = pid
     pids |= {"bench": os.getpid(), **extra}
     readers: dict[str, Reader] = {name: partial(process_seconds, pid) for name, pid in pids.items()}

@@ -20,7 +20,7 @@ import httpx
 import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.cpu import process_seconds
+from bench.cpu import pid_in, process_seconds
 from deploy.localstack.supervisor import read_status
 
 __all__ = [
@@ -55,13 +55,6 @@ def _pss_kib(pid: int) -> int | None:
     return None
 
 
-def _pidfile(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _postgres_pids(cluster: str) -> list[int]:
     """The processes of the Debian cluster ``cluster``: the postmaster names its folder
     (``-D .../15/<cluster>``), every child its title (``postgres: 15/<cluster>: ...``)."""
@@ -86,7 +79,7 @@ def process_readings(state_dir: Path, profile: str) -> dict[str, dict[str, float
         if isinstance(instance.get("pid"), int):
             pids[str(instance["name"])] = int(instance["pid"])  # type: ignore[call-overload]
     for name in ("kafka", "redis"):
-        if (pid := _pidfile(state_dir / name / f"{name}.pid")) is not None:
+        if (pid := pid_in(state_dir / name / f"{name}.pid")) is not None:
             pids[name] = pid
     readings: dict[str, dict[str, float]] = {}
     for name, pid in pids.items():
