@@ -21,6 +21,7 @@ __all__ = [
     "Needs",
     "ensure",
     "ensure_chromium",
+    "ensure_prometheus",
     "find_chromium",
     "find_java",
     "java_problem",
@@ -110,6 +111,20 @@ def ensure_chromium() -> Path:
     if found is None:
         raise StackError("apt-get installed chromium, but no chromium is on PATH")
     return found
+
+
+def ensure_prometheus() -> tuple[Path, Path]:
+    """Debian's ``prometheus`` and ``promtool`` (the alert rules' tests run both), installed
+    with apt-get when missing and this runs as root (``StackError`` naming the command
+    otherwise)."""
+    found = shutil.which("prometheus"), shutil.which("promtool")
+    if None in found:
+        ensure([Needs(packages=("prometheus",))])
+        found = shutil.which("prometheus"), shutil.which("promtool")
+    prometheus, promtool = found
+    if prometheus is None or promtool is None:
+        raise StackError("apt-get installed prometheus, but prometheus or promtool is not on PATH")
+    return Path(prometheus), Path(promtool)
 
 
 def _java_major(java: Path) -> int:

@@ -33,6 +33,9 @@ DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 INIT_SQL = DEPLOY / "docker" / "postgres-init.sql"
 STACK_ENV = DEPLOY / "docker" / "stack.env"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+ALERT_RULES = DEPLOY / "prometheus" / "alerts.yml"
+ALERT_TESTS = DEPLOY / "prometheus" / "alerts_test.yml"
+OPERATIONS = ROOT / "docs" / "operations.md"
 GRAFANA = DEPLOY / "grafana"
 
 SETTINGS_CLASSES = {
@@ -235,6 +238,68 @@ def test_prometheus_scrapes_every_service_instance() -> None:
     }
     for name in APPS:
         assert f"{name}:{environment(app_services()[name])['PORT']}" in targets
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    loaded = yaml.safe_load(ALERT_RULES.read_text())
+    return [rule for group in loaded["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def markdown_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a document's headings: lower case, punctuation dropped,
+    spaces made hyphens."""
+    headings = re.findall(r"^#+ (.+)$", text, re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_prometheus_loads_the_alert_rules_the_compose_file_mounts_next_to_its_config() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert config["rule_files"] == [ALERT_RULES.name]  # relative to the config's folder
+    mounts = {
+        source: target.removesuffix(":ro")
+        for source, _, target in (v.partition(":") for v in all_services()["prometheus"]["volumes"])
+    }
+    config_in_container = Path(mounts[f"./prometheus/{PROMETHEUS_CONFIG.name}"])
+    rules_in_container = config_in_container.parent / ALERT_RULES.name
+    assert mounts[f"./prometheus/{ALERT_RULES.name}"] == str(rules_in_container)
+
+
+def test_every_alert_has_a_runbook_section_in_the_operations_guide() -> None:
+    anchors = markdown_anchors(OPERATIONS.read_text())
+    for rule in alert_rules():
+        document, _, anchor = rule["annotations"]["runbook"].partition("#")
+        assert document == "docs/operations.md", rule["alert"]
+        assert anchor in anchors, f"{rule['alert']}: no section #{anchor} in {document}"
+        assert rule["annotations"]["summary"] and rule["labels"]["severity"], rule["alert"]
+
+
+def test_every_alert_has_a_promtool_case_where_it_fires_and_one_where_it_does_not() -> None:
+    cases = [
+        case
+        for group in yaml.safe_load(ALERT_TESTS.read_text())["tests"]
+        for case in group["alert_rule_test"]
+    ]
+    firing = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    quiet = {case["alertname"] for case in cases if not case.get("exp_alerts")}
+    names = {rule["alert"] for rule in alert_rules()}
+    assert names - firing == set(), "no case where these fire"
+    assert names - quiet == set(), "no case where these stay quiet"
+
+
+def test_the_alerts_query_metrics_the_operations_guide_lists() -> None:
+    listed = OPERATIONS.read_text()
+    for rule in alert_rules():
+        for name in re.findall(r"\bsagakit_\w+", rule["expr"]):
+            family = re.sub(r"_(count|sum|bucket)$", "", name)
+            assert f"`{family}" in listed, f"{rule['alert']}: {family} is not in docs/operations.md"
+
+
+def test_the_dashboard_lists_the_alerts_and_grafana_shows_prometheus_rules() -> None:
+    dashboard = json.loads((GRAFANA / "dashboards/sagakit.json").read_text())
+    queried = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert "ALERTS" in queried
+    provisioned = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    assert provisioned["datasources"][0]["jsonData"]["manageAlerts"] is True
 
 
 def test_stack_env_gives_the_host_the_ports_and_token_compose_publishes() -> None:
