@@ -1,6 +1,7 @@
 """The alert rules in a real Prometheus (Debian's package) scraping the running services: the
 consumer lag alert goes pending, then firing, while shipping's consumer is held up and orders
-keep coming, and clears once it is let go.
+keep coming, the dashboard's "Alerts" panel query shows it, and it clears once shipping is let
+go.
 
 Prometheus runs the shipped rules with every duration divided by ``SPEEDUP`` (``for:`` and the
 range windows alike), from a copy written next to its config: the expressions, bounds, labels
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import subprocess
 from collections.abc import AsyncIterator
@@ -37,6 +39,7 @@ from tests.e2e.conftest import RunningSystem
 from tests.e2e.invariants import Ledger, eventually, instances
 
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "dashboards" / "sagakit.json"
 SPEEDUP = 20
 """The lag alert's 10-minute window becomes 30 s and its 5-minute ``for:`` 15 s."""
 INTERVAL = "1s"
@@ -91,6 +94,12 @@ class Prometheus:
             return []  # still starting
         answer = response.json()
         return [t["health"] for t in answer["data"]["activeTargets"]]
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        """The instant vector ``expr`` gives now."""
+        answer = (await self.http.get(f"{self.url}/api/v1/query", params={"query": expr})).json()
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
 
     async def metric_names(self) -> set[str]:
         answer = (await self.http.get(f"{self.url}/api/v1/label/__name__/values")).json()
@@ -194,6 +203,16 @@ async def test_the_lag_alert_goes_pending_then_firing_while_shipping_falls_behin
             assert alert["labels"]["service"] == "shipping"
             assert alert["annotations"]["runbook"].startswith("docs/operations.md#")
             assert float(alert["value"]) > 100
+
+            # The dashboard's "Alerts" panel shows it.
+            (panel,) = [
+                p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"] == "Alerts"
+            ]
+            shown = [
+                series["metric"] for series in await prometheus.query(panel["targets"][0]["expr"])
+            ]
+            wanted = {"alertname": LAG_ALERT, "alertstate": "firing", "topic": topic}
+            assert any(wanted.items() <= labels.items() for labels in shown), shown
 
             # Every metric the rules ask for is one the services export (and Prometheus has).
             rules = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
