@@ -50,11 +50,8 @@ Trace context
     trace, and the header names that span instead.
 
 Retention
-    The leader also keeps the platform's tables from growing without limit: at most once every
-    ``purge_interval_s``, between rounds and on its lock connection, it deletes outbox rows
-    sent more than ``outbox_retention`` ago and inbox rows processed more than
-    ``inbox_retention`` ago (``shared.retention``), one bounded batch per table per round,
-    until a batch comes back short. Unsent rows are never deleted.
+    The relay does not purge: ``shared.purger`` deletes sent rows on a connection and a task of
+    its own, so that a slow purge never delays a round nor costs the lead.
 """
 
 from __future__ import annotations
@@ -62,10 +59,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import zlib
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -78,7 +73,6 @@ from shared.backoff import backoff_delay
 from shared.db import OUTBOX_CHANNEL, asyncpg_dsn, outbox_table
 from shared.metrics import Metric, counter, gauge, histogram
 from shared.outbox_sending import PartitionSender
-from shared.retention import PURGE_BATCH_SIZE, purge_processed_inbox, purge_sent_outbox
 from shared.settings import PlatformSettings
 
 __all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats", "backlog_metrics"]
@@ -124,8 +118,6 @@ class RelayStats:
     rounds: int = 0
     failed_rounds: int = 0
     leaderships: int = 0
-    purged_outbox: int = 0
-    purged_inbox: int = 0
 
 
 class OutboxRelay:
@@ -146,9 +138,6 @@ class OutboxRelay:
         standby_retry_s: float = 1.0,
         lock_key: int = DEFAULT_LOCK_KEY,
         name: str = "outbox-relay",
-        outbox_retention: timedelta = timedelta(hours=24),
-        inbox_retention: timedelta = timedelta(days=7),
-        purge_interval_s: float = 300.0,
     ) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._producer = producer
@@ -158,10 +147,6 @@ class OutboxRelay:
         self._standby_retry = standby_retry_s
         self._lock_key = lock_key
         self._name = name
-        self._outbox_retention = outbox_retention
-        self._inbox_retention = inbox_retention
-        self._purge_interval = purge_interval_s
-        self._next_purge = 0.0  # monotonic time; the first leadership purges at once
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -179,10 +164,8 @@ class OutboxRelay:
     def from_settings(
         cls, settings: PlatformSettings, producer: AIOKafkaProducer, **options: Any
     ) -> OutboxRelay:
-        """A relay for ``settings.database_url`` with the settings' poll and retention."""
+        """A relay for ``settings.database_url`` with the settings' poll interval."""
         options.setdefault("poll_interval_s", settings.outbox_poll_interval_ms / 1000)
-        options.setdefault("outbox_retention", timedelta(hours=settings.outbox_retention_hours))
-        options.setdefault("inbox_retention", timedelta(hours=settings.inbox_retention_hours))
         options.setdefault("name", f"{settings.service_name}/{settings.instance_id}")
         return cls(settings.database_url, producer, **options)
 
@@ -206,10 +189,6 @@ class OutboxRelay:
                 (),
                 {(): stats.published},
             ),
-            counter(
-                "sagakit_outbox_purged", "Sent outbox rows deleted", (), {(): stats.purged_outbox}
-            ),
-            counter("sagakit_inbox_purged", "Old inbox rows deleted", (), {(): stats.purged_inbox}),
             gauge(
                 "sagakit_outbox_leader",
                 "1 while this instance's relay publishes its service's outbox",
@@ -326,14 +305,12 @@ class OutboxRelay:
             # Cleared before reading: a commit that lands during the round wakes the next one.
             self._wake.clear()
             more, complete = await self._round(connection)
-            # Before the backoff: a Kafka outage must not stop the tables from being trimmed.
-            purging = await self._purge_if_due(connection)
             if not complete:
                 failures += 1
                 await self._sleep(_backoff(failures))
                 continue
             failures = 0
-            if not more and not purging:
+            if not more:
                 await self._wait_for_work()
         # Stopping: publish what is committed already (the consumers drained just before),
         # so that a restart does not leave a backlog waiting for the next leader.
@@ -363,21 +340,6 @@ class OutboxRelay:
         if not complete:
             self.stats.failed_rounds += 1
         return len(rows) == self._batch_size or result.waiting > 0, complete
-
-    async def _purge_if_due(self, connection: asyncpg.Connection) -> bool:
-        """Delete one batch of expired rows per table if due; return whether more remain."""
-        if time.monotonic() < self._next_purge:
-            return False
-        outbox = await purge_sent_outbox(connection, self._outbox_retention)
-        inbox = await purge_processed_inbox(connection, self._inbox_retention)
-        self.stats.purged_outbox += outbox
-        self.stats.purged_inbox += inbox
-        if outbox or inbox:
-            log.info("%s: purged %d outbox and %d inbox rows", self._name, outbox, inbox)
-        more = PURGE_BATCH_SIZE in (outbox, inbox)
-        if not more:
-            self._next_purge = time.monotonic() + self._purge_interval
-        return more
 
     def wake(self) -> None:
         """Publish now: rows were committed (what a notification on the channel says)."""
