@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from pydantic import Field
 
-from services.order import api, handlers
+from services.order import api, handlers, store
 from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
 from services.order.explorer.peers import Peers
@@ -18,6 +18,7 @@ from shared.dead_letter_index import DeadLetterIndex
 from shared.declaration import Consumers, ServiceDeclaration
 from shared.events import CATALOGUE
 from shared.platform import Platform
+from shared.purger import Purge
 from shared.settings import PlatformSettings, database_url_field, kafka_client_options
 from shared.subscriptions import Subscription
 from shared.topics import Topics
@@ -45,6 +46,12 @@ class OrderSettings(PlatformSettings):
     shipping_url: str | None = None
     """SAGAKIT_SHIPPING_URL: shipping's base URL."""
 
+    timeline_retention_seconds: int | None = Field(default=None, ge=1)
+    """SAGAKIT_TIMELINE_RETENTION_SECONDS: an order finished longer ago loses the events of its
+    timeline older than this; unset (the default) keeps every timeline for ever. Off by
+    default because the timeline is the only history a user and the explorer see of an
+    order: how long to keep it is the operator's decision (docs/operations.md)."""
+
     def deadlines(self) -> Deadlines:
         """The deadlines these settings give each non-terminal status."""
         return Deadlines(
@@ -62,6 +69,14 @@ def consumers(platform: Platform[OrderSettings]) -> Consumers:
         Subscription.batched(event_type, handlers.record_in_timeline) for event_type in CATALOGUE
     ]
     return {"order": saga, "order-timeline": timeline}
+
+
+def purges(platform: Platform[OrderSettings]) -> list[Purge]:
+    """The timeline's retention, when set, run by the platform's purger with the outbox's."""
+    seconds = platform.settings.timeline_retention_seconds
+    if seconds is None:
+        return []
+    return [Purge(store.TIMELINE_PURGE, timedelta(seconds=seconds))]
 
 
 def sweeper(platform: Platform[OrderSettings]) -> DeadlineSweeper:
@@ -111,4 +126,5 @@ service = ServiceDeclaration(
     routers=routers,
     admin_routers=lambda platform: [explorer.admin_router(platform.once(saga_explorer))],
     components=lambda platform: [sweeper(platform), api.SagaCounts(platform.units)],
+    purges=purges,
 )
