@@ -152,9 +152,11 @@ class PartitionSender:
 
     def next_retry_in(self) -> float | None:
         """Seconds until the soonest partition in backoff may send again (None: none waits)."""
-        if not self._retry_at:
-            return None
-        return max(0.0, min(self._retry_at.values()) - time.monotonic())
+        # Only backoffs still running: one that ended is a free partition, and waking for it
+        # again and again (its rows beyond what a round reads) would spin.
+        now = time.monotonic()
+        running = [at for at in self._retry_at.values() if at > now]
+        return min(running) - now if running else None
 
     async def send(self, rows: Sequence[asyncpg.Record]) -> int:
         """Hand each free partition its oldest of ``rows`` (oldest first) as one batch; return

@@ -113,7 +113,7 @@ class RetentionPurger:
 
     @classmethod
     def from_settings(
-        cls, settings: PlatformSettings, extra: Sequence[Purge] = (), **options: object
+        cls, settings: PlatformSettings, extra: Sequence[Purge] = ()
     ) -> RetentionPurger:
         """The purger of the platform's tables (and ``extra``) with the settings' windows."""
         purges = [
@@ -126,7 +126,6 @@ class RetentionPurger:
             purges,
             interval_s=settings.purge_interval_seconds,
             name=f"{settings.service_name}/{settings.instance_id}/purger",
-            **options,  # type: ignore[arg-type]
         )
 
     @property
