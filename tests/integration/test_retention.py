@@ -245,7 +245,7 @@ async def test_a_purge_blocked_on_its_table_neither_delays_publishing_nor_costs_
 
             await eventually(all_published, timeout_s=30)
             published_while_blocked = relay.stats.published
-            # The purges were held up all along: they ran out of time, and the row is there.
+            # The purges were held up: they ran out of time (the table stays locked until here).
             purger = runtime.purger
             assert purger is not None
 
@@ -253,7 +253,6 @@ async def test_a_purge_blocked_on_its_table_neither_delays_publishing_nor_costs_
                 return purger.timed_out["sagakit_inbox"] > 0
 
             await eventually(a_purge_timed_out, timeout_s=30)
-            assert await inbox_groups(watcher) == {"old"}
             leaderships = relay.stats.leaderships
             await blocking.rollback()
             # Once the lock is gone the purges go through: the sent rows and the old inbox
