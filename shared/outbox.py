@@ -30,10 +30,11 @@ Order across rounds, and no partition waiting for another
     Kafka acknowledged since the last round (one UPDATE), hands every partition without a
     batch in flight its next rows, and the next acknowledgement wakes the next round. A
     partition without a leader (or refused with NotEnoughReplicas) therefore delays only its
-    own rows; rounds read on past its backlog (up to ``_PAGES_PER_ROUND`` pages) to find the
-    other partitions' rows. A failed batch's partition backs off on its own. A batch not
-    acknowledged within ``ack_timeout_s`` is logged and counted as a failed round, and stays
-    in flight: it is never sent a second time beside itself.
+    own rows; once it has waited longer than a healthy acknowledgement takes, rounds read on
+    past its backlog (up to ``_PAGES_PER_ROUND`` pages) to find the other partitions' rows.
+    A failed batch's partition backs off on its own. A batch not acknowledged within
+    ``ack_timeout_s`` is logged and counted as a failed round, and stays in flight: it is
+    never sent a second time beside itself.
 
 Refused for good
     A row the broker refuses on every try (larger than it takes) is dead-lettered to its
@@ -366,8 +367,10 @@ class OutboxRelay:
         failed = self._sender.overdue(self._ack_timeout) > 0 or failed
         if failed:
             self.stats.failed_rounds += 1
-        # Page on past the rows of partitions that wait (a batch in flight, a backoff): a
-        # stalled partition's backlog must not hide the other partitions' rows behind it.
+        # Page on past the rows of partitions that wait, once one of them is stalled (a batch
+        # long unanswered, a backoff): its backlog must not hide the other partitions' rows.
+        # While every partition answers within milliseconds one page is enough, as the next
+        # answer starts the next round.
         handed = unsent = 0
         after = 0
         for _ in range(_PAGES_PER_ROUND):
@@ -376,6 +379,8 @@ class OutboxRelay:
             if rows:
                 handed += await self._sender.send(rows)
             if len(rows) < self._batch_size or handed >= self._batch_size:
+                break
+            if not self._sender.stalled():
                 break
             after = rows[-1]["id"]
         if handed:

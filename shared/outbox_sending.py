@@ -59,9 +59,19 @@ from shared.dlq import dead_letter_headers
 from shared.topics import Topics
 from shared.tracing import TRACEPARENT, OpenSpan, TraceParent, recording, start_span
 
-__all__ = ["TOO_LARGE", "DeadLetterOutcome", "Flight", "PartitionSender", "Settled"]
+__all__ = [
+    "STALLED_AFTER_S",
+    "TOO_LARGE",
+    "DeadLetterOutcome",
+    "Flight",
+    "PartitionSender",
+    "Settled",
+]
 
 log = logging.getLogger(__name__)
+
+STALLED_AFTER_S = 1.0
+"""A batch not acknowledged after this long is stalled (healthy ones take milliseconds)."""
 
 TOO_LARGE: tuple[type[Exception], ...] = (MessageSizeTooLargeError, RecordListTooLargeError)
 """What the broker answers, on every try, to a record or batch larger than it takes."""
@@ -149,6 +159,15 @@ class PartitionSender:
     def in_flight(self) -> int:
         """Batches handed to the producer and not settled yet."""
         return len(self._in_flight)
+
+    def stalled(self) -> bool:
+        """Whether a partition waits longer than a healthy acknowledgement takes: a batch in
+        flight for more than ``STALLED_AFTER_S``, or a backoff after a failure. Only then is
+        it worth reading past the first page of unsent rows for the other partitions'."""
+        now = time.monotonic()
+        if any(at > now for at in self._retry_at.values()):
+            return True
+        return any(now - flight.sent_at > STALLED_AFTER_S for flight in self._in_flight.values())
 
     def next_retry_in(self) -> float | None:
         """Seconds until the soonest partition in backoff may send again (None: none waits)."""
