@@ -98,6 +98,15 @@ inbox_table = Table(
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# What retention reads (shared.retention): the oldest sent outbox rows and the oldest inbox
+# rows, a batch at a time. Unsent rows are never purged, so the outbox's index leaves them out.
+Index(
+    "sagakit_outbox_sent_at",
+    outbox_table.c.sent_at,
+    postgresql_where=outbox_table.c.sent_at.isnot(None),
+)
+Index("sagakit_inbox_processed_at", inbox_table.c.processed_at)
+
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 

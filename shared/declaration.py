@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI
 
 from shared.faults import INFRASTRUCTURE_KINDS, FaultKind
 from shared.platform import Platform
+from shared.purger import Purge
 from shared.serve import serve
 from shared.service import Component, create_app
 from shared.settings import PlatformSettings
@@ -56,6 +57,9 @@ class ServiceDeclaration(Generic[SettingsT]):
     """Routers behind the admin token."""
     components: Callable[[Platform[SettingsT]], Sequence[Component]] = _nothing
     """What runs in the background besides the platform's consumers and outbox relay."""
+    purges: Callable[[Platform[SettingsT]], Sequence[Purge]] = _nothing
+    """Retention rules of its own tables, run by the platform's purger with the outbox's and
+    the inbox's (``shared.purger``)."""
 
     def __post_init__(self) -> None:
         named = self.settings.model_fields["service_name"].default
@@ -81,6 +85,7 @@ class ServiceDeclaration(Generic[SettingsT]):
             routers=self.routers(platform),
             admin_routers=self.admin_routers(platform),
             components=self.components(platform),
+            purges=self.purges(platform),
             description=self.description,
         )
         return create_app(service)

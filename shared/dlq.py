@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.backoff import backoff_delay
+from shared.batch_sending import send_alone
 from shared.topics import Topics
 
 __all__ = [
@@ -94,7 +95,10 @@ class DeadLetterQueue:
     """Sends dead letters and waits for the broker's acknowledgement, however long it takes.
 
     ``producer`` is a started ``AIOKafkaProducer`` built by ``shared.producer.build_producer``
-    (acks=all, idempotent): ``send_and_wait`` returns only once the dead letter is stored.
+    (acks=all, idempotent). Each dead letter goes out as a batch of its own
+    (``shared.batch_sending.send_alone``), so that one which fails, an expired one included,
+    gives its sequence numbers back: otherwise every later dead letter to that partition would
+    be refused as out of order until a restart.
     """
 
     def __init__(
@@ -128,9 +132,17 @@ class DeadLetterQueue:
         failures = 0
         while True:
             try:
-                await self._producer.send_and_wait(
-                    topic, value=record.value, key=record.key, headers=headers
+                stored = await send_alone(
+                    self._producer,
+                    topic,
+                    key=record.key,
+                    value=record.value,
+                    headers=headers,
+                    writer=f"dead letters of {self._group}",
                 )
+                # Shielded: a cancelled send leaves its batch in the producer anyway, and the
+                # partition's next dead letter must wait for its answer.
+                await asyncio.shield(stored)
                 return
             except Exception as produce_error:
                 failures += 1

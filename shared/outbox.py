@@ -21,14 +21,20 @@ One leader per database
     cannot mark anything sent either. That connection must be a real server session (direct,
     or a pooler in session mode): a transaction-mode pooler would lose the lock and the LISTEN.
 
-Order across rounds
-    Rows are read in ``id`` order, and each partition's rows of a round go to Kafka as one
-    batch, at most one batch in flight per partition (``shared.outbox_sending``): a batch
-    that fails, or is not acknowledged within ``ack_timeout_s``, holds its partition's later
-    rows back in the outbox until it is stored, so a partition never gets its rows out of
-    order, even when aiokafka expires a batch whose partition has no leader. A batch still
-    pending when a round stops waiting is reused by the next round rather than sent twice.
-    A round then marks what Kafka acknowledged with one UPDATE; after a failure it backs off.
+Order across rounds, and no partition waiting for another
+    Rows are read in ``id`` order, and each partition's oldest rows go to Kafka as one batch,
+    at most one batch in flight per partition (``shared.outbox_sending``): a batch that
+    fails, or is not acknowledged yet, holds its partition's later rows back in the outbox
+    until it is stored, so a partition never gets its rows out of order, even when aiokafka
+    expires a batch whose partition has no leader. A round waits for no batch: it marks what
+    Kafka acknowledged since the last round (one UPDATE), hands every partition without a
+    batch in flight its next rows, and the next acknowledgement wakes the next round. A
+    partition without a leader (or refused with NotEnoughReplicas) therefore delays only its
+    own rows; once it has waited longer than a healthy acknowledgement takes, rounds read on
+    past its backlog (up to ``_PAGES_PER_ROUND`` pages) to find the other partitions' rows.
+    A failed batch's partition backs off on its own. A batch not acknowledged within
+    ``ack_timeout_s`` is logged and counted as a failed round, and stays in flight: it is
+    never sent a second time beside itself.
 
 Refused for good
     A row the broker refuses on every try (larger than it takes) is dead-lettered to its
@@ -50,11 +56,8 @@ Trace context
     trace, and the header names that span instead.
 
 Retention
-    The leader also keeps the platform's tables from growing without limit: at most once every
-    ``purge_interval_s``, between rounds and on its lock connection, it deletes outbox rows
-    sent more than ``outbox_retention`` ago and inbox rows processed more than
-    ``inbox_retention`` ago (``shared.retention``), one bounded batch per table per round,
-    until a batch comes back short. Unsent rows are never deleted.
+    The relay does not purge: ``shared.purger`` deletes sent rows on a connection and a task of
+    its own, so that a slow purge never delays a round nor costs the lead.
 """
 
 from __future__ import annotations
@@ -65,7 +68,6 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Final
 
 import asyncpg
@@ -78,7 +80,6 @@ from shared.backoff import backoff_delay
 from shared.db import OUTBOX_CHANNEL, asyncpg_dsn, outbox_table
 from shared.metrics import Metric, counter, gauge, histogram
 from shared.outbox_sending import PartitionSender
-from shared.retention import PURGE_BATCH_SIZE, purge_processed_inbox, purge_sent_outbox
 from shared.settings import PlatformSettings
 
 __all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats", "backlog_metrics"]
@@ -94,8 +95,14 @@ _TABLE = outbox_table.name
 # no sent_at: the outbox holds the only copy, so retention never deletes it.
 _SELECT_UNSENT = (
     f"SELECT id, topic, key, value, headers, traceparent FROM {_TABLE} "
-    "WHERE sent_at IS NULL AND refusal IS NULL ORDER BY id LIMIT $1"
+    "WHERE sent_at IS NULL AND refusal IS NULL AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
 )
+# How many pages of ``batch_size`` unsent rows a round reads at most, looking past the rows of
+# partitions that wait: a stalled partition's backlog deeper than this hides the others' rows
+# until it shrinks (at 500 rows a page, 10,000 rows).
+_PAGES_PER_ROUND: Final = 20
+_LAST_ID: Final = 2**63 - 1
+_LAST_UNSENT = f"SELECT coalesce(max(id), 0) FROM {_TABLE} WHERE sent_at IS NULL"
 _MARK_SENT = f"UPDATE {_TABLE} SET sent_at = now() WHERE id = ANY($1::bigint[])"
 _MARK_DEAD_LETTERED = f"UPDATE {_TABLE} SET sent_at = now(), refusal = $2 WHERE id = $1"
 _MARK_REFUSED = f"UPDATE {_TABLE} SET refusal = $2 WHERE id = $1"
@@ -115,6 +122,16 @@ _COMMAND_TIMEOUT_S = 30.0
 _DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """What a round did: whether to go again at once, whether Kafka failed some of it, and
+    how many unsent rows it saw."""
+
+    again: bool
+    failed: bool
+    unsent: int
+
+
 @dataclass(slots=True)
 class RelayStats:
     """Counters for logs, metrics and tests."""
@@ -124,8 +141,6 @@ class RelayStats:
     rounds: int = 0
     failed_rounds: int = 0
     leaderships: int = 0
-    purged_outbox: int = 0
-    purged_inbox: int = 0
 
 
 class OutboxRelay:
@@ -146,9 +161,6 @@ class OutboxRelay:
         standby_retry_s: float = 1.0,
         lock_key: int = DEFAULT_LOCK_KEY,
         name: str = "outbox-relay",
-        outbox_retention: timedelta = timedelta(hours=24),
-        inbox_retention: timedelta = timedelta(days=7),
-        purge_interval_s: float = 300.0,
     ) -> None:
         self._dsn = asyncpg_dsn(database_url)
         self._producer = producer
@@ -158,31 +170,25 @@ class OutboxRelay:
         self._standby_retry = standby_retry_s
         self._lock_key = lock_key
         self._name = name
-        self._outbox_retention = outbox_retention
-        self._inbox_retention = inbox_retention
-        self._purge_interval = purge_interval_s
-        self._next_purge = 0.0  # monotonic time; the first leadership purges at once
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._is_leader = False
-        # Batches handed to the producer but not yet marked sent, by partition: a later round
-        # reuses them instead of queueing a second copy behind the first.
         self.stats = RelayStats()
         self._publish_seconds = histogram(
             "sagakit_outbox_publish_duration_seconds",
             "Time from handing an outbox row to the producer to Kafka's acknowledgement",
         )
-        self._sender = PartitionSender(producer, name=name, publish_seconds=self._publish_seconds)
+        self._sender = PartitionSender(
+            producer, name=name, publish_seconds=self._publish_seconds, on_answer=self._wake.set
+        )
 
     @classmethod
     def from_settings(
         cls, settings: PlatformSettings, producer: AIOKafkaProducer, **options: Any
     ) -> OutboxRelay:
-        """A relay for ``settings.database_url`` with the settings' poll and retention."""
+        """A relay for ``settings.database_url`` with the settings' poll interval."""
         options.setdefault("poll_interval_s", settings.outbox_poll_interval_ms / 1000)
-        options.setdefault("outbox_retention", timedelta(hours=settings.outbox_retention_hours))
-        options.setdefault("inbox_retention", timedelta(hours=settings.inbox_retention_hours))
         options.setdefault("name", f"{settings.service_name}/{settings.instance_id}")
         return cls(settings.database_url, producer, **options)
 
@@ -206,10 +212,6 @@ class OutboxRelay:
                 (),
                 {(): stats.published},
             ),
-            counter(
-                "sagakit_outbox_purged", "Sent outbox rows deleted", (), {(): stats.purged_outbox}
-            ),
-            counter("sagakit_inbox_purged", "Old inbox rows deleted", (), {(): stats.purged_inbox}),
             gauge(
                 "sagakit_outbox_leader",
                 "1 while this instance's relay publishes its service's outbox",
@@ -319,65 +321,74 @@ class OutboxRelay:
         self.stats.leaderships += 1
         log.info("%s: leading the outbox relay", self._name)
         await connection.add_listener(OUTBOX_CHANNEL, self._on_notify)
-        failures = 0
         while not self._stopping.is_set():
             if connection.is_closed():
                 raise asyncpg.ConnectionDoesNotExistError("the relay's lock connection closed")
-            # Cleared before reading: a commit that lands during the round wakes the next one.
+            # Cleared before reading: a commit or an acknowledgement that lands during the
+            # round wakes the next one.
             self._wake.clear()
-            more, complete = await self._round(connection)
-            # Before the backoff: a Kafka outage must not stop the tables from being trimmed.
-            purging = await self._purge_if_due(connection)
-            if not complete:
-                failures += 1
-                await self._sleep(_backoff(failures))
-                continue
-            failures = 0
-            if not more and not purging:
+            if not (await self._round(connection)).again:
                 await self._wait_for_work()
-        # Stopping: publish what is committed already (the consumers drained just before),
-        # so that a restart does not leave a backlog waiting for the next leader.
-        more, complete = True, True
-        while more and complete:
-            more, complete = await self._round(connection)
+        await self._drain(connection)
 
-    async def _round(self, connection: asyncpg.Connection) -> tuple[bool, bool]:
-        """Publish the oldest unsent rows; return (maybe more waiting, every row acknowledged)."""
-        rows = await connection.fetch(_SELECT_UNSENT, self._batch_size)
-        if not rows:
-            return False, True
-        self.stats.rounds += 1
-        result = await self._sender.send_round(rows, self._ack_timeout)
-        if result.acknowledged:
-            await connection.execute(_MARK_SENT, result.acknowledged)
-            self.stats.published += len(result.acknowledged)
-        complete = not result.failed
-        for row, error in result.refused:
+    async def _drain(self, connection: asyncpg.Connection) -> None:
+        """Stopping: publish what is committed already (the consumers drained just before),
+        so that a restart does not leave a backlog waiting for the next leader; give up at
+        the first failure, or after the acknowledgement timeout. Rows committed meanwhile are
+        the next leader's."""
+        deadline = time.monotonic() + self._ack_timeout
+        last: int = await connection.fetchval(_LAST_UNSENT)
+        while (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            outcome = await self._round(connection, upto=last)
+            if outcome.failed or (outcome.unsent == 0 and self._sender.in_flight == 0):
+                return
+            if not outcome.again:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(left, self._poll_interval))
+
+    async def _round(self, connection: asyncpg.Connection, upto: int = _LAST_ID) -> _Round:
+        """Mark what Kafka acknowledged since the last round, then hand each partition that
+        has no batch in flight its oldest unsent rows; wait for nothing (see the module
+        docstring of ``shared.outbox_sending``)."""
+        settled = self._sender.settle()
+        if settled.acknowledged:
+            await connection.execute(_MARK_SENT, settled.acknowledged)
+            self.stats.published += len(settled.acknowledged)
+        failed = settled.failed > 0
+        for row, error in settled.refused:
             outcome = await self._sender.dead_letter(row, error, self._ack_timeout)
             if outcome is None:
-                complete = False
+                failed = True
                 continue
             mark = _MARK_DEAD_LETTERED if outcome.sent else _MARK_REFUSED
             await connection.execute(mark, row["id"], outcome.reason)
             self.stats.dead_lettered += 1
-        if not complete:
+        failed = self._sender.overdue(self._ack_timeout) > 0 or failed
+        if failed:
             self.stats.failed_rounds += 1
-        return len(rows) == self._batch_size or result.waiting > 0, complete
-
-    async def _purge_if_due(self, connection: asyncpg.Connection) -> bool:
-        """Delete one batch of expired rows per table if due; return whether more remain."""
-        if time.monotonic() < self._next_purge:
-            return False
-        outbox = await purge_sent_outbox(connection, self._outbox_retention)
-        inbox = await purge_processed_inbox(connection, self._inbox_retention)
-        self.stats.purged_outbox += outbox
-        self.stats.purged_inbox += inbox
-        if outbox or inbox:
-            log.info("%s: purged %d outbox and %d inbox rows", self._name, outbox, inbox)
-        more = PURGE_BATCH_SIZE in (outbox, inbox)
-        if not more:
-            self._next_purge = time.monotonic() + self._purge_interval
-        return more
+        # Page on past the rows of partitions that wait, once one of them is stalled (a batch
+        # long unanswered, a backoff): its backlog must not hide the other partitions' rows.
+        # While every partition answers within milliseconds one page is enough, as the next
+        # answer starts the next round.
+        handed = unsent = 0
+        after = 0
+        for _ in range(_PAGES_PER_ROUND):
+            rows = await connection.fetch(_SELECT_UNSENT, after, upto, self._batch_size)
+            unsent += len(rows)
+            if rows:
+                handed += await self._sender.send(rows)
+            if len(rows) < self._batch_size or handed >= self._batch_size:
+                break
+            if not self._sender.stalled():
+                break
+            after = rows[-1]["id"]
+        if handed:
+            self.stats.rounds += 1
+        # Round again at once only when this round stopped handing out rows for want of room
+        # (a full round, or the page limit); otherwise the next answer or commit wakes it.
+        again = handed > 0 and unsent >= self._batch_size
+        return _Round(again=again, failed=failed, unsent=unsent)
 
     def wake(self) -> None:
         """Publish now: rows were committed (what a notification on the channel says)."""
@@ -387,8 +398,11 @@ class OutboxRelay:
         self._wake.set()
 
     async def _wait_for_work(self) -> None:
+        # Until a commit, an answer from Kafka, a partition's backoff ending, or the poll.
+        retry = self._sender.next_retry_in()
+        timeout = self._poll_interval if retry is None else min(retry, self._poll_interval)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when asked to stop."""

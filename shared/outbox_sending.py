@@ -1,20 +1,25 @@
-"""How the outbox relay hands a round's rows to Kafka without ever reordering a partition.
+"""How the outbox relay hands rows to Kafka without ever reordering a partition, and without
+letting one partition hold the others back.
 
 The relay (``shared.outbox``) reads the oldest unsent rows; this module sends them and says
-what became of each. Three rules keep every partition's rows in id order on the topic, even
-when Kafka fails part of a round:
+what became of each. Four rules keep every partition's rows in id order on the topic, even
+when Kafka fails part of them, and keep a stalled partition to itself:
 
 One produce batch per partition
-    A partition's rows of a round go into one batch of their own (``create_batch`` and
-    ``send_batch``), which the broker writes or refuses as a whole. Sent one record at a time,
-    they could land in several of aiokafka's batches, and those fail one by one: aiokafka
-    expires the head batch of a partition that has no leader after ``request_timeout_ms``
-    and keeps the next, which goes out once a leader is back, ahead of the rows that failed.
+    A partition's rows go into one batch of their own (``create_batch`` and ``send_batch``),
+    which the broker writes or refuses as a whole. Sent one record at a time, they could land
+    in several of aiokafka's batches, and those fail one by one: aiokafka expires the head
+    batch of a partition that has no leader after ``request_timeout_ms`` and keeps the next,
+    which goes out once a leader is back, ahead of the rows that failed.
 
-At most one batch in flight per partition
-    A partition whose batch is not acknowledged yet gets no other: its later rows wait in the
-    outbox. A batch that failed is sent again, rows first that are still the oldest of their
-    partition, since nothing after them was sent.
+At most one batch in flight per partition, and nobody waits for it
+    A partition whose batch is not answered yet gets no other: its later rows wait in the
+    outbox. Nothing else waits for it: ``send`` hands the free partitions their batches and
+    returns, ``settle`` collects whatever has been answered so far, and each answer wakes the
+    relay (``on_answer``). A partition without a leader, or one Kafka refuses with
+    NotEnoughReplicas, therefore delays only its own rows; the others go on at their usual
+    pace. A batch that failed is sent again after a backoff of its own partition, rows first
+    that are still the oldest of their partition, since nothing after them was sent.
 
 Refused for good, dead-lettered
     A record larger than the broker takes (``MessageSizeTooLargeError``) would be refused on
@@ -24,12 +29,11 @@ Refused for good, dead-lettered
     rows refused as too large does not say which: the partition then sends that many rows
     one per batch, which finds the culprit (or shows that only the batch was too large).
 
-A batch that fails gives its records' sequence numbers back to the idempotent producer
-(``_SequenceNumbers``): aiokafka does not, and the partition's next batch would be refused
-as out of order for as long as the producer lives.
-
-A row's partition is computed as the producer would (murmur2 of the key over the topic's
-partitions), so that the batch goes where ``send`` would have put the record.
+Sequence numbers given back
+    A batch that fails gives its records' sequence numbers back to the idempotent producer
+    (``shared.batch_sending``, shared with the dead-letter queue): aiokafka does not, and the
+    partition's next batch would be refused as out of order for as long as the producer
+    lives.
 """
 
 from __future__ import annotations
@@ -45,18 +49,29 @@ from typing import Any
 
 import asyncpg
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata, TopicPartition
 from prometheus_client import Histogram
 
+from shared.backoff import backoff_delay
+from shared.batch_sending import choose_partition, partition_for, send_alone, submit_batch
 from shared.db import decode_headers
 from shared.dlq import dead_letter_headers
 from shared.topics import Topics
 from shared.tracing import TRACEPARENT, OpenSpan, TraceParent, recording, start_span
 
-__all__ = ["TOO_LARGE", "DeadLetterOutcome", "Flight", "PartitionSender", "RoundResult"]
+__all__ = [
+    "STALLED_AFTER_S",
+    "TOO_LARGE",
+    "DeadLetterOutcome",
+    "Flight",
+    "PartitionSender",
+    "Settled",
+]
 
 log = logging.getLogger(__name__)
+
+STALLED_AFTER_S = 1.0
+"""A batch not acknowledged after this long is stalled (healthy ones take milliseconds)."""
 
 TOO_LARGE: tuple[type[Exception], ...] = (MessageSizeTooLargeError, RecordListTooLargeError)
 """What the broker answers, on every try, to a record or batch larger than it takes."""
@@ -69,6 +84,9 @@ class Flight:
     partition: TopicPartition
     rows: list[asyncpg.Record]
     future: asyncio.Future[RecordMetadata]
+    sent_at: float = field(default_factory=time.monotonic)
+    overdue: bool = False
+    """Already reported as not answered within the acknowledgement timeout."""
 
     @property
     def row_ids(self) -> list[int]:
@@ -76,18 +94,15 @@ class Flight:
 
 
 @dataclass(slots=True)
-class RoundResult:
-    """What became of a round's rows."""
+class Settled:
+    """What Kafka answered since the last ``settle``."""
 
     acknowledged: list[int] = field(default_factory=list)
     """Rows Kafka stored: mark them sent."""
     refused: list[tuple[asyncpg.Record, BaseException]] = field(default_factory=list)
     """Rows Kafka refuses for good, alone in their batch: dead-letter them."""
-    waiting: int = 0
-    """Rows not sent this round because an earlier row of their partition is in flight, or
-    failed, or their partition's batch was full: they go in a later round."""
-    failed: bool = False
-    """Some batch failed or was not acknowledged in time: try again after a backoff."""
+    failed: int = 0
+    """Batches that failed: their partitions try again after a backoff."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,16 +126,24 @@ class DeadLetterOutcome:
 
 
 class PartitionSender:
-    """Sends rounds of outbox rows with the rules of the module docstring; one per relay."""
+    """Sends outbox rows with the rules of the module docstring; one per relay."""
 
     def __init__(
-        self, producer: Any, *, name: str, publish_seconds: Histogram | None = None
+        self,
+        producer: Any,
+        *,
+        name: str,
+        publish_seconds: Histogram | None = None,
+        on_answer: Callable[[], None] = lambda: None,
     ) -> None:
         self._producer = producer
         self._name = name
         self._publish_seconds = publish_seconds
-        self._partitioner = DefaultPartitioner()
+        self._on_answer = on_answer
         self._in_flight: dict[TopicPartition, Flight] = {}
+        # Partitions whose last batch failed: how many times in a row, and when to try again.
+        self._failures: dict[TopicPartition, int] = {}
+        self._retry_at: dict[TopicPartition, float] = {}
         # Partitions sending one row per batch, and for how many more rows (a batch of that
         # many rows was refused as too large).
         self._one_at_a_time: dict[TopicPartition, int] = {}
@@ -128,26 +151,77 @@ class PartitionSender:
     def forget(self) -> None:
         """Drop what is in flight (leadership lost: the next leader sends those rows again)."""
         self._in_flight.clear()
+        self._failures.clear()
+        self._retry_at.clear()
         self._one_at_a_time.clear()
 
-    async def send_round(self, rows: Sequence[asyncpg.Record], ack_timeout_s: float) -> RoundResult:
-        """Send ``rows`` (oldest first), wait up to ``ack_timeout_s`` for Kafka, say what became
-        of them."""
-        result = RoundResult()
-        flights: list[Flight] = []
+    @property
+    def in_flight(self) -> int:
+        """Batches handed to the producer and not settled yet."""
+        return len(self._in_flight)
+
+    def stalled(self) -> bool:
+        """Whether a partition waits longer than a healthy acknowledgement takes: a batch in
+        flight for more than ``STALLED_AFTER_S``, or a backoff after a failure. Only then is
+        it worth reading past the first page of unsent rows for the other partitions'."""
+        now = time.monotonic()
+        if any(at > now for at in self._retry_at.values()):
+            return True
+        return any(now - flight.sent_at > STALLED_AFTER_S for flight in self._in_flight.values())
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until the soonest partition in backoff may send again (None: none waits)."""
+        # Only backoffs still running: one that ended is a free partition, and waking for it
+        # again and again (its rows beyond what a round reads) would spin.
+        now = time.monotonic()
+        running = [at for at in self._retry_at.values() if at > now]
+        return min(running) - now if running else None
+
+    async def send(self, rows: Sequence[asyncpg.Record]) -> int:
+        """Hand each free partition its oldest of ``rows`` (oldest first) as one batch; return
+        how many rows were handed. Rows of a partition with a batch in flight, or in backoff
+        after a failure, are left for later; so are rows that did not fit their batch."""
+        now = time.monotonic()
+        handed = 0
         for partition, partition_rows in (await self._by_partition(rows)).items():
-            flight = await self._flight_for(partition, partition_rows)
-            if flight is None:
-                result.waiting += len(partition_rows)
-                result.failed = True
+            if partition in self._in_flight or self._retry_at.get(partition, 0.0) > now:
                 continue
-            flights.append(flight)
-            result.waiting += len(partition_rows) - len(flight.rows)
-        if flights:
-            await self._wait(flights, ack_timeout_s)
-        for flight in flights:
-            self._settle(flight, result)
-        return result
+            self._retry_at.pop(partition, None)
+            flight = await self._fly(partition, partition_rows)
+            if flight is not None:
+                handed += len(flight.rows)
+        return handed
+
+    def settle(self) -> Settled:
+        """Collect the batches Kafka has answered; the pending ones stay in flight."""
+        settled = Settled()
+        for partition, flight in list(self._in_flight.items()):
+            if flight.future.done():
+                del self._in_flight[partition]
+                self._settle(flight, settled)
+        return settled
+
+    def overdue(self, ack_timeout_s: float) -> int:
+        """Report (once each) the batches not answered within ``ack_timeout_s``: their
+        partitions wait, the others do not. Returns how many were newly overdue."""
+        now = time.monotonic()
+        late = [
+            flight
+            for flight in self._in_flight.values()
+            if not flight.overdue and now - flight.sent_at > ack_timeout_s
+        ]
+        for flight in late:
+            flight.overdue = True
+            log.warning(
+                "%s: Kafka has not acknowledged outbox rows %d-%d of %s within %.0f s: that "
+                "partition's later rows wait, the other partitions go on",
+                self._name,
+                flight.row_ids[0],
+                flight.row_ids[-1],
+                flight.partition,
+                ack_timeout_s,
+            )
+        return len(late)
 
     async def _by_partition(
         self, rows: Sequence[asyncpg.Record]
@@ -158,19 +232,13 @@ class PartitionSender:
             topic: str = row["topic"]
             if topic not in partitions:
                 partitions[topic] = sorted(await self._producer.partitions_for(topic))
-            every = partitions[topic]
-            partition = TopicPartition(topic, self._partitioner(row["key"], every, every))
+            partition = choose_partition(topic, row["key"], partitions[topic])
             grouped.setdefault(partition, []).append(row)
         return grouped
 
-    async def _flight_for(
-        self, partition: TopicPartition, rows: list[asyncpg.Record]
-    ) -> Flight | None:
-        """The partition's batch this round: the one still in flight, or a new one of its
-        oldest rows; None when the producer refused to take one."""
-        earlier = self._in_flight.get(partition)
-        if earlier is not None and not _failed(earlier.future):
-            return earlier  # pending, or acknowledged after the last round stopped waiting
+    async def _fly(self, partition: TopicPartition, rows: list[asyncpg.Record]) -> Flight | None:
+        """A new batch of the partition's oldest rows, in flight; None when the producer
+        refused to take it (the partition backs off)."""
         builder = self._producer.create_batch()
         limit = 1 if partition in self._one_at_a_time else len(rows)
         taken: list[asyncpg.Record] = []
@@ -188,14 +256,17 @@ class PartitionSender:
             else:
                 if span is not None:
                     span.end()
-                break  # the batch is full: the rest go in a later round
+                break  # the batch is full: the rest go in a later batch
         sent = time.perf_counter()
         try:
-            future = await self._submit(builder, partition, len(taken))
-        except Exception as error:  # any refusal ends this partition's round the same way
+            future = await submit_batch(
+                self._producer, builder, partition, len(taken), writer=self._name
+            )
+        except Exception as error:  # any refusal ends this partition's turn the same way
             log.warning("%s: Kafka refused a batch for %s: %r", self._name, partition, error)
             for span in spans:
                 span.end(error)
+            self._back_off(partition)
             return None
         future.add_done_callback(self._acknowledgement(sent, spans, len(taken)))
         flight = Flight(partition, taken, future)
@@ -213,65 +284,25 @@ class PartitionSender:
                     self._publish_seconds.observe(took)
             for span in spans:
                 span.end(error)
+            self._on_answer()
 
         return done
 
-    async def _submit(
-        self, builder: Any, partition: TopicPartition, records: int
-    ) -> asyncio.Future[RecordMetadata]:
-        """Queue a batch; should it fail, give its sequence numbers back (see below)."""
-        # Closed, so that no send() of the same partition can slip a record into it.
-        builder.close()
-        numbers = _SequenceNumbers.of(self._producer, partition)
-        future: asyncio.Future[RecordMetadata] = await self._producer.send_batch(
-            builder, partition.topic, partition=partition.partition
-        )
+    def _back_off(self, partition: TopicPartition) -> None:
+        failures = self._failures.get(partition, 0) + 1
+        self._failures[partition] = failures
+        delay = backoff_delay(min(failures, 10), base_ms=200, max_ms=10_000)
+        self._retry_at[partition] = time.monotonic() + delay
 
-        def on_done(done: asyncio.Future[RecordMetadata]) -> None:
-            if done.cancelled() or done.exception() is None:
-                return
-            if numbers is not None and not numbers.give_back(records):
-                log.error(
-                    "%s: a batch for %s failed, and its sequence numbers could not be given "
-                    "back (the partition had another writer meanwhile): Kafka may refuse this "
-                    "partition's next batches as out of order until the producer restarts",
-                    self._name,
-                    partition,
-                )
-
-        future.add_done_callback(on_done)
-        return future
-
-    async def _wait(self, flights: Sequence[Flight], timeout_s: float) -> None:
-        # asyncio.wait, not wait_for(gather): on timeout the batches must stay in the producer.
-        futures = {flight.future for flight in flights}
-        _, pending = await asyncio.wait(futures, timeout=timeout_s)
-        if pending:
-            log.warning(
-                "%s: Kafka did not acknowledge %d of %d batches within %.0f s",
-                self._name,
-                len(pending),
-                len(futures),
-                timeout_s,
-            )
-
-    def _settle(self, flight: Flight, result: RoundResult) -> None:
+    def _settle(self, flight: Flight, settled: Settled) -> None:
         future = flight.future
-        if not future.done():
-            result.waiting += len(flight.rows)
-            result.failed = True  # stays in flight: its partition waits for it
-            return
-        del self._in_flight[flight.partition]
-        if future.cancelled():
-            result.waiting += len(flight.rows)
-            result.failed = True
-            return
-        error = future.exception()
+        error = BaseException("cancelled") if future.cancelled() else future.exception()
         if error is None:
-            result.acknowledged += flight.row_ids
+            settled.acknowledged += flight.row_ids
+            self._failures.pop(flight.partition, None)
             self._count_down(flight.partition, len(flight.rows))
         elif isinstance(error, TOO_LARGE) and len(flight.rows) == 1:
-            result.refused.append((flight.rows[0], error))
+            settled.refused.append((flight.rows[0], error))
             self._count_down(flight.partition, 1)
         elif isinstance(error, TOO_LARGE):
             log.warning(
@@ -283,7 +314,6 @@ class PartitionSender:
                 error,
             )
             self._one_at_a_time[flight.partition] = len(flight.rows)
-            result.waiting += len(flight.rows)
         else:
             log.warning(
                 "%s: Kafka failed outbox rows %d-%d of %s: %r",
@@ -293,8 +323,8 @@ class PartitionSender:
                 flight.partition,
                 error,
             )
-            result.waiting += len(flight.rows)
-            result.failed = True
+            settled.failed += 1
+            self._back_off(flight.partition)
 
     def _count_down(self, partition: TopicPartition, rows: int) -> None:
         left = self._one_at_a_time.get(partition)
@@ -309,12 +339,12 @@ class PartitionSender:
         self, row: asyncpg.Record, error: BaseException, timeout_s: float
     ) -> DeadLetterOutcome | None:
         """Send a refused row to its topic's dead-letter topic; None if Kafka did not answer
-        (try again in a later round)."""
+        within ``timeout_s`` (try again in a later round)."""
         topic: str = row["topic"]
-        every = sorted(await self._producer.partitions_for(topic))
+        original = await partition_for(self._producer, topic, row["key"])
         record = _OutboxRecord(
             topic=topic,
-            partition=self._partitioner(row["key"], every, every),
+            partition=original.partition,
             key=row["key"],
             value=row["value"],
             headers=decode_headers(json.loads(row["headers"])),
@@ -328,14 +358,18 @@ class PartitionSender:
         )
         dead_letters = Topics.dlq(topic)
         reason = f"refused by Kafka: {type(error).__name__}: {error}"
-        builder = self._producer.create_batch()
-        builder.append(key=row["key"], value=row["value"], timestamp=None, headers=headers)
-        partitions = sorted(await self._producer.partitions_for(dead_letters))
-        target = TopicPartition(dead_letters, self._partitioner(row["key"], partitions, partitions))
         try:
-            sent = await self._submit(builder, target, 1)
-            # Shielded: a dead letter not acknowledged in time stays queued, not cancelled.
-            await asyncio.wait_for(asyncio.shield(sent), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                sent = await send_alone(
+                    self._producer,
+                    dead_letters,
+                    key=row["key"],
+                    value=row["value"],
+                    headers=headers,
+                    writer=self._name,
+                )
+                # Shielded: a dead letter not acknowledged in time stays queued, not cancelled.
+                await asyncio.shield(sent)
         except TOO_LARGE as refused:
             log.error(
                 "%s: outbox row %d is too large for %s and for %s: it stays in the outbox",
@@ -355,6 +389,7 @@ class PartitionSender:
                 dead_letters,
                 failure,
             )
+            self._back_off(original)  # the row is sent, refused and dead-lettered again later
             return None
         log.error(
             "%s: outbox row %d was refused by %s (%s): dead-lettered to %s",
@@ -365,46 +400,6 @@ class PartitionSender:
             dead_letters,
         )
         return DeadLetterOutcome(sent=True, reason=f"{reason}; dead-lettered to {dead_letters}")
-
-
-@dataclass(slots=True)
-class _SequenceNumbers:
-    """The idempotent producer's record numbering of one partition, around one batch.
-
-    aiokafka numbers a batch's records as the batch leaves its queue (also when it leaves
-    because it expired waiting for a leader) and, unlike Kafka's Java producer, does not
-    take the numbers back when the batch then fails: the broker, which wrote nothing, would
-    refuse every later batch of the partition as ``OutOfOrderSequenceNumber``. So when a
-    batch fails, its numbers are given back, but only if the counter moved by exactly that
-    batch since it was queued: the relay is its partitions' only writer and has one batch in
-    flight per partition, so the check holds unless someone else wrote meanwhile. Reaches
-    into aiokafka (0.14) internals: there is no public way to do this.
-    """
-
-    manager: Any
-    partition: TopicPartition
-    before: int
-
-    @classmethod
-    def of(cls, producer: Any, partition: TopicPartition) -> _SequenceNumbers | None:
-        manager = getattr(producer, "_txn_manager", None)
-        if manager is None:  # not idempotent: no numbers to give back
-            return None
-        return cls(manager, partition, manager.sequence_number(partition))
-
-    def give_back(self, records: int) -> bool:
-        """True when the numbers are back (or were never taken); False when unsure."""
-        now = self.manager.sequence_number(self.partition)
-        if now == self.before:
-            return True  # never numbered: failed before it left the queue
-        if now != self.before + records:
-            return False
-        self.manager.increment_sequence_number(self.partition, -records)
-        return True
-
-
-def _failed(future: asyncio.Future[RecordMetadata]) -> bool:
-    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 def _publish_span(topic: str, traceparent: str | None) -> OpenSpan | None:

@@ -29,6 +29,7 @@ from shared.metrics import Metric, gauge
 from shared.migrations import upgrade_to_head
 from shared.outbox import OutboxRelay, backlog_metrics
 from shared.producer import build_producer
+from shared.purger import Purge, RetentionPurger
 from shared.service import Component, Service
 from shared.settings import PlatformSettings, kafka_client_options
 from shared.subscriptions import Subscription
@@ -101,11 +102,13 @@ class Platform(Generic[SettingsT]):
         routers: Sequence[APIRouter] = (),
         admin_routers: Sequence[APIRouter] = (),
         components: Sequence[Component] = (),
+        purges: Sequence[Purge] = (),
         description: str = "",
     ) -> Service:
-        """The service the shell runs: its migrations folder, consumer groups, routes, and the
-        components of its own, started after the platform's runtime and stopped before it."""
-        runtime = Runtime(self, migrations, consumers)
+        """The service the shell runs: its migrations folder, consumer groups, routes, the
+        components of its own, started after the platform's runtime and stopped before it,
+        and the retention rules of its own tables (run with the platform's)."""
+        runtime = Runtime(self, migrations, consumers, purges)
         return Service(
             settings=self.settings,
             engine=self.engine,
@@ -121,13 +124,17 @@ class Platform(Generic[SettingsT]):
 
 @dataclass
 class Runtime:
-    """What runs while the app lives: the producer, the outbox relay, the consumer runners."""
+    """What runs while the app lives: the producer, the outbox relay, the retention purger,
+    the consumer runners."""
 
     platform: Platform[Any]
     migrations: Path
     consumers: Mapping[str, Sequence[Subscription]]
+    purges: Sequence[Purge] = ()
+    """Retention rules of the service's own tables, besides the outbox's and the inbox's."""
     producer: AIOKafkaProducer | None = field(default=None, init=False)
     relay: OutboxRelay | None = field(default=None, init=False)
+    purger: RetentionPurger | None = field(default=None, init=False)
     runners: list[ConsumerRunner] = field(default_factory=list, init=False)
 
     async def start(self) -> None:
@@ -146,6 +153,9 @@ class Runtime:
         self.relay = OutboxRelay.from_settings(settings, self.producer)
         await self.relay.start()
         self.platform.units.relay = self.relay
+        # Its own task and connection: a slow purge never holds up the relay (shared.purger).
+        self.purger = RetentionPurger.from_settings(settings, self.purges)
+        await self.purger.start()
         dedup = Deduplicator(self.platform.redis, ttl_seconds=settings.idempotency_ttl_seconds)
         for group, subscriptions in self.consumers.items():
             runner = ConsumerRunner(
@@ -167,6 +177,8 @@ class Runtime:
         # emitted, then the producer flushes.
         for runner in reversed(self.runners):
             await runner.stop()
+        if self.purger is not None:
+            await self.purger.stop()
         if self.relay is not None:
             await self.relay.stop()
         if self.producer is not None:
@@ -200,6 +212,8 @@ class Runtime:
         if self.relay is not None:
             families += self.relay.metrics()
             families += await backlog_metrics(self.platform.engine)
+        if self.purger is not None:
+            families += self.purger.metrics()
         for runner in self.runners:
             families += await runner.metrics()
         if self.runners:

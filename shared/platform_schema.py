@@ -18,9 +18,11 @@ from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "add_refusal_v3",
+    "add_retention_indexes_v4",
     "create_v1",
     "downgrade_v2",
     "drop_refusal_v3",
+    "drop_retention_indexes_v4",
     "drop_v1",
     "upgrade_v2",
 ]
@@ -89,3 +91,26 @@ def add_refusal_v3() -> None:
 def drop_refusal_v3() -> None:
     """Undo ``add_refusal_v3``."""
     op.drop_column("sagakit_outbox", "refusal")
+
+
+def add_retention_indexes_v4() -> None:
+    """The indexes retention reads (``shared.retention``): sent outbox rows by ``sent_at``
+    (partial: unsent rows are never purged, and the unsent index serves them), inbox rows by
+    ``processed_at``. Without them each purge batch scanned its whole table."""
+    op.create_index(
+        "sagakit_outbox_sent_at",
+        "sagakit_outbox",
+        ["sent_at"],
+        postgresql_where=sa.text("sent_at IS NOT NULL"),
+    )
+    op.create_index("sagakit_inbox_processed_at", "sagakit_inbox", ["processed_at"])
+
+
+def drop_retention_indexes_v4() -> None:
+    """Undo ``add_retention_indexes_v4``."""
+    op.drop_index("sagakit_inbox_processed_at", table_name="sagakit_inbox")
+    op.drop_index(
+        "sagakit_outbox_sent_at",
+        table_name="sagakit_outbox",
+        postgresql_where=sa.text("sent_at IS NOT NULL"),
+    )

@@ -60,7 +60,6 @@ from shared.replay_target import (
     REPLAY_OF_HEADER,
     replay_header,
 )
-from shared.settings import PlatformSettings
 from shared.topics import existing_partitions
 
 __all__ = [
@@ -68,7 +67,6 @@ __all__ = [
     "ReplayPlan",
     "forgotten_reason",
     "forgotten_summary",
-    "inbox_memory",
     "original_headers",
     "original_topic",
     "plan_replay",
@@ -112,11 +110,6 @@ def replay_headers(record: DeadLetter) -> list[tuple[str, bytes]]:
     return [*kept, (REPLAY_GROUP_HEADER, group.encode()), (REPLAY_OF_HEADER, origin.encode())]
 
 
-def inbox_memory(settings: PlatformSettings) -> timedelta:
-    """How long the services' inboxes remember a processed event (their retention)."""
-    return timedelta(hours=settings.inbox_retention_hours)
-
-
 @dataclass(frozen=True)
 class ReplayPlan:
     """What a replay of some dead letters sends, and what it leaves, with why."""
@@ -138,7 +131,8 @@ def plan_replay(
 
     One copy per group and record: of several dead letters of one record for one group,
     the newest is sent, in the place of the first. Then a dead letter older than ``memory``
-    (``inbox_memory``; None: any age) is refused, its age counted from ``dlq.failed_at``.
+    (the inboxes' retention, ``PlatformSettings.inbox_retention``; None: any age) is
+    refused, its age counted from ``dlq.failed_at``.
 
     Why that clock: the group that dead-lettered the record had not applied it when it gave
     up (its handler's effects and its inbox row roll back together), so any application of

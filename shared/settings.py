@@ -24,6 +24,8 @@ first of all); nothing else in the code reads ``os.environ``.
 | SAGAKIT_OUTBOX_POLL_INTERVAL_MS | 500 | relay's safety-net poll (it wakes on NOTIFY) |
 | SAGAKIT_OUTBOX_RETENTION_HOURS | 24 | outbox rows sent longer ago are deleted (unsent never) |
 | SAGAKIT_INBOX_RETENTION_HOURS | 168 | inbox rows processed longer ago are deleted |
+| SAGAKIT_OUTBOX_RETENTION_SECONDS / _INBOX_RETENTION_SECONDS | unset | the same in seconds; wins |
+| SAGAKIT_PURGE_INTERVAL_SECONDS | 300 | how often the retention purger passes over its tables |
 | SAGAKIT_ADMIN_TOKEN | unset | bearer token of the admin endpoints; unset switches them off |
 | SAGAKIT_FAULT_INJECTION | true | false: no fault registry, no ``/faults``, nothing wrapped |
 | SAGAKIT_INSTANCE_ID | host-pid | names this process in logs, metrics and DLQ headers |
@@ -38,6 +40,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -106,6 +109,12 @@ class PlatformSettings(BaseSettings):
     # what Kafka keeps cannot be redelivered, so forgetting that it was processed is safe. On
     # a cluster that keeps topics longer, raise this to at least the topics' retention.ms.
     inbox_retention_hours: int = Field(default=7 * 24, ge=1)
+    # The same windows in seconds, for a soak or a test that needs every purge to run many
+    # times; each wins over its _HOURS twin when set.
+    outbox_retention_seconds: int | None = Field(default=None, ge=1)
+    inbox_retention_seconds: int | None = Field(default=None, ge=1)
+    # How often the retention purger (shared.purger) passes over its tables.
+    purge_interval_seconds: float = Field(default=300.0, gt=0)
 
     admin_token: SecretStr | None = None
     # On by default: the reference system is there to be broken on purpose. A production
@@ -116,6 +125,18 @@ class PlatformSettings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
     otel_enabled: bool = False
     otel_exporter: Literal["otlp", "console", "none"] = "otlp"
+
+    def outbox_retention(self) -> timedelta:
+        """How long a sent outbox row is kept: the seconds setting if given, else the hours."""
+        if self.outbox_retention_seconds is not None:
+            return timedelta(seconds=self.outbox_retention_seconds)
+        return timedelta(hours=self.outbox_retention_hours)
+
+    def inbox_retention(self) -> timedelta:
+        """How long an inbox row is kept: the seconds setting if given, else the hours."""
+        if self.inbox_retention_seconds is not None:
+            return timedelta(seconds=self.inbox_retention_seconds)
+        return timedelta(hours=self.inbox_retention_hours)
 
 
 def database_url_variables(service: str) -> tuple[str, str]:

@@ -71,5 +71,7 @@ class SoakConfig(BaseSettings):
             "SAGAKIT_OUTBOX_RETENTION_SECONDS": seconds,
             "SAGAKIT_INBOX_RETENTION_SECONDS": seconds,
             "SAGAKIT_TIMELINE_RETENTION_SECONDS": seconds,
+            # A purge pass a quarter of a window: rows live at most a window and a quarter.
+            "SAGAKIT_PURGE_INTERVAL_SECONDS": str(max(1.0, self.retention_s / 4)),
             "SAGAKIT_IDEMPOTENCY_TTL_SECONDS": str(self.idempotency_ttl_s),
         }

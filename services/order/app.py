@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from pydantic import Field
 
-from services.order import api, handlers
+from services.order import api, handlers, store
 from services.order.admission import Admission, outbox_backlog
 from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
@@ -20,7 +20,7 @@ from shared.dead_letter_index import DeadLetterIndex
 from shared.declaration import Consumers, ServiceDeclaration
 from shared.events import CATALOGUE
 from shared.platform import Platform
-from shared.replay import inbox_memory
+from shared.purger import Purge
 from shared.settings import PlatformSettings, database_url_field, kafka_client_options
 from shared.subscriptions import Subscription
 from shared.topics import Topics
@@ -59,6 +59,12 @@ class OrderSettings(PlatformSettings):
     shipping_url: str | None = None
     """SAGAKIT_SHIPPING_URL: shipping's base URL."""
 
+    timeline_retention_seconds: int | None = Field(default=None, ge=1)
+    """SAGAKIT_TIMELINE_RETENTION_SECONDS: an order finished longer ago loses the events of its
+    timeline older than this; unset (the default) keeps every timeline for ever. Off by
+    default because the timeline is the only history a user and the explorer see of an
+    order: how long to keep it is the operator's decision (docs/operations.md)."""
+
     def deadlines(self) -> Deadlines:
         """The deadlines these settings give each non-terminal status."""
         return Deadlines(
@@ -77,6 +83,14 @@ def consumers(platform: Platform[OrderSettings]) -> Consumers:
         Subscription.batched(event_type, handlers.record_in_timeline) for event_type in CATALOGUE
     ]
     return {"order": saga, "order-timeline": timeline}
+
+
+def purges(platform: Platform[OrderSettings]) -> list[Purge]:
+    """The timeline's retention, when set, run by the platform's purger with the outbox's."""
+    seconds = platform.settings.timeline_retention_seconds
+    if seconds is None:
+        return []
+    return [Purge(store.TIMELINE_PURGE, timedelta(seconds=seconds))]
 
 
 def sweeper(platform: Platform[OrderSettings]) -> DeadlineSweeper:
@@ -107,7 +121,7 @@ def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
         dead_letters=dead_letters,
         peers=Peers(urls, settings.admin_token),
         kafka_options=kafka,
-        inbox_memory=inbox_memory(settings),
+        inbox_memory=settings.inbox_retention(),
         group_prefix=settings.topic_prefix,
     )
 
@@ -145,4 +159,5 @@ service = ServiceDeclaration(
         sweeper(platform),
         api.SagaCounts(platform.units, platform.settings.deadlines()),
     ],
+    purges=purges,
 )

@@ -43,9 +43,11 @@ from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from services.order.stuck import StuckCriteria
 from shared.db import ReadFrom
 from shared.events import Event
+from shared.retention import PurgeStatement
 from shared.sql import insert_unless_present
 
 __all__ = [
+    "TIMELINE_PURGE",
     "Order",
     "OrderQuery",
     "TimelineEntry",
@@ -101,6 +103,25 @@ timeline = Table(
     Column("kafka_partition", Integer, nullable=True),
     Column("kafka_offset", BigInteger, nullable=True),
 )
+# Retention reads the oldest events first (migration 0008; TIMELINE_PURGE).
+Index("timeline_occurred_at", timeline.c.occurred_at)
+
+_TERMINAL = ", ".join(f"'{status.value}'" for status in OrderStatus if status.is_terminal)
+TIMELINE_PURGE = PurgeStatement(
+    timeline.name,
+    # A finished order's history, once the order has been finished for the whole window: the
+    # events older than the window, of orders terminal since before it. A waiting saga keeps
+    # its whole timeline, however old (it is what an operator reads to unstick it), and so
+    # does a timed-out one still awaiting a compensation (it is stuck). Found through the
+    # occurred_at index, so a pass reads the expired range, not the table.
+    "DELETE FROM timeline WHERE ctid = ANY(ARRAY("
+    "SELECT t.ctid FROM timeline t JOIN orders o ON o.order_id = t.order_id "
+    "WHERE t.occurred_at < now() - $1::interval "
+    f"AND o.status IN ({_TERMINAL}) AND NOT o.awaiting_compensation "
+    "AND o.updated_at < now() - $1::interval "
+    "ORDER BY t.occurred_at LIMIT $2))",
+)
+"""The timeline's retention rule (``SAGAKIT_TIMELINE_RETENTION_SECONDS``, ``shared.purger``)."""
 
 # One row per record of a dead-letter topic, written by the dead-letter index's reader
 # (shared.dead_letter_index): the stuck listing joins it instead of holding every

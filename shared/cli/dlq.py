@@ -29,7 +29,6 @@ from shared.replay import (
     ReplayPlan,
     forgotten_reason,
     forgotten_summary,
-    inbox_memory,
     original_topic,
     plan_replay,
     read_dead_letters,
@@ -184,7 +183,7 @@ def replay(
     if every and (event_id or order_id):
         raise typer.BadParameter("--all replays everything: leave out --event-id and --order-id")
     match = _matcher(set(event_id or []), set(order_id or []))
-    memory = None if past_inbox_retention else inbox_memory(cfg.settings)
+    memory = None if past_inbox_retention else cfg.settings.inbox_retention()
     plan = run(cfg, _replay(cfg, topic, match, memory, dry_run))
     replayed = [_described(letter) for letter in plan.send]
     refused = [

@@ -31,8 +31,8 @@ from tests.infra import Infrastructure
 from tests.kafka_cluster import event_ids_in, settings_for
 
 ACK_TIMEOUT_S = 3.0
-# How long the relay is watched failing: a few of its rounds (acknowledgement timeout, then
-# backoff), while aiokafka retries the produce requests.
+# How long the relay is watched failing: longer than its acknowledgement timeout, while
+# aiokafka retries the produce requests.
 OUTAGE_WATCH_S = 8.0
 
 
@@ -202,8 +202,8 @@ async def test_with_two_of_three_brokers_down_producers_fail_with_not_enough_rep
 
     # The platform's producer (acks=all, idempotent; with acks=1 the one broker left would
     # take every write) keeps retrying the refused batches
-    # (aiokafka never expires an idempotent batch) and says why in its log; the relay stops
-    # waiting after its acknowledgement timeout and marks nothing sent.
+    # (aiokafka never expires an idempotent batch) and says why in its log; the relay reports
+    # the batches overdue after its acknowledgement timeout and marks nothing sent.
     with caplog.at_level(logging.WARNING, logger="aiokafka"):
         await outbox.emit(20, "during")
         watched_until = time.monotonic() + OUTAGE_WATCH_S
