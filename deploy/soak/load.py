@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from bench.connections import KeepAliveClients
+
 __all__ = ["Answer", "Load", "offer_orders"]
 
 RETRY_PAUSE_S = 0.5
@@ -65,7 +67,7 @@ def _retry_after(response: httpx.Response) -> float:
 class _Offer:
     """What every order of a run is sent with."""
 
-    http: httpx.AsyncClient
+    clients: KeepAliveClients
     url: str
     began: float
     give_up_s: float
@@ -78,9 +80,10 @@ class _Offer:
             sent = time.monotonic()
             pause = RETRY_PAUSE_S
             try:
-                response = await self.http.post(
-                    self.url, json=body, headers={"Idempotency-Key": key}
-                )
+                async with self.clients.client() as http:
+                    response = await http.post(
+                        self.url, json=body, headers={"Idempotency-Key": key}
+                    )
             except httpx.HTTPError as error:
                 status, last = 0, type(error).__name__
             else:
@@ -112,10 +115,12 @@ async def offer_orders(
     this runs); return it once every order is accepted or given up on."""
     began = time.monotonic()
     gate = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     tasks: set[asyncio.Task[None]] = set()
-    async with httpx.AsyncClient(timeout=10, limits=limits) as http:
-        offer = _Offer(http, f"{order_url}/orders", began, give_up_s, load)
+    # One-connection clients lent per request (bench.connections): httpx's own pool spends
+    # a core on book-keeping with a few hundred connections, on the machine under test.
+    clients = KeepAliveClients(concurrency, timeout=10)
+    try:
+        offer = _Offer(clients, f"{order_url}/orders", began, give_up_s, load)
 
         async def one(index: int, body: dict[str, Any]) -> None:
             try:
@@ -133,5 +138,7 @@ async def offer_orders(
             task.add_done_callback(tasks.discard)
         while tasks:
             await asyncio.gather(*tasks)
+    finally:
+        await clients.aclose()
     load.seconds = time.monotonic() - began
     return load
