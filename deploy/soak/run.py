@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 import traceback
 import uuid
@@ -27,6 +28,7 @@ from deploy.chaos.run import instances_by_service
 from deploy.chaos.verify import verify
 from deploy.chaos.workload import Workload
 from deploy.demo.client import SagaClient
+from deploy.localstack.profiles import PROFILES
 from deploy.soak.config import SoakConfig
 from deploy.soak.load import Load, offer_orders
 from deploy.soak.poison import PoisonReplays
@@ -43,6 +45,13 @@ _P99 = (
     "SELECT percentile_cont(0.99) WITHIN GROUP "
     "(ORDER BY extract(epoch FROM updated_at - created_at)) * 1000 FROM orders "
     "WHERE status = 'COMPLETED' AND created_at >= $1 AND created_at < $2"
+)
+
+
+SOAK_PROFILES = ("soak", "soak-test")
+_USER_TABLES = (
+    "SELECT quote_ident(tablename) FROM pg_tables "
+    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
 )
 
 
@@ -168,6 +177,32 @@ async def run_soak(config: SoakConfig, endpoints: Endpoints) -> dict[str, Any]:
     }
 
 
+def _fresh_broker_and_redis(profile: str) -> None:
+    """Every run starts from an empty broker and Redis: an earlier run's backlog (a run
+    stopped half-way leaves thousands of unread events) would be this run's load. Only the
+    soak profiles' own folders, and only when their stack is not running."""
+    if profile not in SOAK_PROFILES:
+        raise ValueError(f"a soak runs on {' or '.join(SOAK_PROFILES)}, not {profile!r}")
+    if any(row.pid for row in localstack.status(profile)):
+        return
+    state_dir = PROFILES[profile].state_dir
+    for part in ("kafka", "redis"):
+        shutil.rmtree(state_dir / part, ignore_errors=True)
+
+
+async def _empty_tables(endpoints: Endpoints) -> None:
+    """The services' tables emptied (the schema kept), so each run meets the same sizes."""
+    for service in ("order", "payment", "inventory", "shipping"):
+        connection = await asyncpg.connect(endpoints.database_dsn(service), timeout=10)
+        try:
+            tables = await connection.fetch(_USER_TABLES)
+            if tables:
+                names = ", ".join(row[0] for row in tables)
+                await connection.execute(f"TRUNCATE {names}")
+        finally:
+            await connection.close()
+
+
 def soak(config: SoakConfig) -> dict[str, Any]:
     """Start the run's stack with the compressed windows, soak it, stop it whatever happens."""
     # The services inherit this process's environment at the supervisor's start; it is put
@@ -175,6 +210,7 @@ def soak(config: SoakConfig) -> dict[str, Any]:
     saved = {name: os.environ.get(name) for name in config.service_settings()}
     os.environ.update(config.service_settings())
     try:
+        _fresh_broker_and_redis(config.profile)
         # An empty environ: a shell's SAGAKIT_* must not send the soak stack to servers of
         # yours.
         localstack.up(config.profile, {})
@@ -186,6 +222,7 @@ def soak(config: SoakConfig) -> dict[str, Any]:
                 os.environ[name] = value
     try:
         endpoints = Endpoints.from_env_file(config.env_file)
+        asyncio.run(_empty_tables(endpoints))
         return asyncio.run(run_soak(config, endpoints))
     finally:
         localstack.down(config.profile)
