@@ -35,6 +35,14 @@ class SoakConfig(BaseSettings):
     """How often a record that is not an event is produced, and the dead letters of the one
     before it replayed (each poison is replayed twice: it must add at most one dead letter
     per replayed copy)."""
+    business_faults: bool = False
+    """Also inject the business faults of ``make chaos`` (declines, failed reservations and
+    shipments, transient errors). Off by default: while a fault may fire on a record, its
+    run is processed one record at a time (so the fault can strike one record), which is not
+    the path production takes and costs several times the CPU; with them on, offer a few
+    tens of orders per second on two cores, not 100. The order mix alone still declines
+    (customers who run out, or have no account) and runs out of stock (scarce and unknown
+    skus), and sagas held up past their deadline are cancelled and compensated."""
     concurrency: int = Field(default=256, ge=1)
     """Order requests unanswered at once, at most."""
     give_up_s: float = Field(default=60.0, gt=0)

@@ -110,10 +110,11 @@ async def run_soak(config: SoakConfig, endpoints: Endpoints) -> dict[str, Any]:
     stop = asyncio.Event()
     began = time.monotonic()
     side = [
-        asyncio.create_task(keeper.run(stop)),
         asyncio.create_task(sampler.run(began, stop)),
         asyncio.create_task(poison.run(stop)),
     ]
+    if config.business_faults:
+        side.append(asyncio.create_task(keeper.run(stop)))
     try:
         await offer_orders(
             endpoints.urls.order,
@@ -129,7 +130,8 @@ async def run_soak(config: SoakConfig, endpoints: Endpoints) -> dict[str, Any]:
         for outcome in await asyncio.gather(*side, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 errors.append("".join(traceback.format_exception_only(outcome)).strip())
-        await keeper.clear()
+        if config.business_faults:
+            await keeper.clear()
     db_ended = await _database_now(order_dsn)
     say(f"offered in {load.seconds:.0f} s; {load.accepted} accepted; verifying")
     report = await verify(endpoints, manifest, config.settle_timeout_s)
