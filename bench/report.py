@@ -52,7 +52,7 @@ def _header(doc: Doc) -> list[str]:
     dirty = f" + {len(changed)} changed file(s)" if changed else ""
     platform = doc["platform_settings"]
     constants = platform.get("constants", {})
-    linger = constants.get("shared.producer", {}).get("LINGER_MS")
+    linger = constants.get("shared.publishing.producer", {}).get("LINGER_MS")
     instances = ", ".join(f"{name} {n}" for name, n in platform.get("instances", {}).items())
     return [
         f"sagakit bench, {doc['started_at']}, commit {str(commit.get('sha'))[:10]}{dirty}",

@@ -33,8 +33,8 @@ from bench.transport import TransportResult, run_transport
 from bench.tuning import platform_settings
 from bench.workload import CUSTOMER_PREFIX, Workload
 from deploy.demo.client import SagaClient
+from shared.contracts.topics import Topics
 from shared.settings import PlatformSettings, kafka_client_options
-from shared.topics import Topics
 
 __all__ = ["SyncPlacement", "run"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from deploy.demo.client import SystemUrls
 from deploy.localstack.stackenv import read_stack_env
 from deploy.localstack.supervisor import read_status
-from shared.db import asyncpg_dsn
+from shared.storage.db import asyncpg_dsn
 
 __all__ = ["Target"]
 

@@ -5,7 +5,7 @@ One relay per hop, each its own consumer group reading hop ``i`` and producing h
 with the record's key, as each service reacts to the previous one's event; a sink reads the
 last hop. Keys are order ids (uuids), values are real events of the saga's types (so of the
 real sizes), topics have the platform's partition count, producers are the platform's own
-(``shared.producer.build_producer``) and consumers commit after each batch. What this
+(``shared.publishing.producer.build_producer``) and consumers commit after each batch. What this
 reaches is what Kafka and aiokafka allow on this machine; the platform's sagas per second
 are read against it.
 
@@ -29,7 +29,7 @@ from bench.broker import wait_for_leaders
 from bench.stats import Summary, rate, summarize
 from bench.workload import UNIT_PRICE, Workload
 from services.shipping.model import HOUSE_CARRIER, tracking_id_for
-from shared.events import (
+from shared.contracts.events import (
     Event,
     InventoryReserved,
     LineItem,
@@ -39,11 +39,10 @@ from shared.events import (
     PaymentProcessed,
     PricedLineItem,
     Record,
-    encode,
 )
-from shared.producer import build_producer
+from shared.contracts.topics import Topics, encode, ensure_topics
+from shared.publishing.producer import build_producer
 from shared.settings import PlatformSettings, kafka_client_options
-from shared.topics import Topics, ensure_topics
 
 __all__ = ["HOPS", "TransportResult", "run_transport", "saga_records"]
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import shared
-from shared.outbox import OutboxRelay
+from shared.publishing.outbox import OutboxRelay
 from shared.settings import PlatformSettings
 
 __all__ = ["constants", "platform_settings"]
@@ -32,7 +32,7 @@ def _is_setting(name: str, value: object) -> bool:
 def constants() -> dict[str, dict[str, Any]]:
     """Per ``shared`` module, its upper-case numeric constants."""
     found: dict[str, dict[str, Any]] = {}
-    for module_info in pkgutil.iter_modules(shared.__path__, prefix="shared."):
+    for module_info in pkgutil.walk_packages(shared.__path__, prefix="shared."):
         module = importlib.import_module(module_info.name)
         values = {n: v for n, v in vars(module).items() if _is_setting(n, v)}
         if values:

@@ -1,6 +1,6 @@
 """``python -m services.asyncapi [--check]``: docs/asyncapi.yaml of the reference system.
 
-The document itself is built by ``shared.asyncapi`` from the event catalogue; this module
+The document itself is built by ``shared.app.asyncapi`` from the event catalogue; this module
 tells it what each of the four services sends and receives, read from their code. Who
 receives what comes from each service's declaration (its consumer groups and their
 subscriptions). Who sends what is declared nowhere (handlers emit with ``uow.emit``), so it is
@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import services
-from shared.asyncapi import ServiceWiring, main
-from shared.declaration import ServiceDeclaration
-from shared.events import CATALOGUE, Event
-from shared.platform import Platform
+from shared.app.asyncapi import ServiceWiring, main
+from shared.app.declaration import ServiceDeclaration
+from shared.app.platform import Platform
+from shared.contracts.events import CATALOGUE, Event
 
 __all__ = ["reference_services"]
 

@@ -113,7 +113,7 @@ class PlatformSettings(BaseSettings):
     # times; each wins over its _HOURS twin when set.
     outbox_retention_seconds: int | None = Field(default=None, ge=1)
     inbox_retention_seconds: int | None = Field(default=None, ge=1)
-    # How often the retention purger (shared.purger) passes over its tables.
+    # How often the retention purger (shared.publishing.purger) passes over its tables.
     purge_interval_seconds: float = Field(default=300.0, gt=0)
 
     admin_token: SecretStr | None = None

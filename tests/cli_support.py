@@ -19,7 +19,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from shared.cli.app import app
+from shared.ops.cli.app import app
 
 __all__ = ["CONSOLE_SCRIPT", "Ran", "Sagakit"]
 

@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    # The same server settings as the real services (shared.serve), so neither side gains.
+    # The same server settings as the real services (shared.app.serve), so neither side gains.
     uvicorn.run(
         APPS[args.service](SyncSettings()),
         host="127.0.0.1",

@@ -17,9 +17,9 @@ from bench.syncchain.settings import SyncSettings
 from services.order import store as order_store
 from services.order.api import OrderCreate, OrderPublic
 from services.order.model import OrderLine, order_total
-from shared.db import UnitOfWorkFactory, make_engine
-from shared.events import LineItem
-from shared.topics import Topics
+from shared.contracts.events import LineItem
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWorkFactory, make_engine
 
 __all__ = ["APPS", "DOWNSTREAM_CONNECTIONS", "Refused"]
 

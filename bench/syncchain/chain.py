@@ -24,9 +24,9 @@ from services.inventory import store as inventory_store
 from services.order import store as order_store
 from services.payment import store as payment_store
 from services.shipping import store as shipping_store
-from shared.db import UnitOfWorkFactory, make_engine
-from shared.migrations import upgrade_to_head
-from shared.topics import Topics
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWorkFactory, make_engine
+from shared.storage.migrations import upgrade_to_head
 
 __all__ = ["SERVICES", "SyncChain", "running_chain"]
 

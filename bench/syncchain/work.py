@@ -25,7 +25,7 @@ from services.payment import store as payment_store
 from services.payment.model import PaymentStatus, decide_charge, should_charge
 from services.shipping import store as shipping_store
 from services.shipping.model import decide_shipment, should_ship
-from shared.db import UnitOfWork
+from shared.storage.db import UnitOfWork
 
 __all__ = ["charge", "complete_order", "reserve_stock", "ship_order", "ship_stock"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deploy.demo.client import SystemUrls
 from deploy.localstack.stackenv import read_stack_env
-from shared.db import asyncpg_dsn
+from shared.storage.db import asyncpg_dsn
 
 __all__ = ["SERVICES", "Endpoints"]
 

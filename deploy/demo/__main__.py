@@ -19,11 +19,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.demo.client import SagaClient, SystemUrls
 from deploy.localstack.supervisor import read_status
-from shared.cli.config import Config
-from shared.cli.dlq import dlq_summary, print_dlq_summary
-from shared.cli.groups import group_report, print_group_report
-from shared.cli.output import CliError
 from shared.envfile import read_env_file
+from shared.ops.cli.config import Config
+from shared.ops.cli.dlq import dlq_summary, print_dlq_summary
+from shared.ops.cli.groups import group_report, print_group_report
+from shared.ops.cli.output import CliError
 from shared.settings import PlatformSettings, kafka_client_options
 
 RUN = uuid.uuid4().hex[:6]

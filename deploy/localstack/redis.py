@@ -27,8 +27,8 @@ DEFAULT_MAXMEMORY = "256mb"
 def redis_server_options(*, port: int, folder: Path, environ: Mapping[str, str]) -> dict[str, str]:
     """redis-server's options for the stack: memory only, bounded, evicting as a cache does.
 
-    It holds the idempotency fast path alone (``shared.inbox``): every key is a shortcut the
-    inbox table backs up, so when Redis is full the least recently used keys go
+    It holds the idempotency fast path alone (``shared.consuming.inbox``): every key is a shortcut
+    the inbox table backs up, so when Redis is full the least recently used keys go
     (``allkeys-lru``) and a redelivery of their event costs one inbox lookup. Without a bound
     it grew with every event for as long as a key lived; at the bound without eviction
     (``noeviction``) it would refuse every new key. docs/operations.md says how to size it.

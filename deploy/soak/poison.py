@@ -19,7 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from shared.replay import read_dead_letters, replay_dead_letters
+from shared.ops.replay import read_dead_letters, replay_dead_letters
 
 __all__ = ["PoisonReplays", "ReplayRound"]
 

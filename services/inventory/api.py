@@ -7,9 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.inventory import store
 from services.inventory.model import StockLevel
-from shared.db import UnitOfWorkFactory
-from shared.http import BODY_RESPONSES, not_found
-from shared.text import SkuPath
+from shared.app.http import BODY_RESPONSES, not_found
+from shared.contracts.text import SkuPath
+from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["MAX_UNITS", "admin_router"]
 

@@ -1,7 +1,7 @@
 """Failure injection for inventory: what the ``out_of_stock`` fault makes of a reservation.
 
 Not a business rule: the bootstrap puts it in front of the reservation rule when failure
-injection is on (``shared.faults.business_fault``).
+injection is on (``shared.consuming.faults.business_fault``).
 """
 
 from collections.abc import Mapping
@@ -12,7 +12,7 @@ from services.inventory.model import (
     ReservationStatus,
     StockLevel,
 )
-from shared.events import PaymentProcessed
+from shared.contracts.events import PaymentProcessed
 
 __all__ = ["out_of_stock"]
 

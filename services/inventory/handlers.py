@@ -16,9 +16,8 @@ from services.inventory.model import (
     reserve,
     ship,
 )
-from shared.db import UnitOfWork
-from shared.errors import TransientError
-from shared.events import (
+from shared.contracts.errors import TransientError
+from shared.contracts.events import (
     Event,
     InventoryFailed,
     InventoryReleased,
@@ -28,6 +27,7 @@ from shared.events import (
     PaymentProcessed,
     ShippingFailed,
 )
+from shared.storage.db import UnitOfWork
 
 __all__ = ["ReserveRule", "release_stock", "reserve_rule", "reserve_stock", "ship_stock"]
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.inventory.model import FailureReason, Line, ReservationStatus, StockLevel
-from shared.sql import InsertManyUnlessPresent
+from shared.storage.sql import InsertManyUnlessPresent
 
 __all__ = [
     "Reservation",

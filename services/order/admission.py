@@ -32,8 +32,8 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.metrics import Metric, counter, gauge
-from shared.outbox import backlog_metrics
+from shared.observability.metrics import Metric, counter, gauge
+from shared.publishing.outbox import backlog_metrics
 
 __all__ = ["Admission", "Backlog", "Overloaded", "outbox_backlog"]
 
@@ -57,8 +57,8 @@ BacklogReader = Callable[[], Awaitable[Backlog | None]]
 
 
 def outbox_backlog(engine: AsyncEngine) -> BacklogReader:
-    """The backlog as ``/metrics`` reads it (``shared.outbox.backlog_metrics``: one indexed
-    query, None when the database does not answer in time)."""
+    """The backlog as ``/metrics`` reads it (``shared.publishing.outbox.backlog_metrics``: one
+    indexed query, None when the database does not answer in time)."""
 
     async def read() -> Backlog | None:
         values = {

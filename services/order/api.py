@@ -22,18 +22,18 @@ from services.order.admission import Admission, Overloaded
 from services.order.deadlines import Deadlines
 from services.order.model import OrderLine, OrderStatus, order_total
 from services.order.stuck import StuckCriteria, StuckFinder
-from shared.db import UnitOfWorkFactory
-from shared.events import OrderCreated
-from shared.http import BODY_RESPONSES, not_found
-from shared.metrics import Metric, gauge
-from shared.money import MAX_INTEGER_DIGITS, MoneyStr
-from shared.text import (
+from shared.app.http import BODY_RESPONSES, not_found
+from shared.contracts.events import OrderCreated
+from shared.contracts.money import MAX_INTEGER_DIGITS, MoneyStr
+from shared.contracts.text import (
     MAX_CUSTOMER_ID_CHARS,
     MAX_ORDER_ID_CHARS,
     MAX_SKU_CHARS,
     OrderIdPath,
     StorableStr,
 )
+from shared.observability.metrics import Metric, gauge
+from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["Age", "OrderPublic", "SagaCounts", "router"]
 

@@ -16,14 +16,14 @@ from services.order.explorer import routes as explorer
 from services.order.explorer.peers import Peers
 from services.order.stuck import StuckFinder
 from services.order.sweeper import DeadlineSweeper
-from shared.dead_letter_index import DeadLetterIndex
-from shared.declaration import Consumers, ServiceDeclaration
-from shared.events import CATALOGUE
-from shared.platform import Platform
-from shared.purger import Purge
+from shared.app.declaration import Consumers, ServiceDeclaration
+from shared.app.platform import Platform
+from shared.consuming.subscriptions import Subscription
+from shared.contracts.events import CATALOGUE
+from shared.contracts.topics import Topics
+from shared.ops.dead_letter_index import DeadLetterIndex
+from shared.publishing.purger import Purge
 from shared.settings import PlatformSettings, database_url_field, kafka_client_options
-from shared.subscriptions import Subscription
-from shared.topics import Topics
 
 __all__ = ["OrderSettings", "service"]
 

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from aiokafka.structs import TopicPartition
 
 from services.order import store
-from shared.db import UnitOfWorkFactory
-from shared.dead_letter_index import IndexedDeadLetter
+from shared.ops.dead_letter_index import IndexedDeadLetter
+from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["DeadLetterRows"]
 
 
 class DeadLetterRows:
-    """``shared.dead_letter_index.DeadLetterStore`` on the order database."""
+    """``shared.ops.dead_letter_index.DeadLetterStore`` on the order database."""
 
     def __init__(self, units: UnitOfWorkFactory) -> None:
         self._units = units

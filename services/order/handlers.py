@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from services.order import store
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact, fact_for
-from shared.db import UnitOfWork
-from shared.errors import PermanentError
-from shared.events import CATALOGUE, Event, OrderCancelled, OrderCompleted
+from shared.contracts.errors import PermanentError
+from shared.contracts.events import CATALOGUE, Event, OrderCancelled, OrderCompleted
+from shared.storage.db import UnitOfWork
 
 __all__ = ["OUTCOMES", "advance_sagas", "record_in_timeline"]
 

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
-from shared.money import ZERO, quantize_money, to_money
+from shared.contracts.money import ZERO, quantize_money, to_money
 
 __all__ = [
     "CancelReason",

@@ -41,10 +41,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from services.order.stuck import StuckCriteria
-from shared.db import ReadFrom
-from shared.events import Event
-from shared.retention import PurgeStatement
-from shared.sql import insert_unless_present
+from shared.contracts.events import Event
+from shared.publishing.retention import PurgeStatement
+from shared.storage.db import ReadFrom
+from shared.storage.sql import insert_unless_present
 
 __all__ = [
     "TIMELINE_PURGE",
@@ -121,10 +121,11 @@ TIMELINE_PURGE = PurgeStatement(
     "AND o.updated_at < now() - $1::interval "
     "ORDER BY t.occurred_at LIMIT $2))",
 )
-"""The timeline's retention rule (``SAGAKIT_TIMELINE_RETENTION_SECONDS``, ``shared.purger``)."""
+"""The timeline's retention rule (``SAGAKIT_TIMELINE_RETENTION_SECONDS``,
+``shared.publishing.purger``)."""
 
 # One row per record of a dead-letter topic, written by the dead-letter index's reader
-# (shared.dead_letter_index): the stuck listing joins it instead of holding every
+# (shared.ops.dead_letter_index): the stuck listing joins it instead of holding every
 # dead-lettered order id in memory, and a replay seeks to the position it gives.
 dead_letter_index = Table(
     "dead_letter_index",

@@ -84,7 +84,7 @@ class StuckCriteria:
 
 
 class DeadLetterSource(Protocol):
-    """Where the dead letters are read (``shared.dead_letter_index.DeadLetterIndex``, which
+    """Where the dead letters are read (``shared.ops.dead_letter_index.DeadLetterIndex``, which
     writes their positions to the order database)."""
 
     async def refresh(self) -> None: ...

@@ -7,8 +7,8 @@ per batch, moves each to ``CANCELLED(timed_out)`` and emits ``OrderCancelled`` w
 other services compensate on that event like on any other (docs/events.md, "Deadlines").
 
 One leader per database
-    Like the outbox relay (``shared.outbox``), each instance tries a session-level advisory
-    lock (another key) on a dedicated connection; the one that holds it sweeps, the others
+    Like the outbox relay (``shared.publishing.outbox``), each instance tries a session-level
+    advisory lock (another key) on a dedicated connection; the one that holds it sweeps, the others
     try again every ``interval_s``. The lock lives as long as its connection, so a leader
     that dies or is cut off loses it by itself. Here leadership only saves work: the sweep
     locks the sagas it cancels (``FOR UPDATE SKIP LOCKED``, the deadline checked again on the
@@ -55,9 +55,9 @@ from services.order import store
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus
 from shared.backoff import backoff_delay
-from shared.db import UnitOfWorkFactory, asyncpg_dsn
-from shared.events import OrderCancelled
-from shared.metrics import Metric, counter, gauge
+from shared.contracts.events import OrderCancelled
+from shared.observability.metrics import Metric, counter, gauge
+from shared.storage.db import UnitOfWorkFactory, asyncpg_dsn
 
 __all__ = ["LOCK_KEY", "DeadlineSweeper"]
 

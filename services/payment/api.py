@@ -6,10 +6,10 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict
 
 from services.payment import store
-from shared.db import UnitOfWorkFactory
-from shared.http import BODY_RESPONSES, not_found
-from shared.money import MoneyStr
-from shared.text import CustomerIdPath, OrderIdPath
+from shared.app.http import BODY_RESPONSES, not_found
+from shared.contracts.money import MoneyStr
+from shared.contracts.text import CustomerIdPath, OrderIdPath
+from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["admin_router"]
 

@@ -1,13 +1,13 @@
 """Failure injection for payment: what the ``decline`` fault makes of a charge.
 
 Not a business rule: the bootstrap puts it in front of the charge rule when failure injection
-is on (``shared.faults.business_fault``), and a deployment without it never imports it.
+is on (``shared.consuming.faults.business_fault``), and a deployment without it never imports it.
 """
 
 from decimal import Decimal
 
 from services.payment.model import ChargeDecision, PaymentStatus
-from shared.events import OrderCreated
+from shared.contracts.events import OrderCreated
 
 __all__ = ["INJECTED_DECLINE", "declined"]
 

@@ -14,9 +14,8 @@ from services.payment.model import (
     should_charge,
     void_payment,
 )
-from shared.db import UnitOfWork
-from shared.errors import PermanentError, TransientError
-from shared.events import (
+from shared.contracts.errors import PermanentError, TransientError
+from shared.contracts.events import (
     Event,
     InventoryFailed,
     OrderCreated,
@@ -25,7 +24,8 @@ from shared.events import (
     PaymentRefunded,
     ShippingFailed,
 )
-from shared.money import ZERO
+from shared.contracts.money import ZERO
+from shared.storage.db import UnitOfWork
 
 __all__ = ["ChargeRule", "charge", "charge_rule", "refund"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from shared.money import to_money
+from shared.contracts.money import to_money
 
 __all__ = [
     "ChargeDecision",

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.payment.model import PaymentStatus
-from shared.sql import InsertManyUnlessPresent
+from shared.storage.sql import InsertManyUnlessPresent
 
 __all__ = ["Payment", "accounts", "metadata", "payments"]
 

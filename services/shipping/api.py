@@ -6,9 +6,9 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
 from services.shipping import store
-from shared.db import UnitOfWorkFactory
-from shared.http import not_found
-from shared.text import OrderIdPath
+from shared.app.http import not_found
+from shared.contracts.text import OrderIdPath
+from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["admin_router"]
 

@@ -6,12 +6,12 @@ from functools import partial
 from pathlib import Path
 
 from services.shipping import api, drills, handlers
-from shared.declaration import Consumers, ServiceDeclaration
-from shared.events import InventoryReserved, OrderCancelled
-from shared.faults import FaultKind
-from shared.platform import Platform
+from shared.app.declaration import Consumers, ServiceDeclaration
+from shared.app.platform import Platform
+from shared.consuming.faults import FaultKind
+from shared.consuming.subscriptions import Subscription
+from shared.contracts.events import InventoryReserved, OrderCancelled
 from shared.settings import PlatformSettings, database_url_field
-from shared.subscriptions import Subscription
 
 __all__ = ["ShippingSettings", "service"]
 

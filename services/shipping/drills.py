@@ -1,11 +1,11 @@
 """Failure injection for shipping: what the ``fail`` fault makes of a shipment.
 
 Not a business rule: the bootstrap puts it in front of the shipment rule when failure
-injection is on (``shared.faults.business_fault``).
+injection is on (``shared.consuming.faults.business_fault``).
 """
 
 from services.shipping.model import ShipmentDecision, ShipmentStatus
-from shared.events import InventoryReserved
+from shared.contracts.events import InventoryReserved
 
 __all__ = ["INJECTED_FAILURE", "failed"]
 

@@ -13,9 +13,9 @@ from services.shipping.model import (
     refuse_shipment,
     should_ship,
 )
-from shared.db import UnitOfWork
-from shared.errors import TransientError
-from shared.events import InventoryReserved, OrderCancelled, OrderShipped, ShippingFailed
+from shared.contracts.errors import TransientError
+from shared.contracts.events import InventoryReserved, OrderCancelled, OrderShipped, ShippingFailed
+from shared.storage.db import UnitOfWork
 
 __all__ = ["TIMED_OUT", "ShipRule", "refuse_cancelled", "ship_order", "ship_rule"]
 

@@ -9,7 +9,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.shipping.model import ShipmentStatus
-from shared.sql import InsertManyUnlessPresent
+from shared.storage.sql import InsertManyUnlessPresent
 
 __all__ = ["Shipment", "add_shipments", "get_shipment", "metadata", "shipments", "shipped_orders"]
 

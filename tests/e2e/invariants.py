@@ -34,7 +34,7 @@ from deploy.chaos.manifest import Manifest
 from deploy.chaos.snapshot import order_row, read_http
 from deploy.demo.client import TERMINAL, SagaClient
 from deploy.localstack.supervisor import read_status
-from shared.topics import existing_partitions
+from shared.contracts.topics import existing_partitions
 
 __all__ = [
     "Ledger",

@@ -84,7 +84,7 @@ async def test_every_scenario_runs_and_its_results_are_written(
 
     assert _positive(*doc["ratios"].values())
     assert doc["machine"]["cores"] > 0 and doc["versions"]["postgresql"]
-    assert doc["platform_settings"]["constants"]["shared.producer"]["LINGER_MS"] >= 0
+    assert doc["platform_settings"]["constants"]["shared.publishing.producer"]["LINGER_MS"] >= 0
     assert "closed loop" in render(doc) and "transport limit" in render(doc)
 
     data, picture = write_results(doc, tmp_path / "results")

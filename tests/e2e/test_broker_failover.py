@@ -24,8 +24,8 @@ import pytest
 
 from deploy.demo.client import SagaClient, SystemUrls
 from deploy.localstack.cluster import KafkaCluster
-from shared.db import asyncpg_dsn, decode_headers, outbox_table
-from shared.topics import Topics
+from shared.contracts.topics import Topics
+from shared.storage.db import asyncpg_dsn, decode_headers, outbox_table
 from tests.e2e.conftest import (
     SERVICES,
     RunningSystem,

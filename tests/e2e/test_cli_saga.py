@@ -16,9 +16,9 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.demo.__main__ import operator_view
-from shared.dlq import dead_letter_headers
-from shared.errors import PermanentError
-from shared.topics import Topics, existing_partitions
+from shared.contracts.errors import PermanentError
+from shared.contracts.topics import Topics, existing_partitions
+from shared.publishing.dlq import dead_letter_headers
 from tests.cli_support import Ran, Sagakit
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.invariants import Ledger, dead_letters, eventually, wait_terminal

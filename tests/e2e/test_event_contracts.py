@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.asyncapi import DOCUMENT
-from shared.events import UNKNOWN_CARRIER, InventoryReserved, decode
-from shared.producer import build_producer
+from shared.app.asyncapi import DOCUMENT
+from shared.contracts.events import UNKNOWN_CARRIER, InventoryReserved, decode
+from shared.publishing.producer import build_producer
 from shared.settings import PlatformSettings
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.invariants import (

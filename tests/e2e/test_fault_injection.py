@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.events import PaymentProcessed, decode
-from shared.replay import replay_dead_letters
+from shared.contracts.events import PaymentProcessed, decode
+from shared.ops.replay import replay_dead_letters
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.invariants import (
     Ledger,

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from shared.tracing import TraceParent, header_of
+from shared.observability.tracing import TraceParent, header_of
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.invariants import Ledger, ServiceInstance, eventually, instances, wait_terminal
 from tests.e2e.scrape import Scrape, scrape

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shared.events import (
+from shared.contracts.events import (
     Event,
     InventoryFailed,
     InventoryReserved,
@@ -27,11 +27,10 @@ from shared.events import (
     PaymentRefunded,
     ShippingFailed,
     decode,
-    encode,
 )
-from shared.producer import build_producer
+from shared.contracts.topics import Topics, encode
+from shared.publishing.producer import build_producer
 from shared.settings import PlatformSettings
-from shared.topics import Topics
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.invariants import (
     Ledger,

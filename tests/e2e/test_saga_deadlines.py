@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from shared.replay import replay_dead_letters
+from shared.ops.replay import replay_dead_letters
 from tests.e2e.conftest import RunningSystem, running_system
 from tests.e2e.invariants import (
     Ledger,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from shared.db import UnitOfWork, UnitOfWorkFactory
-from shared.errors import TransientError
+from shared.contracts.errors import TransientError
+from shared.storage.db import UnitOfWork, UnitOfWorkFactory
 
 __all__ = ["handle_as_the_runner_does"]
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.order.admission import Admission, Overloaded, outbox_backlog
-from shared.db import make_engine, outbox_table, platform_metadata
+from shared.storage.db import make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
 
 

@@ -1,4 +1,5 @@
-"""Runs of records in one transaction (shared.batches) against real Kafka, PostgreSQL, Redis.
+"""Runs of records in one transaction (shared.consuming.batches), against real Kafka,
+PostgreSQL and Redis.
 
 Every test publishes its records with one key, so they share a partition and arrive in one
 poll, before the runner starts: the runner then sees them as one run (or a few, when the
@@ -18,11 +19,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consumer import ConsumerRunner, Subscription
-from shared.db import UnitOfWork, UnitOfWorkFactory
-from shared.errors import PermanentError, TransientError
-from shared.events import OrderCreated, encode
-from shared.topics import Topics
+from shared.consuming.consumer import ConsumerRunner, Subscription
+from shared.contracts.errors import PermanentError, TransientError
+from shared.contracts.events import OrderCreated
+from shared.contracts.topics import Topics, encode
+from shared.storage.db import UnitOfWork, UnitOfWorkFactory
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import (
     CONSUMER_OPTIONS,
@@ -185,7 +186,7 @@ async def test_a_rebalance_mid_run_rolls_the_run_back_and_the_new_owner_does_it_
     kafka: Kafka,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="shared.partitions")
+    caplog.set_level(logging.WARNING, logger="shared.consuming.partitions")
     _, engine = database
     label = infra.unique("effects")
     events = await publish_orders(kafka, 30)

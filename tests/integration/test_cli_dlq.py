@@ -15,9 +15,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from shared.dlq import dead_letter_headers
-from shared.errors import PermanentError
-from shared.topics import Topics, ensure_topics
+from shared.contracts.errors import PermanentError
+from shared.contracts.topics import Topics, ensure_topics
+from shared.publishing.dlq import dead_letter_headers
 from tests.cli_support import Sagakit
 from tests.infra import Infrastructure
 

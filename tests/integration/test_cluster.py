@@ -21,12 +21,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deploy.localstack.cluster import KafkaCluster
-from shared.db import UnitOfWorkFactory, create_platform_tables, make_engine, outbox_table
-from shared.events import OrderShipped
-from shared.outbox import OutboxRelay
-from shared.producer import build_producer
+from shared.contracts.events import OrderShipped
+from shared.contracts.topics import Topics, ensure_topics
+from shared.publishing.outbox import OutboxRelay
+from shared.publishing.producer import build_producer
 from shared.settings import kafka_client_options
-from shared.topics import Topics, ensure_topics
+from shared.storage.db import UnitOfWorkFactory, create_platform_tables, make_engine, outbox_table
 from tests.infra import Infrastructure
 from tests.kafka_cluster import event_ids_in, settings_for
 

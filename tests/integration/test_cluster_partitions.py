@@ -23,12 +23,12 @@ from aiokafka.structs import TopicPartition
 from sqlalchemy import select
 
 from deploy.localstack.cluster import KafkaCluster
-from shared.db import UnitOfWorkFactory, create_platform_tables, make_engine, outbox_table
-from shared.dlq import DeadLetterQueue
-from shared.events import OrderShipped
-from shared.outbox import OutboxRelay
-from shared.producer import LINGER_MS
-from shared.topics import Topics
+from shared.contracts.events import OrderShipped
+from shared.contracts.topics import Topics
+from shared.publishing.dlq import DeadLetterQueue
+from shared.publishing.outbox import OutboxRelay
+from shared.publishing.producer import LINGER_MS
+from shared.storage.db import UnitOfWorkFactory, create_platform_tables, make_engine, outbox_table
 from tests.infra import Infrastructure
 from tests.kafka_cluster import event_ids_in
 
@@ -229,7 +229,7 @@ async def test_a_dead_letter_send_that_expired_does_not_block_later_dead_letters
         await dlq.send(Failed(topic, b"k", b"before"), error, attempts=3)
 
         await asyncio.to_thread(cluster.kill, partition.leader)
-        with caplog.at_level(logging.ERROR, logger="shared.dlq"):
+        with caplog.at_level(logging.ERROR, logger="shared.publishing.dlq"):
             during = asyncio.create_task(dlq.send(Failed(topic, b"k", b"during"), error, 3))
 
             async def a_send_expired() -> bool:

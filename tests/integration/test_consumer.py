@@ -12,12 +12,12 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consumer import Subscription
-from shared.db import UnitOfWork
-from shared.errors import PermanentError, TransientError
-from shared.events import OrderCreated, PaymentFailed
-from shared.inbox import Deduplicator
-from shared.topics import Topics
+from shared.consuming.consumer import Subscription
+from shared.consuming.inbox import Deduplicator
+from shared.contracts.errors import PermanentError, TransientError
+from shared.contracts.events import OrderCreated, PaymentFailed
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWork
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import (
     Kafka,
@@ -173,7 +173,8 @@ async def test_a_handler_that_always_fails_transiently_is_dead_lettered_after_th
     assert first["dlq.error.type"] == b"TransientError"
     assert first["dlq.error.message"] == b"the ledger is locked"
     assert first["event_id"] == str(event.event_id).encode()
-    # Once together in one transaction (shared.batches), then four times each on their own.
+    # Once together in one transaction (shared.consuming.batches), then four times each on
+    # their own.
     assert attempts == 1 + 2 * 4
     assert await effects_of(engine, group) == {}
 

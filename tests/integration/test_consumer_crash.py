@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.events import Event
-from shared.processing import CRASH_EXIT_CODE
-from shared.subscriptions import Delivery
-from shared.topics import Topics
+from shared.consuming.processing import CRASH_EXIT_CODE
+from shared.consuming.subscriptions import Delivery
+from shared.contracts.events import Event
+from shared.contracts.topics import Topics
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import (
     Child,

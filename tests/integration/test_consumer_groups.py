@@ -12,11 +12,11 @@ import pytest
 from aiokafka.partitioner import murmur2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consumer import ConsumerRunner, Subscription
-from shared.db import UnitOfWork, UnitOfWorkFactory
-from shared.errors import TransientError
-from shared.events import OrderCreated
-from shared.topics import Topics
+from shared.consuming.consumer import ConsumerRunner, Subscription
+from shared.contracts.errors import TransientError
+from shared.contracts.events import OrderCreated
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWork, UnitOfWorkFactory
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import (
     CONSUMER_OPTIONS,

@@ -31,14 +31,14 @@ from redis.asyncio import Redis
 from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consumer import ConsumerRunner, Subscription
-from shared.db import UnitOfWork, UnitOfWorkFactory, make_engine, platform_metadata
-from shared.events import Event, OrderCreated, encode
-from shared.faults import INFRASTRUCTURE_KINDS, FaultKind, FaultRegistry, FaultSpec
-from shared.inbox import Deduplicator
+from shared.consuming.consumer import ConsumerRunner, Subscription
+from shared.consuming.faults import INFRASTRUCTURE_KINDS, FaultKind, FaultRegistry, FaultSpec
+from shared.consuming.inbox import Deduplicator
+from shared.consuming.subscriptions import Delivery, Handler
+from shared.contracts.events import Event, OrderCreated
+from shared.contracts.topics import Topics, encode, ensure_topics
 from shared.settings import PlatformSettings
-from shared.subscriptions import Delivery, Handler
-from shared.topics import Topics, ensure_topics
+from shared.storage.db import UnitOfWork, UnitOfWorkFactory, make_engine, platform_metadata
 
 __all__ = [
     "CONSUMER_OPTIONS",

@@ -1,4 +1,4 @@
-"""The dead-letter index (shared.dead_letter_index) against a real Kafka broker, writing its
+"""The dead-letter index (shared.ops.dead_letter_index) against a real Kafka broker, writing its
 rows to a real order database; and the stuck listing and the explorer over 100,000 of them."""
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
 from services.order.explorer.peers import Peers
 from services.order.stuck import StuckFinder
-from shared.db import UnitOfWorkFactory, make_engine
-from shared.dead_letter_index import DeadLetterIndex
-from shared.migrations import upgrade_to_head
-from shared.replay import replay_dead_letters
-from shared.topics import Topics, ensure_topics
+from shared.contracts.topics import Topics, ensure_topics
+from shared.ops.dead_letter_index import DeadLetterIndex
+from shared.ops.replay import replay_dead_letters
+from shared.storage.db import UnitOfWorkFactory, make_engine
+from shared.storage.migrations import upgrade_to_head
 from tests.infra import Infrastructure
 
 MIGRATIONS = Path(__file__).parents[2] / "services" / "order" / "migrations"

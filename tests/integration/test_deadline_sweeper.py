@@ -17,8 +17,7 @@ from services.order import handlers, store
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from services.order.sweeper import DeadlineSweeper
-from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
-from shared.events import (
+from shared.contracts.events import (
     Event,
     OrderCancelled,
     OrderCompleted,
@@ -26,7 +25,8 @@ from shared.events import (
     PaymentProcessed,
     decode,
 )
-from shared.topics import Topics
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
 
 DEADLINES = Deadlines(

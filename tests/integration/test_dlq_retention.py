@@ -12,10 +12,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 import services.shipping
-from shared.faults import INFRASTRUCTURE_KINDS
-from shared.platform import Platform, Runtime
+from shared.app.platform import Platform, Runtime
+from shared.consuming.faults import INFRASTRUCTURE_KINDS
+from shared.contracts.topics import Topics, ensure_topics
 from shared.settings import PlatformSettings
-from shared.topics import Topics, ensure_topics
 from tests.infra import Infrastructure
 
 ONE_DAY_MS = str(24 * 3600 * 1000)

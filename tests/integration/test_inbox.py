@@ -12,9 +12,9 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import UnitOfWorkFactory, create_platform_tables, make_engine
-from shared.inbox import Deduplicator, Inbox
-from shared.topics import Topics
+from shared.consuming.inbox import Deduplicator, Inbox
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWorkFactory, create_platform_tables, make_engine
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import wait_until
 

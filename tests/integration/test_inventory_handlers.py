@@ -16,8 +16,8 @@ from services.inventory import api, drills, store
 from services.inventory.app import service
 from services.inventory.handlers import release_stock, reserve_rule, reserve_stock, ship_stock
 from services.inventory.model import FailureReason, ReservationStatus, StockLevel
-from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
-from shared.events import (
+from shared.consuming.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
+from shared.contracts.events import (
     Event,
     InventoryFailed,
     InventoryReleased,
@@ -28,8 +28,8 @@ from shared.events import (
     ShippingFailed,
     decode,
 )
-from shared.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
-from shared.topics import Topics
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
 from tests.integration.handler_support import handle_as_the_runner_does
 

@@ -10,13 +10,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consumer import ConsumerRunner, Subscription
-from shared.db import UnitOfWork, UnitOfWorkFactory
-from shared.errors import TransientError
-from shared.events import OrderCreated
-from shared.metrics import Metric, render
-from shared.outbox import OutboxRelay, backlog_metrics
-from shared.topics import Topics
+from shared.consuming.consumer import ConsumerRunner, Subscription
+from shared.contracts.errors import TransientError
+from shared.contracts.events import OrderCreated
+from shared.contracts.topics import Topics
+from shared.observability.metrics import Metric, render
+from shared.publishing.outbox import OutboxRelay, backlog_metrics
+from shared.storage.db import UnitOfWork, UnitOfWorkFactory
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import (
     Kafka,

@@ -23,8 +23,8 @@ from services.inventory import store as inventory_store
 from services.order import store as order_store
 from services.payment import store as payment_store
 from services.shipping import store as shipping_store
-from shared.db import make_engine, platform_metadata
-from shared.migrations import (
+from shared.storage.db import make_engine, platform_metadata
+from shared.storage.migrations import (
     MIGRATION_LOCK_KEY,
     alembic_config,
     compare_options,
@@ -134,11 +134,11 @@ async def until_waiting_for_the_lock(url: str, upgrades: list[asyncio.subprocess
 
 
 async def start_upgrade_process(url: str, service: str) -> asyncio.subprocess.Process:
-    """``python -m shared.migrations <folder> upgrade head``, as a human or a process would."""
+    """``python -m shared.storage.migrations <folder> upgrade head``, as a person would."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.migrations",
+        "shared.storage.migrations",
         str(migrations(service)),
         "upgrade",
         "head",
@@ -222,4 +222,5 @@ async def test_a_database_made_before_migrations_is_refused_with_the_command_tha
     with pytest.raises(RuntimeError, match="no alembic_version") as refused:
         await upgrade_to_head(url, migrations("payment"))
 
-    assert f"python -m shared.migrations {migrations('payment')} stamp 0001" in str(refused.value)
+    stamp = f"python -m shared.storage.migrations {migrations('payment')} stamp 0001"
+    assert stamp in str(refused.value)

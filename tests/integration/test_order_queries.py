@@ -17,10 +17,10 @@ from services.order.deadlines import Deadlines
 from services.order.handlers import record_in_timeline
 from services.order.model import OrderStatus, Saga, SagaFact
 from services.order.stuck import StuckCriteria
-from shared.db import ReadFrom, UnitOfWorkFactory, make_engine
-from shared.events import OrderCreated, PaymentProcessed
-from shared.migrations import upgrade_to_head
-from shared.topics import Topics
+from shared.contracts.events import OrderCreated, PaymentProcessed
+from shared.contracts.topics import Topics
+from shared.storage.db import ReadFrom, UnitOfWorkFactory, make_engine
+from shared.storage.migrations import upgrade_to_head
 from tests.infra import Infrastructure
 
 MIGRATIONS = Path(__file__).parents[2] / "services" / "order" / "migrations"

@@ -14,7 +14,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import Column, MetaData, Table, Text, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import (
+from shared.contracts.events import OrderCreated, OrderShipped, PricedLineItem
+from shared.contracts.topics import Topics, encode, ensure_topics
+from shared.observability.tracing import TraceParent
+from shared.publishing.outbox import OutboxRelay
+from shared.publishing.producer import build_producer
+from shared.settings import PlatformSettings
+from shared.storage.db import (
     UnitOfWorkFactory,
     asyncpg_dsn,
     create_platform_tables,
@@ -22,12 +28,6 @@ from shared.db import (
     make_engine,
     outbox_table,
 )
-from shared.events import OrderCreated, OrderShipped, PricedLineItem, encode
-from shared.outbox import OutboxRelay
-from shared.producer import build_producer
-from shared.settings import PlatformSettings
-from shared.topics import Topics, ensure_topics
-from shared.tracing import TraceParent
 from tests.infra import Infrastructure
 
 # A service's own table, to show that its rows and its events commit together.

@@ -22,12 +22,12 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 from sqlalchemy import select
 
-from shared.db import create_platform_tables, make_engine, outbox_table
-from shared.events import OrderShipped
-from shared.outbox import OutboxRelay
-from shared.producer import LINGER_MS, build_producer
+from shared.contracts.events import OrderShipped
+from shared.contracts.topics import Topics
+from shared.publishing.outbox import OutboxRelay
+from shared.publishing.producer import LINGER_MS, build_producer
 from shared.settings import PlatformSettings
-from shared.topics import Topics
+from shared.storage.db import create_platform_tables, make_engine, outbox_table
 from tests.infra import Infrastructure
 from tests.integration.test_outbox import (
     Stack,
@@ -75,7 +75,7 @@ def leaderless(producer: AIOKafkaProducer, partition: TopicPartition) -> Iterato
 
 @pytest.fixture
 async def expiring_producer(infra: Infrastructure) -> AsyncIterator[AIOKafkaProducer]:
-    """The platform's producer (shared.producer), with a short ``request_timeout_ms``."""
+    """The platform's producer (shared.publishing.producer), with a short ``request_timeout_ms``."""
     producer = AIOKafkaProducer(
         bootstrap_servers=infra.kafka_bootstrap,
         acks="all",

@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.payment import store
 from services.payment.handlers import charge, refund
 from services.payment.model import DeclineReason, PaymentStatus
-from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
-from shared.events import (
+from shared.contracts.events import (
     Event,
     OrderCreated,
     PaymentProcessed,
@@ -23,7 +22,8 @@ from shared.events import (
     ShippingFailed,
     decode,
 )
-from shared.topics import Topics
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
 from tests.integration.handler_support import handle_as_the_runner_does
 

@@ -8,9 +8,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.codec import has_lz4
 
-from shared.producer import build_producer
+from shared.contracts.topics import ensure_topics
+from shared.publishing.producer import build_producer
 from shared.settings import PlatformSettings
-from shared.topics import ensure_topics
 from tests.infra import Infrastructure
 
 

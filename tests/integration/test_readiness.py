@@ -10,10 +10,10 @@ import pytest
 from redis.asyncio import Redis
 
 from deploy.localstack.ports import free_ports
-from shared.db import make_engine
-from shared.faults import INFRASTRUCTURE_KINDS, FaultRegistry
-from shared.service import Service, create_app
+from shared.app.service import Service, create_app
+from shared.consuming.faults import INFRASTRUCTURE_KINDS, FaultRegistry
 from shared.settings import PlatformSettings
+from shared.storage.db import make_engine
 from tests.infra import Infrastructure
 
 

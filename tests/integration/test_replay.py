@@ -1,4 +1,4 @@
-"""Replaying dead letters (shared.replay), against a real Kafka broker."""
+"""Replaying dead letters (shared.ops.replay), against a real Kafka broker."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from shared.dlq import dead_letter_headers
-from shared.errors import PermanentError
-from shared.replay import main, replay_dead_letters
-from shared.replay_target import REPLAY_HEADERS
-from shared.topics import Topics, ensure_topics
+from shared.contracts.errors import PermanentError
+from shared.contracts.topics import Topics, ensure_topics
+from shared.ops.cli.app import main
+from shared.ops.replay import replay_dead_letters
+from shared.publishing.dlq import dead_letter_headers
+from shared.publishing.replay_target import REPLAY_HEADERS
 from tests.infra import Infrastructure
 
 Headers = list[tuple[str, bytes]]
@@ -208,7 +209,7 @@ async def test_the_command_line_replays_one_order(
     topic, dlq = await topics_with_dlq(infra)
     await dead_letter(infra, topic, [ORDER_1, ORDER_2])
 
-    argv = [dlq, "--order-id", "order-2", "--bootstrap", infra.kafka_bootstrap]
+    argv = ["--bootstrap", infra.kafka_bootstrap, "dlq", "replay", dlq, "--order-id", "order-2"]
     # main() runs its own event loop: a worker thread keeps it apart from the test's.
     status = await asyncio.to_thread(main, argv)
 

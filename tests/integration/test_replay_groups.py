@@ -18,11 +18,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consumer import ConsumerRunner, Subscription
-from shared.db import UnitOfWork
-from shared.errors import PermanentError
-from shared.events import OrderCreated
-from shared.topics import Topics
+from shared.consuming.consumer import ConsumerRunner, Subscription
+from shared.contracts.errors import PermanentError
+from shared.contracts.events import OrderCreated
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWork
 from tests.cli_support import Ran, Sagakit
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import (

@@ -13,20 +13,20 @@ import asyncpg
 import pytest
 
 import services.shipping
-from shared.db import asyncpg_dsn, create_platform_tables, make_engine
-from shared.events import OrderShipped
-from shared.faults import INFRASTRUCTURE_KINDS
-from shared.migrations import upgrade_to_head
-from shared.platform import Platform, Runtime
-from shared.purger import Purge, RetentionPurger
-from shared.retention import (
+from shared.app.platform import Platform, Runtime
+from shared.consuming.faults import INFRASTRUCTURE_KINDS
+from shared.contracts.events import OrderShipped
+from shared.contracts.topics import Topics
+from shared.publishing.purger import Purge, RetentionPurger
+from shared.publishing.retention import (
     INBOX_PURGE,
     OUTBOX_PURGE,
     purge_processed_inbox,
     purge_sent_outbox,
 )
 from shared.settings import PlatformSettings
-from shared.topics import Topics
+from shared.storage.db import asyncpg_dsn, create_platform_tables, make_engine
+from shared.storage.migrations import upgrade_to_head
 from tests.infra import Infrastructure
 
 DAY = timedelta(days=1)

@@ -11,9 +11,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from deploy.localstack.cluster import KafkaCluster
-from shared.producer import build_producer
+from shared.contracts.topics import ensure_topics
+from shared.publishing.producer import build_producer
 from shared.settings import kafka_client_options
-from shared.topics import ensure_topics
 from tests.infra import Infrastructure
 from tests.kafka_cluster import settings_for
 

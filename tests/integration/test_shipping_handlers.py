@@ -21,8 +21,8 @@ from services.shipping.model import (
     ShipmentStatus,
     tracking_id_for,
 )
-from shared.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
-from shared.events import (
+from shared.consuming.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
+from shared.contracts.events import (
     Event,
     InventoryReserved,
     OrderCancelled,
@@ -30,8 +30,8 @@ from shared.events import (
     ShippingFailed,
     decode,
 )
-from shared.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
-from shared.topics import Topics
+from shared.contracts.topics import Topics
+from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
 from tests.integration.handler_support import handle_as_the_runner_does
 

@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.order.app import OrderSettings, service
 from services.order.model import OrderStatus
-from shared.db import UnitOfWorkFactory, asyncpg_dsn, make_engine
-from shared.migrations import upgrade_to_head
-from shared.platform import Platform
-from shared.purger import Purge, RetentionPurger
-from shared.topics import Topics
+from shared.app.platform import Platform
+from shared.contracts.topics import Topics
+from shared.publishing.purger import Purge, RetentionPurger
+from shared.storage.db import UnitOfWorkFactory, asyncpg_dsn, make_engine
+from shared.storage.migrations import upgrade_to_head
 from tests.infra import Infrastructure
 from tests.integration.test_order_queries import place
 

@@ -16,12 +16,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consumer import Subscription
-from shared.db import UnitOfWork, outbox_table
-from shared.events import OrderCreated, PaymentFailed, encode
-from shared.outbox import OutboxRelay
-from shared.topics import Topics
-from shared.tracing import TraceParent, header_of, use_opentelemetry
+from shared.consuming.consumer import Subscription
+from shared.contracts.events import OrderCreated, PaymentFailed
+from shared.contracts.topics import Topics, encode
+from shared.observability.tracing import TraceParent, header_of, use_opentelemetry
+from shared.publishing.outbox import OutboxRelay
+from shared.storage.db import UnitOfWork, outbox_table
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import (
     Kafka,

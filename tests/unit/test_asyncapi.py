@@ -16,12 +16,12 @@ import yaml
 from fastapi import FastAPI
 
 from services.asyncapi import reference_services
-from shared.asyncapi import DOCUMENT, ServiceWiring, build_document, render
-from shared.asyncapi import main as write_document
-from shared.dlq import dead_letter_headers
-from shared.events import CATALOGUE, Event, OrderCreated, OrderShipped
-from shared.service import contracts_router
-from shared.topics import Topics
+from shared.app.asyncapi import DOCUMENT, ServiceWiring, build_document, render
+from shared.app.asyncapi import main as write_document
+from shared.app.service import contracts_router
+from shared.contracts.events import CATALOGUE, Event, OrderCreated, OrderShipped
+from shared.contracts.topics import Topics
+from shared.publishing.dlq import dead_letter_headers
 
 # The AsyncAPI 3.0.0 JSON Schema as the AsyncAPI Initiative publishes it (npm @asyncapi/specs
 # 6.11.1, schemas/3.0.0.json, Apache-2.0: LICENSE and NOTICE beside it).

@@ -3,8 +3,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from aiokafka.structs import ConsumerRecord
 
-from shared.dlq import dead_letter_headers, rfc3339
-from shared.errors import TransientError
+from shared.contracts.errors import TransientError
+from shared.publishing.dlq import dead_letter_headers, rfc3339
 
 pytestmark = pytest.mark.unit
 

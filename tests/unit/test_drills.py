@@ -18,8 +18,14 @@ from services.shipping import drills as shipping_drills
 from services.shipping import handlers as shipping
 from services.shipping.app import service as shipping_service
 from services.shipping.model import ShipmentStatus
-from shared.events import InventoryReserved, LineItem, OrderCreated, PaymentProcessed
-from shared.faults import INFRASTRUCTURE_KINDS, FaultKind, FaultRegistry, FaultSpec, business_fault
+from shared.consuming.faults import (
+    INFRASTRUCTURE_KINDS,
+    FaultKind,
+    FaultRegistry,
+    FaultSpec,
+    business_fault,
+)
+from shared.contracts.events import InventoryReserved, LineItem, OrderCreated, PaymentProcessed
 
 pytestmark = pytest.mark.unit
 

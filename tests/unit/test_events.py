@@ -4,15 +4,14 @@ from decimal import Decimal
 
 import pytest
 
-from shared.errors import NotAnEvent
-from shared.events import (
+from shared.contracts.errors import NotAnEvent
+from shared.contracts.events import (
     CATALOGUE,
     OrderCreated,
     PaymentProcessed,
     decode,
-    encode,
 )
-from shared.topics import Topics
+from shared.contracts.topics import Topics, encode
 
 
 def order_created(order_id: str = "o-1") -> OrderCreated:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.order.explorer.lanes import Kind, swimlanes
 from services.order.store import TimelineEntry
-from shared.db import ReadFrom
+from shared.storage.db import ReadFrom
 
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -4,8 +4,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.errors import PermanentError, TransientError
-from shared.faults import (
+from shared.consuming.faults import (
     INFRASTRUCTURE_KINDS,
     ActiveFault,
     FaultKind,
@@ -14,6 +13,7 @@ from shared.faults import (
     business_fault,
     inject_before_handler,
 )
+from shared.contracts.errors import PermanentError, TransientError
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from shared.http import BodySizeLimit
+from shared.app.http import BodySizeLimit
 
 
 async def echo_size(request: Request) -> JSONResponse:

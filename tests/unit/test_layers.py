@@ -1,9 +1,12 @@
 """The architecture's layers, held by the imports the code actually makes (read from its AST).
 
 - the domain models (``services/*/model.py`` and ``services/order/deadlines.py``) are pure:
-  the standard library's non-I/O modules, ``shared.money`` and their own service's model;
+  the standard library's non-I/O modules, ``shared.contracts.money`` and their own service's model;
 - a service imports no other service;
-- the platform (``shared``) imports no service, and neither the local stack nor the benchmark.
+- the platform (``shared``) imports no service, and neither the local stack nor the benchmark;
+- the platform's floors, lowest first (``FLOORS``): a module imports its own floor and those
+  below it, never one above; the ground (``shared.settings`` and the like) imports no floor;
+- no two modules of the platform import each other, directly or around a circle.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ IO_STDLIB = {
     "asyncio", "http", "io", "multiprocessing", "os", "pathlib", "select", "selectors",
     "shutil", "socket", "sqlite3", "ssl", "subprocess", "threading", "urllib",
 }  # fmt: skip
-PURE_SHARED = {"shared.money"}
+PURE_SHARED = {"shared.contracts.money"}
+FLOORS = ["contracts", "observability", "storage", "publishing", "consuming", "app", "ops"]
 
 
 def imports(path: Path) -> Iterator[str]:
@@ -37,9 +41,14 @@ def imports(path: Path) -> Iterator[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against the file's package
                 package = path.relative_to(ROOT).with_suffix("").parts[: -node.level]
-                yield ".".join([*package, node.module or ""]).rstrip(".")
-            elif node.module:
-                yield node.module
+                module = ".".join([*package, node.module or ""]).rstrip(".")
+            else:
+                module = node.module or ""
+            yield module
+            # ``from shared.storage import platform_schema`` imports a module too.
+            for alias in node.names:
+                if (ROOT / module.replace(".", "/") / f"{alias.name}.py").exists():
+                    yield f"{module}.{alias.name}"
 
 
 def python_files(folder: str) -> list[Path]:
@@ -89,6 +98,72 @@ def test_the_platform_imports_no_service_nor_the_local_stack_nor_the_benchmark()
 
 def test_the_checks_see_real_imports() -> None:
     # Guards the guard: an AST walk that found nothing would pass every test above.
-    assert "shared.money" in set(imports(ROOT / "services" / "payment" / "model.py"))
-    assert "shared.declaration" in set(imports(ROOT / "services" / "payment" / "app.py"))
+    assert "shared.contracts.money" in set(imports(ROOT / "services" / "payment" / "model.py"))
+    assert "shared.app.declaration" in set(imports(ROOT / "services" / "payment" / "app.py"))
     assert len(PURE) == len(SERVICES) + 1
+
+
+def floor(module: str) -> int:
+    """Where a ``shared`` module stands: -1 for the ground, else its index in ``FLOORS``."""
+    parts = module.split(".")
+    return FLOORS.index(parts[1]) if len(parts) > 2 and parts[1] in FLOORS else -1
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_every_folder_of_the_platform_is_a_floor() -> None:
+    folders = {p.name for p in (ROOT / "shared").iterdir() if (p / "__init__.py").exists()}
+    assert folders == set(FLOORS)
+
+
+def test_a_floor_of_the_platform_imports_none_above_it() -> None:
+    found = {
+        (module_name(path), module)
+        for path in python_files("shared")
+        for module in imports(path)
+        if top(module) == "shared" and floor(module) > floor(module_name(path))
+    }
+    assert found == set()
+
+
+def platform_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in python_files("shared"):
+        name = module_name(path)
+        graph[name] = {m for m in imports(path) if top(m) == "shared" and m != name}
+    return {n: {m for m in deps if m in graph} for n, deps in graph.items()}
+
+
+def test_no_module_of_the_platform_imports_itself_around_a_circle() -> None:
+    graph = platform_graph()
+    circles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                circles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert circles == []
+
+
+def test_the_floor_checks_see_real_imports() -> None:
+    graph = platform_graph()
+    assert "shared.contracts.events" in graph["shared.contracts.topics"]
+    migration = ROOT / "services" / "payment" / "migrations" / "versions" / "0001_initial.py"
+    assert "shared.storage.platform_schema" in set(imports(migration))
+    assert (
+        floor("shared.app.declaration")
+        > floor("shared.consuming.consumer")
+        > floor("shared.contracts.events")
+    )

@@ -5,13 +5,13 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.consumer import ConsumerRunner
-from shared.db import UnitOfWork
-from shared.events import OrderCreated
-from shared.metrics import counter, gauge, render
+from shared.consuming.consumer import ConsumerRunner
+from shared.consuming.subscriptions import Subscription
+from shared.contracts.events import OrderCreated
+from shared.contracts.topics import Topics
+from shared.observability.metrics import counter, gauge, render
 from shared.settings import PlatformSettings
-from shared.subscriptions import Subscription
-from shared.topics import Topics
+from shared.storage.db import UnitOfWork
 
 LABELS = {"service": "payment", "instance": "p-1"}
 

@@ -3,7 +3,7 @@ from decimal import Decimal
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from shared.money import MoneyStr, format_money, parse_money, quantize_money, to_money
+from shared.contracts.money import MoneyStr, format_money, parse_money, quantize_money, to_money
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.db import asyncpg_dsn, decode_headers, encode_headers, make_engine
-from shared.producer import check_compression
+from shared.publishing.producer import check_compression
+from shared.storage.db import asyncpg_dsn, decode_headers, encode_headers, make_engine
 
 pytestmark = pytest.mark.unit
 

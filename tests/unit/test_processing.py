@@ -2,14 +2,14 @@ import pytest
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.errors import NotAnEvent, PermanentError, TransientError
-from shared.processing import (
+from shared.consuming.processing import (
     Failure,
     MisroutedEvent,
     RetryPolicy,
     classify,
     dead_letter_reason,
 )
+from shared.contracts.errors import NotAnEvent, PermanentError, TransientError
 
 
 class _Orig(Exception):

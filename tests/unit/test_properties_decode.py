@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import NotAnEvent
-from shared.events import CATALOGUE, Event, OrderCreated, decode
+from shared.contracts.errors import NotAnEvent
+from shared.contracts.events import CATALOGUE, Event, OrderCreated, decode
 
 EVENT_TYPES = [event.type_name() for event in CATALOGUE]
 

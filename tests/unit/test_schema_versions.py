@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-import shared.events
-from shared.errors import NotAnEvent
-from shared.events import (
+import shared.contracts.events
+from shared.contracts.errors import NotAnEvent
+from shared.contracts.events import (
     CATALOGUE,
     UNKNOWN_CARRIER,
     UPCASTERS,
@@ -15,7 +15,7 @@ from shared.events import (
     OrderShipped,
     decode,
 )
-from shared.upcasting import RawEvent, UpcasterRegistry
+from shared.contracts.upcasting import RawEvent, UpcasterRegistry
 
 Json = dict[str, Any]
 
@@ -74,7 +74,7 @@ def test_a_current_event_is_validated_from_its_bytes_without_being_parsed_first(
     def no_parsing(*args: object, **kwargs: object) -> object:
         raise AssertionError("a current event was parsed to a dict")
 
-    monkeypatch.setattr(shared.events.json, "loads", no_parsing)
+    monkeypatch.setattr(shared.contracts.events.json, "loads", no_parsing)
     event = shipped_v2()
     assert decode(event.to_json()) == event
 

@@ -11,12 +11,12 @@ from fastapi import APIRouter
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from shared.db import make_engine
-from shared.faults import FaultRegistry
-from shared.metrics import Metric, counter
-from shared.service import Service, create_app
+from shared.app.service import Service, create_app
+from shared.consuming.faults import FaultRegistry
+from shared.observability.metrics import Metric, counter
+from shared.observability.tracing import TraceParent
 from shared.settings import PlatformSettings
-from shared.tracing import TraceParent
+from shared.storage.db import make_engine
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 

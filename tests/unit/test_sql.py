@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Column, MetaData, Table, Text
 from sqlalchemy.dialects.postgresql import JSONB
 
-from shared.sql import InsertManyUnlessPresent, insert_unless_present
+from shared.storage.sql import InsertManyUnlessPresent, insert_unless_present
 
 pytestmark = pytest.mark.unit
 

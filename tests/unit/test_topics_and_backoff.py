@@ -3,8 +3,8 @@ import random
 import pytest
 
 from shared.backoff import backoff_delay
-from shared.events import CATALOGUE, OrderCreated
-from shared.topics import EVENT_TYPES, Topics, kebab
+from shared.contracts.events import CATALOGUE, OrderCreated
+from shared.contracts.topics import EVENT_TYPES, Topics, kebab
 
 
 def test_the_catalogue_names_the_contracts_topics() -> None:

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from shared.events import OrderCreated, PaymentFailed
-from shared.tracing import (
+from shared.contracts.events import OrderCreated, PaymentFailed
+from shared.observability.tracing import (
     TraceParent,
     active_span,
     configure_tracing,

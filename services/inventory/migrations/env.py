@@ -1,7 +1,7 @@
 """Alembic environment of the inventory database: its own tables and the platform's."""
 
 from services.inventory import store
-from shared.db import platform_metadata
-from shared.migrations import run_environment
+from shared.storage.db import platform_metadata
+from shared.storage.migrations import run_environment
 
 run_environment(store.metadata, platform_metadata)

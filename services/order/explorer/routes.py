@@ -26,12 +26,12 @@ from services.order.explorer.lanes import swimlanes
 from services.order.explorer.peers import Peers
 from services.order.model import OrderStatus
 from services.order.stuck import StuckCriteria, StuckFinder, Why
-from shared.db import UnitOfWorkFactory
-from shared.dead_letter_index import READ_TIMEOUT_S, DeadLetterIndex
-from shared.group_lag import read_groups
-from shared.http import BODY_RESPONSES
-from shared.replay import forgotten_reason, replay_dead_letters
-from shared.text import MAX_ORDER_ID_CHARS, StorableStr
+from shared.app.http import BODY_RESPONSES
+from shared.contracts.text import MAX_ORDER_ID_CHARS, StorableStr
+from shared.ops.dead_letter_index import READ_TIMEOUT_S, DeadLetterIndex
+from shared.ops.group_lag import read_groups
+from shared.ops.replay import forgotten_reason, replay_dead_letters
+from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["Explorer", "admin_router", "router"]
 
@@ -57,7 +57,7 @@ class Explorer:
     inbox_memory: timedelta
     """How long the consumers' inboxes remember an event: older dead letters are refused."""
     group_prefix: str
-    """The topic prefix, which the consumer groups' ids share (``shared.platform``)."""
+    """The topic prefix, which the consumer groups' ids share (``shared.app.platform``)."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from shared import platform_schema
+from shared.storage import platform_schema
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -50,7 +50,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("sku"),
     )
-    # The platform's tables (shared.db.platform_metadata), in every service's database.
+    # The platform's tables (shared.storage.db.platform_metadata), in every service's database.
     platform_schema.create_v1()
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from shared import platform_schema
+from shared.storage import platform_schema
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id"),
     )
     op.create_index(op.f("ix_timeline_order_id"), "timeline", ["order_id"])
-    # The platform's tables (shared.db.platform_metadata), in every service's database.
+    # The platform's tables (shared.storage.db.platform_metadata), in every service's database.
     platform_schema.create_v1()
 
 

@@ -7,7 +7,7 @@ Create Date: 2026-12-01 23:40:00.000000
 
 from collections.abc import Sequence
 
-from shared import platform_schema
+from shared.storage import platform_schema
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from shared import platform_schema
+from shared.storage import platform_schema
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -32,7 +32,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("order_id"),
     )
-    # The platform's tables (shared.db.platform_metadata), in every service's database.
+    # The platform's tables (shared.storage.db.platform_metadata), in every service's database.
     platform_schema.create_v1()
 
 

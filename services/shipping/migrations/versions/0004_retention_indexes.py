@@ -7,7 +7,7 @@ Create Date: 2026-12-06 21:30:00.000000
 
 from collections.abc import Sequence
 
-from shared import platform_schema
+from shared.storage import platform_schema
 
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003"

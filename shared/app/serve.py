@@ -1,0 +1,52 @@
+"""Run a service from the command line: ``python -m services.<name> [--host H] [--port P]``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from shared.observability.logs import configure_logging
+from shared.observability.tracing import configure_tracing
+from shared.settings import PlatformSettings
+
+__all__ = ["serve"]
+
+
+def serve(
+    bootstrap: Callable[[], FastAPI],
+    settings: PlatformSettings,
+    default_port: int,
+) -> None:
+    """Parse the command line and serve the app ``bootstrap`` builds until SIGTERM/SIGINT.
+
+    uvicorn runs the app's lifespan: on a signal it stops taking requests, then the service
+    drains its consumers, commits their offsets and flushes its outbox before exiting.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m services.{settings.service_name}")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    parser.add_argument("--log-level", default=None, help="default: SAGAKIT_LOG_LEVEL (INFO)")
+    args = parser.parse_args()
+    configure_logging(
+        settings.service_name,
+        settings.instance_id,
+        args.log_level or settings.log_level,
+        settings.log_format,
+    )
+    configure_tracing(
+        enabled=settings.otel_enabled,
+        service=settings.service_name,
+        instance_id=settings.instance_id,
+        exporter=settings.otel_exporter,
+    )
+    uvicorn.run(
+        bootstrap(),
+        host=args.host,
+        port=args.port,
+        log_config=None,  # keep the one format configure_logging set
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )

@@ -1,0 +1,254 @@
+"""Failure injection (docs/contract.md, "Failure injection"): a layer around the services.
+
+Each service process keeps one in-memory ``FaultRegistry``. The admin API adds each
+``FaultSpec`` to it; the wrappers below ask ``take(kind, order_id)`` at the point where that
+failure belongs, and act when a fault comes back. Nothing else knows of faults: the domain
+models hold the business rules alone, and a deployment without failure injection
+(``SAGAKIT_FAULT_INJECTION=false``) has no registry, so no wrapper is put in place at all.
+
+- business kinds, through ``business_fault``: the bootstrap wraps a service's decision rule,
+  so that for an order a fault fires for, the fault's outcome answers instead of the rule:
+  ``decline`` (payment: the charge is declined), ``out_of_stock`` (inventory: the
+  reservation fails), ``fail`` (shipping: the shipment fails);
+- ``delay``, ``transient``, ``permanent``: asked by the consumer runner before every handler
+  attempt through ``inject_before_handler``;
+- ``crash``: asked by the consumer runner itself *after* the handler's database transaction
+  has committed and *before* the Kafka offset is committed, and answered by ``os._exit``, so
+  the record is redelivered and the idempotency machinery must skip it. It is not handled in
+  ``inject_before_handler`` because it belongs at that precise point.
+
+``count`` counts the times a fault fires (handler attempts, not events): a ``transient`` fault
+with ``count`` below the runner's retry limit fails the first attempts and lets a later one
+through.
+"""
+
+import asyncio
+import random
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from enum import StrEnum
+from typing import Any, Concatenate, Final, ParamSpec, Protocol, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.contracts.errors import PermanentError, TransientError
+from shared.contracts.text import StorableStr
+
+__all__ = [
+    "INFRASTRUCTURE_KINDS",
+    "MAX_DELAY_MS",
+    "ActiveFault",
+    "FaultKind",
+    "FaultRegistry",
+    "FaultSpec",
+    "OrderScoped",
+    "business_fault",
+    "inject_before_handler",
+]
+
+
+class FaultKind(StrEnum):
+    """What an injected fault does (docs/contract.md lists which service accepts which)."""
+
+    decline = "decline"
+    out_of_stock = "out_of_stock"
+    fail = "fail"
+    transient = "transient"
+    permanent = "permanent"
+    crash = "crash"
+    delay = "delay"
+
+
+INFRASTRUCTURE_KINDS: Final = frozenset(
+    {FaultKind.transient, FaultKind.permanent, FaultKind.crash, FaultKind.delay}
+)
+"""Kinds every service accepts: they act on the consumer runner, not on a business rule.
+A service's declaration adds the business kinds it accepts."""
+
+MAX_DELAY_MS: Final = 600_000
+"""The longest ``delay`` accepted (10 minutes): longer is surely a typo, and would stall a
+partition well past any poll interval."""
+
+
+class FaultSpec(BaseModel):
+    """The body of ``POST /faults``. Unknown fields are refused (a 422 from the API)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: FaultKind
+    rate: float = Field(default=1.0, ge=0.0, le=1.0, description="chance to fire, 0.0 to 1.0")
+    count: int | None = Field(
+        default=None, ge=1, description="how many times it fires; null: until deleted"
+    )
+    order_ids: list[StorableStr] | None = Field(
+        default=None, min_length=1, description="the orders it applies to; null: any order"
+    )
+    delay_ms: int = Field(
+        default=0, ge=0, le=MAX_DELAY_MS, description="for kind delay: how long to sleep"
+    )
+
+    @model_validator(mode="after")
+    def _delay_ms_goes_with_kind_delay(self) -> Self:
+        if self.kind is FaultKind.delay and self.delay_ms == 0:
+            raise ValueError("a delay fault needs delay_ms > 0")
+        if self.kind is not FaultKind.delay and self.delay_ms != 0:
+            raise ValueError(f"delay_ms applies only to kind delay, not to {self.kind}")
+        return self
+
+
+class ActiveFault(FaultSpec):
+    """A fault in a registry: its spec, an ``id``, and how many firings it has ``remaining``
+    (None: unlimited). What ``GET /faults`` lists."""
+
+    id: str
+    remaining: int | None
+
+    def describe(self) -> dict[str, Any]:
+        """The fault as a JSON-ready dict: the spec's fields, ``id`` and ``remaining``."""
+        return self.model_dump(mode="json")
+
+    def applies_to(self, order_id: str | None) -> bool:
+        """True when the fault covers ``order_id`` (every order, or one of its ``order_ids``)."""
+        return self.order_ids is None or order_id in self.order_ids
+
+
+class FaultRegistry:
+    """The faults active in one service process.
+
+    Only the kinds in ``allowed`` can be added. ``rng`` decides whether a fault with a
+    ``rate`` below 1 fires: pass a seeded ``random.Random`` for repeatable tests. Safe to use
+    from the event loop and from threads (sync routes run in a thread pool).
+    """
+
+    def __init__(self, allowed: frozenset[FaultKind], *, rng: random.Random | None = None) -> None:
+        self._allowed = frozenset(allowed)
+        self._rng = rng if rng is not None else random.Random()
+        self._faults: list[ActiveFault] = []
+        self._lock = threading.Lock()
+
+    @property
+    def allowed_kinds(self) -> frozenset[FaultKind]:
+        """The kinds this registry accepts."""
+        return self._allowed
+
+    def add(self, spec: FaultSpec) -> ActiveFault:
+        """Activate a fault; ``ValueError`` if its kind is not one this service accepts."""
+        if spec.kind not in self._allowed:
+            allowed = ", ".join(sorted(self._allowed))
+            raise ValueError(
+                f"fault kind '{spec.kind}' does not apply to this service: it accepts {allowed}"
+            )
+        fault = ActiveFault(**spec.model_dump(), id=str(uuid.uuid4()), remaining=spec.count)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def active(self) -> list[ActiveFault]:
+        """The active faults, oldest first."""
+        with self._lock:
+            return list(self._faults)
+
+    def covers_any(self, order_ids: Iterable[str | None]) -> bool:
+        """True when some active fault (of any kind) may fire for one of ``order_ids``."""
+        with self._lock:
+            faults = list(self._faults)
+        return any(fault.applies_to(order_id) for order_id in order_ids for fault in faults)
+
+    def clear(self) -> int:
+        """Remove every fault; returns how many there were."""
+        with self._lock:
+            removed = len(self._faults)
+            self._faults.clear()
+        return removed
+
+    def take(self, kind: FaultKind, order_id: str | None) -> ActiveFault | None:
+        """The first active fault of ``kind`` covering ``order_id`` that fires, or None.
+
+        Faults are tried oldest first; each fires with probability ``rate``. The one that fires
+        has one firing fewer ``remaining`` (the returned copy shows the count after this one)
+        and leaves the registry when none remain.
+        """
+        with self._lock:
+            for index, fault in enumerate(self._faults):
+                if fault.kind is not kind or not fault.applies_to(order_id):
+                    continue
+                if not self._fires(fault.rate):
+                    continue
+                if fault.remaining is None:
+                    return fault
+                fired = fault.model_copy(update={"remaining": fault.remaining - 1})
+                if fired.remaining == 0:
+                    del self._faults[index]
+                else:
+                    self._faults[index] = fired
+                return fired
+        return None
+
+    def _fires(self, rate: float) -> bool:
+        # No draw for the certain cases, so a rate-1 fault leaves the random sequence alone.
+        if rate >= 1.0:
+            return True
+        if rate <= 0.0:
+            return False
+        return self._rng.random() < rate
+
+
+async def inject_before_handler(
+    registry: FaultRegistry,
+    order_id: str | None,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Apply the faults that act before a handler attempt; the runner calls it every attempt.
+
+    ``delay`` sleeps ``delay_ms`` first; then ``permanent`` raises ``PermanentError`` (the
+    record goes to the DLQ), else ``transient`` raises ``TransientError`` (the runner retries).
+    ``permanent`` is asked first because it is the stronger of the two: a ``transient`` fault is
+    not used up by an attempt that is dead-lettered anyway. ``crash`` is not handled here (see
+    the module docstring).
+    """
+    delay = registry.take(FaultKind.delay, order_id)
+    if delay is not None:
+        await sleep(delay.delay_ms / 1000)
+    if registry.take(FaultKind.permanent, order_id) is not None:
+        raise PermanentError("injected permanent fault")
+    if registry.take(FaultKind.transient, order_id) is not None:
+        raise TransientError("injected transient fault")
+
+
+class OrderScoped(Protocol):
+    """What a business rule decides about: something of one order (an event, typically)."""
+
+    @property
+    def order_id(self) -> str: ...
+
+
+Subject = TypeVar("Subject", bound=OrderScoped)
+Params = ParamSpec("Params")
+Decision = TypeVar("Decision")
+
+
+def business_fault(
+    kind: FaultKind,
+    registry: FaultRegistry | None,
+    rule: Callable[Concatenate[Subject, Params], Decision],
+    outcome: Callable[Concatenate[Subject, Params], Decision],
+) -> Callable[Concatenate[Subject, Params], Decision]:
+    """``rule``, except that for an order a ``kind`` fault fires for, ``outcome`` decides.
+
+    ``rule`` and ``outcome`` take the same arguments, the first being what is decided about
+    (its ``order_id`` picks the faults that apply). Without a registry (failure injection
+    switched off) this is ``rule`` itself: nothing is asked, nothing wraps the rule.
+    """
+    if registry is None:
+        return rule
+    if kind not in registry.allowed_kinds:
+        raise ValueError(f"this service does not accept {kind} faults: declare the kind")
+
+    def decide(subject: Subject, /, *args: Params.args, **kwargs: Params.kwargs) -> Decision:
+        if registry.take(kind, subject.order_id) is not None:
+            return outcome(subject, *args, **kwargs)
+        return rule(subject, *args, **kwargs)
+
+    return decide

@@ -1,0 +1,47 @@
+"""One transaction at a time per consumer group: the group's transaction-scoped advisory lock.
+
+Every transaction that runs a group's handlers takes it first, before any row lock: the
+batched transaction of ``shared.consuming.batches`` and the one-record transactions of
+``shared.consuming.processing`` (a run taken one record at a time after it failed, an at-most-once
+record). Handlers lock the rows they touch (balances, stocks) in the order of their events,
+so two transactions of one group in flight at once may lock the same rows in opposite
+orders and deadlock, each deadlock costing PostgreSQL's ``deadlock_timeout`` (1 s) and an
+aborted transaction, which is then taken one record at a time: more transactions, more
+deadlocks. Queued behind one lock taken before anything else, they cannot. Groups never wait
+for each other: each has its own key.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from sqlalchemy import Integer, bindparam, text
+
+from shared.storage.db import UnitOfWork
+
+__all__ = ["GroupLock"]
+
+# The two-key form: its keys never meet the one-key locks (the outbox relay's leadership).
+_TAKE = text("SELECT pg_advisory_xact_lock(:space, :group)").bindparams(
+    bindparam("space", type_=Integer), bindparam("group", type_=Integer)
+)
+
+
+def _int4(name: str) -> int:
+    """A stable signed 32-bit key for ``name`` (what an advisory lock key holds)."""
+    unsigned = zlib.crc32(name.encode())
+    return unsigned - (1 << 32) if unsigned >= 1 << 31 else unsigned
+
+
+_LOCK_SPACE = _int4("sagakit.batches")
+
+
+class GroupLock:
+    """The advisory lock of consumer group ``group``, held until the transaction ends."""
+
+    def __init__(self, group: str) -> None:
+        self._key = {"space": _LOCK_SPACE, "group": _int4(group)}
+
+    async def take(self, uow: UnitOfWork) -> None:
+        """Wait for the group's other transactions; call first in the unit of work."""
+        await uow.session.execute(_TAKE, self._key)

@@ -1,0 +1,3 @@
+"""Logs, metrics and tracing: what the other floors report through. Imports only
+``shared.contracts``.
+"""

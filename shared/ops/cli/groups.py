@@ -1,0 +1,294 @@
+"""``sagakit groups list | describe G | reset-offsets G``: kafka-consumer-groups.sh's verbs.
+
+Lag is a partition's end offset minus the group's committed offset: the records the group
+has not confirmed yet. A reset commits the new offsets for the group without joining it
+(``group_state.commit_offsets``), refused while the group has members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from shared.contracts.topics import existing_partitions
+from shared.ops.cli.config import Config, config
+from shared.ops.cli.group_state import commit_offsets, describe_group, refuse_if_active
+from shared.ops.cli.kafka import admin_client, consumer, require_topics, run
+from shared.ops.cli.output import CliError, emit_json, say, table, warn
+
+__all__ = ["app", "group_report", "print_group_report"]
+
+app = typer.Typer(
+    help="Consumer groups: their members, offsets and lag; moving their offsets.",
+    no_args_is_help=True,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+# groups list
+
+
+@app.command("list")
+def list_groups(
+    ctx: typer.Context,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every group, not only those of SAGAKIT_TOPIC_PREFIX.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The consumer groups, with their state and number of members."""
+    cfg = config(ctx)
+    found = run(cfg, _list(cfg, every))
+    if as_json:
+        emit_json(found)
+        return
+    table(["group", "state", "members"], [[g["group"], g["state"], g["members"]] for g in found])
+    say(f"{len(found)} group(s)")
+
+
+async def _list(cfg: Config, every: bool) -> list[dict[str, Any]]:
+    prefix = "" if every else cfg.settings.topic_prefix
+    async with admin_client(cfg) as admin:
+        names = sorted(
+            name for name, _ in await admin.list_consumer_groups() if name.startswith(prefix)
+        )
+        states = [await describe_group(admin, name) for name in names]
+    return [
+        {"group": state.group_id, "state": state.state, "members": len(state.members)}
+        for state in states
+    ]
+
+
+# groups describe
+
+
+@app.command()
+def describe(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(help="The group id (prefix included).")],
+    as_json: JsonOption = False,
+) -> None:
+    """State, members and what they own; committed offset, end offset and lag per partition
+    and in total."""
+    cfg = config(ctx)
+    found = run(cfg, group_report(cfg, group))
+    if as_json:
+        emit_json(found)
+        return
+    print_group_report(found)
+
+
+async def group_report(cfg: Config, group_id: str) -> dict[str, Any]:
+    """What ``groups describe`` shows, as a JSON-ready dict (the demo prints it too)."""
+    async with admin_client(cfg) as admin:
+        state = await describe_group(admin, group_id)
+        committed = await admin.list_consumer_group_offsets(group_id)
+    if state.state == "Dead" and not committed:
+        raise CliError(f"no consumer group {group_id!r}; sagakit groups list shows them")
+    partitions = sorted(set(committed) | {tp for m in state.members for tp in m.partitions})
+    # Offsets of a topic deleted since are left out: it has no end to measure lag against.
+    existing = await existing_partitions(cfg.kafka_options())
+    partitions = [tp for tp in partitions if tp.topic in existing]
+    async with consumer(cfg) as reader:
+        ends = await reader.end_offsets(partitions) if partitions else {}
+    rows = []
+    for tp in partitions:
+        offset = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
+        owner = state.owner(tp)
+        rows.append(
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "committed": offset,
+                "end": ends[tp],
+                "lag": None if offset is None else max(ends[tp] - offset, 0),
+                "owner": owner.member_id if owner else None,
+            }
+        )
+    return {
+        "group": group_id,
+        "state": state.state,
+        "protocol": state.protocol,
+        "members": [
+            {
+                "member_id": m.member_id,
+                "client_id": m.client_id,
+                "host": m.host.lstrip("/"),
+                "partitions": [f"{tp.topic}[{tp.partition}]" for tp in m.partitions],
+            }
+            for m in state.members
+        ],
+        "partitions": rows,
+        "lag": sum(row["lag"] or 0 for row in rows),
+    }
+
+
+def print_group_report(found: dict[str, Any]) -> None:
+    say(
+        f"group {found['group']}: {found['state']}, {len(found['members'])} member(s), "
+        f"total lag {found['lag']}"
+    )
+    if found["members"]:
+        table(
+            ["member", "client", "host", "partitions"],
+            [
+                [m["member_id"], m["client_id"], m["host"], len(m["partitions"])]
+                for m in found["members"]
+            ],
+        )
+    table(
+        ["topic", "partition", "committed", "end", "lag", "owner"],
+        [list(row.values()) for row in found["partitions"]],
+    )
+
+
+# groups reset-offsets
+
+
+@app.command("reset-offsets")
+def reset_offsets(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(help="The group id (prefix included).")],
+    topic: Annotated[str, typer.Option("--topic", "-t", help="The topic whose offsets move.")],
+    to_earliest: Annotated[
+        bool, typer.Option("--to-earliest", help="To the oldest record kept.")
+    ] = False,
+    to_latest: Annotated[
+        bool, typer.Option("--to-latest", help="To the end: skip every record not read yet.")
+    ] = False,
+    to_offset: Annotated[
+        int | None,
+        typer.Option("--to-offset", min=0, help="To this offset (kept within each partition)."),
+    ] = None,
+    to_datetime: Annotated[
+        str | None,
+        typer.Option(
+            "--to-datetime",
+            help="To the first record at or after this ISO 8601 time (UTC unless it says).",
+        ),
+    ] = None,
+    partition: Annotated[
+        int | None, typer.Option("--partition", "-p", min=0, help="Only this partition.")
+    ] = None,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Apply it; without this, a dry run.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Move a group's committed offsets on a topic: a dry run showing old and new offsets
+    unless --execute. Refused while the group has members (stop its consumers first)."""
+    cfg = config(ctx)
+    target = _target(to_earliest, to_latest, to_offset, to_datetime)
+    plan = run(cfg, _reset(cfg, group, topic, partition, target, execute))
+    if as_json:
+        emit_json(plan)
+        return
+    table(
+        ["topic", "partition", "old", "new", "note"],
+        [[topic, r["partition"], r["old"], r["new"], r["note"]] for r in plan["partitions"]],
+    )
+    if plan["executed"]:
+        say(f"group {group}: offsets moved on {len(plan['partitions'])} partition(s) of {topic}")
+    else:
+        say("dry run: nothing changed; add --execute to apply")
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # earliest, latest, offset, datetime
+    offset: int | None = None
+    at: datetime | None = None
+
+
+def _target(earliest: bool, latest: bool, offset: int | None, moment: str | None) -> Target:
+    given = [
+        (earliest, Target("earliest")),
+        (latest, Target("latest")),
+        (offset is not None, Target("offset", offset=offset)),
+        (moment is not None, Target("datetime", at=_parse_time(moment) if moment else None)),
+    ]
+    chosen = [target for wanted, target in given if wanted]
+    if len(chosen) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --to-earliest, --to-latest, --to-offset N, --to-datetime ISO"
+        )
+    return chosen[0]
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-05-01T12:00:00Z)",
+            param_hint="--to-datetime",
+        ) from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _reset(
+    cfg: Config,
+    group_id: str,
+    topic: str,
+    partition: int | None,
+    target: Target,
+    execute: bool,
+) -> dict[str, Any]:
+    async with admin_client(cfg) as admin:
+        state = await describe_group(admin, group_id)
+        committed = await admin.list_consumer_group_offsets(group_id)
+    if execute:
+        refuse_if_active(state, "resetting its offsets")
+    elif state.active:
+        warn(f"group {group_id} has {len(state.members)} member(s): --execute would be refused")
+    partitions = (await require_topics(cfg, [topic]))[topic]
+    async with consumer(cfg) as reader:
+        if partition is not None:
+            if TopicPartition(topic, partition) not in partitions:
+                raise CliError(f"{topic} has no partition {partition} (it has {len(partitions)})")
+            partitions = [TopicPartition(topic, partition)]
+        new = await _new_offsets(reader, partitions, target)
+    rows = []
+    for tp in partitions:
+        old = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
+        offset, note = new[tp]
+        rows.append({"partition": tp.partition, "old": old, "new": offset, "note": note})
+    if execute:
+        await commit_offsets(cfg, group_id, {tp: new[tp][0] for tp in partitions})
+    return {"group": group_id, "topic": topic, "executed": execute, "partitions": rows}
+
+
+async def _new_offsets(
+    reader: AIOKafkaConsumer, partitions: list[TopicPartition], target: Target
+) -> dict[TopicPartition, tuple[int, str]]:
+    """Each partition's new offset, and a note when it was not the one asked for."""
+    firsts = await reader.beginning_offsets(partitions)
+    ends = await reader.end_offsets(partitions)
+    if target.kind == "earliest":
+        return {tp: (firsts[tp], "") for tp in partitions}
+    if target.kind == "latest":
+        return {tp: (ends[tp], "") for tp in partitions}
+    if target.kind == "offset":
+        assert target.offset is not None
+        return {tp: _within(target.offset, firsts[tp], ends[tp]) for tp in partitions}
+    assert target.at is not None
+    epoch_ms = int(target.at.timestamp() * 1000)
+    found = await reader.offsets_for_times({tp: epoch_ms for tp in partitions})
+    return {
+        tp: (found[tp].offset, "") if found.get(tp) else (ends[tp], "nothing that late: the end")
+        for tp in partitions
+    }
+
+
+def _within(offset: int, first: int, end: int) -> tuple[int, str]:
+    if offset < first:
+        return first, f"{offset} is gone: the first offset kept"
+    if offset > end:
+        return end, f"{offset} is past the end"
+    return offset, ""

@@ -1,0 +1,276 @@
+"""What the dead-letter topics hold, read incrementally, indexed in a store, and the newest
+kept in memory.
+
+The order service answers "which sagas are stuck" and the explorer shows the dead letters;
+both need to know which orders have a record in a ``-dlq`` topic (every record is keyed by
+its order id). ``DeadLetterIndex.refresh`` reads each dead-letter partition from where the
+last refresh stopped up to its end as of now, with no consumer group (nothing is committed,
+nobody else's position moves), and writes one row per record to a ``DeadLetterStore`` (the
+order service's ``dead_letter_index`` table: topic, partition, offset, order id, when).
+
+Memory is bounded whatever the DLQs hold: the store, not the process, knows every
+dead-lettered order (a query joins it; nothing lists them all in one statement), the
+counts come from the partitions' offsets, and only the newest ``keep_per_topic`` records of
+each topic are kept whole (headers and value) for display. A process that starts again
+resumes after the store's last row of each partition (and reads the ``keep_per_topic``
+before it again, for display); instances that share a store write the same rows, which the
+store keeps once. One record is read by seeking to it (``read_at``), not by scanning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from shared.contracts.errors import NotAnEvent
+from shared.contracts.events import Event, decode
+from shared.contracts.topics import existing_partitions
+from shared.publishing.dlq import DLQ_HEADER_PREFIX
+
+__all__ = ["DeadLetter", "DeadLetterIndex", "DeadLetterStore", "IndexedDeadLetter", "read_at"]
+
+READ_TIMEOUT_S = 10.0
+POLL_TIMEOUT_MS = 200
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One record of a dead-letter topic, as it is stored."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+    @property
+    def order_id(self) -> str | None:
+        """The record's key: the order id of the event (None for a record without one)."""
+        return None if self.key is None else self.key.decode(errors="replace")
+
+    @property
+    def dlq_headers(self) -> dict[str, str]:
+        """The ``dlq.*`` headers (docs/events.md): where it failed, who gave up, why."""
+        return {
+            name: value.decode(errors="replace")
+            for name, value in self.headers
+            if name.startswith(DLQ_HEADER_PREFIX)
+        }
+
+    @property
+    def value_text(self) -> str:
+        """The value as text (invalid UTF-8 shown as replacement characters)."""
+        return (self.value or b"").decode(errors="replace")
+
+    def indexed(self) -> IndexedDeadLetter:
+        """The record's row in the index's store."""
+        return IndexedDeadLetter(
+            self.topic, self.partition, self.offset, self.order_id, self.timestamp
+        )
+
+    def event(self) -> Event | str:
+        """The value as an event, or why it is not one (poison bytes are dead-lettered too)."""
+        try:
+            return decode(self.value)
+        except NotAnEvent as error:
+            return str(error)
+
+
+@dataclass(frozen=True)
+class IndexedDeadLetter:
+    """Where one dead letter is, whose it is, and when it was written: one row of the store."""
+
+    topic: str
+    partition: int
+    offset: int
+    order_id: str | None
+    dead_lettered_at: datetime
+
+
+class DeadLetterStore(Protocol):
+    """Where the index writes its rows (the order service's ``dead_letter_index`` table)."""
+
+    async def next_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+        """For each partition with rows, the offset after its last row."""
+        ...
+
+    async def add(self, letters: Sequence[IndexedDeadLetter]) -> None:
+        """Keep these rows; one already kept is left as it is."""
+        ...
+
+    async def forget_before(self, partition: TopicPartition, offset: int) -> None:
+        """Drop the rows of records below ``offset``, which the topic no longer holds."""
+        ...
+
+
+class DeadLetterIndex:
+    """The dead letters of ``topics``, refreshed on demand (``refresh``) into ``store``."""
+
+    def __init__(
+        self,
+        client_options: Mapping[str, Any],
+        topics: Sequence[str],
+        store: DeadLetterStore,
+        *,
+        keep_per_topic: int = 200,
+        min_interval_s: float = 1.0,
+    ) -> None:
+        self._options = dict(client_options)
+        self._topics = list(topics)
+        self._store = store
+        self._keep = keep_per_topic
+        self._min_interval_s = min_interval_s
+        self._next: dict[TopicPartition, int] | None = None  # None: not resumed from the store
+        self._starts: dict[TopicPartition, int] = {}
+        self._counts: dict[str, int] = dict.fromkeys(self._topics, 0)
+        self._kept: dict[str, deque[DeadLetter]] = {
+            topic: deque(maxlen=keep_per_topic) for topic in self._topics
+        }
+        self._lock = asyncio.Lock()
+        self._refreshed_at: float | None = None
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._topics)
+
+    async def refresh(self) -> None:
+        """Read what was dead-lettered since the last refresh (at most once per
+        ``min_interval_s``: concurrent callers share one read). Raises what Kafka raises, and
+        ``TimeoutError`` when the read takes longer than ``READ_TIMEOUT_S``."""
+        async with self._lock:
+            fresh = self._refreshed_at is not None and (
+                time.monotonic() - self._refreshed_at < self._min_interval_s
+            )
+            if fresh:
+                return
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                await self._read_new()
+            self._refreshed_at = time.monotonic()
+
+    def counts(self) -> dict[str, int]:
+        """How many dead letters each topic holds (as of the last refresh)."""
+        return dict(self._counts)
+
+    def newest(self, topic: str) -> list[DeadLetter]:
+        """The newest dead letters of ``topic`` kept in memory, newest first."""
+        return list(reversed(self._kept.get(topic, ())))
+
+    def held(self) -> int:
+        """How many entries the index holds in memory: the kept records and the partitions'
+        positions, bounded by the topics and ``keep_per_topic``, not by the DLQs' size."""
+        positions = len(self._next or {}) + len(self._starts)
+        return positions + sum(len(kept) for kept in self._kept.values())
+
+    async def read(self, positions: Sequence[tuple[str, int, int]]) -> list[DeadLetter]:
+        """The dead letters at ``positions`` (topic, partition, offset), read by seeking to
+        each; a position the topic no longer holds is left out."""
+        return [_letter(record) for record in await read_at(self._options, positions)]
+
+    async def _read_new(self) -> None:
+        existing = await existing_partitions(self._options)
+        partitions = [tp for topic in self._topics for tp in existing.get(topic, ())]
+        if not partitions:
+            return
+        consumer = AIOKafkaConsumer(
+            **self._options,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            consumer.assign(partitions)
+            # Explicit offsets, asked for all partitions in one request each: a seek to the
+            # beginning waits for its own reset, one partition after the other.
+            starts: dict[TopicPartition, int] = await consumer.beginning_offsets(partitions)
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+            await self._forget_what_retention_removed(starts)
+            self._counts = dict.fromkeys(self._topics, 0)
+            for tp in partitions:
+                self._counts[tp.topic] += ends[tp] - starts[tp]
+            if self._next is None:
+                # Resumed from the store, the newest records read again for display.
+                stored = await self._store.next_offsets(self._topics)
+                self._next = {tp: max(0, n - self._keep) for tp, n in stored.items()}
+            behind = []
+            for tp in partitions:
+                start = max(starts[tp], self._next.get(tp, 0))  # retention may have moved it
+                if start < ends[tp]:
+                    consumer.seek(tp, start)
+                    behind.append(tp)
+            while behind:
+                batches = await consumer.getmany(*behind, timeout_ms=POLL_TIMEOUT_MS)
+                letters = [
+                    _letter(record)
+                    for tp, records in batches.items()
+                    for record in records
+                    if record.offset < ends[tp]
+                ]
+                await self._store.add([letter.indexed() for letter in letters])
+                for letter in letters:
+                    self._kept[letter.topic].append(letter)
+                    # Once stored: a read cut short by the timeout resumes after what it
+                    # stored, and the store keeps a row once however often it is added.
+                    self._next[TopicPartition(letter.topic, letter.partition)] = letter.offset + 1
+                behind = [tp for tp in behind if await consumer.position(tp) < ends[tp]]
+        finally:
+            await consumer.stop()
+
+    async def _forget_what_retention_removed(self, starts: Mapping[TopicPartition, int]) -> None:
+        for tp, start in starts.items():
+            if start > self._starts.get(tp, 0):
+                await self._store.forget_before(tp, start)
+            self._starts[tp] = start
+
+
+async def read_at(
+    client_options: Mapping[str, Any], positions: Sequence[tuple[str, int, int]]
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The records at ``positions`` (topic, partition, offset), in that order, each read by
+    assigning its partition alone and seeking to its offset: a fetch or two around it,
+    whatever the topic holds. A position outside what its partition holds is left out."""
+    wanted = list(dict.fromkeys(positions))
+    if not wanted:
+        return []
+    consumer = AIOKafkaConsumer(
+        **client_options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    found = []
+    try:
+        for topic, partition, offset in wanted:
+            tp = TopicPartition(topic, partition)
+            consumer.assign([tp])
+            start = (await consumer.beginning_offsets([tp]))[tp]
+            end = (await consumer.end_offsets([tp]))[tp]
+            if not start <= offset < end:
+                continue
+            consumer.seek(tp, offset)
+            while await consumer.position(tp) <= offset:
+                batch = await consumer.getmany(tp, timeout_ms=POLL_TIMEOUT_MS, max_records=1)
+                found += [record for record in batch.get(tp, []) if record.offset == offset]
+    finally:
+        await consumer.stop()
+    return found
+
+
+def _letter(record: Any) -> DeadLetter:
+    return DeadLetter(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp=datetime.fromtimestamp(record.timestamp / 1000, UTC),
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers),
+    )

@@ -1,0 +1,3 @@
+"""Events leaving a service: the producer, the outbox relay, dead-lettering, and the retention
+that keeps the outbox and inbox bounded.
+"""

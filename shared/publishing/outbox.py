@@ -1,0 +1,448 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, in order, at least once.
+
+Units of work write events as rows of the outbox table (``shared.storage.db``); the relay reads the
+oldest unsent rows, sends them with the idempotent producer, waits for Kafka's
+acknowledgements and only then marks them sent. A crash between the acknowledgement and the
+UPDATE republishes those rows on restart: delivery is at least once, and consumers skip the
+duplicates by ``event_id`` (``shared.consuming.inbox``).
+
+One leader per database
+    Per-key order needs one publisher at a time: two relays reading the same backlog would
+    race, and one could publish an order's second event before the other publishes its
+    first. Each relay therefore takes a session-level PostgreSQL advisory lock on a
+    dedicated connection before it publishes anything; the others stand by, trying the lock
+    every ``standby_retry_s``. The lock lives exactly as long as that connection, so a leader
+    that dies, hangs up or is cut off from the database loses it by itself, and a standby
+    takes over without any lease to expire or clock to trust. We chose this over partitioning
+    the outbox by key (each instance owning some keys) because it needs no coordination of
+    key ranges and no rebalancing when instances come and go; its price is that one process
+    per service publishes, which at hundreds of rows per round is far from the bottleneck.
+    The leader does all its reads and writes on the lock connection: if it loses the lock it
+    cannot mark anything sent either. That connection must be a real server session (direct,
+    or a pooler in session mode): a transaction-mode pooler would lose the lock and the LISTEN.
+
+Order across rounds, and no partition waiting for another
+    Rows are read in ``id`` order, and each partition's oldest rows go to Kafka as one batch,
+    at most one batch in flight per partition (``shared.publishing.outbox_sending``): a batch that
+    fails, or is not acknowledged yet, holds its partition's later rows back in the outbox
+    until it is stored, so a partition never gets its rows out of order, even when aiokafka
+    expires a batch whose partition has no leader. A round waits for no batch: it marks what
+    Kafka acknowledged since the last round (one UPDATE), hands every partition without a
+    batch in flight its next rows, and the next acknowledgement wakes the next round. A
+    partition without a leader (or refused with NotEnoughReplicas) therefore delays only its
+    own rows; once it has waited longer than a healthy acknowledgement takes, rounds read on
+    past its backlog (up to ``_PAGES_PER_ROUND`` pages) to find the other partitions' rows.
+    A failed batch's partition backs off on its own. A batch not acknowledged within
+    ``ack_timeout_s`` is logged and counted as a failed round, and stays in flight: it is
+    never sent a second time beside itself.
+
+Refused for good
+    A row the broker refuses on every try (larger than it takes) is dead-lettered to its
+    topic's ``-dlq`` with the ``dlq.*`` headers instead of holding its partition up for ever,
+    and its ``refusal`` column says why. Should the dead-letter topic refuse it too, the row
+    keeps its ``refusal`` and no ``sent_at``: it is skipped, never purged, and the outbox
+    keeps the only copy for an operator to deal with.
+
+Waking up
+    Each unit of work that emitted rows runs ``pg_notify`` in its transaction, delivered at
+    commit; the leader LISTENs on its connection and publishes at once. When the leader runs
+    in the same process, the unit of work calls ``wake`` after its commit instead. It also
+    polls every ``poll_interval_s`` in case a notification was lost (a reconnect, a row
+    written by hand).
+
+Trace context
+    A row's ``traceparent`` (its own column) goes out as the record's header. When spans are
+    recorded (``shared.observability.tracing``) the relay publishes each row in a producer span of
+    that trace, and the header names that span instead.
+
+Retention
+    The relay does not purge: ``shared.publishing.purger`` deletes sent rows on a connection and a
+    task of its own, so that a slow purge never delays a round nor costs the lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.backoff import backoff_delay
+from shared.observability.metrics import Metric, counter, gauge, histogram
+from shared.publishing.outbox_sending import PartitionSender
+from shared.settings import PlatformSettings
+from shared.storage.db import OUTBOX_CHANNEL, asyncpg_dsn, outbox_table
+
+__all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats", "backlog_metrics"]
+
+log = logging.getLogger(__name__)
+
+# Advisory locks are scoped to one database, and each service has its own database, so one
+# fixed key elects one leader per service. CRC32 of a name keeps it readable and stable.
+DEFAULT_LOCK_KEY: Final = zlib.crc32(b"sagakit.outbox.relay")
+
+_TABLE = outbox_table.name
+# A row Kafka refused for good and whose dead-letter topic refused too keeps its refusal and
+# no sent_at: the outbox holds the only copy, so retention never deletes it.
+_SELECT_UNSENT = (
+    f"SELECT id, topic, key, value, headers, traceparent FROM {_TABLE} "
+    "WHERE sent_at IS NULL AND refusal IS NULL AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+)
+# How many pages of ``batch_size`` unsent rows a round reads at most, looking past the rows of
+# partitions that wait: a stalled partition's backlog deeper than this hides the others' rows
+# until it shrinks (at 500 rows a page, 10,000 rows).
+_PAGES_PER_ROUND: Final = 20
+_LAST_ID: Final = 2**63 - 1
+_LAST_UNSENT = f"SELECT coalesce(max(id), 0) FROM {_TABLE} WHERE sent_at IS NULL"
+_MARK_SENT = f"UPDATE {_TABLE} SET sent_at = now() WHERE id = ANY($1::bigint[])"
+_MARK_DEAD_LETTERED = f"UPDATE {_TABLE} SET sent_at = now(), refusal = $2 WHERE id = $1"
+_MARK_REFUSED = f"UPDATE {_TABLE} SET refusal = $2 WHERE id = $1"
+
+# Both halves read the partial index of unsent rows; the oldest is the one of lowest id.
+_BACKLOG = text(
+    f"SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - ("
+    f"SELECT created_at FROM {_TABLE} WHERE sent_at IS NULL ORDER BY id LIMIT 1)), 0) "
+    f"FROM {_TABLE} WHERE sent_at IS NULL"
+)
+_BACKLOG_TIMEOUT_S = 2.0
+
+# What losing the database looks like through asyncpg: the server went away
+# (PostgresConnectionError, ConnectionDoesNotExistError), the socket broke (OSError), or the
+# server refused us (PostgresError, e.g. "terminating connection due to administrator command").
+_COMMAND_TIMEOUT_S = 30.0
+_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """What a round did: whether to go again at once, whether Kafka failed some of it, and
+    how many unsent rows it saw."""
+
+    again: bool
+    failed: bool
+    unsent: int
+
+
+@dataclass(slots=True)
+class RelayStats:
+    """Counters for logs, metrics and tests."""
+
+    published: int = 0
+    dead_lettered: int = 0
+    rounds: int = 0
+    failed_rounds: int = 0
+    leaderships: int = 0
+
+
+class OutboxRelay:
+    """Publishes the outbox of one database; start one per service process.
+
+    The producer must be started by the caller, who also stops it after ``stop()``: the relay
+    shares it (the consumer runner sends dead letters with the same one).
+    """
+
+    def __init__(
+        self,
+        database_url: str | URL,
+        producer: AIOKafkaProducer,
+        *,
+        poll_interval_s: float = 0.5,
+        batch_size: int = 500,
+        ack_timeout_s: float = 30.0,
+        standby_retry_s: float = 1.0,
+        lock_key: int = DEFAULT_LOCK_KEY,
+        name: str = "outbox-relay",
+    ) -> None:
+        self._dsn = asyncpg_dsn(database_url)
+        self._producer = producer
+        self._poll_interval = poll_interval_s
+        self._batch_size = batch_size
+        self._ack_timeout = ack_timeout_s
+        self._standby_retry = standby_retry_s
+        self._lock_key = lock_key
+        self._name = name
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._is_leader = False
+        self.stats = RelayStats()
+        self._publish_seconds = histogram(
+            "sagakit_outbox_publish_duration_seconds",
+            "Time from handing an outbox row to the producer to Kafka's acknowledgement",
+        )
+        self._sender = PartitionSender(
+            producer, name=name, publish_seconds=self._publish_seconds, on_answer=self._wake.set
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: PlatformSettings, producer: AIOKafkaProducer, **options: Any
+    ) -> OutboxRelay:
+        """A relay for ``settings.database_url`` with the settings' poll interval."""
+        options.setdefault("poll_interval_s", settings.outbox_poll_interval_ms / 1000)
+        options.setdefault("name", f"{settings.service_name}/{settings.instance_id}")
+        return cls(settings.database_url, producer, **options)
+
+    @property
+    def name(self) -> str:
+        """Names this relay in logs and, as ``application_name``, in ``pg_stat_activity``."""
+        return self._name
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this relay holds the lock and publishes (the others stand by)."""
+        return self._is_leader
+
+    def metrics(self) -> list[Metric]:
+        """The relay's counters, leadership and publish latency as metric families."""
+        stats = self.stats
+        families: list[Metric] = [
+            counter(
+                "sagakit_outbox_published",
+                "Outbox rows published to Kafka",
+                (),
+                {(): stats.published},
+            ),
+            gauge(
+                "sagakit_outbox_leader",
+                "1 while this instance's relay publishes its service's outbox",
+                (),
+                {(): int(self._is_leader)},
+            ),
+        ]
+        families.extend(self._publish_seconds.collect())
+        return families
+
+    async def start(self) -> None:
+        """Start relaying in the background; returns at once."""
+        if self._task is not None:
+            raise RuntimeError(f"{self._name} is already started")
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self, timeout_s: float | None = None) -> None:
+        """Finish the round in hand, publish what is committed already, give up the lead.
+
+        After ``timeout_s`` (default: the acknowledgement timeout plus a margin) the round is
+        cancelled instead; rows it had not marked sent are published again by the next
+        leader, which is at-least-once, not a loss.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        limit = self._ack_timeout + 5 if timeout_s is None else timeout_s
+        try:
+            await asyncio.wait_for(asyncio.shield(task), limit)
+        except TimeoutError:
+            log.warning("%s: round still running after %.0f s, cancelling it", self._name, limit)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                await self._session()
+                failures = 0
+            except _DATABASE_ERRORS as error:
+                failures += 1
+                delay = _backoff(failures)
+                log.warning(
+                    "%s: database unreachable or connection lost (%r), retrying in %.1f s",
+                    self._name,
+                    error,
+                    delay,
+                )
+                await self._sleep(delay)
+            except Exception:
+                # A relay that dies silently stops every saga of its service: log and go on.
+                failures += 1
+                delay = _backoff(failures)
+                log.exception("%s: unexpected error, retrying in %.1f s", self._name, delay)
+                await self._sleep(delay)
+
+    async def _session(self) -> None:
+        """One database connection's life: stand by until leader, then publish."""
+        connection: asyncpg.Connection = await asyncpg.connect(
+            self._dsn,
+            # A query that hangs on a half-open connection fails instead, and we reconnect.
+            command_timeout=_COMMAND_TIMEOUT_S,
+            server_settings=self._server_settings(),
+        )
+        try:
+            connection.add_termination_listener(lambda _: self._wake.set())
+            if await self._wait_for_lead(connection):
+                await self._lead(connection)
+        finally:
+            self._is_leader = False
+            self._sender.forget()
+            await _close(connection)
+
+    def _server_settings(self) -> dict[str, str]:
+        return {
+            # Named, so an operator sees in pg_stat_activity which process leads.
+            "application_name": self._name[:63],
+            # Marking rows sent need not wait for the disk: should PostgreSQL lose the last
+            # marks in a crash, those rows are published again, and consumers skip copies.
+            "synchronous_commit": "off",
+            # A leader whose host vanished without closing its socket keeps the lock until
+            # the server notices: ask it to probe after 10 s and give up after 3 misses,
+            # instead of the operating system's default of two hours.
+            "tcp_keepalives_idle": "10",
+            "tcp_keepalives_interval": "5",
+            "tcp_keepalives_count": "3",
+        }
+
+    async def _wait_for_lead(self, connection: asyncpg.Connection) -> bool:
+        announced = False
+        while not self._stopping.is_set():
+            if await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                return True
+            if not announced:
+                log.info("%s: another relay leads this database, standing by", self._name)
+                announced = True
+            await self._sleep(self._standby_retry)
+        return False
+
+    async def _lead(self, connection: asyncpg.Connection) -> None:
+        self._is_leader = True
+        self.stats.leaderships += 1
+        log.info("%s: leading the outbox relay", self._name)
+        await connection.add_listener(OUTBOX_CHANNEL, self._on_notify)
+        while not self._stopping.is_set():
+            if connection.is_closed():
+                raise asyncpg.ConnectionDoesNotExistError("the relay's lock connection closed")
+            # Cleared before reading: a commit or an acknowledgement that lands during the
+            # round wakes the next one.
+            self._wake.clear()
+            if not (await self._round(connection)).again:
+                await self._wait_for_work()
+        await self._drain(connection)
+
+    async def _drain(self, connection: asyncpg.Connection) -> None:
+        """Stopping: publish what is committed already (the consumers drained just before),
+        so that a restart does not leave a backlog waiting for the next leader; give up at
+        the first failure, or after the acknowledgement timeout. Rows committed meanwhile are
+        the next leader's."""
+        deadline = time.monotonic() + self._ack_timeout
+        last: int = await connection.fetchval(_LAST_UNSENT)
+        while (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            outcome = await self._round(connection, upto=last)
+            if outcome.failed or (outcome.unsent == 0 and self._sender.in_flight == 0):
+                return
+            if not outcome.again:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(left, self._poll_interval))
+
+    async def _round(self, connection: asyncpg.Connection, upto: int = _LAST_ID) -> _Round:
+        """Mark what Kafka acknowledged since the last round, then hand each partition that
+        has no batch in flight its oldest unsent rows; wait for nothing (see the module
+        docstring of ``shared.publishing.outbox_sending``)."""
+        settled = self._sender.settle()
+        if settled.acknowledged:
+            await connection.execute(_MARK_SENT, settled.acknowledged)
+            self.stats.published += len(settled.acknowledged)
+        failed = settled.failed > 0
+        for row, error in settled.refused:
+            outcome = await self._sender.dead_letter(row, error, self._ack_timeout)
+            if outcome is None:
+                failed = True
+                continue
+            mark = _MARK_DEAD_LETTERED if outcome.sent else _MARK_REFUSED
+            await connection.execute(mark, row["id"], outcome.reason)
+            self.stats.dead_lettered += 1
+        failed = self._sender.overdue(self._ack_timeout) > 0 or failed
+        if failed:
+            self.stats.failed_rounds += 1
+        # Page on past the rows of partitions that wait, once one of them is stalled (a batch
+        # long unanswered, a backoff): its backlog must not hide the other partitions' rows.
+        # While every partition answers within milliseconds one page is enough, as the next
+        # answer starts the next round.
+        handed = unsent = 0
+        after = 0
+        for _ in range(_PAGES_PER_ROUND):
+            rows = await connection.fetch(_SELECT_UNSENT, after, upto, self._batch_size)
+            unsent += len(rows)
+            if rows:
+                handed += await self._sender.send(rows)
+            if len(rows) < self._batch_size or handed >= self._batch_size:
+                break
+            if not self._sender.stalled():
+                break
+            after = rows[-1]["id"]
+        if handed:
+            self.stats.rounds += 1
+        # Round again at once only when this round stopped handing out rows for want of room
+        # (a full round, or the page limit); otherwise the next answer or commit wakes it.
+        again = handed > 0 and unsent >= self._batch_size
+        return _Round(again=again, failed=failed, unsent=unsent)
+
+    def wake(self) -> None:
+        """Publish now: rows were committed (what a notification on the channel says)."""
+        self._wake.set()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _wait_for_work(self) -> None:
+        # Until a commit, an answer from Kafka, a partition's backoff ending, or the poll.
+        retry = self._sender.next_retry_in()
+        timeout = self._poll_interval if retry is None else min(retry, self._poll_interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when asked to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+def _backoff(failures: int) -> float:
+    return backoff_delay(min(failures, 10), base_ms=200, max_ms=10_000)
+
+
+async def _close(connection: asyncpg.Connection) -> None:
+    """Close gracefully when the server answers, otherwise just drop the socket."""
+    try:
+        await asyncio.wait_for(connection.close(), 5)
+    except asyncio.CancelledError:
+        connection.terminate()
+        raise
+    except Exception:  # a dead connection cannot close politely; either way it is gone
+        connection.terminate()
+
+
+async def backlog_metrics(engine: AsyncEngine) -> list[Metric]:
+    """The outbox's unsent rows and the age of the oldest, from one indexed query.
+
+    Every instance of a service reports the same backlog (they share the database); none
+    when the database does not answer within a scrape's patience.
+    """
+    try:
+        async with asyncio.timeout(_BACKLOG_TIMEOUT_S), engine.connect() as connection:
+            unsent, oldest = (await connection.execute(_BACKLOG)).one()
+    except Exception as error:  # /metrics answers anyway; the backlog is missing from it
+        log.warning("outbox backlog not measured: %r", error)
+        return []
+    return [
+        gauge("sagakit_outbox_unsent_rows", "Outbox rows not yet published", (), {(): unsent}),
+        gauge(
+            "sagakit_outbox_oldest_unsent_age_seconds",
+            "Age of the oldest unsent outbox row (0 when none)",
+            (),
+            {(): float(oldest)},
+        ),
+    ]

@@ -1,0 +1,239 @@
+"""Schema migrations: one alembic environment per service, applied when the service starts.
+
+Each service keeps its environment in ``services/<name>/migrations/``: an ``env.py`` that hands
+``run_environment`` the service's tables and ``platform_metadata`` (the outbox and inbox are
+part of every service's schema), a ``script.py.mako`` and the revisions in ``versions/``.
+There is no ``alembic.ini``: ``alembic_config`` builds the configuration from the folder.
+
+A service calls ``upgrade_to_head`` as it starts. It holds a PostgreSQL advisory lock for the
+whole upgrade, so instances that start together migrate one after the other and the later ones
+find the schema at head and do nothing.
+
+By hand, from the repository root: the folder, then any alembic command with alembic's own
+arguments. The database is ``SAGAKIT_<NAME>_DATABASE_URL`` (``<NAME>`` is the folder's
+service), else ``SAGAKIT_DATABASE_URL``, the same variables the service reads::
+
+    export SAGAKIT_PAYMENT_DATABASE_URL=postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_payment
+    python -m shared.storage.migrations services/payment/migrations upgrade head
+    python -m shared.storage.migrations services/payment/migrations revision --autogenerate \\
+        --rev-id 0002 -m "refund reasons"
+    python -m shared.storage.migrations services/payment/migrations current
+    # SQL only, no changes:
+    python -m shared.storage.migrations services/payment/migrations upgrade head --sql
+
+Autogenerate compares the database with the tables, so run it against a database at head
+(an empty one, upgraded first, is the safest), then read and tidy the revision it writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import weakref
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command, context
+from alembic.config import CommandLine, Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, MetaData, func, inspect, select
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.settings import database_url_variables
+from shared.storage.db import make_engine
+
+__all__ = [
+    "MIGRATION_LOCK_KEY",
+    "alembic_config",
+    "compare_options",
+    "run_environment",
+    "upgrade_to_head",
+]
+
+# Advisory locks are scoped to one database: services sharing a server do not wait for each
+# other. Distinct from the outbox relay's key, which lives in the same databases.
+MIGRATION_LOCK_KEY: Final = zlib.crc32(b"sagakit.migrations")
+
+# alembic keeps the running migration in module globals (alembic.context, alembic.op): two
+# migrations interleaving in one process corrupt each other, even on different databases. The
+# advisory lock serialises one database's migrations; this serialises the process's.
+_IN_PROCESS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+USAGE: Final = (
+    "usage: python -m shared.storage.migrations services/<name>/migrations <alembic command>"
+    " [args]\n"
+    "e.g.:  python -m shared.storage.migrations services/payment/migrations upgrade head"
+)
+
+
+def compare_options() -> dict[str, Any]:
+    """How autogenerate compares the database with the tables (``context.configure`` options).
+
+    One place, so that ``revision --autogenerate`` and the test that checks a fresh database
+    against the tables see the same differences.
+    """
+    return {"compare_type": True, "compare_server_default": True}
+
+
+def alembic_config(script_location: str | Path, *, url: str | URL | None = None) -> Config:
+    """The alembic configuration of one service's migrations folder (no ``alembic.ini``).
+
+    ``url`` is needed only to render SQL offline (``--sql``); online runs get their
+    connection from ``upgrade_to_head`` or the command line.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    # Revision files named after their id: versions/0002_refund_reasons.py with --rev-id 0002.
+    # Doubled percent signs: the options go through ConfigParser interpolation.
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    # A new revision comes out formatted and with sorted imports, as ruff wants it.
+    hooks = {
+        "ruff_fix": "check --fix-only --quiet REVISION_SCRIPT_FILENAME",
+        "ruff_format": "format --quiet REVISION_SCRIPT_FILENAME",
+    }
+    config.set_section_option("post_write_hooks", "hooks", " ".join(hooks))
+    for hook, arguments in hooks.items():
+        config.set_section_option("post_write_hooks", f"{hook}.type", "module")
+        config.set_section_option("post_write_hooks", f"{hook}.module", "ruff")
+        config.set_section_option("post_write_hooks", f"{hook}.options", arguments)
+    if url is not None:
+        rendered = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
+    return config
+
+
+async def upgrade_to_head(
+    engine_or_url: AsyncEngine | str | URL, script_location: str | Path
+) -> None:
+    """Upgrade the database to the newest revision in ``script_location``; a no-op at head.
+
+    Two callers on one database run one after the other (advisory lock): the second finds the
+    schema at head. Within one process, migrations run one at a time whatever their database.
+    An engine passed in stays open; one made from a URL is disposed of.
+    """
+    config = alembic_config(script_location)
+    async with _locked_connection(engine_or_url) as connection:
+        await connection.run_sync(_refuse_unversioned_schema, config)
+        await connection.commit()  # alembic runs its own transaction, not inside ours
+        await connection.run_sync(_run_online, config, lambda cfg: command.upgrade(cfg, "head"))
+
+
+def run_environment(*metadata: MetaData) -> None:
+    """The body of every service's ``env.py``: run the revisions alembic chose.
+
+    ``metadata`` is what autogenerate compares the database with: the service's tables and
+    ``platform_metadata``. Online, the connection comes from ``upgrade_to_head`` or the
+    command line, which hold the migration lock on it.
+    """
+    options = {"target_metadata": list(metadata), **compare_options()}
+    if context.is_offline_mode():
+        url = context.config.get_main_option("sqlalchemy.url")
+        context.configure(url=url, literal_binds=True, **options)
+    else:
+        connection = context.config.attributes.get("connection")
+        if connection is None:
+            raise RuntimeError(
+                "no database connection: run migrations with upgrade_to_head "
+                f"({__name__}) or the command line, not with alembic itself\n{USAGE}"
+            )
+        context.configure(connection=connection, **options)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+@asynccontextmanager
+async def _locked_connection(
+    engine_or_url: AsyncEngine | str | URL,
+) -> AsyncIterator[AsyncConnection]:
+    engine = engine_or_url if isinstance(engine_or_url, AsyncEngine) else make_engine(engine_or_url)
+    in_process = _IN_PROCESS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    try:
+        async with in_process, engine.connect() as connection:
+            # A session lock, not a transaction lock: alembic commits the revisions itself,
+            # and a revision with an autocommit block commits part-way through.
+            await connection.execute(select(func.pg_advisory_lock(MIGRATION_LOCK_KEY)))
+            await connection.commit()
+            try:
+                yield connection
+            finally:
+                # The connection goes back to the pool: the lock must not go with it.
+                await connection.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK_KEY)))
+                await connection.commit()
+    finally:
+        if engine is not engine_or_url:
+            await engine.dispose()
+
+
+def _refuse_unversioned_schema(connection: Connection, config: Config) -> None:
+    # A database whose tables create_all made before there were migrations: the first revision
+    # would fail on its first CREATE TABLE, with an error that does not say what to do.
+    tables = inspect(connection).get_table_names()
+    if tables and "alembic_version" not in tables:
+        first = ", ".join(ScriptDirectory.from_config(config).get_bases())
+        location = config.get_main_option("script_location")
+        raise RuntimeError(
+            f"database {connection.engine.url.database!r} has tables but no alembic_version: "
+            "it was made before migrations. If its schema is the first revision's, adopt it "
+            f"once with: python -m shared.storage.migrations {location} stamp {first}; "
+            "otherwise recreate it empty"
+        )
+
+
+def _run_online(connection: Connection, config: Config, run: Callable[[Config], None]) -> None:
+    config.attributes["connection"] = connection
+    run(config)
+
+
+def _database_url(folder: Path) -> str:
+    # The command line is the one reader of the environment outside the settings classes: it
+    # has no service to ask, and must target the database the service would.
+    service = folder.resolve().parent.name
+    variables = database_url_variables(service)
+    for variable in variables:
+        if url := os.environ.get(variable):
+            return url
+    raise SystemExit(
+        f"{variables[0]} is not set: export the database URL of the {service} service, "
+        f"e.g. postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_{service}"
+    )
+
+
+async def _run_command_online(url: str, config: Config, run: Callable[[Config], None]) -> None:
+    async with _locked_connection(url) as connection:
+        await connection.run_sync(_run_online, config, run)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m shared.storage.migrations <folder> <command> [args]`` (module docstring)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0].startswith("-"):
+        raise SystemExit(USAGE)
+    folder = Path(arguments[0])
+    if not (folder / "env.py").is_file():
+        raise SystemExit(f"{folder} has no env.py: pass a service's migrations folder\n{USAGE}")
+    cli = CommandLine(prog=f"python -m shared.storage.migrations {folder}")
+    options = cli.parser.parse_args(arguments[1:])
+    if not hasattr(options, "cmd"):
+        cli.parser.error("an alembic command is missing, e.g. upgrade head")
+    url = _database_url(folder)
+    config = alembic_config(folder, url=url)
+    config.cmd_opts = options
+
+    def run(cfg: Config) -> None:
+        cli.run_cmd(cfg, options)
+
+    if getattr(options, "sql", False):
+        run(config)  # offline: renders SQL, connects to nothing
+    else:
+        asyncio.run(_run_command_online(url, config, run))
+
+
+if __name__ == "__main__":
+    main()
