@@ -33,6 +33,7 @@ from bench.transport import TransportResult, run_transport
 from bench.tuning import platform_settings
 from bench.workload import CUSTOMER_PREFIX, Workload
 from deploy.demo.client import SagaClient
+from services.events import CATALOGUE
 from shared.contracts.topics import Topics
 from shared.settings import PlatformSettings, kafka_client_options
 
@@ -257,7 +258,7 @@ async def run(
     began = datetime.now(UTC)
     say(f"benchmark of {target.order_url}: {', '.join(settings.scenarios)}")
     kafka = kafka_client_options(PlatformSettings(kafka_bootstrap=target.kafka_bootstrap))
-    topic = Topics(target.env.get("SAGAKIT_TOPIC_PREFIX", "")).for_event("OrderCreated")
+    topic = Topics(CATALOGUE, target.env.get("SAGAKIT_TOPIC_PREFIX", "")).for_event("OrderCreated")
     partitions = await partition_count(kafka, topic)
     document: dict[str, Any] = {
         "schema": SCHEMA,

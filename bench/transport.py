@@ -28,9 +28,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from bench.broker import wait_for_leaders
 from bench.stats import Summary, rate, summarize
 from bench.workload import UNIT_PRICE, Workload
-from services.shipping.model import HOUSE_CARRIER, tracking_id_for
-from shared.contracts.events import (
-    Event,
+from services.events import (
+    CATALOGUE,
     InventoryReserved,
     LineItem,
     OrderCompleted,
@@ -38,8 +37,9 @@ from shared.contracts.events import (
     OrderShipped,
     PaymentProcessed,
     PricedLineItem,
-    Record,
 )
+from services.shipping.model import HOUSE_CARRIER, tracking_id_for
+from shared.contracts.events import Event, Record
 from shared.contracts.topics import Topics, encode, ensure_topics
 from shared.publishing.producer import build_producer
 from shared.settings import PlatformSettings, kafka_client_options
@@ -81,7 +81,7 @@ def saga_records() -> list[Record]:
         shipped, producer="order", customer_id=customer, total=total
     )
     events: list[Event] = [created, paid, reserved, shipped, completed]
-    return [encode(event, Topics()) for event in events]
+    return [encode(event, Topics(CATALOGUE)) for event in events]
 
 
 class _Chains:

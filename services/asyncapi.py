@@ -19,12 +19,35 @@ from pathlib import Path
 from typing import Any
 
 import services
-from shared.app.asyncapi import ServiceWiring, main
+from services.events import CATALOGUE
+from shared.app.asyncapi import DocumentText, ServiceWiring, main
 from shared.app.declaration import ServiceDeclaration
 from shared.app.platform import Platform
-from shared.contracts.events import CATALOGUE, Event
+from shared.contracts.events import Event
 
-__all__ = ["reference_services"]
+__all__ = ["TEXT", "reference_services"]
+
+ABOUT = """\
+The events the order saga's four services exchange on Kafka, generated from the code
+(`python -m services.asyncapi`; docs/events.md tells the same in prose).
+
+Every topic carries one event type and is named after it in kebab case; with
+`SAGAKIT_TOPIC_PREFIX` every topic and consumer group name starts with that prefix (the
+`prefix` parameter, empty by default). Every record is keyed by the order id (UTF-8), so an
+order's events on one topic keep their order, and its value is a UTF-8 JSON object: the
+envelope, then the event's own fields. Readers ignore fields they do not know.
+
+`schema_version` counts an event type's breaking changes. A consumer reads its type's
+current version and every older one (upcast to the current model before any handler sees
+it); a version newer than it knows is dead-lettered, with the reason in `dlq.error.message`,
+rather than misread.
+
+Each topic `T` has a dead-letter topic `T-dlq`: a record no consumer group could take, its key
+and value byte for byte, with the `dlq.*` headers saying where it was read, by whom, why, and
+after how many attempts. `sagakit dlq replay T-dlq` publishes them to `T` again."""
+
+TEXT = DocumentText(title="sagakit order saga events", about=ABOUT, key="the order id")
+"""What the reference system's document says of it."""
 
 
 def reference_services() -> list[ServiceWiring]:
@@ -36,7 +59,9 @@ def reference_services() -> list[ServiceWiring]:
 def _wiring(name: str, package: Path) -> ServiceWiring:
     declaration: ServiceDeclaration[Any] = importlib.import_module(f"services.{name}.app").service
     # Configuring connects to nothing: the factories only need the platform's objects.
-    platform = Platform.configure(declaration.settings(), declaration.fault_kinds)
+    platform = Platform.configure(
+        declaration.settings(), declaration.catalogue, declaration.fault_kinds
+    )
     groups = {
         group: tuple(dict.fromkeys(s.event_type for s in subscriptions))
         for group, subscriptions in declaration.consumers(platform).items()
@@ -60,4 +85,4 @@ def _emitted_by(package: Path) -> tuple[type[Event], ...]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(reference_services()))
+    sys.exit(main(CATALOGUE, reference_services(), TEXT))

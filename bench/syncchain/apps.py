@@ -14,10 +14,10 @@ from pydantic import BaseModel
 from bench.connections import KeepAliveClients
 from bench.syncchain import work
 from bench.syncchain.settings import SyncSettings
+from services.events import CATALOGUE, LineItem
 from services.order import store as order_store
 from services.order.api import OrderCreate, OrderPublic
 from services.order.model import OrderLine, order_total
-from shared.contracts.events import LineItem
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, make_engine
 
@@ -68,7 +68,7 @@ def _service(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app, UnitOfWorkFactory(engine, Topics())
+    return app, UnitOfWorkFactory(engine, Topics(CATALOGUE))
 
 
 def _refuse(what: str) -> HTTPException:

@@ -20,6 +20,7 @@ import httpx
 from bench.workload import BALANCE, STOCK, Workload
 from deploy.localstack.ports import free_ports
 from deploy.localstack.postgres import create_database, database_url, drop_database
+from services.events import CATALOGUE
 from services.inventory import store as inventory_store
 from services.order import store as order_store
 from services.payment import store as payment_store
@@ -78,7 +79,7 @@ async def _provision(urls: dict[str, str], workload: Workload) -> None:
     for service in ("payment", "inventory"):
         engine = make_engine(urls[service])
         try:
-            async with UnitOfWorkFactory(engine, Topics())() as uow:
+            async with UnitOfWorkFactory(engine, Topics(CATALOGUE))() as uow:
                 if service == "payment":
                     balance = Decimal(BALANCE)
                     for index in range(workload.customers):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from services.events import CATALOGUE, OrderShipped, PaymentProcessed, ShippingFailed
 from services.inventory import api, drills, handlers
 from shared.app.declaration import Consumers, ServiceDeclaration
 from shared.app.platform import Platform
 from shared.consuming.faults import FaultKind
 from shared.consuming.subscriptions import Subscription
-from shared.contracts.events import OrderShipped, PaymentProcessed, ShippingFailed
 from shared.settings import PlatformSettings, database_url_field
 
 __all__ = ["InventorySettings", "service"]
@@ -40,6 +40,7 @@ service = ServiceDeclaration(
     description="Holds stock for paid orders, ships it or gives it back.",
     port=8002,
     migrations=Path(__file__).with_name("migrations"),
+    catalogue=CATALOGUE,
     business_faults=frozenset({FaultKind.out_of_stock}),
     consumers=consumers,
     admin_routers=lambda platform: [api.admin_router(platform.units)],

@@ -6,13 +6,13 @@ injection is on (``shared.consuming.faults.business_fault``).
 
 from collections.abc import Mapping
 
+from services.events import PaymentProcessed
 from services.inventory.model import (
     FailureReason,
     ReservationResult,
     ReservationStatus,
     StockLevel,
 )
-from shared.contracts.events import PaymentProcessed
 
 __all__ = ["out_of_stock"]
 

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from services.events import (
+    InventoryFailed,
+    InventoryReleased,
+    InventoryReserved,
+    LineItem,
+    OrderShipped,
+    PaymentProcessed,
+    ShippingFailed,
+)
 from services.inventory import store
 from services.inventory.model import (
     FailureReason,
@@ -17,16 +26,7 @@ from services.inventory.model import (
     ship,
 )
 from shared.contracts.errors import TransientError
-from shared.contracts.events import (
-    Event,
-    InventoryFailed,
-    InventoryReleased,
-    InventoryReserved,
-    LineItem,
-    OrderShipped,
-    PaymentProcessed,
-    ShippingFailed,
-)
+from shared.contracts.events import Event
 from shared.storage.db import UnitOfWork
 
 __all__ = ["ReserveRule", "release_stock", "reserve_rule", "reserve_stock", "ship_stock"]

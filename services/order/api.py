@@ -17,13 +17,13 @@ from pydantic import (
     field_validator,
 )
 
+from services.events import OrderCreated
 from services.order import store
 from services.order.admission import Admission, Overloaded
 from services.order.deadlines import Deadlines
 from services.order.model import OrderLine, OrderStatus, order_total
 from services.order.stuck import StuckCriteria, StuckFinder
 from shared.app.http import BODY_RESPONSES, not_found
-from shared.contracts.events import OrderCreated
 from shared.contracts.money import MAX_INTEGER_DIGITS, MoneyStr
 from shared.contracts.text import (
     MAX_CUSTOMER_ID_CHARS,

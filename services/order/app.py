@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from pydantic import Field
 
+from services.events import CATALOGUE
 from services.order import api, handlers, store
 from services.order.admission import Admission, outbox_backlog
 from services.order.dead_letter_rows import DeadLetterRows
@@ -19,7 +20,6 @@ from services.order.sweeper import DeadlineSweeper
 from shared.app.declaration import Consumers, ServiceDeclaration
 from shared.app.platform import Platform
 from shared.consuming.subscriptions import Subscription
-from shared.contracts.events import CATALOGUE
 from shared.contracts.topics import Topics
 from shared.ops.dead_letter_index import DeadLetterIndex
 from shared.publishing.purger import Purge
@@ -109,7 +109,7 @@ def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
     settings = platform.settings
     kafka = kafka_client_options(settings)
     dlq_topics = [Topics.dlq(topic) for topic in platform.topics.all(include_dlq=False)]
-    dead_letters = DeadLetterIndex(kafka, dlq_topics, DeadLetterRows(platform.units))
+    dead_letters = DeadLetterIndex(kafka, dlq_topics, DeadLetterRows(platform.units), CATALOGUE)
     urls = {
         "payment": settings.payment_url,
         "inventory": settings.inventory_url,
@@ -151,6 +151,7 @@ service = ServiceDeclaration(
     description="Takes orders and follows each order's saga to its end.",
     port=8000,
     migrations=Path(__file__).with_name("migrations"),
+    catalogue=CATALOGUE,
     consumers=consumers,
     routers=routers,
     admin_routers=lambda platform: [explorer.admin_router(platform.once(saga_explorer))],

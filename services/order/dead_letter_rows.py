@@ -30,7 +30,7 @@ class DeadLetterRows:
                 "topic": letter.topic,
                 "kafka_partition": letter.partition,
                 "kafka_offset": letter.offset,
-                "order_id": letter.order_id,
+                "order_id": letter.entity_key,
                 "dead_lettered_at": letter.dead_lettered_at,
             }
             for letter in letters

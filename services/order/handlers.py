@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from services.events import CATALOGUE, OrderCancelled, OrderCompleted, OrderEvent
 from services.order import store
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact, fact_for
 from shared.contracts.errors import PermanentError
-from shared.contracts.events import CATALOGUE, Event, OrderCancelled, OrderCompleted
 from shared.storage.db import UnitOfWork
 
 __all__ = ["OUTCOMES", "advance_sagas", "record_in_timeline"]
@@ -20,12 +20,12 @@ PRODUCER = "order"
 
 # The events that move an order's saga: one per saga fact (everything the other services
 # report), taken from the catalogue so the two lists cannot drift apart.
-OUTCOMES: tuple[type[Event], ...] = tuple(
+OUTCOMES: tuple[type[OrderEvent], ...] = tuple(
     event_type for event_type in CATALOGUE if fact_for(event_type.type_name()) is not None
 )
 
 
-async def advance_sagas(events: Sequence[Event], uow: UnitOfWork) -> None:
+async def advance_sagas(events: Sequence[OrderEvent], uow: UnitOfWork) -> None:
     """Record each outcome in its order's saga; announce the end of the sagas that just ended.
 
     One statement locks every order of the run (in order-id order, so concurrent runs wait
@@ -58,7 +58,7 @@ async def advance_sagas(events: Sequence[Event], uow: UnitOfWork) -> None:
     await store.save_sagas(uow.session, {order_id: sagas[order_id] for order_id in moved})
 
 
-def _announcement(event: Event, order: store.Order, saga: Saga) -> Event:
+def _announcement(event: OrderEvent, order: store.Order, saga: Saga) -> OrderEvent:
     """``OrderCompleted`` or ``OrderCancelled``, caused by the event that ended the saga."""
     if saga.status is OrderStatus.COMPLETED:
         return OrderCompleted.caused_by(
@@ -67,6 +67,6 @@ def _announcement(event: Event, order: store.Order, saga: Saga) -> Event:
     return OrderCancelled.caused_by(event, producer=PRODUCER, reason=str(saga.cancel_reason))
 
 
-async def record_in_timeline(events: Sequence[Event], uow: UnitOfWork) -> None:
+async def record_in_timeline(events: Sequence[OrderEvent], uow: UnitOfWork) -> None:
     """Add the saga's events to the read model ``GET /orders/{id}/timeline`` serves."""
     await store.add_to_timeline(uow.session, events, uow.read_from)

@@ -38,10 +38,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.events import OrderEvent
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from services.order.stuck import StuckCriteria
-from shared.contracts.events import Event
 from shared.publishing.retention import PurgeStatement
 from shared.storage.db import ReadFrom
 from shared.storage.sql import insert_unless_present
@@ -411,7 +411,7 @@ async def save_sagas(session: AsyncConnection, sagas: Mapping[str, Saga]) -> Non
 
 async def add_to_timeline(
     session: AsyncConnection,
-    events: Sequence[Event],
+    events: Sequence[OrderEvent],
     read_from: Mapping[uuid.UUID, ReadFrom] | None = None,
 ) -> None:
     """Record ``events`` in their orders' timelines (once each, however often delivered),

@@ -51,11 +51,11 @@ from typing import Final
 import asyncpg
 from sqlalchemy.exc import DBAPIError
 
+from services.events import OrderCancelled
 from services.order import store
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus
 from shared.backoff import backoff_delay
-from shared.contracts.events import OrderCancelled
 from shared.observability.metrics import Metric, counter, gauge
 from shared.storage.db import UnitOfWorkFactory, asyncpg_dsn
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from services.events import CATALOGUE, InventoryFailed, OrderCreated, ShippingFailed
 from services.payment import api, drills, handlers
 from shared.app.declaration import Consumers, ServiceDeclaration
 from shared.app.platform import Platform
 from shared.consuming.faults import FaultKind
 from shared.consuming.subscriptions import Subscription
-from shared.contracts.events import InventoryFailed, OrderCreated, ShippingFailed
 from shared.settings import PlatformSettings, database_url_field
 
 __all__ = ["PaymentSettings", "service"]
@@ -38,6 +38,7 @@ service = ServiceDeclaration(
     description="Charges orders, refunds them when a later step fails.",
     port=8001,
     migrations=Path(__file__).with_name("migrations"),
+    catalogue=CATALOGUE,
     business_faults=frozenset({FaultKind.decline}),
     consumers=consumers,
     admin_routers=lambda platform: [api.admin_router(platform.units)],

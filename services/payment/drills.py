@@ -6,8 +6,8 @@ is on (``shared.consuming.faults.business_fault``), and a deployment without it 
 
 from decimal import Decimal
 
+from services.events import OrderCreated
 from services.payment.model import ChargeDecision, PaymentStatus
-from shared.contracts.events import OrderCreated
 
 __all__ = ["INJECTED_DECLINE", "declined"]
 

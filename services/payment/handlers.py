@@ -5,6 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+from services.events import (
+    InventoryFailed,
+    OrderCreated,
+    PaymentFailed,
+    PaymentProcessed,
+    PaymentRefunded,
+    ShippingFailed,
+)
 from services.payment import store
 from services.payment.model import (
     ChargeDecision,
@@ -15,15 +23,7 @@ from services.payment.model import (
     void_payment,
 )
 from shared.contracts.errors import PermanentError, TransientError
-from shared.contracts.events import (
-    Event,
-    InventoryFailed,
-    OrderCreated,
-    PaymentFailed,
-    PaymentProcessed,
-    PaymentRefunded,
-    ShippingFailed,
-)
+from shared.contracts.events import Event
 from shared.contracts.money import ZERO
 from shared.storage.db import UnitOfWork
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
+from services.events import CATALOGUE, InventoryReserved, OrderCancelled
 from services.shipping import api, drills, handlers
 from shared.app.declaration import Consumers, ServiceDeclaration
 from shared.app.platform import Platform
 from shared.consuming.faults import FaultKind
 from shared.consuming.subscriptions import Subscription
-from shared.contracts.events import InventoryReserved, OrderCancelled
 from shared.settings import PlatformSettings, database_url_field
 
 __all__ = ["ShippingSettings", "service"]
@@ -37,6 +37,7 @@ service = ServiceDeclaration(
     description="Ships orders whose stock is held, with a stable tracking id.",
     port=8003,
     migrations=Path(__file__).with_name("migrations"),
+    catalogue=CATALOGUE,
     business_faults=frozenset({FaultKind.fail}),
     consumers=consumers,
     admin_routers=lambda platform: [api.admin_router(platform.units)],

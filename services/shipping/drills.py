@@ -4,8 +4,8 @@ Not a business rule: the bootstrap puts it in front of the shipment rule when fa
 injection is on (``shared.consuming.faults.business_fault``).
 """
 
+from services.events import InventoryReserved
 from services.shipping.model import ShipmentDecision, ShipmentStatus
-from shared.contracts.events import InventoryReserved
 
 __all__ = ["INJECTED_FAILURE", "failed"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from services.events import InventoryReserved, OrderCancelled, OrderShipped, ShippingFailed
 from services.shipping import store
 from services.shipping.model import (
     HOUSE_CARRIER,
@@ -14,7 +15,6 @@ from services.shipping.model import (
     should_ship,
 )
 from shared.contracts.errors import TransientError
-from shared.contracts.events import InventoryReserved, OrderCancelled, OrderShipped, ShippingFailed
 from shared.storage.db import UnitOfWork
 
 __all__ = ["TIMED_OUT", "ShipRule", "refuse_cancelled", "ship_order", "ship_rule"]

@@ -4,13 +4,15 @@
 fails when the file is not what the code generates (the test suite runs that check). What
 the document says comes from the code, so it cannot drift from it:
 
-- channels: one per topic of the catalogue (``shared.contracts.topics``) and one per
-  dead-letter topic;
+- channels: one per topic of the catalogue it is handed (``shared.contracts.catalogue``) and
+  one per dead-letter topic;
 - messages: each event model's JSON Schema (pydantic), its headers (``event_headers``; the
-  dead letters' from ``dead_letter_headers``), and its key, the order id (a Kafka binding);
+  dead letters' from ``dead_letter_headers``), and its key, the id its type declares (a Kafka
+  binding);
 - operations: what each service sends and each of its consumer groups receives
   (``ServiceWiring``), which the caller reads from the services' code: for the reference
-  system, ``services/asyncapi.py`` (the platform knows no service).
+  system, ``services/asyncapi.py`` (the platform knows no service);
+- the title, the introduction and the words for the key: the system's ``DocumentText``.
 """
 
 from __future__ import annotations
@@ -29,14 +31,16 @@ from typing import Any
 import yaml
 
 from shared.app.service import ASYNCAPI_DOCUMENT
+from shared.contracts.catalogue import Catalogue
 from shared.contracts.errors import NotAnEvent
-from shared.contracts.events import CATALOGUE, Event, event_headers
+from shared.contracts.events import Event, event_headers
 from shared.contracts.topics import Topics
 from shared.contracts.upcasting import FIRST_VERSION
 from shared.publishing.dlq import dead_letter_headers
 
 __all__ = [
     "DOCUMENT",
+    "DocumentText",
     "ServiceWiring",
     "build_document",
     "main",
@@ -68,24 +72,16 @@ DLQ_HEADERS = {
 
 HEADER_FORMATS = {"event_id": {"format": "uuid"}, "dlq.failed_at": {"format": "date-time"}}
 
-ABOUT = """\
-The events the order saga's four services exchange on Kafka, generated from the code
-(`python -m services.asyncapi`; docs/events.md tells the same in prose).
 
-Every topic carries one event type and is named after it in kebab case; with
-`SAGAKIT_TOPIC_PREFIX` every topic and consumer group name starts with that prefix (the
-`prefix` parameter, empty by default). Every record is keyed by the order id (UTF-8), so an
-order's events on one topic keep their order, and its value is a UTF-8 JSON object: the
-envelope, then the event's own fields. Readers ignore fields they do not know.
+@dataclass(frozen=True)
+class DocumentText:
+    """What a system says of itself in its document, in its own words."""
 
-`schema_version` counts an event type's breaking changes. A consumer reads its type's
-current version and every older one (upcast to the current model before any handler sees
-it); a version newer than it knows is dead-lettered, with the reason in `dlq.error.message`,
-rather than misread.
-
-Each topic `T` has a dead-letter topic `T-dlq`: a record no consumer group could take, its key
-and value byte for byte, with the `dlq.*` headers saying where it was read, by whom, why, and
-after how many attempts. `sagakit dlq replay T-dlq` publishes them to `T` again."""
+    title: str
+    about: str
+    """The document's introduction (Markdown)."""
+    key: str
+    """What the records' key is, lower case (for instance "the customer id")."""
 
 
 @dataclass(frozen=True)
@@ -97,27 +93,30 @@ class ServiceWiring:
     groups: Mapping[str, tuple[type[Event], ...]]
 
 
-def build_document(services: Sequence[ServiceWiring]) -> dict[str, Any]:
-    """The AsyncAPI 3.0.0 document of the catalogue and of ``services``' operations."""
+def build_document(
+    catalogue: Catalogue[Any], services: Sequence[ServiceWiring], text: DocumentText
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document of ``catalogue`` and of ``services``' operations."""
+    topics = Topics(catalogue)
     schemas: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     channels: dict[str, Any] = {}
-    for cls in CATALOGUE:
-        name, topic = cls.type_name(), Topics().for_event(cls)
+    for cls in catalogue:
+        name, topic = cls.type_name(), topics.for_event(cls)
         schemas[name] = _payload_schema(cls, schemas)
-        messages[name] = _event_message(cls)
-        messages[_dead_letter(name)] = _dead_letter_message(cls)
+        messages[name] = _event_message(cls, text.key)
+        messages[_dead_letter(name)] = _dead_letter_message(cls, text.key)
         channels[topic] = _channel(topic, name, _channel_summary(cls, services))
         channels[Topics.dlq(topic)] = _channel(
             Topics.dlq(topic), _dead_letter(name), f"{name} records no consumer group could take."
         )
-    schemas |= _header_schemas()
+    schemas |= _header_schemas(catalogue[0])
     return {
         "asyncapi": "3.0.0",
         "info": {
-            "title": "sagakit order saga events",
+            "title": text.title,
             "version": importlib.metadata.version("sagakit"),
-            "description": ABOUT,
+            "description": text.about,
         },
         "defaultContentType": "application/json",
         "servers": {
@@ -128,7 +127,7 @@ def build_document(services: Sequence[ServiceWiring]) -> dict[str, Any]:
             }
         },
         "channels": channels,
-        "operations": _operations(services),
+        "operations": _operations(topics, services),
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "messages": messages,
@@ -187,7 +186,7 @@ def _payload_schema(cls: type[Event], schemas: dict[str, Any]) -> dict[str, Any]
     return schema
 
 
-def _event_message(cls: type[Event]) -> dict[str, Any]:
+def _event_message(cls: type[Event], key: str) -> dict[str, Any]:
     name, current = cls.type_name(), cls.current_version()
     return {
         "name": name,
@@ -198,11 +197,11 @@ def _event_message(cls: type[Event]) -> dict[str, Any]:
             "description": "The saga the event belongs to.",
             "location": "$message.payload#/correlation_id",
         },
-        "bindings": {"kafka": _key_binding("The order id (UTF-8).")},
+        "bindings": {"kafka": _key_binding(f"{key[:1].upper()}{key[1:]} (UTF-8).")},
     }
 
 
-def _dead_letter_message(cls: type[Event]) -> dict[str, Any]:
+def _dead_letter_message(cls: type[Event], key: str) -> dict[str, Any]:
     name = cls.type_name()
     return {
         "name": _dead_letter(name),
@@ -213,7 +212,7 @@ def _dead_letter_message(cls: type[Event]) -> dict[str, Any]:
             "description": f"The original value, byte for byte: usually the {name} that could "
             "not be handled, but bytes that were not one are kept as they came."
         },
-        "bindings": {"kafka": _key_binding("The original record's key (the order id).")},
+        "bindings": {"kafka": _key_binding(f"The original record's key ({key}).")},
     }
 
 
@@ -224,9 +223,9 @@ def _key_binding(description: str) -> dict[str, Any]:
     }
 
 
-def _header_schemas() -> dict[str, Any]:
+def _header_schemas(sample: type[Event]) -> dict[str, Any]:
     """The headers of an event, and those of a dead letter (the original's, then ``dlq.*``)."""
-    event, dead_letter = _event_header_names(), _dead_letter_header_names()
+    event, dead_letter = _event_header_names(sample), _dead_letter_header_names()
     return {
         "EventHeaders": _headers(
             event, required=[n for n in event if n != "traceparent"], about="Every event's."
@@ -248,10 +247,11 @@ def _headers(names: Iterable[str], *, required: list[str], about: str) -> dict[s
     return {"type": "object", "description": about, "required": required, "properties": properties}
 
 
-def _event_header_names() -> list[str]:
+def _event_header_names(sample: type[Event]) -> list[str]:
     """The headers ``event_headers`` writes (with a trace active), each one described here."""
-    sample = _sample_event()
-    return _described([name for name, _ in event_headers(sample, "00-0-0-01")], EVENT_HEADERS)
+    fields: dict[str, Any] = {"event_type": sample.type_name(), sample.key_field: "k"}
+    event = sample.model_construct(correlation_id="k", producer="p", **fields)
+    return _described([name for name, _ in event_headers(event, "00-0-0-01")], EVENT_HEADERS)
 
 
 def _dead_letter_header_names() -> list[str]:
@@ -281,29 +281,27 @@ def _described(names: list[str], descriptions: Mapping[str, str]) -> list[str]:
     return names
 
 
-def _sample_event() -> Event:
-    first = CATALOGUE[0]
-    return first.model_construct(
-        event_type=first.type_name(), order_id="o", correlation_id="o", producer="p"
-    )
-
-
-def _operations(services: Sequence[ServiceWiring]) -> dict[str, Any]:
+def _operations(topics: Topics, services: Sequence[ServiceWiring]) -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for service in services:
         for cls in service.sends:
             operations[f"{service.name}.send{cls.type_name()}"] = _operation(
-                "send", cls, service.name, f"{service.name} sends {cls.type_name()}."
+                topics, "send", cls, service.name, f"{service.name} sends {cls.type_name()}."
             )
         for group, types in service.groups.items():
             for cls in types:
                 name = cls.type_name()
                 receive = _operation(
-                    "receive", cls, service.name, f"{service.name} reads {name} (group {group})."
+                    topics,
+                    "receive",
+                    cls,
+                    service.name,
+                    f"{service.name} reads {name} (group {group}).",
                 )
                 receive["bindings"] = {"kafka": _group_binding(group)}
                 operations[f"{group}.receive{name}"] = receive
                 operations[f"{group}.deadLetter{name}"] = _operation(
+                    topics,
                     "send",
                     cls,
                     service.name,
@@ -315,9 +313,15 @@ def _operations(services: Sequence[ServiceWiring]) -> dict[str, Any]:
 
 
 def _operation(
-    action: str, cls: type[Event], service: str, summary: str, *, dead_letter: bool = False
+    topics: Topics,
+    action: str,
+    cls: type[Event],
+    service: str,
+    summary: str,
+    *,
+    dead_letter: bool = False,
 ) -> dict[str, Any]:
-    topic = Topics().for_event(cls)
+    topic = topics.for_event(cls)
     channel = Topics.dlq(topic) if dead_letter else topic
     message = _dead_letter(cls.type_name()) if dead_letter else cls.type_name()
     return {
@@ -360,7 +364,12 @@ def render(document: Mapping[str, Any]) -> str:
     return header + body
 
 
-def main(services: Sequence[ServiceWiring], argv: Sequence[str] | None = None) -> int:
+def main(
+    catalogue: Catalogue[Any],
+    services: Sequence[ServiceWiring],
+    text: DocumentText,
+    argv: Sequence[str] | None = None,
+) -> int:
     """Write (or with ``--check``, compare) the document of ``services``; the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m services.asyncapi", description="Write docs/asyncapi.yaml from the code."
@@ -368,7 +377,7 @@ def main(services: Sequence[ServiceWiring], argv: Sequence[str] | None = None) -
     parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
     parser.add_argument("--output", type=Path, default=DOCUMENT)
     args = parser.parse_args(argv)
-    generated = render(build_document(services))
+    generated = render(build_document(catalogue, services, text))
     if not args.check:
         args.output.write_text(generated)
         print(f"wrote {args.output}")

@@ -1,7 +1,8 @@
 """A service declared once: what it is made of. The platform builds and runs the rest.
 
 A service's ``app.py`` holds one ``ServiceDeclaration``: its name, settings class, migrations,
-the business fault kinds it accepts, and factories for its consumer groups, routers and
+the event catalogue of its system (``shared.contracts.catalogue``), the business fault kinds
+it accepts, and factories for its consumer groups, routers and
 components. Each factory gets the service's ``Platform`` (settings, unit-of-work factory,
 fault registry), because what it builds needs them; none of them connects to anything.
 ``app()`` builds the FastAPI application and ``run()`` serves it from the command line
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, FastAPI
 
@@ -22,6 +23,7 @@ from shared.app.serve import serve
 from shared.app.service import Component, create_app
 from shared.consuming.faults import INFRASTRUCTURE_KINDS, FaultKind
 from shared.consuming.subscriptions import Subscription
+from shared.contracts.catalogue import Catalogue
 from shared.publishing.purger import Purge
 from shared.settings import PlatformSettings
 
@@ -48,6 +50,8 @@ class ServiceDeclaration(Generic[SettingsT]):
     port: int
     """The port ``python -m services.<name>`` listens on unless told otherwise."""
     migrations: Path
+    catalogue: Catalogue[Any]
+    """The events of its system: its topics, what its consumers decode."""
     consumers: Callable[[Platform[SettingsT]], Consumers]
     business_faults: frozenset[FaultKind] = frozenset()
     """The business fault kinds it accepts, besides the infrastructure ones every service
@@ -78,7 +82,7 @@ class ServiceDeclaration(Generic[SettingsT]):
     def app(self, settings: SettingsT | None = None) -> FastAPI:
         """The service as an ASGI app (``settings`` read from the environment if not given);
         it connects when the app starts."""
-        platform = Platform.configure(settings or self.settings(), self.fault_kinds)
+        platform = Platform.configure(settings or self.settings(), self.catalogue, self.fault_kinds)
         service = platform.service(
             migrations=self.migrations,
             consumers=self.consumers(platform),

@@ -26,6 +26,7 @@ from shared.consuming.consumer import ConsumerRunner
 from shared.consuming.faults import FaultKind, FaultRegistry, OrderScoped, business_fault
 from shared.consuming.inbox import Deduplicator
 from shared.consuming.subscriptions import Subscription
+from shared.contracts.catalogue import Catalogue
 from shared.contracts.topics import Topics, ensure_topics
 from shared.observability.metrics import Metric, gauge
 from shared.publishing.outbox import OutboxRelay, backlog_metrics
@@ -67,14 +68,17 @@ class Platform(Generic[SettingsT]):
         return self._built[build]  # type: ignore[return-value]
 
     @classmethod
-    def configure(cls, settings: SettingsT, faults: frozenset[FaultKind]) -> Platform[SettingsT]:
-        """The platform for ``settings``; ``faults`` are the fault kinds this service accepts."""
+    def configure(
+        cls, settings: SettingsT, catalogue: Catalogue[Any], faults: frozenset[FaultKind]
+    ) -> Platform[SettingsT]:
+        """The platform for ``settings`` and the events of ``catalogue``; ``faults`` are the
+        fault kinds this service accepts."""
         engine = make_engine(
             settings.database_url,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
         )
-        topics = Topics(settings.topic_prefix)
+        topics = Topics(catalogue, settings.topic_prefix)
         return cls(
             settings=settings,
             engine=engine,

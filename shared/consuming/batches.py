@@ -286,7 +286,7 @@ class BatchProcessor:
 
     def _faults_may_fire(self, run: Sequence[_Decoded]) -> bool:
         return self._faults is not None and self._faults.covers_any(
-            item.event.order_id for item in run
+            item.event.entity_key for item in run
         )
 
     async def _known_to_redis(self, run: Sequence[_Decoded]) -> set[uuid.UUID]:

@@ -94,7 +94,7 @@ class ConsumerRunner:
         subscriptions: Sequence[Subscription],
         settings: PlatformSettings,
         units: Callable[[], UnitOfWork],
-        topics: Topics | None = None,
+        topics: Topics,
         dedup: Deduplicator | None = None,
         inbox: Inbox | None = None,
         producer: AIOKafkaProducer | None = None,
@@ -107,7 +107,8 @@ class ConsumerRunner:
         self._durations = handler_durations()
         self._dlq_sizes: tuple[float, dict[str, int]] = (0.0, {})
         self._settings = settings
-        self._routes = routes_by_topic(subscriptions, topics or Topics(settings.topic_prefix))
+        self._routes = routes_by_topic(subscriptions, topics)
+        self._decode = topics.catalogue.decode
         self._units = units
         self._dedup = dedup
         self._inbox = inbox or Inbox()
@@ -330,6 +331,7 @@ class ConsumerRunner:
         return RecordProcessor(
             group=self.group_id,
             routes=self._routes,
+            decode=self._decode,
             units=self._units,
             dead_letters=DeadLetterQueue(
                 self._producer,

@@ -62,7 +62,7 @@ from shared.consuming.group_lock import GroupLock
 from shared.consuming.inbox import Deduplicator, Inbox
 from shared.consuming.subscriptions import Route
 from shared.contracts.errors import PermanentError, TransientError
-from shared.contracts.events import Event, decode
+from shared.contracts.events import Event
 from shared.observability.logs import about_record
 from shared.observability.metrics import histogram
 from shared.observability.tracing import OpenSpan, handling, header_of, recording, start_span
@@ -304,6 +304,7 @@ class RecordProcessor:
         *,
         group: str,
         routes: Mapping[str, Route],
+        decode: Callable[[bytes | None], Event],
         units: Callable[[], UnitOfWork],
         dead_letters: DeadLetterQueue,
         retry: RetryPolicy,
@@ -318,6 +319,7 @@ class RecordProcessor:
         self._lock = GroupLock(group)
         self._durations = durations or handler_durations()
         self._routes = routes
+        self._decode = decode
         self._units = units
         self._dead_letters = dead_letters
         self._retry = retry
@@ -409,10 +411,11 @@ class RecordProcessor:
             delay = self._retry.delay(attempts)
             self._stats.count_retry(record.topic)
             log.warning(
-                "retrying %s %s (order %s) in %.2fs after attempt %d failed (%s): %s: %s",
+                "retrying %s %s (%s %s) in %.2fs after attempt %d failed (%s): %s: %s",
                 event.event_type,
                 event.event_id,
-                event.order_id,
+                event.key_field,
+                event.entity_key,
                 delay,
                 attempts,
                 failure.value,
@@ -450,7 +453,7 @@ class RecordProcessor:
     def decode(self, record: ConsumerRecord[bytes, bytes]) -> tuple[Event, Route]:
         """The record's event and route; ``PermanentError`` when it is not an event of its topic."""
         route = self._routes[record.topic]
-        event = decode(record.value)
+        event = self._decode(record.value)
         if not isinstance(event, route.event_type):
             raise MisroutedEvent(
                 f"{event.event_type} on topic {record.topic}, which carries "
@@ -462,7 +465,7 @@ class RecordProcessor:
         self, record: ConsumerRecord[bytes, bytes], event: Event, route: Route
     ) -> Outcome:
         if self._faults is not None:
-            await inject_before_handler(self._faults, event.order_id)
+            await inject_before_handler(self._faults, event.entity_key)
         async with self._units() as uow:
             # Queued behind the group's other transactions, as a batch is: one record's
             # transaction could otherwise deadlock with the group's next batch.
@@ -485,10 +488,11 @@ class RecordProcessor:
     ) -> Outcome:
         """Send ``record`` to its dead-letter topic, saying why."""
         log.error(
-            "dead-lettering %s %s (order %s) from %s[%d]@%d after %d attempt(s): %s: %s",
+            "dead-lettering %s %s (%s %s) from %s[%d]@%d after %d attempt(s): %s: %s",
             event.event_type if event else "record",
             event.event_id if event else "-",
-            event.order_id if event else "-",
+            event.key_field if event else "key",
+            event.entity_key if event else "-",
             record.topic,
             record.partition,
             record.offset,
@@ -507,13 +511,14 @@ class RecordProcessor:
         )
 
     def _maybe_crash(self, event: Event) -> None:
-        if self._faults is None or self._faults.take(FaultKind.crash, event.order_id) is None:
+        if self._faults is None or self._faults.take(FaultKind.crash, event.entity_key) is None:
             return
         log.critical(
-            "injected crash after committing %s %s (order %s), before its offset commit",
+            "injected crash after committing %s %s (%s %s), before its offset commit",
             event.event_type,
             event.event_id,
-            event.order_id,
+            event.key_field,
+            event.entity_key,
         )
         logging.shutdown()  # flush the line above: os._exit skips every cleanup
         self._exit_process(CRASH_EXIT_CODE)

@@ -1,61 +1,37 @@
-"""Event contracts: the envelope, one frozen model per event type, and their wire form.
+"""The envelope every event carries, and the record form it travels in.
 
-Every event travels as a UTF-8 JSON object keyed by its order id, so all events of one order
-land in the same partition of each topic. ``decode`` is the single door from bytes to a typed
-event: anything it rejects is not an event and goes to the dead-letter topic.
+The platform knows no event type: a system declares its own as subclasses of ``Event``, each
+naming the field that identifies its entity (``key_field``), and hands them to the platform as
+a ``shared.contracts.catalogue.Catalogue``. Every event travels as a UTF-8 JSON object keyed
+by that entity's id, so all events of one entity land in the same partition of each topic.
 
 Each event type declares its current ``schema_version`` (the default of that field; 1 unless
-the class says otherwise). ``decode`` reads what the record says: an older version is
-brought up to the current one by the upcasters registered here (``shared.contracts.upcasting``), and
-a newer one than this code knows is refused, so it is dead-lettered instead of being misread.
+the class says otherwise); the catalogue's decoder reads what the record says and brings an
+older version up to the current one (``shared.contracts.upcasting``).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self, Union
+from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.contracts.errors import NotAnEvent
-from shared.contracts.money import MoneyStr
-from shared.contracts.upcasting import RawEvent, UpcasterRegistry
-
-__all__ = [
-    "CATALOGUE",
-    "UNKNOWN_CARRIER",
-    "UPCASTERS",
-    "Event",
-    "InventoryFailed",
-    "InventoryReleased",
-    "InventoryReserved",
-    "LineItem",
-    "OrderCancelled",
-    "OrderCompleted",
-    "OrderCreated",
-    "OrderShipped",
-    "PaymentFailed",
-    "PaymentProcessed",
-    "PaymentRefunded",
-    "PricedLineItem",
-    "Record",
-    "ShippingFailed",
-    "decode",
-    "event_headers",
-]
+__all__ = ["SCHEMA_VERSION", "Envelope", "Event", "Record", "event_headers"]
 
 SCHEMA_VERSION = 1
 """The version of every event type that does not declare another."""
 
 
-class Event(BaseModel):
-    """The envelope every event carries; subclasses add their own fields.
+class Envelope(BaseModel):
+    """The head of every event: what it is, its id, its version and when it happened.
 
     Unknown fields are ignored rather than refused (a tolerant reader), so a producer can add
-    a field without breaking consumers that do not know it yet.
+    a field without breaking consumers that do not know it yet. A system whose wire form puts
+    its key right after the head declares the key on a model of ``Envelope`` and lists it
+    after ``Event`` in its base event's bases (pydantic orders the fields by that).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -72,12 +48,6 @@ class Event(BaseModel):
     occurred_at: datetime = Field(
         default_factory=lambda: datetime.now(UTC), description="When it happened (RFC 3339, UTC)."
     )
-    order_id: str = Field(min_length=1, description="The order; also the record's key.")
-    correlation_id: str = Field(min_length=1, description="The saga: the order id.")
-    causation_id: uuid.UUID | None = Field(
-        default=None, description="The event_id of the event that caused this one (null: none)."
-    )
-    producer: str = Field(min_length=1, description="The service that wrote the event.")
 
     @field_validator("occurred_at")
     @classmethod
@@ -89,20 +59,46 @@ class Event(BaseModel):
         except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
             raise ValueError("occurred_at is outside the years 1 to 9999 in UTC") from None
 
+
+class Event(Envelope):
+    """An event of a saga: the envelope, its saga and cause, and the entity it is about.
+
+    A concrete system's base event sets ``key_field`` to the name of its entity's id field
+    (a ``str`` field it declares): the record's key, what replay filters and dead-letter
+    indexes look events up by, and what logs and traces name the event's entity with.
+    """
+
+    key_field: ClassVar[str]
+    """The name of the field holding the id of the entity the event is about."""
+
+    correlation_id: str = Field(min_length=1, description="The saga: the entity's id.")
+    causation_id: uuid.UUID | None = Field(
+        default=None, description="The event_id of the event that caused this one (null: none)."
+    )
+    producer: str = Field(min_length=1, description="The service that wrote the event.")
+
+    @property
+    def entity_key(self) -> str:
+        """The id of the entity the event is about (the value of its ``key_field``)."""
+        key = getattr(self, type(self).key_field)
+        if not isinstance(key, str):
+            raise TypeError(f"{type(self).__name__}.{type(self).key_field} is not a str")
+        return key
+
     @classmethod
-    def first(cls, *, order_id: str, producer: str, **fields: Any) -> Self:
-        """The event that starts a saga: it is its own correlation and has no cause."""
-        return cls(order_id=order_id, correlation_id=order_id, producer=producer, **fields)
+    def first(cls, *, producer: str, **fields: Any) -> Self:
+        """The event that starts a saga: it is its own correlation (its entity's id) and has
+        no cause. ``fields`` include the key field."""
+        return cls(correlation_id=fields[cls.key_field], producer=producer, **fields)
 
     @classmethod
     def caused_by(cls, cause: Event, *, producer: str, **fields: Any) -> Self:
-        """An event reacting to ``cause``: same order and saga, caused by that event."""
+        """An event reacting to ``cause``: same entity and saga, caused by that event."""
         return cls(
-            order_id=cause.order_id,
             correlation_id=cause.correlation_id,
             causation_id=cause.event_id,
             producer=producer,
-            **fields,
+            **{cls.key_field: cause.entity_key, **fields},
         )
 
     @classmethod
@@ -124,216 +120,6 @@ class Event(BaseModel):
     def to_json(self) -> bytes:
         """The record value: the envelope, then the event's own fields."""
         return self.model_dump_json().encode()
-
-
-class LineItem(BaseModel):
-    """A quantity of one sku, as stock sees it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1)
-
-
-class PricedLineItem(LineItem):
-    """A line of an order: a quantity of one sku at a unit price."""
-
-    unit_price: MoneyStr
-
-
-class OrderCreated(Event):
-    """An order was taken: its saga starts (the order service)."""
-
-    event_type: Literal["OrderCreated"] = "OrderCreated"
-    customer_id: str = Field(min_length=1)
-    items: tuple[PricedLineItem, ...] = Field(min_length=1)
-    total: MoneyStr
-
-
-class PaymentProcessed(Event):
-    """The order's total was charged to the customer (the payment service)."""
-
-    event_type: Literal["PaymentProcessed"] = "PaymentProcessed"
-    customer_id: str
-    amount: MoneyStr
-    items: tuple[LineItem, ...] = Field(min_length=1)
-
-
-class PaymentFailed(Event):
-    """The charge was declined, with the reason (the payment service)."""
-
-    event_type: Literal["PaymentFailed"] = "PaymentFailed"
-    customer_id: str
-    amount: MoneyStr
-    reason: str
-
-
-class InventoryReserved(Event):
-    """The order's stock is held for it (the inventory service)."""
-
-    event_type: Literal["InventoryReserved"] = "InventoryReserved"
-    items: tuple[LineItem, ...] = Field(min_length=1)
-
-
-class InventoryFailed(Event):
-    """The stock could not be held, with the reason and the sku (the inventory service)."""
-
-    event_type: Literal["InventoryFailed"] = "InventoryFailed"
-    reason: str
-    sku: str | None = None
-
-
-class OrderShipped(Event):
-    """The parcel left (the shipping service).
-
-    Version 2 names the carrier; version 1 had only the tracking id, and is read as version
-    2 with the carrier "unknown".
-    """
-
-    event_type: Literal["OrderShipped"] = "OrderShipped"
-    schema_version: int = 2
-    tracking_id: str = Field(description="The parcel's tracking id at its carrier.")
-    carrier: str = Field(min_length=1, description="Who carries the parcel (since version 2).")
-
-
-class ShippingFailed(Event):
-    """The parcel could not be sent, with the reason (the shipping service)."""
-
-    event_type: Literal["ShippingFailed"] = "ShippingFailed"
-    reason: str
-
-
-class PaymentRefunded(Event):
-    """A charge was given back after a later step failed (the payment service)."""
-
-    event_type: Literal["PaymentRefunded"] = "PaymentRefunded"
-    customer_id: str
-    amount: MoneyStr
-
-
-class InventoryReleased(Event):
-    """Held stock was given back after shipping failed (the inventory service)."""
-
-    event_type: Literal["InventoryReleased"] = "InventoryReleased"
-    items: tuple[LineItem, ...] = Field(min_length=1)
-
-
-class OrderCompleted(Event):
-    """The order's saga ended with the parcel shipped (the order service)."""
-
-    event_type: Literal["OrderCompleted"] = "OrderCompleted"
-    customer_id: str
-    total: MoneyStr
-
-
-class OrderCancelled(Event):
-    """The order's saga ended without it, every compensation done (the order service)."""
-
-    event_type: Literal["OrderCancelled"] = "OrderCancelled"
-    reason: str
-
-
-CATALOGUE: tuple[type[Event], ...] = (
-    OrderCreated,
-    PaymentProcessed,
-    PaymentFailed,
-    InventoryReserved,
-    InventoryFailed,
-    OrderShipped,
-    ShippingFailed,
-    PaymentRefunded,
-    InventoryReleased,
-    OrderCompleted,
-    OrderCancelled,
-)
-"""Every event type, in saga order: the one list to extend with a new type. Its topics
-(shared.contracts.topics), the decoder below and the order service's timeline all follow from it."""
-
-# A discriminated union of the catalogue, built from it so that no second list exists:
-# pydantic picks the model by ``event_type`` in one pass over the JSON.
-_any_event: TypeAdapter[Event] = TypeAdapter(
-    Annotated[Union[CATALOGUE], Field(discriminator="event_type")]  # type: ignore[arg-type]  # noqa: UP007
-)
-_KNOWN_TYPES = ", ".join(cls.type_name() for cls in CATALOGUE)
-
-UNKNOWN_CARRIER = "unknown"
-"""The carrier of an ``OrderShipped`` written at version 1, which did not name one."""
-
-UPCASTERS = UpcasterRegistry()
-"""Every event type's steps from its older versions to its current one."""
-
-
-@UPCASTERS.register(OrderShipped.type_name(), from_version=1)
-def _order_shipped_names_its_carrier(raw: RawEvent) -> RawEvent:
-    # A shipper still on v1 says nothing of the carrier: say so rather than guess one.
-    raw.setdefault("carrier", UNKNOWN_CARRIER)
-    return raw
-
-
-_CURRENT_VERSIONS: dict[str, int] = {cls.type_name(): cls.current_version() for cls in CATALOGUE}
-UPCASTERS.check(_CURRENT_VERSIONS)  # at import: a version without its upcaster is a bug
-
-
-def decode(value: bytes | None) -> Event:
-    """Turn a record value into a typed event, or raise ``NotAnEvent`` saying why not.
-
-    A record of the current version is validated straight from its bytes, as fast as before
-    versions were read; only one that fails, or says another version, is parsed to be looked
-    at and, if older, upcast.
-    """
-    if value is None:
-        raise NotAnEvent("the record has no value (a tombstone is not an event)")
-    try:
-        event = _any_event.validate_json(value)
-    except ValidationError as error:
-        return _upcast_or_refuse(value, error)
-    current = _CURRENT_VERSIONS[event.event_type]
-    if event.schema_version != current:
-        # It validated, but the record is another version: read what it says, as it says it.
-        raw = json.loads(value)
-        return _from_version(raw, event.event_type, event.schema_version, current)
-    return event
-
-
-def _upcast_or_refuse(value: bytes, error: ValidationError) -> Event:
-    """An older event that the current model refuses, upcast; anything else, ``NotAnEvent``."""
-    try:
-        raw = json.loads(value)
-    except (ValueError, RecursionError):
-        raise NotAnEvent(_explain(error)) from error
-    if isinstance(raw, dict):
-        event_type, version = str(raw.get("event_type")), raw.get("schema_version")
-        current = _CURRENT_VERSIONS.get(event_type)
-        # A bool is an int to Python, not a version to us.
-        if current is not None and type(version) is int and version != current:
-            return _from_version(raw, event_type, version, current)
-    raise NotAnEvent(_explain(error)) from error
-
-
-def _from_version(raw: RawEvent, event_type: str, version: int, current: int) -> Event:
-    if version > current:
-        raise NotAnEvent(
-            f"{event_type} schema_version {version} is newer than this consumer knows "
-            f"({current}): upgrade the consumer, then replay the dead letter"
-        )
-    upcast = UPCASTERS.upcast(raw, event_type, version, current)
-    try:
-        # From JSON again, not from the dict: the same validation rules as the fast path.
-        return _any_event.validate_json(json.dumps(upcast))
-    except ValidationError as error:
-        raise NotAnEvent(
-            f"{event_type} schema_version {version} upcast to {current}: {_explain(error)}"
-        ) from error
-
-
-def _explain(error: ValidationError) -> str:
-    first = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "value"
-    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        return f"unknown or missing event_type (known: {_KNOWN_TYPES})"
-    if first["type"] == "json_invalid":
-        return f"not a JSON object: {first['msg']}"
-    return f"{where}: {first['msg']} ({error.error_count()} error(s) in all)"
 
 
 @dataclass(frozen=True, slots=True)

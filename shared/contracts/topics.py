@@ -1,6 +1,6 @@
-"""The topics: one per event type of the catalogue (``shared.contracts.events``), each with its DLQ.
+"""The topics: one per event type of a catalogue (``shared.contracts.catalogue``), and DLQs.
 
-A topic's name is its event type in kebab case (``OrderCreated`` -> ``order-created``), and
+A topic's name is its event type in kebab case (``ThingHappened`` -> ``thing-happened``), and
 its dead-letter topic adds ``-dlq``. An optional prefix lets several independent systems (or
 test runs) share one cluster without seeing each other's records.
 """
@@ -18,11 +18,11 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
-from shared.contracts.events import CATALOGUE, Event, Record, event_headers
+from shared.contracts.catalogue import Catalogue
+from shared.contracts.events import Event, Record, event_headers
 
 __all__ = [
     "DLQ_SUFFIX",
-    "EVENT_TYPES",
     "Topics",
     "encode",
     "ensure_topics",
@@ -38,9 +38,6 @@ RETENTION_MS = "retention.ms"
 # DescribeConfigs' config_source of a setting made on the topic itself (not a broker default).
 _DYNAMIC_TOPIC_CONFIG = 1
 
-EVENT_TYPES: tuple[str, ...] = tuple(event_type.type_name() for event_type in CATALOGUE)
-"""The ``event_type`` of every event of the catalogue, in its order: one topic each."""
-
 
 class NamedEventType(Protocol):
     @classmethod
@@ -48,21 +45,23 @@ class NamedEventType(Protocol):
 
 
 def kebab(event_type: str) -> str:
-    """``PaymentProcessed`` -> ``payment-processed``."""
+    """``ThingHappened`` -> ``thing-happened``."""
     return re.sub(r"(?<!^)(?=[A-Z])", "-", event_type).lower()
 
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """Names the topics of the catalogue, with an optional prefix for shared clusters."""
+    """Names the topics of ``catalogue``, with an optional prefix for shared clusters."""
 
+    catalogue: Catalogue[Any]
     prefix: str = ""
 
     def for_event(self, event_type: str | type[NamedEventType]) -> str:
         """The topic that carries events of this type."""
         name = event_type if isinstance(event_type, str) else event_type.type_name()
-        if name not in EVENT_TYPES:
-            raise ValueError(f"{name!r} is not in the event catalogue: {', '.join(EVENT_TYPES)}")
+        known = self.catalogue.type_names()
+        if name not in known:
+            raise ValueError(f"{name!r} is not in the event catalogue: {', '.join(known)}")
         return f"{self.prefix}{kebab(name)}"
 
     @staticmethod
@@ -72,7 +71,7 @@ class Topics:
 
     def all(self, include_dlq: bool = True) -> list[str]:
         """Every topic of the catalogue, and each one's dead-letter topic unless told not to."""
-        names = [self.for_event(event_type) for event_type in EVENT_TYPES]
+        names = [self.for_event(event_type) for event_type in self.catalogue.type_names()]
         if include_dlq:
             names += [self.dlq(name) for name in names]
         return names
@@ -90,7 +89,7 @@ async def ensure_topics(
     """Create whichever of ``names`` do not exist yet; return the ones created.
 
     Existing topics are left as they are (their partition count is not changed: growing it
-    would move keys to other partitions and break per-order ordering), with one exception:
+    would move keys to other partitions and break per-key ordering), with one exception:
     given ``dlq_retention_ms`` (-1: keep for ever), every dead-letter topic among ``names`` is
     created with that ``retention.ms`` and an existing one is brought to it. A dead letter
     waits for a person to fix its cause and replay it; the broker's default retention (7 days)
@@ -236,10 +235,10 @@ async def existing_partitions(client_options: Mapping[str, Any]) -> dict[str, li
 
 
 def encode(event: Event, topics: Topics, traceparent: str | None = None) -> Record:
-    """The record that carries ``event``: on its type's topic, keyed by its order id."""
+    """The record that carries ``event``: on its type's topic, keyed by its entity's id."""
     return Record(
         topic=topics.for_event(event.event_type),
-        key=event.order_id.encode(),
+        key=event.entity_key.encode(),
         value=event.to_json(),
         headers=event_headers(event, traceparent),
     )

@@ -2,8 +2,9 @@
 
 ``configure_logging`` sends every logger's lines to stderr, each with the service and the
 instance that wrote it. While a record is being processed (``about_record``), every line
-also carries that record's ids: ``event_type``, ``event_id``, ``order_id``,
-``correlation_id``, ``topic``, ``partition``, ``offset`` (and ``trace_id``). They live in one
+also carries that record's ids: ``event_type``, ``event_id``, the event's key under the name
+its type declares (``Event.key_field``), ``correlation_id``, ``topic``, ``partition``,
+``offset`` (and ``trace_id``). They live in one
 context variable, so binding them costs one ``ContextVar.set`` per record, and a line logged
 by any module (the inbox, the DLQ, a service's handler) picks them up without being passed
 anything.
@@ -22,9 +23,12 @@ import logging
 import sys
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pythonjsonlogger.json import JsonFormatter
+
+if TYPE_CHECKING:
+    from shared.contracts.events import Event
 
 __all__ = [
     "LogFormat",
@@ -39,18 +43,6 @@ LogFormat = Literal["json", "console"]
 
 _context: ContextVar[Mapping[str, object] | None] = ContextVar("sagakit_log_context", default=None)
 
-# Added to every line, in this order, by the console format when present.
-_CONTEXT_KEYS = (
-    "event_type",
-    "event_id",
-    "order_id",
-    "correlation_id",
-    "topic",
-    "partition",
-    "offset",
-    "trace_id",
-)
-
 
 class ConsumedRecord(Protocol):
     """What the log context needs of a consumed record (aiokafka's ``ConsumerRecord`` fits)."""
@@ -63,35 +55,20 @@ class ConsumedRecord(Protocol):
     def offset(self) -> int: ...
 
 
-class EventIds(Protocol):
-    """What the log context needs of an event (``shared.contracts.events.Event`` fits)."""
-
-    @property
-    def event_type(self) -> str: ...
-    @property
-    def event_id(self) -> object: ...
-    @property
-    def order_id(self) -> str: ...
-    @property
-    def correlation_id(self) -> str: ...
-
-
 def record_fields(
-    record: ConsumedRecord, event: EventIds | None = None, trace_id: str | None = None
+    record: ConsumedRecord, event: Event | None = None, trace_id: str | None = None
 ) -> dict[str, object]:
-    """The log fields of ``record`` and, once decoded, of its ``event``."""
-    fields: dict[str, object] = {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-    }
+    """The log fields of ``record`` and, once decoded, of its ``event``, in the order the
+    console format shows them."""
+    fields: dict[str, object] = {}
     if event is not None:
         fields |= {
             "event_type": event.event_type,
             "event_id": str(event.event_id),
-            "order_id": event.order_id,
+            event.key_field: event.entity_key,
             "correlation_id": event.correlation_id,
         }
+    fields |= {"topic": record.topic, "partition": record.partition, "offset": record.offset}
     if trace_id is not None:
         fields["trace_id"] = trace_id
     return fields
@@ -99,7 +76,7 @@ def record_fields(
 
 @contextlib.contextmanager
 def about_record(
-    record: ConsumedRecord, event: EventIds | None = None, trace_id: str | None = None
+    record: ConsumedRecord, event: Event | None = None, trace_id: str | None = None
 ) -> Iterator[None]:
     """Every line logged inside the block carries ``record``'s (and ``event``'s) ids."""
     token = _context.set(record_fields(record, event, trace_id))
@@ -137,8 +114,9 @@ class _ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
+        # The bound record's fields, in their order: formatted where they were logged.
         context = " ".join(
-            f"{key}={record.__dict__[key]}" for key in _CONTEXT_KEYS if key in record.__dict__
+            f"{key}={record.__dict__[key]}" for key in current_context() if key in record.__dict__
         )
         return f"{line} [{context}]" if context else line
 

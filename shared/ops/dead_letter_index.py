@@ -2,14 +2,15 @@
 kept in memory.
 
 The order service answers "which sagas are stuck" and the explorer shows the dead letters;
-both need to know which orders have a record in a ``-dlq`` topic (every record is keyed by
-its order id). ``DeadLetterIndex.refresh`` reads each dead-letter partition from where the
-last refresh stopped up to its end as of now, with no consumer group (nothing is committed,
-nobody else's position moves), and writes one row per record to a ``DeadLetterStore`` (the
-order service's ``dead_letter_index`` table: topic, partition, offset, order id, when).
+both need to know which entities have a record in a ``-dlq`` topic (every record is keyed
+by its entity's id, the key its event type declares). ``DeadLetterIndex.refresh`` reads each
+dead-letter partition from where the last refresh stopped up to its end as of now, with no
+consumer group (nothing is committed, nobody else's position moves), and writes one row per
+record to a ``DeadLetterStore`` (the order service's ``dead_letter_index`` table: topic,
+partition, offset, key, when).
 
 Memory is bounded whatever the DLQs hold: the store, not the process, knows every
-dead-lettered order (a query joins it; nothing lists them all in one statement), the
+dead-lettered entity (a query joins it; nothing lists them all in one statement), the
 counts come from the partitions' offsets, and only the newest ``keep_per_topic`` records of
 each topic are kept whole (headers and value) for display. A process that starts again
 resumes after the store's last row of each partition (and reads the ``keep_per_topic``
@@ -23,15 +24,16 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from shared.contracts.catalogue import Catalogue
 from shared.contracts.errors import NotAnEvent
-from shared.contracts.events import Event, decode
+from shared.contracts.events import Event
 from shared.contracts.topics import existing_partitions
 from shared.publishing.dlq import DLQ_HEADER_PREFIX
 
@@ -52,10 +54,12 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
+    catalogue: Catalogue[Any] = field(compare=False, repr=False)
+    """What its value is read with (``event``)."""
 
     @property
-    def order_id(self) -> str | None:
-        """The record's key: the order id of the event (None for a record without one)."""
+    def entity_key(self) -> str | None:
+        """The record's key: the id of the event's entity (None for a record without one)."""
         return None if self.key is None else self.key.decode(errors="replace")
 
     @property
@@ -75,15 +79,16 @@ class DeadLetter:
     def indexed(self) -> IndexedDeadLetter:
         """The record's row in the index's store."""
         return IndexedDeadLetter(
-            self.topic, self.partition, self.offset, self.order_id, self.timestamp
+            self.topic, self.partition, self.offset, self.entity_key, self.timestamp
         )
 
     def event(self) -> Event | str:
         """The value as an event, or why it is not one (poison bytes are dead-lettered too)."""
         try:
-            return decode(self.value)
+            event: Event = self.catalogue.decode(self.value)
         except NotAnEvent as error:
             return str(error)
+        return event
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,7 @@ class IndexedDeadLetter:
     topic: str
     partition: int
     offset: int
-    order_id: str | None
+    entity_key: str | None
     dead_lettered_at: datetime
 
 
@@ -114,13 +119,15 @@ class DeadLetterStore(Protocol):
 
 
 class DeadLetterIndex:
-    """The dead letters of ``topics``, refreshed on demand (``refresh``) into ``store``."""
+    """The dead letters of ``topics``, refreshed on demand (``refresh``) into ``store``, their
+    values read with ``catalogue``."""
 
     def __init__(
         self,
         client_options: Mapping[str, Any],
         topics: Sequence[str],
         store: DeadLetterStore,
+        catalogue: Catalogue[Any],
         *,
         keep_per_topic: int = 200,
         min_interval_s: float = 1.0,
@@ -128,6 +135,7 @@ class DeadLetterIndex:
         self._options = dict(client_options)
         self._topics = list(topics)
         self._store = store
+        self._catalogue = catalogue
         self._keep = keep_per_topic
         self._min_interval_s = min_interval_s
         self._next: dict[TopicPartition, int] | None = None  # None: not resumed from the store
@@ -174,7 +182,9 @@ class DeadLetterIndex:
     async def read(self, positions: Sequence[tuple[str, int, int]]) -> list[DeadLetter]:
         """The dead letters at ``positions`` (topic, partition, offset), read by seeking to
         each; a position the topic no longer holds is left out."""
-        return [_letter(record) for record in await read_at(self._options, positions)]
+        return [
+            _letter(record, self._catalogue) for record in await read_at(self._options, positions)
+        ]
 
     async def _read_new(self) -> None:
         existing = await existing_partitions(self._options)
@@ -211,7 +221,7 @@ class DeadLetterIndex:
             while behind:
                 batches = await consumer.getmany(*behind, timeout_ms=POLL_TIMEOUT_MS)
                 letters = [
-                    _letter(record)
+                    _letter(record, self._catalogue)
                     for tp, records in batches.items()
                     for record in records
                     if record.offset < ends[tp]
@@ -264,7 +274,7 @@ async def read_at(
     return found
 
 
-def _letter(record: Any) -> DeadLetter:
+def _letter(record: Any, catalogue: Catalogue[Any]) -> DeadLetter:
     return DeadLetter(
         topic=record.topic,
         partition=record.partition,
@@ -273,4 +283,5 @@ def _letter(record: Any) -> DeadLetter:
         key=record.key,
         value=record.value,
         headers=tuple(record.headers),
+        catalogue=catalogue,
     )

@@ -24,6 +24,7 @@ import pytest
 
 from deploy.demo.client import SagaClient, SystemUrls
 from deploy.localstack.cluster import KafkaCluster
+from services.events import CATALOGUE
 from shared.contracts.topics import Topics
 from shared.storage.db import asyncpg_dsn, decode_headers, outbox_table
 from tests.e2e.conftest import (
@@ -93,7 +94,7 @@ async def test_sagas_survive_the_kill_of_the_broker_leading_most_partitions(
 ) -> None:
     system = system_on_cluster
     client, ledger = system.client, Ledger(system.client)
-    topics = Topics(system.env["SAGAKIT_TOPIC_PREFIX"]).all()
+    topics = Topics(CATALOGUE, system.env["SAGAKIT_TOPIC_PREFIX"]).all()
     rng = random.Random(SEED)
     balances = ["2000.00"] * 14 + ["30.00"] * 3 + ["0.00"] * 2
     customers = [await ledger.customer("failover", balance) for balance in balances]

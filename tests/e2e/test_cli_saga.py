@@ -16,6 +16,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.demo.__main__ import operator_view
+from services.events import CATALOGUE
 from shared.contracts.errors import PermanentError
 from shared.contracts.topics import Topics, existing_partitions
 from shared.publishing.dlq import dead_letter_headers
@@ -122,7 +123,7 @@ async def test_tail_from_the_beginning_with_a_key_shows_exactly_one_orders_event
     mine = (await ledger.place(customer, [(sku, 1, "3.00")]))["order_id"]
     await ledger.place(customer, [(sku, 1, "4.00")])  # another order, not to be shown
     await ledger.assert_invariants()
-    topics = Topics(system.env["SAGAKIT_TOPIC_PREFIX"]).all(include_dlq=False)
+    topics = Topics(CATALOGUE, system.env["SAGAKIT_TOPIC_PREFIX"]).all(include_dlq=False)
 
     shown = succeeded(await sagakit("tail", *topics, "--from-beginning", "--key", mine, "--json"))
 

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from services.events import UNKNOWN_CARRIER, InventoryReserved, decode
 from shared.app.asyncapi import DOCUMENT
-from shared.contracts.events import UNKNOWN_CARRIER, InventoryReserved, decode
 from shared.publishing.producer import build_producer
 from shared.settings import PlatformSettings
 from tests.e2e.conftest import RunningSystem

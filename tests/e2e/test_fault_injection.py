@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.contracts.events import PaymentProcessed, decode
+from services.events import PaymentProcessed, decode
 from shared.ops.replay import replay_dead_letters
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.invariants import (

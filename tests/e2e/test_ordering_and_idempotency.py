@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from shared.contracts.events import (
-    Event,
+from services.events import (
+    CATALOGUE,
     InventoryFailed,
     InventoryReserved,
     OrderCreated,
@@ -28,6 +28,7 @@ from shared.contracts.events import (
     ShippingFailed,
     decode,
 )
+from shared.contracts.events import Event
 from shared.contracts.topics import Topics, encode
 from shared.publishing.producer import build_producer
 from shared.settings import PlatformSettings
@@ -102,7 +103,7 @@ class Forger:
 
     def __init__(self, system: RunningSystem, created: OrderCreated, producer: Any) -> None:
         self.created = created
-        self.topics = Topics(system.env["SAGAKIT_TOPIC_PREFIX"])
+        self.topics = Topics(CATALOGUE, system.env["SAGAKIT_TOPIC_PREFIX"])
         self.producer = producer
 
     async def publish(self, *events: Event) -> None:

@@ -19,9 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE, OrderCreated
 from shared.consuming.consumer import ConsumerRunner, Subscription
 from shared.contracts.errors import PermanentError, TransientError
-from shared.contracts.events import OrderCreated
 from shared.contracts.topics import Topics, encode
 from shared.storage.db import UnitOfWork, UnitOfWorkFactory
 from tests.infra import Infrastructure
@@ -52,7 +52,9 @@ async def database(infra: Infrastructure) -> AsyncIterator[tuple[str, AsyncEngin
 
 @pytest.fixture
 async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
-    async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("b"))) as kafka:
+    async with Kafka.connect(
+        infra.kafka_bootstrap, Topics(CATALOGUE, infra.topic_prefix("b"))
+    ) as kafka:
         yield kafka
 
 

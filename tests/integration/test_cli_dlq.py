@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from services.events import CATALOGUE
 from shared.contracts.errors import PermanentError
 from shared.contracts.topics import Topics, ensure_topics
 from shared.publishing.dlq import dead_letter_headers
@@ -36,7 +37,7 @@ class DeadLetters:
     def __init__(self, infra: Infrastructure) -> None:
         self.infra = infra
         self.prefix = infra.topic_prefix("dlq")
-        self.topic = Topics(self.prefix).for_event("OrderCreated")
+        self.topic = Topics(CATALOGUE, self.prefix).for_event("OrderCreated")
         self.dlq = Topics.dlq(self.topic)
         self.added = 0
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from deploy.localstack.cluster import KafkaCluster
-from shared.contracts.events import OrderShipped
+from services.events import CATALOGUE, OrderShipped
 from shared.contracts.topics import Topics, ensure_topics
 from shared.publishing.outbox import OutboxRelay
 from shared.publishing.producer import build_producer
@@ -63,7 +63,7 @@ async def test_topics_and_internal_topics_get_three_replicas_and_need_two_in_syn
     cluster: KafkaCluster, infra: Infrastructure
 ) -> None:
     settings = settings_for(cluster)
-    topic = Topics(prefix=infra.topic_prefix("replicas")).for_event(OrderShipped)
+    topic = Topics(CATALOGUE, prefix=infra.topic_prefix("replicas")).for_event(OrderShipped)
     await ensure_topics(
         kafka_client_options(settings),
         [topic],
@@ -143,7 +143,7 @@ async def outbox(cluster: KafkaCluster, infra: Infrastructure) -> AsyncIterator[
     url = await infra.create_database("cluster_outbox")
     engine = make_engine(url)
     await create_platform_tables(engine)
-    topics = Topics(prefix=infra.topic_prefix("two-down"))
+    topics = Topics(CATALOGUE, prefix=infra.topic_prefix("two-down"))
     topic = topics.for_event(OrderShipped)
     await ensure_topics(
         kafka_client_options(settings),

@@ -23,7 +23,7 @@ from aiokafka.structs import TopicPartition
 from sqlalchemy import select
 
 from deploy.localstack.cluster import KafkaCluster
-from shared.contracts.events import OrderShipped
+from services.events import CATALOGUE, OrderShipped
 from shared.contracts.topics import Topics
 from shared.publishing.dlq import DeadLetterQueue
 from shared.publishing.outbox import OutboxRelay
@@ -88,7 +88,7 @@ async def patient_producer(cluster: KafkaCluster) -> AsyncIterator[AIOKafkaProdu
 async def test_a_partition_without_a_leader_delays_only_its_own_rows(
     cluster: KafkaCluster, infra: Infrastructure, patient_producer: AIOKafkaProducer
 ) -> None:
-    topics = Topics(prefix=infra.topic_prefix("stalled-partition"))
+    topics = Topics(CATALOGUE, prefix=infra.topic_prefix("stalled-partition"))
     topic = topics.for_event(OrderShipped)
     await create_single_replica_topic(cluster, topic, PARTITIONS)
     leaders = {p.partition: p.leader for p in await cluster.partitions([topic])}

@@ -12,10 +12,10 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE, OrderCreated, PaymentFailed
 from shared.consuming.consumer import Subscription
 from shared.consuming.inbox import Deduplicator
 from shared.contracts.errors import PermanentError, TransientError
-from shared.contracts.events import OrderCreated, PaymentFailed
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWork
 from tests.infra import Infrastructure
@@ -54,7 +54,9 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
-    async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("c"))) as kafka:
+    async with Kafka.connect(
+        infra.kafka_bootstrap, Topics(CATALOGUE, infra.topic_prefix("c"))
+    ) as kafka:
         yield kafka
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE
 from shared.consuming.processing import CRASH_EXIT_CODE
 from shared.consuming.subscriptions import Delivery
 from shared.contracts.events import Event
@@ -43,7 +44,9 @@ async def database(infra: Infrastructure) -> AsyncIterator[tuple[str, AsyncEngin
 
 @pytest.fixture
 async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
-    async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("cc"))) as kafka:
+    async with Kafka.connect(
+        infra.kafka_bootstrap, Topics(CATALOGUE, infra.topic_prefix("cc"))
+    ) as kafka:
         yield kafka
 
 

@@ -12,9 +12,9 @@ import pytest
 from aiokafka.partitioner import murmur2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE, OrderCreated
 from shared.consuming.consumer import ConsumerRunner, Subscription
 from shared.contracts.errors import TransientError
-from shared.contracts.events import OrderCreated
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWork, UnitOfWorkFactory
 from tests.infra import Infrastructure
@@ -43,7 +43,9 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
-    async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("cg"))) as kafka:
+    async with Kafka.connect(
+        infra.kafka_bootstrap, Topics(CATALOGUE, infra.topic_prefix("cg"))
+    ) as kafka:
         yield kafka
 
 

@@ -31,11 +31,12 @@ from redis.asyncio import Redis
 from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE, OrderCreated
 from shared.consuming.consumer import ConsumerRunner, Subscription
 from shared.consuming.faults import INFRASTRUCTURE_KINDS, FaultKind, FaultRegistry, FaultSpec
 from shared.consuming.inbox import Deduplicator
 from shared.consuming.subscriptions import Delivery, Handler
-from shared.contracts.events import Event, OrderCreated
+from shared.contracts.events import Event
 from shared.contracts.topics import Topics, encode, ensure_topics
 from shared.settings import PlatformSettings
 from shared.storage.db import UnitOfWork, UnitOfWorkFactory, make_engine, platform_metadata
@@ -332,7 +333,7 @@ class ChildConfig:
 
 
 async def _child(config: ChildConfig) -> dict[str, int]:
-    topics = Topics(config.topic_prefix)
+    topics = Topics(CATALOGUE, config.topic_prefix)
     engine = make_engine(config.database_url)
     redis = Redis.from_url(config.redis_url)
     faults = FaultRegistry(INFRASTRUCTURE_KINDS)

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE
 from services.order import api, store
 from services.order.admission import Admission
 from services.order.dead_letter_rows import DeadLetterRows
@@ -52,7 +53,7 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def units(engine: AsyncEngine) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(engine, Topics())
+    return UnitOfWorkFactory(engine, Topics(CATALOGUE))
 
 
 async def write(infra: Infrastructure, topic: str, records: list[tuple[bytes, bytes]]) -> None:
@@ -73,7 +74,9 @@ async def test_the_index_counts_new_dead_letters_once_and_stores_where_they_are(
     missing = Topics.dlq(infra.topic("index-never-created"))
     await ensure_topics(options(infra), [first, second], partitions=3)
     rows = DeadLetterRows(units)
-    index = DeadLetterIndex(options(infra), [first, second, missing], rows, min_interval_s=0)
+    index = DeadLetterIndex(
+        options(infra), [first, second, missing], rows, CATALOGUE, min_interval_s=0
+    )
     one, two = (f"order-{uuid.uuid4().hex[:8]}" for _ in range(2))
 
     await index.refresh()
@@ -98,7 +101,7 @@ async def test_the_index_counts_new_dead_letters_once_and_stores_where_they_are(
     assert [letter.topic for letter in index.newest(first)] == [first, first]
 
     # A process that starts again resumes from the store: nothing is stored twice.
-    again = DeadLetterIndex(options(infra), [first, second], rows, min_interval_s=0)
+    again = DeadLetterIndex(options(infra), [first, second], rows, CATALOGUE, min_interval_s=0)
     await again.refresh()
     assert again.counts() == {first: 2, second: 1}
     async with units() as uow:
@@ -110,7 +113,9 @@ async def test_a_refresh_within_the_interval_reads_nothing(
 ) -> None:
     topic = Topics.dlq(infra.topic("index-interval"))
     await ensure_topics(options(infra), [topic], partitions=1)
-    index = DeadLetterIndex(options(infra), [topic], DeadLetterRows(units), min_interval_s=60)
+    index = DeadLetterIndex(
+        options(infra), [topic], DeadLetterRows(units), CATALOGUE, min_interval_s=60
+    )
     await index.refresh()
     await write(infra, topic, [(b"order-3", b"x")])
     await index.refresh()
@@ -123,7 +128,9 @@ async def test_rows_of_records_the_topic_no_longer_holds_are_dropped(
     topic = Topics.dlq(infra.topic("index-retention"))
     await ensure_topics(options(infra), [topic], partitions=1)
     order_id = f"order-{uuid.uuid4().hex[:8]}"
-    index = DeadLetterIndex(options(infra), [topic], DeadLetterRows(units), min_interval_s=0)
+    index = DeadLetterIndex(
+        options(infra), [topic], DeadLetterRows(units), CATALOGUE, min_interval_s=0
+    )
     await write(infra, topic, [(order_id.encode(), b"x")] * 5)
     await index.refresh()
 
@@ -215,7 +222,9 @@ async def test_the_stuck_listing_and_the_explorer_answer_with_100_000_dead_lette
     dlq = Topics.dlq(infra.topic("bulk"))
     await ensure_topics(options(infra), [dlq], partitions=3)
     await produce_dead_letters(infra, dlq, keys)
-    index = DeadLetterIndex(options(infra), [dlq], DeadLetterRows(units), min_interval_s=0)
+    index = DeadLetterIndex(
+        options(infra), [dlq], DeadLetterRows(units), CATALOGUE, min_interval_s=0
+    )
     for _ in range(30):  # the catch-up may take more than one refresh's time
         try:
             await index.refresh()

@@ -13,18 +13,19 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.order import handlers, store
-from services.order.deadlines import Deadlines
-from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
-from services.order.sweeper import DeadlineSweeper
-from shared.contracts.events import (
-    Event,
+from services.events import (
+    CATALOGUE,
     OrderCancelled,
     OrderCompleted,
     OrderShipped,
     PaymentProcessed,
     decode,
 )
+from services.order import handlers, store
+from services.order.deadlines import Deadlines
+from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
+from services.order.sweeper import DeadlineSweeper
+from shared.contracts.events import Event
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
@@ -51,7 +52,7 @@ async def engine(database: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def units(engine: AsyncEngine) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(engine, Topics())
+    return UnitOfWorkFactory(engine, Topics(CATALOGUE))
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 import services.shipping
+from services.events import CATALOGUE
 from shared.app.platform import Platform, Runtime
 from shared.consuming.faults import INFRASTRUCTURE_KINDS
 from shared.contracts.topics import Topics, ensure_topics
@@ -62,7 +63,7 @@ async def create_keeping_one_day(admin: AIOKafkaAdminClient, *topics: str) -> No
 async def test_a_service_start_makes_an_existing_dead_letter_topic_keep_its_records_for_ever(
     infra: Infrastructure, admin: AIOKafkaAdminClient
 ) -> None:
-    topics = Topics(infra.topic_prefix("dlq-retention"))
+    topics = Topics(CATALOGUE, infra.topic_prefix("dlq-retention"))
     created = topics.for_event("OrderShipped")
     dead_letters = Topics.dlq(created)
     await create_keeping_one_day(admin, created, dead_letters)
@@ -73,7 +74,7 @@ async def test_a_service_start_makes_an_existing_dead_letter_topic_keep_its_reco
         database_url=await infra.create_database("dlq_retention"),
         topic_prefix=topics.prefix,
     )
-    platform = Platform.configure(settings, INFRASTRUCTURE_KINDS)
+    platform = Platform.configure(settings, CATALOGUE, INFRASTRUCTURE_KINDS)
     runtime = Runtime(platform, MIGRATIONS, consumers={})
     await runtime.start()
     try:

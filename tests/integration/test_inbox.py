@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE
 from shared.consuming.inbox import Deduplicator, Inbox
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, create_platform_tables, make_engine
@@ -29,7 +30,7 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def uow_factory(engine: AsyncEngine) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(engine, Topics())
+    return UnitOfWorkFactory(engine, Topics(CATALOGUE))
 
 
 async def claim_and_commit(factory: UnitOfWorkFactory, group: str, event_id: uuid.UUID) -> bool:

@@ -12,13 +12,8 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.inventory import api, drills, store
-from services.inventory.app import service
-from services.inventory.handlers import release_stock, reserve_rule, reserve_stock, ship_stock
-from services.inventory.model import FailureReason, ReservationStatus, StockLevel
-from shared.consuming.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
-from shared.contracts.events import (
-    Event,
+from services.events import (
+    CATALOGUE,
     InventoryFailed,
     InventoryReleased,
     InventoryReserved,
@@ -28,6 +23,12 @@ from shared.contracts.events import (
     ShippingFailed,
     decode,
 )
+from services.inventory import api, drills, store
+from services.inventory.app import service
+from services.inventory.handlers import release_stock, reserve_rule, reserve_stock, ship_stock
+from services.inventory.model import FailureReason, ReservationStatus, StockLevel
+from shared.consuming.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
+from shared.contracts.events import Event
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
@@ -46,7 +47,7 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def units(engine: AsyncEngine) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(engine, Topics())
+    return UnitOfWorkFactory(engine, Topics(CATALOGUE))
 
 
 @pytest.fixture

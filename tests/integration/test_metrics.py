@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE, OrderCreated
 from shared.consuming.consumer import ConsumerRunner, Subscription
 from shared.contracts.errors import TransientError
-from shared.contracts.events import OrderCreated
 from shared.contracts.topics import Topics
 from shared.observability.metrics import Metric, render
 from shared.publishing.outbox import OutboxRelay, backlog_metrics
@@ -63,7 +63,9 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
-    async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("m"))) as kafka:
+    async with Kafka.connect(
+        infra.kafka_bootstrap, Topics(CATALOGUE, infra.topic_prefix("m"))
+    ) as kafka:
         yield kafka
 
 

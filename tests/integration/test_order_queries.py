@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE, OrderCreated, PaymentProcessed
 from services.order import store
 from services.order.deadlines import Deadlines
 from services.order.handlers import record_in_timeline
 from services.order.model import OrderStatus, Saga, SagaFact
 from services.order.stuck import StuckCriteria
-from shared.contracts.events import OrderCreated, PaymentProcessed
 from shared.contracts.topics import Topics
 from shared.storage.db import ReadFrom, UnitOfWorkFactory, make_engine
 from shared.storage.migrations import upgrade_to_head
@@ -39,7 +39,7 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def units(engine: AsyncEngine) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(engine, Topics())
+    return UnitOfWorkFactory(engine, Topics(CATALOGUE))
 
 
 @pytest.fixture

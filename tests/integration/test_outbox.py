@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import Column, MetaData, Table, Text, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.contracts.events import OrderCreated, OrderShipped, PricedLineItem
+from services.events import CATALOGUE, OrderCreated, OrderShipped, PricedLineItem
 from shared.contracts.topics import Topics, encode, ensure_topics
 from shared.observability.tracing import TraceParent
 from shared.publishing.outbox import OutboxRelay
@@ -157,7 +157,7 @@ async def stack(infra: Infrastructure, producer: AIOKafkaProducer) -> AsyncItera
     await create_platform_tables(engine)
     async with engine.begin() as connection:
         await connection.run_sync(service_metadata.create_all)
-    topics = Topics(prefix=infra.topic_prefix("outbox"))
+    topics = Topics(CATALOGUE, prefix=infra.topic_prefix("outbox"))
     await ensure_topics(
         {"bootstrap_servers": infra.kafka_bootstrap},
         [topics.for_event(OrderShipped), topics.for_event(OrderCreated)],

@@ -22,7 +22,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 from sqlalchemy import select
 
-from shared.contracts.events import OrderShipped
+from services.events import CATALOGUE, OrderShipped
 from shared.contracts.topics import Topics
 from shared.publishing.outbox import OutboxRelay
 from shared.publishing.producer import LINGER_MS, build_producer
@@ -117,7 +117,7 @@ async def make_stack(
     url = await infra.create_database("outbox_failures")
     engine = make_engine(url)
     await create_platform_tables(engine)
-    topics = Topics(prefix=infra.topic_prefix("outbox-failures"))
+    topics = Topics(CATALOGUE, prefix=infra.topic_prefix("outbox-failures"))
     topic = topics.for_event(OrderShipped)
 
     def config(limit: int | None) -> dict[str, str]:

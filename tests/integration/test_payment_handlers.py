@@ -11,17 +11,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.payment import store
-from services.payment.handlers import charge, refund
-from services.payment.model import DeclineReason, PaymentStatus
-from shared.contracts.events import (
-    Event,
+from services.events import (
+    CATALOGUE,
     OrderCreated,
     PaymentProcessed,
     PaymentRefunded,
     ShippingFailed,
     decode,
 )
+from services.payment import store
+from services.payment.handlers import charge, refund
+from services.payment.model import DeclineReason, PaymentStatus
+from shared.contracts.events import Event
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
@@ -40,7 +41,7 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def units(engine: AsyncEngine) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(engine, Topics())
+    return UnitOfWorkFactory(engine, Topics(CATALOGUE))
 
 
 def new_id(prefix: str) -> str:

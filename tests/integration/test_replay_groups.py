@@ -18,9 +18,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE, OrderCreated
 from shared.consuming.consumer import ConsumerRunner, Subscription
 from shared.contracts.errors import PermanentError
-from shared.contracts.events import OrderCreated
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWork
 from tests.cli_support import Ran, Sagakit
@@ -49,7 +49,9 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
-    async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("rg"))) as kafka:
+    async with Kafka.connect(
+        infra.kafka_bootstrap, Topics(CATALOGUE, infra.topic_prefix("rg"))
+    ) as kafka:
         yield kafka
 
 

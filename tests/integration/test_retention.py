@@ -13,9 +13,9 @@ import asyncpg
 import pytest
 
 import services.shipping
+from services.events import CATALOGUE, OrderShipped
 from shared.app.platform import Platform, Runtime
 from shared.consuming.faults import INFRASTRUCTURE_KINDS
-from shared.contracts.events import OrderShipped
 from shared.contracts.topics import Topics
 from shared.publishing.purger import Purge, RetentionPurger
 from shared.publishing.retention import (
@@ -193,7 +193,7 @@ async def test_a_purge_blocked_on_its_table_neither_delays_publishing_nor_costs_
 ) -> None:
     """The service's runtime as it runs in production, while another session holds the inbox
     table locked: every purge of the inbox waits (or times out), and the relay goes on."""
-    topics = Topics(infra.topic_prefix("purge-blocked"))
+    topics = Topics(CATALOGUE, infra.topic_prefix("purge-blocked"))
     settings = PlatformSettings(
         service_name="shipping",
         kafka_bootstrap=infra.kafka_bootstrap,
@@ -204,7 +204,7 @@ async def test_a_purge_blocked_on_its_table_neither_delays_publishing_nor_costs_
         inbox_retention_seconds=1,
         purge_interval_seconds=0.2,
     )
-    platform = Platform.configure(settings, INFRASTRUCTURE_KINDS)
+    platform = Platform.configure(settings, CATALOGUE, INFRASTRUCTURE_KINDS)
     runtime = Runtime(platform, SHIPPING_MIGRATIONS, consumers={})
     # The tables exist before the runtime starts, so the lock can be taken first.
     await upgrade_to_head(platform.engine, SHIPPING_MIGRATIONS)

@@ -12,6 +12,14 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import (
+    CATALOGUE,
+    InventoryReserved,
+    OrderCancelled,
+    OrderShipped,
+    ShippingFailed,
+    decode,
+)
 from services.shipping import api, drills, store
 from services.shipping.app import service
 from services.shipping.handlers import refuse_cancelled, ship_order, ship_rule
@@ -22,14 +30,7 @@ from services.shipping.model import (
     tracking_id_for,
 )
 from shared.consuming.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
-from shared.contracts.events import (
-    Event,
-    InventoryReserved,
-    OrderCancelled,
-    OrderShipped,
-    ShippingFailed,
-    decode,
-)
+from shared.contracts.events import Event
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
@@ -48,7 +49,7 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def units(engine: AsyncEngine) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(engine, Topics())
+    return UnitOfWorkFactory(engine, Topics(CATALOGUE))
 
 
 @pytest.fixture

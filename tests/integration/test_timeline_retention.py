@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE
 from services.order.app import OrderSettings, service
 from services.order.model import OrderStatus
 from shared.app.platform import Platform
@@ -50,7 +51,7 @@ async def connection(database: str) -> AsyncIterator[asyncpg.Connection]:
 
 def purges_of(settings: OrderSettings) -> list[Purge]:
     """The retention rules the order service's declaration adds to the platform's."""
-    platform = Platform.configure(settings, service.fault_kinds)
+    platform = Platform.configure(settings, CATALOGUE, service.fault_kinds)
     return list(service.purges(platform))
 
 
@@ -76,7 +77,7 @@ async def test_the_timeline_is_kept_for_ever_unless_a_retention_is_set(database:
 async def test_timelines_of_orders_finished_before_the_window_are_purged_and_no_others(
     database: str, engine: AsyncEngine, connection: asyncpg.Connection
 ) -> None:
-    units = UnitOfWorkFactory(engine, Topics())
+    units = UnitOfWorkFactory(engine, Topics(CATALOGUE))
     customer = "c-timeline"
     finished_long_ago = await place(units, customer, OrderStatus.COMPLETED, moved_ago=2 * HOUR)
     cancelled_long_ago = await place(units, customer, OrderStatus.CANCELLED, moved_ago=3 * HOUR)

@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE, OrderCreated, PaymentFailed
 from shared.consuming.consumer import Subscription
-from shared.contracts.events import OrderCreated, PaymentFailed
 from shared.contracts.topics import Topics, encode
 from shared.observability.tracing import TraceParent, header_of, use_opentelemetry
 from shared.publishing.outbox import OutboxRelay
@@ -51,7 +51,9 @@ def recorded() -> Iterator[InMemorySpanExporter]:
 
 @pytest.fixture
 async def kafka(infra: Infrastructure) -> AsyncIterator[Kafka]:
-    async with Kafka.connect(infra.kafka_bootstrap, Topics(infra.topic_prefix("t"))) as kafka:
+    async with Kafka.connect(
+        infra.kafka_bootstrap, Topics(CATALOGUE, infra.topic_prefix("t"))
+    ) as kafka:
         yield kafka
 
 

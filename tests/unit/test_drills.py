@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 
+from services.events import InventoryReserved, LineItem, OrderCreated, PaymentProcessed
 from services.inventory import drills as inventory_drills
 from services.inventory import handlers as inventory
 from services.inventory.app import service as inventory_service
@@ -25,7 +26,6 @@ from shared.consuming.faults import (
     FaultSpec,
     business_fault,
 )
-from shared.contracts.events import InventoryReserved, LineItem, OrderCreated, PaymentProcessed
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from shared.contracts.events import OrderCreated
+from services.events import OrderCreated
 from shared.observability.logs import LogFormat, about_record, log_handler
 
 IDS = ("event_type", "event_id", "order_id", "correlation_id", "topic", "partition", "offset")

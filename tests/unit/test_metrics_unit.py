@@ -5,9 +5,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.events import CATALOGUE, OrderCreated
 from shared.consuming.consumer import ConsumerRunner
 from shared.consuming.subscriptions import Subscription
-from shared.contracts.events import OrderCreated
 from shared.contracts.topics import Topics
 from shared.observability.metrics import counter, gauge, render
 from shared.settings import PlatformSettings
@@ -35,6 +35,7 @@ def runner() -> ConsumerRunner:
         subscriptions=[Subscription(OrderCreated, _ignore)],
         settings=PlatformSettings(service_name="payment"),
         units=lambda: None,  # type: ignore[arg-type,return-value]  # never called
+        topics=Topics(CATALOGUE),
     )
 
 

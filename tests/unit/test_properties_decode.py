@@ -11,8 +11,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.events import CATALOGUE, OrderCreated, decode
 from shared.contracts.errors import NotAnEvent
-from shared.contracts.events import CATALOGUE, Event, OrderCreated, decode
+from shared.contracts.events import Event
 
 EVENT_TYPES = [event.type_name() for event in CATALOGUE]
 

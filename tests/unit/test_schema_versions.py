@@ -5,9 +5,8 @@ from typing import Any
 
 import pytest
 
-import shared.contracts.events
-from shared.contracts.errors import NotAnEvent
-from shared.contracts.events import (
+import shared.contracts.catalogue
+from services.events import (
     CATALOGUE,
     UNKNOWN_CARRIER,
     UPCASTERS,
@@ -15,6 +14,7 @@ from shared.contracts.events import (
     OrderShipped,
     decode,
 )
+from shared.contracts.errors import NotAnEvent
 from shared.contracts.upcasting import RawEvent, UpcasterRegistry
 
 Json = dict[str, Any]
@@ -74,7 +74,7 @@ def test_a_current_event_is_validated_from_its_bytes_without_being_parsed_first(
     def no_parsing(*args: object, **kwargs: object) -> object:
         raise AssertionError("a current event was parsed to a dict")
 
-    monkeypatch.setattr(shared.contracts.events.json, "loads", no_parsing)
+    monkeypatch.setattr(shared.contracts.catalogue.json, "loads", no_parsing)
     event = shipped_v2()
     assert decode(event.to_json()) == event
 

@@ -2,13 +2,13 @@ import random
 
 import pytest
 
+from services.events import CATALOGUE, EVENT_TYPES, OrderCreated
 from shared.backoff import backoff_delay
-from shared.contracts.events import CATALOGUE, OrderCreated
-from shared.contracts.topics import EVENT_TYPES, Topics, kebab
+from shared.contracts.topics import Topics, kebab
 
 
 def test_the_catalogue_names_the_contracts_topics() -> None:
-    assert Topics().all(include_dlq=False) == [
+    assert Topics(CATALOGUE).all(include_dlq=False) == [
         "order-created",
         "payment-processed",
         "payment-failed",
@@ -24,19 +24,19 @@ def test_the_catalogue_names_the_contracts_topics() -> None:
 
 
 def test_every_topic_has_a_dead_letter_topic() -> None:
-    names = Topics().all()
+    names = Topics(CATALOGUE).all()
     assert len(names) == 22
     assert "order-created-dlq" in names and "order-cancelled-dlq" in names
 
 
 def test_a_prefix_separates_systems_sharing_a_cluster() -> None:
-    topics = Topics(prefix="run7.")
+    topics = Topics(CATALOGUE, prefix="run7.")
     assert topics.for_event(OrderCreated) == "run7.order-created"
     assert topics.dlq(topics.for_event("PaymentFailed")) == "run7.payment-failed-dlq"
 
 
 def test_every_event_of_the_catalogue_has_a_topic_and_a_dlq() -> None:
-    topics = Topics().all()
+    topics = Topics(CATALOGUE).all()
     assert len(topics) == 2 * len(CATALOGUE) == 2 * len(EVENT_TYPES)
     for cls in CATALOGUE:
         assert f"{kebab(cls.type_name())}-dlq" in topics
@@ -44,7 +44,7 @@ def test_every_event_of_the_catalogue_has_a_topic_and_a_dlq() -> None:
 
 def test_an_event_type_outside_the_catalogue_has_no_topic() -> None:
     with pytest.raises(ValueError, match="not in the event catalogue"):
-        Topics().for_event("OrderTeleported")
+        Topics(CATALOGUE).for_event("OrderTeleported")
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from shared.contracts.events import OrderCreated, PaymentFailed
+from services.events import OrderCreated, PaymentFailed
 from shared.observability.tracing import (
     TraceParent,
     active_span,

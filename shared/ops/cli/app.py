@@ -1,7 +1,8 @@
 """The ``sagakit`` command: its root options and its command groups.
 
 A new group is a module with a ``typer.Typer`` called ``app``, added to ``GROUPS``; a new
-top-level command is a function added to ``COMMANDS``.
+top-level command is a function added to ``COMMANDS``. A system adds its own groups through
+the entry point group ``sagakit.commands`` (``shared.ops.cli.plugins``).
 
 Failures print one line on stderr and exit non-zero: 1 when something could not be done
 (Kafka or a service unreachable, a missing topic, a refused reset), 2 when the command line
@@ -19,8 +20,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from shared.ops.cli import chaos, dlq, groups, orders, records, stack, topics
+from shared.ops.cli import chaos, dlq, groups, records, stack, topics
 from shared.ops.cli.config import DEFAULT_TIMEOUT_S, Config
+from shared.ops.cli.plugins import installed_commands
 
 __all__ = ["app", "main"]
 
@@ -28,7 +30,6 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("topics", topics.app),
     ("groups", groups.app),
     ("dlq", dlq.app),
-    ("orders", orders.app),
     ("stack", stack.app),
 ]
 COMMANDS: list[Callable[..., Any]] = [records.produce, records.tail]
@@ -89,7 +90,7 @@ app = typer.Typer(
     name="sagakit",
     help=(
         "Operate a sagakit system: its topics, records, consumer groups, dead letters, "
-        "orders and local stack. Settings: --env-file, else ./.stack/stack.env, else the "
+        "local stack and the commands it adds. Settings: --env-file, else ./.stack/stack.env, else the "
         "SAGAKIT_* environment (which wins over the file)."
     ),
     no_args_is_help=True,
@@ -97,7 +98,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for name, group in GROUPS:
+for name, group in [*GROUPS, *installed_commands()]:
     app.add_typer(group, name=name)
 for command in COMMANDS:
     app.command()(command)

@@ -13,26 +13,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from pydantic import ValidationError
 
 from shared.contracts.topics import Topics
 from shared.ops.cli.output import CliError
+from shared.ops.cli.plugins import installed_catalogue
 from shared.settings import PlatformSettings, kafka_client_options
 
 __all__ = ["STACK_ENV", "CliSettings", "Config", "config"]
+
+SettingsT = TypeVar("SettingsT", bound=PlatformSettings)
 
 STACK_ENV = Path(".stack") / "stack.env"
 DEFAULT_TIMEOUT_S = 30.0
 
 
 class CliSettings(PlatformSettings):
-    """The platform's settings plus the address of the order API."""
+    """The platform's settings, as the command line reads them."""
 
     service_name: str = "sagakit-cli"
-    order_url: str = "http://127.0.0.1:8000"
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,16 @@ class Config:
 
     @cached_property
     def settings(self) -> CliSettings:
+        return self.settings_of(CliSettings)
+
+    def settings_of(self, kind: type[SettingsT]) -> SettingsT:
+        """Settings of class ``kind`` from the same sources (a system's commands add their
+        own settings to ``CliSettings``)."""
         if self.env_file is not None and not self.env_file.is_file():
             raise CliError(f"--env-file {self.env_file}: no such file")
         overrides: dict[str, Any] = {"kafka_bootstrap": self.bootstrap} if self.bootstrap else {}
         try:
-            return CliSettings(_env_file=self.source, **overrides)
+            return kind(_env_file=self.source, **overrides)
         except ValidationError as error:
             problem = error.errors()[0]
             where = ".".join(str(part) for part in problem["loc"])
@@ -72,8 +79,9 @@ class Config:
 
     @property
     def topics(self) -> Topics:
-        """The catalogue's topic names, with ``SAGAKIT_TOPIC_PREFIX``."""
-        return Topics(self.settings.topic_prefix)
+        """The installed catalogue's topic names (``shared.ops.cli.plugins``), with
+        ``SAGAKIT_TOPIC_PREFIX``."""
+        return Topics(installed_catalogue(), self.settings.topic_prefix)
 
 
 def config(ctx: typer.Context) -> Config:

@@ -152,9 +152,10 @@ def replay(
         list[str] | None,
         typer.Option("--event-id", help="Replay the dead letter of this event (repeatable)."),
     ] = None,
-    order_id: Annotated[
+    key: Annotated[
         list[str] | None,
-        typer.Option("--order-id", help="Replay this order's dead letters (repeatable)."),
+        # The reference system's word for the key its events declare (Event.key_field).
+        typer.Option("--order-id", help="Replay the dead letters of this key (repeatable)."),
     ] = None,
     every: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
     dry_run: Annotated[
@@ -178,11 +179,11 @@ def replay(
     (SAGAKIT_INBOX_RETENTION_HOURS) is refused unless --past-inbox-retention is given.
     """
     cfg = config(ctx)
-    if not (event_id or order_id or every):
+    if not (event_id or key or every):
         raise typer.BadParameter("say which: --event-id ID, --order-id ID or --all")
-    if every and (event_id or order_id):
+    if every and (event_id or key):
         raise typer.BadParameter("--all replays everything: leave out --event-id and --order-id")
-    match = _matcher(set(event_id or []), set(order_id or []))
+    match = _matcher(set(event_id or []), set(key or []))
     memory = None if past_inbox_retention else cfg.settings.inbox_retention()
     plan = run(cfg, _replay(cfg, topic, match, memory, dry_run))
     replayed = [_described(letter) for letter in plan.send]
@@ -255,9 +256,9 @@ def _event_id(letter: DeadLetter) -> str | None:
     return str(value["event_id"]) if isinstance(value, dict) and "event_id" in value else None
 
 
-def _matcher(event_ids: set[str], order_ids: set[str]) -> Callable[[DeadLetter], bool]:
-    """A dead letter of one of these events or orders; every one when neither is given."""
-    keys = {order.encode() for order in order_ids}
+def _matcher(event_ids: set[str], entity_keys: set[str]) -> Callable[[DeadLetter], bool]:
+    """A dead letter of one of these events or keys; every one when neither is given."""
+    keys = {key.encode() for key in entity_keys}
 
     def matches(letter: DeadLetter) -> bool:
         if not event_ids and not keys:

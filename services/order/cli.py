@@ -1,4 +1,8 @@
-"""``sagakit orders create | show ID | timeline ID | list``: the order API (SAGAKIT_ORDER_URL)."""
+"""``sagakit orders create | show ID | timeline ID | list``: the order API (SAGAKIT_ORDER_URL).
+
+The reference system's commands: ``pyproject.toml`` installs ``app`` in the entry point group
+``sagakit.commands`` as ``orders`` (``shared.ops.cli.plugins``).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,17 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from shared.ops.cli.config import config
+from shared.ops.cli.config import CliSettings, config
 from shared.ops.cli.output import CliError, emit_json, say, table
 
-__all__ = ["app"]
+__all__ = ["OrderCliSettings", "app"]
+
+
+class OrderCliSettings(CliSettings):
+    """The command line's settings plus the address of the order API."""
+
+    order_url: str = "http://127.0.0.1:8000"
+
 
 app = typer.Typer(
     help="Place orders and follow their sagas over the order API.", no_args_is_help=True
@@ -23,7 +34,7 @@ HTTP_TIMEOUT_S = 10.0
 def _call(ctx: typer.Context, method: str, path: str, **kwargs: Any) -> Any:
     """One request to the order API; anything but a 2xx answer is a one-line error."""
     cfg = config(ctx)
-    base = cfg.settings.order_url.rstrip("/")
+    base = cfg.settings_of(OrderCliSettings).order_url.rstrip("/")
     try:
         with httpx.Client(timeout=min(cfg.timeout_s, HTTP_TIMEOUT_S)) as http:
             response = http.request(method, f"{base}{path}", **kwargs)

@@ -1,0 +1,70 @@
+"""What a system adds to ``sagakit``: its event catalogue and its own commands.
+
+The platform's command line knows no system. A system's package declares, in its
+``pyproject.toml``, entry points in two groups, which ``sagakit`` reads when it starts:
+
+- ``sagakit.catalogue``: one entry, the system's ``shared.contracts.catalogue.Catalogue``
+  (for instance ``reference = "services.events:CATALOGUE"``): the topics ``sagakit dlq``
+  lists and the events it reads. With several installed, ``SAGAKIT_CATALOGUE`` names one.
+- ``sagakit.commands``: each entry a ``typer.Typer``, added as the command group of the
+  entry's name (``orders = "services.order.cli:app"`` makes ``sagakit orders ...``).
+
+Entry points are read from the installed distributions' metadata: after changing them, the
+package is installed again (``make install``).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import typer
+
+from shared.contracts.catalogue import Catalogue
+from shared.ops.cli.output import CliError
+
+__all__ = ["CATALOGUE_GROUP", "COMMANDS_GROUP", "installed_catalogue", "installed_commands"]
+
+CATALOGUE_GROUP = "sagakit.catalogue"
+COMMANDS_GROUP = "sagakit.commands"
+CHOSEN_CATALOGUE = "SAGAKIT_CATALOGUE"
+
+
+def installed_commands() -> list[tuple[str, typer.Typer]]:
+    """Every command group installed in ``sagakit.commands``, by name."""
+    groups = []
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        group = entry.load()
+        if not isinstance(group, typer.Typer):
+            raise TypeError(f"entry point {entry.value} ({COMMANDS_GROUP}) is not a typer.Typer")
+        groups.append((entry.name, group))
+    return groups
+
+
+def installed_catalogue() -> Catalogue[Any]:
+    """The event catalogue installed in ``sagakit.catalogue`` (``SAGAKIT_CATALOGUE`` picks
+    one of several); ``CliError`` when there is none to pick."""
+    entries = {entry.name: entry for entry in entry_points(group=CATALOGUE_GROUP)}
+    chosen = os.environ.get(CHOSEN_CATALOGUE)
+    if chosen:
+        if chosen not in entries:
+            raise CliError(
+                f"{CHOSEN_CATALOGUE}={chosen}: no such catalogue installed "
+                f"(installed: {', '.join(sorted(entries)) or 'none'})"
+            )
+        return _load(entries[chosen])
+    if len(entries) != 1:
+        raise CliError(
+            f"{len(entries)} event catalogues installed ({', '.join(sorted(entries)) or 'none'}): "
+            f"install one in the entry point group {CATALOGUE_GROUP}, or name it with "
+            f"{CHOSEN_CATALOGUE}"
+        )
+    return _load(next(iter(entries.values())))
+
+
+def _load(entry: EntryPoint) -> Catalogue[Any]:
+    catalogue = entry.load()
+    if not isinstance(catalogue, Catalogue):
+        raise CliError(f"entry point {entry.value} ({CATALOGUE_GROUP}) is not a Catalogue")
+    return catalogue
