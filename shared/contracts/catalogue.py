@@ -119,9 +119,7 @@ class Catalogue(Sequence[type[EventT]]):
                 return self._from_version(raw, event_type, version, current)
         raise NotAnEvent(self._explain(error)) from error
 
-    def _from_version(
-        self, raw: RawEvent, event_type: str, version: int, current: int
-    ) -> EventT:
+    def _from_version(self, raw: RawEvent, event_type: str, version: int, current: int) -> EventT:
         if version > current:
             raise NotAnEvent(
                 f"{event_type} schema_version {version} is newer than this consumer knows "
