@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.ids import SkuPath
 from services.inventory import store
 from services.inventory.model import StockLevel
 from shared.app.http import BODY_RESPONSES, not_found
-from shared.contracts.text import SkuPath
 from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["MAX_UNITS", "admin_router"]

@@ -9,7 +9,6 @@ from services.events import CATALOGUE, OrderShipped, PaymentProcessed, ShippingF
 from services.inventory import api, drills, handlers
 from shared.app.declaration import Consumers, ServiceDeclaration
 from shared.app.platform import Platform
-from shared.consuming.faults import FaultKind
 from shared.consuming.subscriptions import Subscription
 from shared.settings import PlatformSettings, database_url_field
 
@@ -23,7 +22,7 @@ class InventorySettings(PlatformSettings):
 
 def consumers(platform: Platform[InventorySettings]) -> Consumers:
     decide = platform.business_fault(
-        FaultKind.out_of_stock, handlers.reserve_rule, drills.out_of_stock
+        drills.OUT_OF_STOCK, handlers.reserve_rule, drills.out_of_stock
     )
     return {
         "inventory": [
@@ -41,7 +40,7 @@ service = ServiceDeclaration(
     port=8002,
     migrations=Path(__file__).with_name("migrations"),
     catalogue=CATALOGUE,
-    business_faults=frozenset({FaultKind.out_of_stock}),
+    business_faults=frozenset({drills.OUT_OF_STOCK}),
     consumers=consumers,
     admin_routers=lambda platform: [api.admin_router(platform.units)],
 )

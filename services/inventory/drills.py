@@ -13,8 +13,12 @@ from services.inventory.model import (
     ReservationStatus,
     StockLevel,
 )
+from shared.consuming.faults import BusinessFault
 
-__all__ = ["out_of_stock"]
+__all__ = ["OUT_OF_STOCK", "out_of_stock"]
+
+OUT_OF_STOCK = BusinessFault("out_of_stock")
+"""The fault kind inventory accepts: the reservation fails."""
 
 
 def out_of_stock(

@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from services.events import OrderCreated
+from services.ids import MAX_CUSTOMER_ID_CHARS, MAX_ORDER_ID_CHARS, MAX_SKU_CHARS, OrderIdPath
 from services.order import store
 from services.order.admission import Admission, Overloaded
 from services.order.deadlines import Deadlines
@@ -25,13 +26,7 @@ from services.order.model import OrderLine, OrderStatus, order_total
 from services.order.stuck import StuckCriteria, StuckFinder
 from shared.app.http import BODY_RESPONSES, not_found
 from shared.contracts.money import MAX_INTEGER_DIGITS, MoneyStr
-from shared.contracts.text import (
-    MAX_CUSTOMER_ID_CHARS,
-    MAX_ORDER_ID_CHARS,
-    MAX_SKU_CHARS,
-    OrderIdPath,
-    StorableStr,
-)
+from shared.contracts.text import StorableStr
 from shared.observability.metrics import Metric, gauge
 from shared.storage.db import UnitOfWorkFactory
 

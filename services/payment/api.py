@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict
 
+from services.ids import CustomerIdPath, OrderIdPath
 from services.payment import store
 from shared.app.http import BODY_RESPONSES, not_found
 from shared.contracts.money import MoneyStr
-from shared.contracts.text import CustomerIdPath, OrderIdPath
 from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["admin_router"]

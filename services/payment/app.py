@@ -9,7 +9,6 @@ from services.events import CATALOGUE, InventoryFailed, OrderCreated, ShippingFa
 from services.payment import api, drills, handlers
 from shared.app.declaration import Consumers, ServiceDeclaration
 from shared.app.platform import Platform
-from shared.consuming.faults import FaultKind
 from shared.consuming.subscriptions import Subscription
 from shared.settings import PlatformSettings, database_url_field
 
@@ -22,7 +21,7 @@ class PaymentSettings(PlatformSettings):
 
 
 def consumers(platform: Platform[PaymentSettings]) -> Consumers:
-    decide = platform.business_fault(FaultKind.decline, handlers.charge_rule, drills.declined)
+    decide = platform.business_fault(drills.DECLINE, handlers.charge_rule, drills.declined)
     return {
         "payment": [
             Subscription.batched(OrderCreated, partial(handlers.charge, decide=decide)),
@@ -39,7 +38,7 @@ service = ServiceDeclaration(
     port=8001,
     migrations=Path(__file__).with_name("migrations"),
     catalogue=CATALOGUE,
-    business_faults=frozenset({FaultKind.decline}),
+    business_faults=frozenset({drills.DECLINE}),
     consumers=consumers,
     admin_routers=lambda platform: [api.admin_router(platform.units)],
 )

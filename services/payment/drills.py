@@ -8,8 +8,12 @@ from decimal import Decimal
 
 from services.events import OrderCreated
 from services.payment.model import ChargeDecision, PaymentStatus
+from shared.consuming.faults import BusinessFault
 
-__all__ = ["INJECTED_DECLINE", "declined"]
+__all__ = ["DECLINE", "INJECTED_DECLINE", "declined"]
+
+DECLINE = BusinessFault("decline")
+"""The fault kind payment accepts: the charge is declined."""
 
 INJECTED_DECLINE = "injected_decline"
 """The ``reason`` of a decline the fault forced, so dashboards and tests tell a drill from a

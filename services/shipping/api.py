@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel
 
+from services.ids import OrderIdPath
 from services.shipping import store
 from shared.app.http import not_found
-from shared.contracts.text import OrderIdPath
 from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["admin_router"]

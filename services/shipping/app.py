@@ -9,7 +9,6 @@ from services.events import CATALOGUE, InventoryReserved, OrderCancelled
 from services.shipping import api, drills, handlers
 from shared.app.declaration import Consumers, ServiceDeclaration
 from shared.app.platform import Platform
-from shared.consuming.faults import FaultKind
 from shared.consuming.subscriptions import Subscription
 from shared.settings import PlatformSettings, database_url_field
 
@@ -22,7 +21,7 @@ class ShippingSettings(PlatformSettings):
 
 
 def consumers(platform: Platform[ShippingSettings]) -> Consumers:
-    decide = platform.business_fault(FaultKind.fail, handlers.ship_rule, drills.failed)
+    decide = platform.business_fault(drills.FAIL, handlers.ship_rule, drills.failed)
     return {
         "shipping": [
             Subscription.batched(InventoryReserved, partial(handlers.ship_order, decide=decide)),
@@ -38,7 +37,7 @@ service = ServiceDeclaration(
     port=8003,
     migrations=Path(__file__).with_name("migrations"),
     catalogue=CATALOGUE,
-    business_faults=frozenset({FaultKind.fail}),
+    business_faults=frozenset({drills.FAIL}),
     consumers=consumers,
     admin_routers=lambda platform: [api.admin_router(platform.units)],
 )

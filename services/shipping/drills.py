@@ -6,8 +6,12 @@ injection is on (``shared.consuming.faults.business_fault``).
 
 from services.events import InventoryReserved
 from services.shipping.model import ShipmentDecision, ShipmentStatus
+from shared.consuming.faults import BusinessFault
 
-__all__ = ["INJECTED_FAILURE", "failed"]
+__all__ = ["FAIL", "INJECTED_FAILURE", "failed"]
+
+FAIL = BusinessFault("fail")
+"""The fault kind shipping accepts: the shipment fails."""
 
 INJECTED_FAILURE = "injected_failure"
 """The ``reason`` of a shipment the fault failed."""

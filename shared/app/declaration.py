@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI
 from shared.app.platform import Platform
 from shared.app.serve import serve
 from shared.app.service import Component, create_app
-from shared.consuming.faults import INFRASTRUCTURE_KINDS, FaultKind
+from shared.consuming.faults import INFRASTRUCTURE_KINDS, BusinessFault
 from shared.consuming.subscriptions import Subscription
 from shared.contracts.catalogue import Catalogue
 from shared.publishing.purger import Purge
@@ -53,7 +53,7 @@ class ServiceDeclaration(Generic[SettingsT]):
     catalogue: Catalogue[Any]
     """The events of its system: its topics, what its consumers decode."""
     consumers: Callable[[Platform[SettingsT]], Consumers]
-    business_faults: frozenset[FaultKind] = frozenset()
+    business_faults: frozenset[BusinessFault] = frozenset()
     """The business fault kinds it accepts, besides the infrastructure ones every service
     accepts; its factories put them in front of its rules (``Platform.business_fault``)."""
     routers: Callable[[Platform[SettingsT]], Sequence[APIRouter]] = _nothing
@@ -75,7 +75,7 @@ class ServiceDeclaration(Generic[SettingsT]):
             raise ValueError("business_faults lists kinds every service accepts anyway")
 
     @property
-    def fault_kinds(self) -> frozenset[FaultKind]:
+    def fault_kinds(self) -> frozenset[str]:
         """Every fault kind this service accepts."""
         return INFRASTRUCTURE_KINDS | self.business_faults
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.app.service import Component, Service
 from shared.consuming.consumer import ConsumerRunner
-from shared.consuming.faults import FaultKind, FaultRegistry, OrderScoped, business_fault
+from shared.consuming.faults import FaultRegistry, Keyed, business_fault
 from shared.consuming.inbox import Deduplicator
 from shared.consuming.subscriptions import Subscription
 from shared.contracts.catalogue import Catalogue
@@ -41,7 +41,7 @@ __all__ = ["Platform"]
 log = logging.getLogger(__name__)
 
 SettingsT = TypeVar("SettingsT", bound=PlatformSettings)
-Subject = TypeVar("Subject", bound=OrderScoped)
+Subject = TypeVar("Subject", bound=Keyed)
 Params = ParamSpec("Params")
 Decision = TypeVar("Decision")
 Part = TypeVar("Part")
@@ -69,7 +69,7 @@ class Platform(Generic[SettingsT]):
 
     @classmethod
     def configure(
-        cls, settings: SettingsT, catalogue: Catalogue[Any], faults: frozenset[FaultKind]
+        cls, settings: SettingsT, catalogue: Catalogue[Any], faults: frozenset[str]
     ) -> Platform[SettingsT]:
         """The platform for ``settings`` and the events of ``catalogue``; ``faults`` are the
         fault kinds this service accepts."""
@@ -90,7 +90,7 @@ class Platform(Generic[SettingsT]):
 
     def business_fault(
         self,
-        kind: FaultKind,
+        kind: str,
         rule: Callable[Concatenate[Subject, Params], Decision],
         outcome: Callable[Concatenate[Subject, Params], Decision],
     ) -> Callable[Concatenate[Subject, Params], Decision]:

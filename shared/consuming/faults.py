@@ -1,15 +1,16 @@
 """Failure injection (docs/contract.md, "Failure injection"): a layer around the services.
 
 Each service process keeps one in-memory ``FaultRegistry``. The admin API adds each
-``FaultSpec`` to it; the wrappers below ask ``take(kind, order_id)`` at the point where that
+``FaultSpec`` to it; the wrappers below ask ``take(kind, key)`` (the key of the event in hand,
+``Event.entity_key``) at the point where that
 failure belongs, and act when a fault comes back. Nothing else knows of faults: the domain
 models hold the business rules alone, and a deployment without failure injection
 (``SAGAKIT_FAULT_INJECTION=false``) has no registry, so no wrapper is put in place at all.
 
-- business kinds, through ``business_fault``: the bootstrap wraps a service's decision rule,
-  so that for an order a fault fires for, the fault's outcome answers instead of the rule:
-  ``decline`` (payment: the charge is declined), ``out_of_stock`` (inventory: the
-  reservation fails), ``fail`` (shipping: the shipment fails);
+- business kinds, through ``business_fault``: each service declares its own
+  (``BusinessFault("decline")`` in the module of its drills) and its declaration wraps its
+  decision rule, so that for an entity a fault fires for, the fault's outcome answers
+  instead of the rule (the reference system's are in docs/contract.md);
 - ``delay``, ``transient``, ``permanent``: asked by the consumer runner before every handler
   attempt through ``inject_before_handler``;
 - ``crash``: asked by the consumer runner itself *after* the handler's database transaction
@@ -28,9 +29,9 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
-from typing import Any, Concatenate, Final, ParamSpec, Protocol, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Concatenate, Final, ParamSpec, Protocol, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.contracts.errors import PermanentError, TransientError
 from shared.contracts.text import StorableStr
@@ -39,32 +40,58 @@ __all__ = [
     "INFRASTRUCTURE_KINDS",
     "MAX_DELAY_MS",
     "ActiveFault",
+    "BusinessFault",
     "FaultKind",
     "FaultRegistry",
     "FaultSpec",
-    "OrderScoped",
+    "Keyed",
     "business_fault",
     "inject_before_handler",
 ]
 
 
 class FaultKind(StrEnum):
-    """What an injected fault does (docs/contract.md lists which service accepts which)."""
+    """The platform's fault kinds, which every service accepts: they act on the consumer
+    runner, not on a business rule."""
 
-    decline = "decline"
-    out_of_stock = "out_of_stock"
-    fail = "fail"
     transient = "transient"
     permanent = "permanent"
     crash = "crash"
     delay = "delay"
 
 
-INFRASTRUCTURE_KINDS: Final = frozenset(
-    {FaultKind.transient, FaultKind.permanent, FaultKind.crash, FaultKind.delay}
-)
-"""Kinds every service accepts: they act on the consumer runner, not on a business rule.
-A service's declaration adds the business kinds it accepts."""
+INFRASTRUCTURE_KINDS: Final[frozenset[str]] = frozenset(FaultKind)
+"""Kinds every service accepts. A service's declaration adds the business kinds it accepts."""
+
+
+class BusinessFault(str):
+    """A fault kind a service declares for one of its business rules: ``BusinessFault("decline")``.
+
+    Declared where the service's drills are, when that module is imported; a ``FaultSpec``
+    names a declared kind or is refused (a typo is a 422, not a fault that never fires).
+    """
+
+    _declared: ClassVar[set[str]] = set()
+
+    def __new__(cls, name: str) -> Self:
+        if name in INFRASTRUCTURE_KINDS:
+            raise ValueError(f"{name} is one of the platform's fault kinds, not a business one")
+        kind = super().__new__(cls, name)
+        cls._declared.add(name)
+        return kind
+
+    @classmethod
+    def declared(cls) -> frozenset[str]:
+        """Every business kind declared in this process."""
+        return frozenset(cls._declared)
+
+
+def _known_kind(kind: str) -> str:
+    known = INFRASTRUCTURE_KINDS | BusinessFault.declared()
+    if kind not in known:
+        raise ValueError(f"unknown fault kind {kind!r} (known: {', '.join(sorted(known))})")
+    return FaultKind(kind) if kind in INFRASTRUCTURE_KINDS else BusinessFault(kind)
+
 
 MAX_DELAY_MS: Final = 600_000
 """The longest ``delay`` accepted (10 minutes): longer is surely a typo, and would stall a
@@ -76,7 +103,7 @@ class FaultSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: FaultKind
+    kind: Annotated[str, AfterValidator(_known_kind)]
     rate: float = Field(default=1.0, ge=0.0, le=1.0, description="chance to fire, 0.0 to 1.0")
     count: int | None = Field(
         default=None, ge=1, description="how many times it fires; null: until deleted"
@@ -90,9 +117,9 @@ class FaultSpec(BaseModel):
 
     @model_validator(mode="after")
     def _delay_ms_goes_with_kind_delay(self) -> Self:
-        if self.kind is FaultKind.delay and self.delay_ms == 0:
+        if self.kind == FaultKind.delay and self.delay_ms == 0:
             raise ValueError("a delay fault needs delay_ms > 0")
-        if self.kind is not FaultKind.delay and self.delay_ms != 0:
+        if self.kind != FaultKind.delay and self.delay_ms != 0:
             raise ValueError(f"delay_ms applies only to kind delay, not to {self.kind}")
         return self
 
@@ -108,9 +135,9 @@ class ActiveFault(FaultSpec):
         """The fault as a JSON-ready dict: the spec's fields, ``id`` and ``remaining``."""
         return self.model_dump(mode="json")
 
-    def applies_to(self, order_id: str | None) -> bool:
-        """True when the fault covers ``order_id`` (every order, or one of its ``order_ids``)."""
-        return self.order_ids is None or order_id in self.order_ids
+    def applies_to(self, key: str | None) -> bool:
+        """True when the fault covers the entity ``key`` (every one, or one of its keys)."""
+        return self.order_ids is None or key in self.order_ids
 
 
 class FaultRegistry:
@@ -121,14 +148,14 @@ class FaultRegistry:
     from the event loop and from threads (sync routes run in a thread pool).
     """
 
-    def __init__(self, allowed: frozenset[FaultKind], *, rng: random.Random | None = None) -> None:
+    def __init__(self, allowed: frozenset[str], *, rng: random.Random | None = None) -> None:
         self._allowed = frozenset(allowed)
         self._rng = rng if rng is not None else random.Random()
         self._faults: list[ActiveFault] = []
         self._lock = threading.Lock()
 
     @property
-    def allowed_kinds(self) -> frozenset[FaultKind]:
+    def allowed_kinds(self) -> frozenset[str]:
         """The kinds this registry accepts."""
         return self._allowed
 
@@ -149,11 +176,11 @@ class FaultRegistry:
         with self._lock:
             return list(self._faults)
 
-    def covers_any(self, order_ids: Iterable[str | None]) -> bool:
-        """True when some active fault (of any kind) may fire for one of ``order_ids``."""
+    def covers_any(self, keys: Iterable[str | None]) -> bool:
+        """True when some active fault (of any kind) may fire for one of the entity ``keys``."""
         with self._lock:
             faults = list(self._faults)
-        return any(fault.applies_to(order_id) for order_id in order_ids for fault in faults)
+        return any(fault.applies_to(key) for key in keys for fault in faults)
 
     def clear(self) -> int:
         """Remove every fault; returns how many there were."""
@@ -162,8 +189,8 @@ class FaultRegistry:
             self._faults.clear()
         return removed
 
-    def take(self, kind: FaultKind, order_id: str | None) -> ActiveFault | None:
-        """The first active fault of ``kind`` covering ``order_id`` that fires, or None.
+    def take(self, kind: str, key: str | None) -> ActiveFault | None:
+        """The first active fault of ``kind`` covering the entity ``key`` that fires, or None.
 
         Faults are tried oldest first; each fires with probability ``rate``. The one that fires
         has one firing fewer ``remaining`` (the returned copy shows the count after this one)
@@ -171,7 +198,7 @@ class FaultRegistry:
         """
         with self._lock:
             for index, fault in enumerate(self._faults):
-                if fault.kind is not kind or not fault.applies_to(order_id):
+                if fault.kind != kind or not fault.applies_to(key):
                     continue
                 if not self._fires(fault.rate):
                     continue
@@ -196,7 +223,7 @@ class FaultRegistry:
 
 async def inject_before_handler(
     registry: FaultRegistry,
-    order_id: str | None,
+    key: str | None,
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
@@ -208,37 +235,37 @@ async def inject_before_handler(
     not used up by an attempt that is dead-lettered anyway. ``crash`` is not handled here (see
     the module docstring).
     """
-    delay = registry.take(FaultKind.delay, order_id)
+    delay = registry.take(FaultKind.delay, key)
     if delay is not None:
         await sleep(delay.delay_ms / 1000)
-    if registry.take(FaultKind.permanent, order_id) is not None:
+    if registry.take(FaultKind.permanent, key) is not None:
         raise PermanentError("injected permanent fault")
-    if registry.take(FaultKind.transient, order_id) is not None:
+    if registry.take(FaultKind.transient, key) is not None:
         raise TransientError("injected transient fault")
 
 
-class OrderScoped(Protocol):
-    """What a business rule decides about: something of one order (an event, typically)."""
+class Keyed(Protocol):
+    """What a business rule decides about: something of one entity (an event, typically)."""
 
     @property
-    def order_id(self) -> str: ...
+    def entity_key(self) -> str: ...
 
 
-Subject = TypeVar("Subject", bound=OrderScoped)
+Subject = TypeVar("Subject", bound=Keyed)
 Params = ParamSpec("Params")
 Decision = TypeVar("Decision")
 
 
 def business_fault(
-    kind: FaultKind,
+    kind: str,
     registry: FaultRegistry | None,
     rule: Callable[Concatenate[Subject, Params], Decision],
     outcome: Callable[Concatenate[Subject, Params], Decision],
 ) -> Callable[Concatenate[Subject, Params], Decision]:
-    """``rule``, except that for an order a ``kind`` fault fires for, ``outcome`` decides.
+    """``rule``, except that for an entity a ``kind`` fault fires for, ``outcome`` decides.
 
     ``rule`` and ``outcome`` take the same arguments, the first being what is decided about
-    (its ``order_id`` picks the faults that apply). Without a registry (failure injection
+    (its ``entity_key`` picks the faults that apply). Without a registry (failure injection
     switched off) this is ``rule`` itself: nothing is asked, nothing wraps the rule.
     """
     if registry is None:
@@ -247,7 +274,7 @@ def business_fault(
         raise ValueError(f"this service does not accept {kind} faults: declare the kind")
 
     def decide(subject: Subject, /, *args: Params.args, **kwargs: Params.kwargs) -> Decision:
-        if registry.take(kind, subject.order_id) is not None:
+        if registry.take(kind, subject.entity_key) is not None:
             return outcome(subject, *args, **kwargs)
         return rule(subject, *args, **kwargs)
 

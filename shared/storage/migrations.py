@@ -69,7 +69,7 @@ _IN_PROCESS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] 
 USAGE: Final = (
     "usage: python -m shared.storage.migrations services/<name>/migrations <alembic command>"
     " [args]\n"
-    "e.g.:  python -m shared.storage.migrations services/payment/migrations upgrade head"
+    "e.g.:  python -m shared.storage.migrations services/billing/migrations upgrade head"
 )
 
 

@@ -25,9 +25,10 @@ from services.events import (
 )
 from services.inventory import api, drills, store
 from services.inventory.app import service
+from services.inventory.drills import OUT_OF_STOCK
 from services.inventory.handlers import release_stock, reserve_rule, reserve_stock, ship_stock
 from services.inventory.model import FailureReason, ReservationStatus, StockLevel
-from shared.consuming.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
+from shared.consuming.faults import FaultRegistry, FaultSpec, business_fault
 from shared.contracts.events import Event
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
@@ -107,7 +108,7 @@ async def emitted(units: UnitOfWorkFactory, order_id: str) -> list[Event]:
 
 async def on_paid(units: UnitOfWorkFactory, event: PaymentProcessed, faults: FaultRegistry) -> None:
     # The rule with the out_of_stock fault in front of it, as the declaration wires it.
-    decide = business_fault(FaultKind.out_of_stock, faults, reserve_rule, drills.out_of_stock)
+    decide = business_fault(OUT_OF_STOCK, faults, reserve_rule, drills.out_of_stock)
     await handle_as_the_runner_does(units, lambda uow: reserve_stock([event], uow, decide))
 
 
@@ -188,7 +189,7 @@ async def test_the_out_of_stock_fault_fails_a_reservation_the_stock_could_cover(
 ) -> None:
     book, order, other = new_id("BOOK"), new_id("order"), new_id("order")
     await put_stock(units, book, 5)
-    faults.add(FaultSpec(kind=FaultKind.out_of_stock, count=1, order_ids=[order]))
+    faults.add(FaultSpec(kind=OUT_OF_STOCK, count=1, order_ids=[order]))
 
     await on_paid(units, paid(order, (book, 1)), faults)
     await on_paid(units, paid(other, (book, 1)), faults)

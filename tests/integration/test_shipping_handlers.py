@@ -22,6 +22,7 @@ from services.events import (
 )
 from services.shipping import api, drills, store
 from services.shipping.app import service
+from services.shipping.drills import FAIL
 from services.shipping.handlers import refuse_cancelled, ship_order, ship_rule
 from services.shipping.model import (
     HOUSE_CARRIER,
@@ -29,7 +30,7 @@ from services.shipping.model import (
     ShipmentStatus,
     tracking_id_for,
 )
-from shared.consuming.faults import FaultKind, FaultRegistry, FaultSpec, business_fault
+from shared.consuming.faults import FaultRegistry, FaultSpec, business_fault
 from shared.contracts.events import Event
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
@@ -71,7 +72,7 @@ async def on_reserved(
     units: UnitOfWorkFactory, event: InventoryReserved, faults: FaultRegistry
 ) -> None:
     # The rule with the fail fault in front of it, as the declaration wires it.
-    decide = business_fault(FaultKind.fail, faults, ship_rule, drills.failed)
+    decide = business_fault(FAIL, faults, ship_rule, drills.failed)
     await handle_as_the_runner_does(units, lambda uow: ship_order([event], uow, decide))
 
 
@@ -145,7 +146,7 @@ async def test_the_fail_fault_fails_the_shipment_and_emits_shipping_failed(
     units: UnitOfWorkFactory, faults: FaultRegistry
 ) -> None:
     order, other = new_order(), new_order()
-    faults.add(FaultSpec(kind=FaultKind.fail, count=1, order_ids=[order]))
+    faults.add(FaultSpec(kind=FAIL, count=1, order_ids=[order]))
 
     await on_reserved(units, reserved(order), faults)
     await on_reserved(units, reserved(order), faults)  # a redelivery does not ship it after all
@@ -185,7 +186,7 @@ async def test_a_timed_out_order_already_shipped_or_failed_keeps_its_shipment(
     units: UnitOfWorkFactory, faults: FaultRegistry
 ) -> None:
     shipped, failed = new_order(), new_order()
-    faults.add(FaultSpec(kind=FaultKind.fail, count=1, order_ids=[failed]))
+    faults.add(FaultSpec(kind=FAIL, count=1, order_ids=[failed]))
     await on_reserved(units, reserved(shipped), faults)
     await on_reserved(units, reserved(failed), faults)
 
@@ -246,7 +247,7 @@ async def test_get_shipment_shows_status_and_tracking_id(
     client: httpx.AsyncClient, units: UnitOfWorkFactory, faults: FaultRegistry
 ) -> None:
     shipped, failed = new_order(), new_order()
-    faults.add(FaultSpec(kind=FaultKind.fail, order_ids=[failed]))
+    faults.add(FaultSpec(kind=FAIL, order_ids=[failed]))
     await on_reserved(units, reserved(shipped), faults)
     await on_reserved(units, reserved(failed), faults)
 

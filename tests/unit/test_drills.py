@@ -9,15 +9,18 @@ from services.events import InventoryReserved, LineItem, OrderCreated, PaymentPr
 from services.inventory import drills as inventory_drills
 from services.inventory import handlers as inventory
 from services.inventory.app import service as inventory_service
+from services.inventory.drills import OUT_OF_STOCK
 from services.inventory.model import FailureReason, ReservationStatus, StockLevel
 from services.order.app import service as order_service
 from services.payment import drills as payment_drills
 from services.payment import handlers as payment
 from services.payment.app import service as payment_service
+from services.payment.drills import DECLINE
 from services.payment.model import PaymentStatus
 from services.shipping import drills as shipping_drills
 from services.shipping import handlers as shipping
 from services.shipping.app import service as shipping_service
+from services.shipping.drills import FAIL
 from services.shipping.model import ShipmentStatus
 from shared.consuming.faults import (
     INFRASTRUCTURE_KINDS,
@@ -40,15 +43,15 @@ def armed(kind: FaultKind, order_id: str) -> FaultRegistry:
 
 def test_each_service_accepts_its_business_kind_and_the_infrastructure_ones() -> None:
     assert order_service.fault_kinds == INFRASTRUCTURE_KINDS
-    assert payment_service.fault_kinds == INFRASTRUCTURE_KINDS | {FaultKind.decline}
-    assert inventory_service.fault_kinds == INFRASTRUCTURE_KINDS | {FaultKind.out_of_stock}
-    assert shipping_service.fault_kinds == INFRASTRUCTURE_KINDS | {FaultKind.fail}
+    assert payment_service.fault_kinds == INFRASTRUCTURE_KINDS | {DECLINE}
+    assert inventory_service.fault_kinds == INFRASTRUCTURE_KINDS | {OUT_OF_STOCK}
+    assert shipping_service.fault_kinds == INFRASTRUCTURE_KINDS | {FAIL}
 
 
 def test_a_decline_fault_declines_a_covered_charge_and_keeps_the_balance() -> None:
     decide = business_fault(
-        FaultKind.decline,
-        armed(FaultKind.decline, "o-1"),
+        DECLINE,
+        armed(DECLINE, "o-1"),
         payment.charge_rule,
         payment_drills.declined,
     )
@@ -65,8 +68,8 @@ def test_a_decline_fault_declines_a_covered_charge_and_keeps_the_balance() -> No
 
 def test_an_out_of_stock_fault_fails_every_sku_though_the_stock_suffices() -> None:
     decide = business_fault(
-        FaultKind.out_of_stock,
-        armed(FaultKind.out_of_stock, "o-1"),
+        OUT_OF_STOCK,
+        armed(OUT_OF_STOCK, "o-1"),
         inventory.reserve_rule,
         inventory_drills.out_of_stock,
     )
@@ -85,9 +88,7 @@ def test_an_out_of_stock_fault_fails_every_sku_though_the_stock_suffices() -> No
 
 
 def test_a_fail_fault_fails_the_shipment_without_a_tracking_id() -> None:
-    decide = business_fault(
-        FaultKind.fail, armed(FaultKind.fail, "o-1"), shipping.ship_rule, shipping_drills.failed
-    )
+    decide = business_fault(FAIL, armed(FAIL, "o-1"), shipping.ship_rule, shipping_drills.failed)
     reserved = InventoryReserved.first(
         order_id="o-1", producer="inventory", items=[LineItem(sku="BOOK", quantity=1)]
     )

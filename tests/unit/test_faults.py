@@ -4,6 +4,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.inventory.drills import OUT_OF_STOCK
+from services.payment.drills import DECLINE
+from services.shipping.drills import FAIL
 from shared.consuming.faults import (
     INFRASTRUCTURE_KINDS,
     ActiveFault,
@@ -18,7 +21,7 @@ from shared.contracts.errors import PermanentError, TransientError
 pytestmark = pytest.mark.unit
 
 K = FaultKind
-ALL_KINDS = frozenset(FaultKind)
+ALL_KINDS = frozenset(FaultKind) | {DECLINE, OUT_OF_STOCK, FAIL}
 
 
 def registry(*specs: FaultSpec, seed: int = 1) -> FaultRegistry:
@@ -105,15 +108,15 @@ def test_infrastructure_kinds_are_transient_permanent_crash_and_delay() -> None:
 
 
 def test_adding_a_kind_the_service_does_not_accept_is_refused_with_what_it_accepts() -> None:
-    payment = FaultRegistry(INFRASTRUCTURE_KINDS | {K.decline})
+    payment = FaultRegistry(INFRASTRUCTURE_KINDS | {DECLINE})
 
     with pytest.raises(ValueError, match="fault kind 'fail' does not apply to this service"):
-        payment.add(FaultSpec(kind=K.fail))
+        payment.add(FaultSpec(kind=FAIL))
     assert payment.active() == []
 
 
 def test_a_registry_reports_the_kinds_it_accepts() -> None:
-    kinds = INFRASTRUCTURE_KINDS | {K.fail}
+    kinds = INFRASTRUCTURE_KINDS | {FAIL}
     assert FaultRegistry(kinds).allowed_kinds == kinds
 
 
@@ -203,19 +206,19 @@ def test_taking_a_counted_fault_shows_the_remaining_count_in_active() -> None:
 
 
 def test_a_fault_for_some_orders_fires_only_for_them() -> None:
-    faults = registry(FaultSpec(kind=K.decline, order_ids=["o-1", "o-2"]))
+    faults = registry(FaultSpec(kind=DECLINE, order_ids=["o-1", "o-2"]))
 
-    assert faults.take(K.decline, "o-3") is None
-    assert faults.take(K.decline, None) is None
-    assert faults.take(K.decline, "o-2") is not None
+    assert faults.take(DECLINE, "o-3") is None
+    assert faults.take(DECLINE, None) is None
+    assert faults.take(DECLINE, "o-2") is not None
 
 
 def test_the_oldest_matching_fault_fires_first() -> None:
     faults = registry()
-    older = faults.add(FaultSpec(kind=K.fail, count=1))
-    newer = faults.add(FaultSpec(kind=K.fail, count=1))
+    older = faults.add(FaultSpec(kind=FAIL, count=1))
+    newer = faults.add(FaultSpec(kind=FAIL, count=1))
 
-    first, second = faults.take(K.fail, "o-1"), faults.take(K.fail, "o-1")
+    first, second = faults.take(FAIL, "o-1"), faults.take(FAIL, "o-1")
 
     assert first is not None and first.id == older.id
     assert second is not None and second.id == newer.id
@@ -223,10 +226,10 @@ def test_the_oldest_matching_fault_fires_first() -> None:
 
 def test_a_fault_that_does_not_fire_lets_the_next_matching_one_try() -> None:
     faults = registry()
-    faults.add(FaultSpec(kind=K.fail, rate=0.0))
-    certain = faults.add(FaultSpec(kind=K.fail))
+    faults.add(FaultSpec(kind=FAIL, rate=0.0))
+    certain = faults.add(FaultSpec(kind=FAIL))
 
-    taken = faults.take(K.fail, "o-1")
+    taken = faults.take(FAIL, "o-1")
 
     assert taken is not None and taken.id == certain.id
 
@@ -344,7 +347,7 @@ async def test_faults_for_other_orders_do_not_touch_this_handler() -> None:
     await inject_before_handler(faults, "o-1")
 
 
-@pytest.mark.parametrize("kind", [K.crash, K.decline, K.out_of_stock, K.fail])
+@pytest.mark.parametrize("kind", [K.crash, DECLINE, OUT_OF_STOCK, FAIL])
 async def test_crash_and_business_faults_are_left_to_their_own_place(kind: FaultKind) -> None:
     faults = registry(FaultSpec(kind=kind))
 
@@ -359,6 +362,7 @@ async def test_crash_and_business_faults_are_left_to_their_own_place(kind: Fault
 class Order:
     def __init__(self, order_id: str) -> None:
         self.order_id = order_id
+        self.entity_key = order_id  # what a business fault looks up (shared.consuming.faults.Keyed)
 
 
 def rule(order: Order, amount: int) -> str:
@@ -370,8 +374,8 @@ def outcome(order: Order, amount: int) -> str:
 
 
 def test_a_business_fault_answers_for_the_orders_it_fires_for_and_the_rule_for_the_others() -> None:
-    faults = registry(FaultSpec(kind=K.decline, order_ids=["o-1"], count=1))
-    decide = business_fault(K.decline, faults, rule, outcome)
+    faults = registry(FaultSpec(kind=DECLINE, order_ids=["o-1"], count=1))
+    decide = business_fault(DECLINE, faults, rule, outcome)
 
     assert decide(Order("o-2"), 5) == "rule o-2 5"
     assert decide(Order("o-1"), 5) == "fault o-1 5"
@@ -380,10 +384,10 @@ def test_a_business_fault_answers_for_the_orders_it_fires_for_and_the_rule_for_t
 
 
 def test_without_a_registry_the_rule_is_not_wrapped_at_all() -> None:
-    assert business_fault(K.decline, None, rule, outcome) is rule
+    assert business_fault(DECLINE, None, rule, outcome) is rule
 
 
 def test_a_business_fault_of_a_kind_the_service_does_not_accept_is_refused() -> None:
     faults = FaultRegistry(INFRASTRUCTURE_KINDS)
     with pytest.raises(ValueError, match="does not accept decline faults"):
-        business_fault(K.decline, faults, rule, outcome)
+        business_fault(DECLINE, faults, rule, outcome)

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from services.ids import MAX_ORDER_ID_CHARS
 from services.order import store
 from services.order.api import Age
 from services.order.explorer.lanes import swimlanes
@@ -27,7 +28,7 @@ from services.order.explorer.peers import Peers
 from services.order.model import OrderStatus
 from services.order.stuck import StuckCriteria, StuckFinder, Why
 from shared.app.http import BODY_RESPONSES
-from shared.contracts.text import MAX_ORDER_ID_CHARS, StorableStr
+from shared.contracts.text import StorableStr
 from shared.ops.dead_letter_index import READ_TIMEOUT_S, DeadLetterIndex
 from shared.ops.group_lag import read_groups
 from shared.ops.replay import forgotten_reason, replay_dead_letters

@@ -90,8 +90,8 @@ app = typer.Typer(
     name="sagakit",
     help=(
         "Operate a sagakit system: its topics, records, consumer groups, dead letters, "
-        "local stack and the commands it adds. Settings: --env-file, else ./.stack/stack.env, else the "
-        "SAGAKIT_* environment (which wins over the file)."
+        "local stack and the commands it adds. Settings: --env-file, else "
+        "./.stack/stack.env, else the SAGAKIT_* environment (which wins over the file)."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,

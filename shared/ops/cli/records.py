@@ -38,7 +38,12 @@ POLL_MS = 500
 def produce(
     ctx: typer.Context,
     topic: Annotated[str, typer.Argument(help="The topic's full name (prefix included).")],
-    key: Annotated[str, typer.Option("--key", "-k", help="The record key: an order id.")],
+    key: Annotated[
+        str,
+        typer.Option(
+            "--key", "-k", help="The record key: the id of the entity its event is about."
+        ),
+    ],
     value: Annotated[
         str | None,
         typer.Argument(help="The value; without it, one record per line of standard input."),
@@ -143,7 +148,7 @@ def tail(
         ),
     ] = None,
     key: Annotated[
-        str | None, typer.Option("--key", "-k", help="Only records with this key (an order id).")
+        str | None, typer.Option("--key", "-k", help="Only records with this key (an entity's id).")
     ] = None,
     limit: Annotated[
         int | None,
