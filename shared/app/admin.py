@@ -45,7 +45,6 @@ def faults_router(registry: FaultRegistry) -> APIRouter:
     """``POST``/``GET``/``DELETE /faults``: failure injection for this process."""
     router = APIRouter(prefix="/faults", tags=["faults"])
 
-    @router.post("", status_code=status.HTTP_201_CREATED, responses=BODY_RESPONSES)
     async def add_fault(spec: FaultSpec) -> dict[str, Any]:
         """Inject a fault into this service's handlers."""
         try:
@@ -53,6 +52,11 @@ def faults_router(registry: FaultRegistry) -> APIRouter:
         except ValueError as error:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from error
         return fault.describe()
+
+    # The body is the registry's spec, its keys named as its system names them: a class made
+    # at run time, which the annotation above cannot name.
+    add_fault.__annotations__["spec"] = registry.spec_type
+    router.post("", status_code=status.HTTP_201_CREATED, responses=BODY_RESPONSES)(add_fault)
 
     @router.get("")
     async def list_faults() -> list[dict[str, Any]]:

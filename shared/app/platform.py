@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.app.service import Component, Service
 from shared.consuming.consumer import ConsumerRunner
-from shared.consuming.faults import FaultRegistry, Keyed, business_fault
+from shared.consuming.faults import KEYS, FaultRegistry, FaultSpec, Keyed, business_fault
 from shared.consuming.inbox import Deduplicator
 from shared.consuming.subscriptions import Subscription
 from shared.contracts.catalogue import Catalogue
@@ -85,7 +85,11 @@ class Platform(Generic[SettingsT]):
             redis=Redis.from_url(settings.redis_url),
             topics=topics,
             units=UnitOfWorkFactory(engine, topics),
-            faults=FaultRegistry(faults) if settings.fault_injection else None,
+            faults=(
+                FaultRegistry(faults, spec_type=FaultSpec.keyed_by(_keys_name(catalogue)))
+                if settings.fault_injection
+                else None
+            ),
         )
 
     def business_fault(
@@ -124,6 +128,12 @@ class Platform(Generic[SettingsT]):
             probes={"kafka": runtime.ping_kafka, "consumer groups": runtime.check_joined},
             description=description,
         )
+
+
+def _keys_name(catalogue: Catalogue[Any]) -> str:
+    """What ``POST /faults`` calls the keys a fault applies to: the plural of the catalogue's
+    key field (``thing_id`` -> ``thing_ids``)."""
+    return f"{catalogue.key_field}s" if catalogue.key_field else KEYS
 
 
 @dataclass

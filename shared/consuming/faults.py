@@ -24,6 +24,7 @@ through.
 """
 
 import asyncio
+import functools
 import random
 import threading
 import uuid
@@ -31,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Concatenate, Final, ParamSpec, Protocol, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from shared.contracts.errors import PermanentError, TransientError
 from shared.contracts.text import StorableStr
@@ -98,18 +99,27 @@ MAX_DELAY_MS: Final = 600_000
 partition well past any poll interval."""
 
 
-class FaultSpec(BaseModel):
-    """The body of ``POST /faults``. Unknown fields are refused (a 422 from the API)."""
+KEYS = "keys"
+"""The name of a fault's list of keys, unless its system names it (``FaultSpec.keyed_by``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class FaultSpec(BaseModel):
+    """The body of ``POST /faults``. Unknown fields are refused (a 422 from the API).
+
+    The entities a fault applies to are ``keys`` (the keys of their events); in JSON a
+    system names that list after its key (``keyed_by``: ``order_ids`` in the reference
+    system, named from its catalogue by ``Platform.configure``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True)
 
     kind: Annotated[str, AfterValidator(_known_kind)]
     rate: float = Field(default=1.0, ge=0.0, le=1.0, description="chance to fire, 0.0 to 1.0")
     count: int | None = Field(
         default=None, ge=1, description="how many times it fires; null: until deleted"
     )
-    order_ids: list[StorableStr] | None = Field(
-        default=None, min_length=1, description="the orders it applies to; null: any order"
+    keys: list[StorableStr] | None = Field(
+        default=None, min_length=1, description="the entities it applies to; null: any"
     )
     delay_ms: int = Field(
         default=0, ge=0, le=MAX_DELAY_MS, description="for kind delay: how long to sleep"
@@ -123,6 +133,32 @@ class FaultSpec(BaseModel):
             raise ValueError(f"delay_ms applies only to kind delay, not to {self.kind}")
         return self
 
+    @classmethod
+    def keyed_by(cls, name: str) -> type[Self]:
+        """This model with its ``keys`` named ``name`` in JSON (one class per name)."""
+        keyed: type[Self] = _keyed(cls, name)
+        return keyed
+
+    @classmethod
+    def keys_name(cls) -> str:
+        """What JSON calls this model's ``keys``."""
+        return cls.model_fields["keys"].alias or KEYS
+
+
+@functools.cache
+def _keyed(model: type[FaultSpec], name: str) -> Any:
+    if name == KEYS:
+        return model
+    keys = Field(
+        default=None, min_length=1, alias=name, description="the entities it applies to; null: any"
+    )
+    return create_model(
+        model.__name__,
+        __base__=model,
+        __module__=model.__module__,
+        keys=(list[StorableStr] | None, keys),
+    )
+
 
 class ActiveFault(FaultSpec):
     """A fault in a registry: its spec, an ``id``, and how many firings it has ``remaining``
@@ -133,23 +169,31 @@ class ActiveFault(FaultSpec):
 
     def describe(self) -> dict[str, Any]:
         """The fault as a JSON-ready dict: the spec's fields, ``id`` and ``remaining``."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", by_alias=True)
 
     def applies_to(self, key: str | None) -> bool:
         """True when the fault covers the entity ``key`` (every one, or one of its keys)."""
-        return self.order_ids is None or key in self.order_ids
+        return self.keys is None or key in self.keys
 
 
 class FaultRegistry:
     """The faults active in one service process.
 
     Only the kinds in ``allowed`` can be added. ``rng`` decides whether a fault with a
-    ``rate`` below 1 fires: pass a seeded ``random.Random`` for repeatable tests. Safe to use
-    from the event loop and from threads (sync routes run in a thread pool).
+    ``rate`` below 1 fires: pass a seeded ``random.Random`` for repeatable tests.
+    ``spec_type`` is what ``POST /faults`` reads (``FaultSpec.keyed_by``). Safe to use from the
+    event loop and from threads (sync routes run in a thread pool).
     """
 
-    def __init__(self, allowed: frozenset[str], *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        allowed: frozenset[str],
+        *,
+        rng: random.Random | None = None,
+        spec_type: type[FaultSpec] = FaultSpec,
+    ) -> None:
         self._allowed = frozenset(allowed)
+        self.spec_type = spec_type
         self._rng = rng if rng is not None else random.Random()
         self._faults: list[ActiveFault] = []
         self._lock = threading.Lock()
@@ -166,7 +210,8 @@ class FaultRegistry:
             raise ValueError(
                 f"fault kind '{spec.kind}' does not apply to this service: it accepts {allowed}"
             )
-        fault = ActiveFault(**spec.model_dump(), id=str(uuid.uuid4()), remaining=spec.count)
+        active = ActiveFault.keyed_by(type(spec).keys_name())
+        fault = active(**spec.model_dump(), id=str(uuid.uuid4()), remaining=spec.count)
         with self._lock:
             self._faults.append(fault)
         return fault

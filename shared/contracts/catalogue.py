@@ -81,6 +81,12 @@ class Catalogue(Sequence[type[EventT]]):
     def __getitem__(self, index: int | slice) -> type[EventT] | tuple[type[EventT], ...]:
         return self.types[index]
 
+    @property
+    def key_field(self) -> str | None:
+        """The key field every type declares, when they all declare the same one."""
+        fields = {cls.key_field for cls in self.types}
+        return fields.pop() if len(fields) == 1 else None
+
     def type_names(self) -> tuple[str, ...]:
         """The ``event_type`` of every type, in the catalogue's order: one topic each."""
         return tuple(self._versions)

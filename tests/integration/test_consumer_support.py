@@ -32,8 +32,9 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text, Uuid, select, tex
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.events import CATALOGUE, OrderCreated
+from services.faults import FaultSpec
 from shared.consuming.consumer import ConsumerRunner, Subscription
-from shared.consuming.faults import INFRASTRUCTURE_KINDS, FaultKind, FaultRegistry, FaultSpec
+from shared.consuming.faults import INFRASTRUCTURE_KINDS, FaultKind, FaultRegistry
 from shared.consuming.inbox import Deduplicator
 from shared.consuming.subscriptions import Delivery, Handler
 from shared.contracts.events import Event

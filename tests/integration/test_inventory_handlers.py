@@ -23,12 +23,13 @@ from services.events import (
     ShippingFailed,
     decode,
 )
+from services.faults import FaultSpec
 from services.inventory import api, drills, store
 from services.inventory.app import service
 from services.inventory.drills import OUT_OF_STOCK
 from services.inventory.handlers import release_stock, reserve_rule, reserve_stock, ship_stock
 from services.inventory.model import FailureReason, ReservationStatus, StockLevel
-from shared.consuming.faults import FaultRegistry, FaultSpec, business_fault
+from shared.consuming.faults import FaultRegistry, business_fault
 from shared.contracts.events import Event
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata

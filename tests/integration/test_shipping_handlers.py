@@ -20,6 +20,7 @@ from services.events import (
     ShippingFailed,
     decode,
 )
+from services.faults import FaultSpec
 from services.shipping import api, drills, store
 from services.shipping.app import service
 from services.shipping.drills import FAIL
@@ -30,7 +31,7 @@ from services.shipping.model import (
     ShipmentStatus,
     tracking_id_for,
 )
-from shared.consuming.faults import FaultRegistry, FaultSpec, business_fault
+from shared.consuming.faults import FaultRegistry, business_fault
 from shared.contracts.events import Event
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from services.events import InventoryReserved, LineItem, OrderCreated, PaymentProcessed
+from services.faults import FaultSpec
 from services.inventory import drills as inventory_drills
 from services.inventory import handlers as inventory
 from services.inventory.app import service as inventory_service
@@ -22,13 +23,7 @@ from services.shipping import handlers as shipping
 from services.shipping.app import service as shipping_service
 from services.shipping.drills import FAIL
 from services.shipping.model import ShipmentStatus
-from shared.consuming.faults import (
-    INFRASTRUCTURE_KINDS,
-    FaultKind,
-    FaultRegistry,
-    FaultSpec,
-    business_fault,
-)
+from shared.consuming.faults import INFRASTRUCTURE_KINDS, FaultKind, FaultRegistry, business_fault
 
 pytestmark = pytest.mark.unit
 

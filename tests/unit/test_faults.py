@@ -4,15 +4,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from services.faults import ActiveFault, FaultSpec
 from services.inventory.drills import OUT_OF_STOCK
 from services.payment.drills import DECLINE
 from services.shipping.drills import FAIL
 from shared.consuming.faults import (
     INFRASTRUCTURE_KINDS,
-    ActiveFault,
     FaultKind,
     FaultRegistry,
-    FaultSpec,
     business_fault,
     inject_before_handler,
 )
@@ -45,7 +44,7 @@ class RecordedSleep:
 def test_a_fault_spec_defaults_to_always_forever_for_any_order() -> None:
     spec = FaultSpec.model_validate({"kind": "transient"})
 
-    assert (spec.kind, spec.rate, spec.count, spec.order_ids, spec.delay_ms) == (
+    assert (spec.kind, spec.rate, spec.count, spec.keys, spec.delay_ms) == (
         K.transient,
         1.0,
         None,
@@ -59,7 +58,7 @@ def test_a_fault_spec_reads_every_contract_field() -> None:
         {"kind": "delay", "rate": 0.5, "count": 3, "order_ids": ["o-1"], "delay_ms": 250}
     )
 
-    assert (spec.kind, spec.rate, spec.count, spec.order_ids, spec.delay_ms) == (
+    assert (spec.kind, spec.rate, spec.count, spec.keys, spec.delay_ms) == (
         K.delay,
         0.5,
         3,
