@@ -2,7 +2,9 @@
 
 - the domain models (``services/*/model.py`` and ``services/order/deadlines.py``) are pure:
   the standard library's non-I/O modules, ``shared.contracts.money`` and their own service's model;
-- a service imports no other service;
+- a service imports no other service; what the reference system's services share is not a
+  service (``REFERENCE_COMMONS``: its event catalogue, its ids, its faults' body), imports no
+  service, and is what the services import of each other's world;
 - the platform (``shared``) imports no service, and neither the local stack nor the benchmark;
 - the platform's floors, lowest first (``FLOORS``): a module imports its own floor and those
   below it, never one above; the ground (``shared.settings`` and the like) imports no floor;
@@ -30,6 +32,10 @@ IO_STDLIB = {
     "shutil", "socket", "sqlite3", "ssl", "subprocess", "threading", "urllib",
 }  # fmt: skip
 PURE_SHARED = {"shared.contracts.money"}
+REFERENCE_COMMONS = sorted(
+    p for p in (ROOT / "services").glob("*.py") if p.name not in {"__init__.py", "asyncapi.py"}
+)
+"""services/events.py (the catalogue), ids.py, faults.py: shared by the reference services."""
 FLOORS = ["contracts", "observability", "storage", "publishing", "consuming", "app", "ops"]
 
 
@@ -84,6 +90,19 @@ def test_a_service_imports_no_other_service(service: str) -> None:
         if top(module, 2) in others
     }
     assert found == set()
+
+
+@pytest.mark.parametrize("path", REFERENCE_COMMONS, ids=lambda p: p.name)
+def test_what_the_reference_services_share_imports_no_service(path: Path) -> None:
+    services = {f"services.{name}" for name in SERVICES}
+    assert {module for module in imports(path) if top(module, 2) in services} == set()
+
+
+def test_the_reference_catalogue_is_not_a_service_and_every_service_uses_it() -> None:
+    assert ROOT / "services" / "events.py" in REFERENCE_COMMONS
+    for service in SERVICES:
+        found = {m for path in python_files(f"services/{service}") for m in imports(path)}
+        assert "services.events" in found, service
 
 
 def test_the_platform_imports_no_service_nor_the_local_stack_nor_the_benchmark() -> None:
