@@ -35,6 +35,8 @@ class CliSettings(PlatformSettings):
     """The platform's settings, as the command line reads them."""
 
     service_name: str = "sagakit-cli"
+    catalogue: str | None = None
+    """Which installed event catalogue the commands use (``shared.ops.cli.plugins``)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class Config:
     def topics(self) -> Topics:
         """The installed catalogue's topic names (``shared.ops.cli.plugins``), with
         ``SAGAKIT_TOPIC_PREFIX``."""
-        return Topics(installed_catalogue(), self.settings.topic_prefix)
+        return Topics(installed_catalogue(self.settings.catalogue), self.settings.topic_prefix)
 
 
 def config(ctx: typer.Context) -> Config:

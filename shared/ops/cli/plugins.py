@@ -15,7 +15,6 @@ package is installed again (``make install``).
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -42,11 +41,10 @@ def installed_commands() -> list[tuple[str, typer.Typer]]:
     return groups
 
 
-def installed_catalogue() -> Catalogue[Any]:
-    """The event catalogue installed in ``sagakit.catalogue`` (``SAGAKIT_CATALOGUE`` picks
-    one of several); ``CliError`` when there is none to pick."""
+def installed_catalogue(chosen: str | None = None) -> Catalogue[Any]:
+    """The event catalogue installed in ``sagakit.catalogue``, the one named ``chosen``
+    (``SAGAKIT_CATALOGUE``) when given; ``CliError`` when there is none to pick."""
     entries = {entry.name: entry for entry in entry_points(group=CATALOGUE_GROUP)}
-    chosen = os.environ.get(CHOSEN_CATALOGUE)
     if chosen:
         if chosen not in entries:
             raise CliError(
