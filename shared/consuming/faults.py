@@ -111,7 +111,7 @@ class FaultSpec(BaseModel):
     system, named from its catalogue by ``Platform.configure``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Annotated[str, AfterValidator(_known_kind)]
     rate: float = Field(default=1.0, ge=0.0, le=1.0, description="chance to fire, 0.0 to 1.0")
@@ -211,7 +211,8 @@ class FaultRegistry:
                 f"fault kind '{spec.kind}' does not apply to this service: it accepts {allowed}"
             )
         active = ActiveFault.keyed_by(type(spec).keys_name())
-        fault = active(**spec.model_dump(), id=str(uuid.uuid4()), remaining=spec.count)
+        fields = spec.model_dump(by_alias=True)  # the names ``active`` reads: the same keys
+        fault = active.model_validate(fields | {"id": str(uuid.uuid4()), "remaining": spec.count})
         with self._lock:
             self._faults.append(fault)
         return fault

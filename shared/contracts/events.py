@@ -89,6 +89,8 @@ class Event(Envelope):
     def first(cls, *, producer: str, **fields: Any) -> Self:
         """The event that starts a saga: it is its own correlation (its entity's id) and has
         no cause. ``fields`` include the key field."""
+        if cls.key_field not in fields:
+            raise TypeError(f"{cls.__name__}.first needs its key, {cls.key_field}")
         return cls(correlation_id=fields[cls.key_field], producer=producer, **fields)
 
     @classmethod
