@@ -2,10 +2,10 @@
 
 Each service process keeps one in-memory ``FaultRegistry``. The admin API adds each
 ``FaultSpec`` to it; the wrappers below ask ``take(kind, key)`` (the key of the event in hand,
-``Event.entity_key``) at the point where that
-failure belongs, and act when a fault comes back. Nothing else knows of faults: the domain
-models hold the business rules alone, and a deployment without failure injection
-(``SAGAKIT_FAULT_INJECTION=false``) has no registry, so no wrapper is put in place at all.
+``Event.entity_key``) at the point where that failure belongs, and act when a fault comes
+back. Nothing else knows of faults: the domain models hold the business rules alone, and a
+deployment without failure injection (``SAGAKIT_FAULT_INJECTION=false``) has no registry, so
+no wrapper is put in place at all.
 
 - business kinds, through ``business_fault``: each service declares its own
   (``BusinessFault("decline")`` in the module of its drills) and its declaration wraps its
