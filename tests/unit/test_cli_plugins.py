@@ -24,5 +24,5 @@ def test_the_installed_catalogue_is_the_reference_one() -> None:
 
 
 def test_a_catalogue_that_is_not_installed_is_refused_naming_those_that_are() -> None:
-    with pytest.raises(CliError, match="no such catalogue installed .installed: reference"):
+    with pytest.raises(CliError, match=r"no such catalogue installed \(installed: reference\)"):
         installed_catalogue("bookings")
