@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
-from shared.contracts.topics import Topics, existing_partitions
+from shared.contracts.topics import Topics, ensure_topics, existing_partitions
 from tests.booking import desk, seats
 from tests.booking.events import CATALOGUE, BookingRequested, SeatHeld
 from tests.infra import Infrastructure
@@ -87,9 +87,24 @@ class Bookings:
             await reader.stop()
 
 
+async def topics_ready(infra: Infrastructure, topics: Topics, partitions: int) -> None:
+    """Create the saga's topics and wait until the cluster's metadata shows them all: a group
+    that joined before it did would be given no partition of the missing ones (the consumers
+    read metadata again only every few minutes)."""
+    options = {"bootstrap_servers": infra.kafka_bootstrap}
+    await ensure_topics(options, topics.all(), partitions=partitions)
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            known = await existing_partitions(options)
+            if all(len(known.get(name, [])) == partitions for name in topics.all()):
+                return
+            await asyncio.sleep(0.2)
+
+
 @pytest.fixture
 async def bookings(infra: Infrastructure) -> AsyncIterator[Bookings]:
     prefix = infra.topic_prefix("booking")
+    await topics_ready(infra, Topics(CATALOGUE, prefix), partitions=3)
     shared_settings: dict[str, Any] = {
         "kafka_bootstrap": infra.kafka_bootstrap,
         "redis_url": infra.redis_url,
