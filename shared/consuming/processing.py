@@ -414,7 +414,7 @@ class RecordProcessor:
                 "retrying %s %s (%s %s) in %.2fs after attempt %d failed (%s): %s: %s",
                 event.event_type,
                 event.event_id,
-                event.key_field,
+                event.entity_name(),
                 event.entity_key,
                 delay,
                 attempts,
@@ -491,7 +491,7 @@ class RecordProcessor:
             "dead-lettering %s %s (%s %s) from %s[%d]@%d after %d attempt(s): %s: %s",
             event.event_type if event else "record",
             event.event_id if event else "-",
-            event.key_field if event else "key",
+            event.entity_name() if event else "entity",
             event.entity_key if event else "-",
             record.topic,
             record.partition,
@@ -517,7 +517,7 @@ class RecordProcessor:
             "injected crash after committing %s %s (%s %s), before its offset commit",
             event.event_type,
             event.event_id,
-            event.key_field,
+            event.entity_name(),
             event.entity_key,
         )
         logging.shutdown()  # flush the line above: os._exit skips every cleanup

@@ -86,6 +86,11 @@ class Event(Envelope):
         return key
 
     @classmethod
+    def entity_name(cls) -> str:
+        """The entity in words, for log lines: the key field without its ``_id``."""
+        return cls.key_field.removesuffix("_id")
+
+    @classmethod
     def first(cls, *, producer: str, **fields: Any) -> Self:
         """The event that starts a saga: it is its own correlation (its entity's id) and has
         no cause. ``fields`` include the key field."""
