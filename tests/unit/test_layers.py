@@ -30,7 +30,16 @@ IO_STDLIB = {
     "shutil", "socket", "sqlite3", "ssl", "subprocess", "threading", "urllib",
 }  # fmt: skip
 PURE_SHARED = {"shared.contracts.money"}
-FLOORS = ["contracts", "observability", "storage", "publishing", "consuming", "app", "ops"]
+FLOORS = [
+    "contracts",
+    "observability",
+    "storage",
+    "publishing",
+    "consuming",
+    "app",
+    "ops",
+    "testing",
+]
 
 
 def imports(path: Path) -> Iterator[str]:
