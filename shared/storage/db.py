@@ -236,7 +236,10 @@ class UnitOfWork:
         local = emitted and self._relay is not None and self._relay.is_leader
         if emitted:
             rows = [_outbox_row(record) for record in self._staged]
-            await self._session.execute(insert(outbox_table), rows)
+            # Written now, just before the commit, not at the transaction's start (now()):
+            # this is where the record's hop begins (shared.observability.stages).
+            written = insert(outbox_table).values(created_at=func.clock_timestamp())
+            await self._session.execute(written, rows)
             if not local:
                 # Delivered to listeners only when the transaction commits (and dropped if
                 # it does not), so the relay never wakes for rows it cannot see yet.
