@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bench.hops import HAPPY_PATH, STAGES, happy_path_total
+
 __all__ = ["render"]
 
 Doc = Mapping[str, Any]
@@ -77,8 +79,84 @@ def _closed(closed: Doc) -> list[str]:
         f"({sagas['completed']:,} in {sagas['window_s']:.1f} s, first accepted to last "
         f"completed; not completed: {_counts(sagas['not_completed'])})",
     ]
+    cpu = closed.get("cpu")
+    if cpu:
+        lines.append(_cpu_per_saga(cpu, sagas["completed_per_s"]))
     rows = _latency_rows([("API", closed["api_latency"]), ("saga", sagas["latency"])])
     return lines + _table(["latency ms", "p50", "p95", "p99", "max"], rows)
+
+
+def _cpu_per_saga(cpu: Doc, sagas_per_s: float | None) -> str:
+    shares = ", ".join(
+        f"{name} {_n(ms, 2)}" for name, ms in cpu["per_saga_ms_by_process"].items() if ms
+    )
+    return (
+        f"  CPU per saga       {_n(cpu['per_saga_ms'], 2)} ms at {_n(sagas_per_s, 1)} sagas/s "
+        f"({_n(cpu['system_cpu_s'], 1)} CPU-s of the system over {cpu['completed_sagas']:,} "
+        f"completed sagas, the load generator's {_n(cpu['load_generator_cpu_s'], 1)} left "
+        f"out; ms per saga: {shares})"
+    )
+
+
+_STAGE_HEADERS = {
+    "sent": "sent",
+    "acknowledged": "acked",
+    "fetched": "fetched",
+    "begun": "begun",
+    "locked": "locked",
+    "committed": "committed",
+    "offset_committed": "offsets",
+}
+
+
+def _cell(stage: Doc | None) -> str:
+    if not stage:
+        return "-"
+    return f"{_n(stage['mean_ms'], 1)}/{_n(stage['p99_ms'], 0)}"
+
+
+def hop_rows(hops: Sequence[Doc]) -> list[list[str]]:
+    """One row per hop: its name, its records, then mean/p99 ms to each stage."""
+    rows = []
+    for hop in hops:
+        step = hop["happy_path_step"]
+        name = f"{'' if step is None else f'{step + 1}. '}{hop['topic']} -> {hop['group']}"
+        fetched = hop["stages"].get("fetched") or {}
+        rows.append(
+            [name, _n(fetched.get("count")), *(_cell(hop["stages"].get(s)) for s in STAGES)]
+        )
+    return rows
+
+
+def _hops(title: str, hops: Sequence[Doc], saga: Doc | None) -> list[str]:
+    header = ["hop", "records", *(_STAGE_HEADERS[s] for s in STAGES)]
+    lines = [title, *_table(header, hop_rows(hops))]
+    total = happy_path_total(hops)
+    if total is not None:
+        saga_mean = f"{_n(saga['mean_ms'], 1)} ms" if saga else "-"
+        lines.append(
+            f"  the {len(HAPPY_PATH)} happy-path hops to their commit add up to {_n(total, 1)} ms "
+            f"(means); the sagas' mean is {saga_mean}"
+        )
+    return lines
+
+
+def _breakdowns(scenarios: Doc) -> list[list[str]]:
+    explained = (
+        "ms from the outbox row's write (the producer's commit) to each stage, mean/p99: the "
+        "relay's send, Kafka's acknowledgement, the consumer's fetch, its transaction begun, "
+        "the group's lock taken, its commit, the offset commit"
+    )
+    blocks = []
+    for step in scenarios.get("open_loop") or []:
+        if step.get("hops"):
+            title = f"latency per hop at {step['offered_per_s']:g}/s offered: {explained}"
+            blocks.append(_hops(title, step["hops"], step["sagas"]["latency"]))
+    closed = scenarios.get("closed_loop")
+    if closed and closed.get("hops"):
+        title = f"latency per hop in the closed loop ({closed['clients']} clients): {explained}"
+        blocks.append(_hops(title, closed["hops"], closed["sagas"]["latency"]))
+    return blocks
 
 
 def _open(steps: Sequence[Doc]) -> list[str]:
@@ -208,6 +286,7 @@ def render(doc: Doc) -> str:
         blocks.append(_closed(scenarios["closed_loop"]))
     if scenarios.get("open_loop"):
         blocks.append(_open(scenarios["open_loop"]))
+    blocks.extend(_breakdowns(scenarios))
     if scenarios.get("transport"):
         blocks.append(_transport(scenarios["transport"], ratios))
     if scenarios.get("synchronous"):
