@@ -23,12 +23,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = [
     "CONSUMER_STAGES",
+    "CRITICAL_PATH",
     "HAPPY_PATH",
     "RELAY_STAGES",
+    "SEGMENTS",
     "STAGES",
     "Histogram",
     "Snapshot",
     "breakdown",
+    "happy_path_segments",
     "happy_path_total",
     "histograms_in",
     "quantile",
@@ -211,12 +214,46 @@ def breakdown(observed: Mapping[Key, Histogram], prefix: str = "") -> list[dict[
     return sorted(hops, key=order)
 
 
-def happy_path_total(hops: Sequence[Mapping[str, Any]], stage: str = "committed") -> float | None:
-    """The happy saga's hops' mean latencies to ``stage`` added up (ms): what the saga's mean
-    latency is made of, beyond the order API's own transaction."""
-    means: list[float] = []
+CRITICAL_PATH = ("sent", "fetched", "begun", "locked", "committed")
+"""The stages a saga waits for, in order: the acknowledgement runs beside the fetch (a
+consumer may read a record before the relay hears of its acknowledgement), and the offset
+commit after the next hop has begun."""
+
+SEGMENTS = {
+    "sent": "written to sent",
+    "fetched": "sent to fetched",
+    "begun": "fetched to begun",
+    "locked": "begun to locked",
+    "committed": "locked to committed",
+}
+"""Each stage of the critical path by the segment that ends there."""
+
+
+def happy_path_segments(hops: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
+    """Where the happy saga's time goes: each segment of the critical path (``SEGMENTS``),
+    its mean (ms) added up over the happy hops; None unless every happy hop has every stage.
+    The segments add up to the hops' mean latencies to their commit, exactly."""
+    totals = dict.fromkeys(CRITICAL_PATH, 0.0)
+    steps = 0
     for hop in hops:
-        reached = hop["stages"].get(stage) if hop["happy_path_step"] is not None else None
-        if reached and reached.get("mean_ms") is not None:
-            means.append(float(reached["mean_ms"]))
-    return round(sum(means), 2) if len(means) == len(HAPPY_PATH) else None
+        if hop["happy_path_step"] is None:
+            continue
+        reached = [hop["stages"].get(stage) for stage in CRITICAL_PATH]
+        if not all(reached):
+            return None
+        steps += 1
+        previous = 0.0
+        for stage, figures in zip(CRITICAL_PATH, reached, strict=True):
+            mean = float(figures["mean_ms"])
+            totals[stage] += mean - previous
+            previous = mean
+    if steps != len(HAPPY_PATH):
+        return None
+    return {stage: round(total, 2) for stage, total in totals.items()}
+
+
+def happy_path_total(hops: Sequence[Mapping[str, Any]]) -> float | None:
+    """The happy hops' mean latencies to their commit, added up (ms): what the saga's mean
+    latency is made of, beyond the order API's own transaction."""
+    segments = happy_path_segments(hops)
+    return None if segments is None else round(sum(segments.values()), 2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bench.hops import HAPPY_PATH, STAGES, happy_path_total
+from bench.hops import HAPPY_PATH, SEGMENTS, STAGES, happy_path_segments
 
 __all__ = ["render"]
 
@@ -131,12 +131,14 @@ def hop_rows(hops: Sequence[Doc]) -> list[list[str]]:
 def _hops(title: str, hops: Sequence[Doc], saga: Doc | None) -> list[str]:
     header = ["hop", "records", *(_STAGE_HEADERS[s] for s in STAGES)]
     lines = [title, *_table(header, hop_rows(hops))]
-    total = happy_path_total(hops)
-    if total is not None:
+    segments = happy_path_segments(hops)
+    if segments is not None:
+        total = sum(segments.values())
         saga_mean = f"{_n(saga['mean_ms'], 1)} ms" if saga else "-"
+        parts = ", ".join(f"{SEGMENTS[stage]} {_n(ms, 1)}" for stage, ms in segments.items())
         lines.append(
-            f"  the {len(HAPPY_PATH)} happy-path hops to their commit add up to {_n(total, 1)} ms "
-            f"(means); the sagas' mean is {saga_mean}"
+            f"  the {len(HAPPY_PATH)} happy-path hops to their commit: {_n(total, 1)} ms of "
+            f"means ({parts}); the sagas' mean {saga_mean}"
         )
     return lines
 

@@ -12,6 +12,7 @@ from bench.hops import (
     RELAY_STAGES,
     Histogram,
     breakdown,
+    happy_path_segments,
     happy_path_total,
     histograms_in,
     quantile,
@@ -135,3 +136,32 @@ def test_cpu_per_saga_is_the_systems_seconds_without_the_load_generator() -> Non
         ("kafka", 1.0),
     ]
     assert cpu_per_saga({"order": 1.0}, 0)["per_saga_ms"] is None
+
+
+def test_the_happy_paths_time_is_split_into_the_segments_it_waits_for() -> None:
+    # Every happy hop alike: sent 2 ms, acknowledged 9 (beside the path), fetched 5, begun 11,
+    # locked 12, committed 20, offsets 900 (after the next hop began: not on the path).
+    at = {
+        "sent": 2.0,
+        "acknowledged": 9.0,
+        "fetched": 5.0,
+        "begun": 11.0,
+        "locked": 12.0,
+        "committed": 20.0,
+        "offset_committed": 900.0,
+    }
+    observed = {}
+    for topic, group in HAPPY_PATH:
+        for stage, ms in at.items():
+            group_label = "" if stage in RELAY_STAGES else group
+            observed[(topic, group_label, stage)] = _histogram((1, 1, 1), ms / 1000)
+    hops = breakdown(observed)
+    segments = happy_path_segments(hops)
+    assert segments == {
+        "sent": 8.0,
+        "fetched": 12.0,
+        "begun": 24.0,
+        "locked": 4.0,
+        "committed": 32.0,
+    }
+    assert happy_path_total(hops) == 4 * 20.0
