@@ -44,9 +44,10 @@ T = TypeVar("T")
 SCHEMA = 1
 LOAD_GENERATOR = "bench"
 """The benchmark's own process in the CPU readings (``bench.cpu``): not the system's."""
-OFFSETS_SETTLE_S = 1.5
+OFFSETS_SETTLE_S = 2.0
 """Waited after a step's sagas have ended before reading the stage histograms: consumers
-commit their offsets about once a second (``shared.consuming.partitions``)."""
+commit their offsets about once a second, after a poll of up to 0.5 s
+(``shared.consuming.partitions``, ``shared.consuming.consumer``)."""
 
 
 @dataclass(frozen=True)
