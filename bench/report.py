@@ -81,21 +81,21 @@ def _closed(closed: Doc) -> list[str]:
     ]
     cpu = closed.get("cpu")
     if cpu:
-        lines.append(_cpu_per_saga(cpu, sagas["completed_per_s"]))
+        lines.extend(_cpu_per_saga(cpu, sagas["completed_per_s"]))
     rows = _latency_rows([("API", closed["api_latency"]), ("saga", sagas["latency"])])
     return lines + _table(["latency ms", "p50", "p95", "p99", "max"], rows)
 
 
-def _cpu_per_saga(cpu: Doc, sagas_per_s: float | None) -> str:
+def _cpu_per_saga(cpu: Doc, sagas_per_s: float | None) -> list[str]:
     shares = ", ".join(
         f"{name} {_n(ms, 2)}" for name, ms in cpu["per_saga_ms_by_process"].items() if ms
     )
-    return (
+    return [
         f"  CPU per saga       {_n(cpu['per_saga_ms'], 2)} ms at {_n(sagas_per_s, 1)} sagas/s "
         f"({_n(cpu['system_cpu_s'], 1)} CPU-s of the system over {cpu['completed_sagas']:,} "
-        f"completed sagas, the load generator's {_n(cpu['load_generator_cpu_s'], 1)} left "
-        f"out; ms per saga: {shares})"
-    )
+        f"completed sagas; the load generator's {_n(cpu['load_generator_cpu_s'], 1)} left out)",
+        f"                     ms per saga: {shares}",
+    ]
 
 
 _STAGE_HEADERS = {
@@ -143,12 +143,16 @@ def _hops(title: str, hops: Sequence[Doc], saga: Doc | None) -> list[str]:
     return lines
 
 
+_LEGEND = [
+    "  sent: handed to the producer by the relay; acked: the relay heard Kafka's "
+    "acknowledgement; fetched: the consumer's poll returned it;",
+    "  begun: its transaction has a connection; locked: the group's lock taken; committed: "
+    "its COMMIT returned; offsets: its offset committed",
+]
+
+
 def _breakdowns(scenarios: Doc) -> list[list[str]]:
-    explained = (
-        "ms from the outbox row's write (the producer's commit) to each stage, mean/p99: the "
-        "relay's send, Kafka's acknowledgement, the consumer's fetch, its transaction begun, "
-        "the group's lock taken, its commit, the offset commit"
-    )
+    explained = "mean/p99 ms from the outbox row's write (the producer's commit) to each stage"
     blocks = []
     for step in scenarios.get("open_loop") or []:
         if step.get("hops"):
@@ -158,6 +162,8 @@ def _breakdowns(scenarios: Doc) -> list[list[str]]:
     if closed and closed.get("hops"):
         title = f"latency per hop in the closed loop ({closed['clients']} clients): {explained}"
         blocks.append(_hops(title, closed["hops"], closed["sagas"]["latency"]))
+    if blocks:
+        blocks[0][1:1] = _LEGEND
     return blocks
 
 
