@@ -63,6 +63,7 @@ from shared.consuming.subscriptions import Route
 from shared.contracts.errors import PermanentError
 from shared.contracts.events import Event
 from shared.observability.logs import about_record
+from shared.observability.stages import StageClock
 from shared.observability.tracing import OpenSpan, TraceParent, handling
 from shared.storage.db import ReadFrom, UnitOfWork
 
@@ -112,9 +113,11 @@ class BatchProcessor:
         inbox: Inbox,
         dedup: Deduplicator | None = None,
         faults: FaultRegistry | None = None,
+        stages: StageClock | None = None,
     ) -> None:
         self._processor = processor
         self._group = group
+        self._stages = stages
         self._units = units
         self._stats = stats
         self._inbox = inbox
@@ -230,7 +233,9 @@ class BatchProcessor:
         failure: BaseException | None = None
         try:
             async with self._units() as uow:
+                self._reached("begun", runs)
                 await self._lock.take(uow)
+                self._reached("locked", runs)
                 everything = [item.event.event_id for run in runs for item in run]
                 claimed = await self._inbox.claim_all(uow, self._group, everything)
                 handled: list[_Handled] = []
@@ -259,6 +264,7 @@ class BatchProcessor:
                         await route.handle(events, uow)
                         self._processor.observe_handlers(route, started)
                 await uow.commit()
+            self._reached("committed", runs)
         except BaseException as error:
             failure = error
             raise
@@ -268,6 +274,17 @@ class BatchProcessor:
         self._stats.batches += 1
         self._stats.batched += sum(len(ids) for ids in handled)
         return handled
+
+    def _reached(self, stage: str, runs: Sequence[Sequence[_Decoded]]) -> None:
+        """The records of ``runs`` reached ``stage`` of their hop now (one clock reading)."""
+        if self._stages is None:
+            return
+        now = time.time()
+        for run in runs:  # a run is one partition's, so one topic's
+            topic = run[0].record.topic
+            self._stages.observe(
+                (topic, self._group, stage), now, [i.record.timestamp for i in run]
+            )
 
     async def _one_by_one(
         self, run: Sequence[_Decoded], stopping: asyncio.Event, known: set[uuid.UUID]

@@ -42,6 +42,7 @@ from shared.consuming.processing import (
     ConsumerStats,
     RecordProcessor,
     RetryPolicy,
+    consumer_stages,
     handler_durations,
 )
 from shared.consuming.subscriptions import Delivery, Handler, Subscription, routes_by_topic
@@ -105,6 +106,7 @@ class ConsumerRunner:
         self.group_id = group_id
         self.stats = ConsumerStats()
         self._durations = handler_durations()
+        self._stages = consumer_stages()
         self._dlq_sizes: tuple[float, dict[str, int]] = (0.0, {})
         self._settings = settings
         self._routes = routes_by_topic(subscriptions, topics or Topics(settings.topic_prefix))
@@ -164,11 +166,14 @@ class ConsumerRunner:
                 inbox=self._inbox,
                 dedup=self._dedup,
                 faults=self._faults,
+                stages=self._stages,
             ),
             self._routes,
             self.stats,
             grace_s=self._revoke_grace_s,
             batch_size=self._settings.consumer_batch_size,
+            group=self.group_id,
+            stages=self._stages,
         )
         consumer.subscribe(self.topics, listener=_Rebalances(self))
         self._poll_task = asyncio.create_task(self._poll(), name=f"poll {self.group_id}")
@@ -250,6 +255,7 @@ class ConsumerRunner:
             )
         )
         families.extend(self._durations.collect())
+        families.append(self._stages.family())
         return families
 
     async def lag(self) -> dict[TopicPartition, int]:

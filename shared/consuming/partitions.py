@@ -38,6 +38,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from shared.consuming.batches import BatchProcessor
 from shared.consuming.processing import ConsumerStats, Outcome, RecordProcessor
 from shared.consuming.subscriptions import Route
+from shared.observability.stages import StageClock
 
 __all__ = ["COMMIT_INTERVAL_S", "PartitionWorkers"]
 
@@ -65,6 +66,9 @@ class _Partition:
     start: int = -1
     """The offset of the first record polled in this assignment (-1: none yet): where the
     group's committed offset stood when the assignment began."""
+    stamps: list[int] = field(default_factory=list)
+    """The Kafka timestamps of the records done since the last offset commit (only when
+    stages are timed): the commit is their last stage."""
 
 
 class PartitionWorkers:
@@ -87,6 +91,8 @@ class PartitionWorkers:
         grace_s: float,
         batch_size: int = 200,
         commit_timeout_s: float = 10.0,
+        group: str = "",
+        stages: StageClock | None = None,
     ) -> None:
         self._consumer = consumer
         self._processor = processor
@@ -96,11 +102,15 @@ class PartitionWorkers:
         self._stats = stats
         self._grace_s = grace_s
         self._commit_timeout_s = commit_timeout_s
+        self._group = group
+        self._stages = stages
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._last_commit = time.monotonic()
 
     def dispatch(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Queue a polled batch of ``tp``; start its task unless it is running."""
+        if self._stages is not None:  # called as the poll returns, with no await before
+            self._stages.since((tp.topic, self._group, "fetched"), [r.timestamp for r in records])
         partition = self._partitions.setdefault(tp, _Partition(tp))
         if partition.start < 0:
             partition.start = int(records[0].offset)
@@ -131,7 +141,7 @@ class PartitionWorkers:
             await asyncio.gather(*late, return_exceptions=True)
         offsets = {p.tp: p.done for p in released if p.done > p.committed}
         if offsets:
-            await self._commit(offsets)
+            await self._commit(offsets, released)
 
     async def commit_due(self) -> None:
         """Commit the offsets done since the last commit, of every partition in one request,
@@ -147,7 +157,7 @@ class PartitionWorkers:
         self._last_commit = now
         offsets = {p.tp: p.done for p in self._partitions.values() if p.done > p.committed}
         if offsets:
-            await self._commit(offsets)
+            await self._commit(offsets, self._partitions.values())
 
     def committed_offsets(self) -> dict[TopicPartition, int]:
         """The group's committed offset of each partition that had records in this assignment:
@@ -219,6 +229,8 @@ class PartitionWorkers:
             done = await self._batches.process(chunk, partition.stopping)
             if done:
                 partition.done = int(chunk[done - 1].offset) + 1
+                if self._stages is not None:
+                    partition.stamps.extend(record.timestamp for record in chunk[:done])
             if done < len(chunk):
                 return
 
@@ -237,7 +249,15 @@ class PartitionWorkers:
                 return
             partition.done = after
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
+    async def _commit(
+        self, offsets: dict[TopicPartition, int], partitions: Iterable[_Partition] = ()
+    ) -> bool:
+        # The records done up to ``offsets``, taken now: more may be done during the commit.
+        stamps: list[tuple[str, list[int]]] = []
+        for done in partitions:
+            if done.tp in offsets and done.stamps:
+                stamps.append((done.tp.topic, done.stamps))
+                done.stamps = []
         try:
             # aiokafka retries retriable commit errors without end; a rebalance must not
             # wait on a coordinator that is gone.
@@ -260,6 +280,10 @@ class PartitionWorkers:
             partition = self._partitions.get(tp)
             if partition is not None:
                 partition.committed = max(partition.committed, offset)
+        if self._stages is not None:
+            now = time.time()
+            for topic, records in stamps:
+                self._stages.observe((topic, self._group, "offset_committed"), now, records)
         return True
 
 

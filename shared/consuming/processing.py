@@ -65,6 +65,7 @@ from shared.contracts.errors import PermanentError, TransientError
 from shared.contracts.events import Event, decode
 from shared.observability.logs import about_record
 from shared.observability.metrics import histogram
+from shared.observability.stages import StageClock
 from shared.observability.tracing import OpenSpan, handling, header_of, recording, start_span
 from shared.publishing.dlq import DeadLetterQueue
 from shared.publishing.replay_target import REPLAY_GROUP_HEADER, replay_header
@@ -83,6 +84,7 @@ __all__ = [
     "RetryPolicy",
     "classify",
     "consumer_span",
+    "consumer_stages",
     "dead_letter_reason",
     "handler_durations",
 ]
@@ -239,6 +241,18 @@ class ConsumerStats:
         if counts is None:  # every outcome from zero, so that a rate() sees the first one
             counts = self.by_topic[topic] = dict.fromkeys((*OUTCOMES, "retries"), 0)
         return counts
+
+
+def consumer_stages() -> StageClock:
+    """When a consumer group's records reached each stage of their hop, from the moment
+    their outbox rows were written (``shared.observability.stages``)."""
+    return StageClock(
+        "sagakit_consumer_stage_seconds",
+        "Time from writing an outbox row (its record's Kafka timestamp) to a stage of the "
+        "group that consumes it: fetched, begun (its transaction), locked (the group's lock "
+        "taken), committed, offset_committed",
+        ("topic", "group", "stage"),
+    )
 
 
 def handler_durations() -> Histogram:

@@ -76,6 +76,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.observability.metrics import Metric, counter, gauge, histogram
+from shared.observability.stages import StageClock
 from shared.publishing.outbox_sending import PartitionSender
 from shared.settings import PlatformSettings
 from shared.storage.db import OUTBOX_CHANNEL, outbox_table
@@ -91,7 +92,7 @@ _TABLE = outbox_table.name
 # A row Kafka refused for good and whose dead-letter topic refused too keeps its refusal and
 # no sent_at: the outbox holds the only copy, so retention never deletes it.
 _SELECT_UNSENT = (
-    f"SELECT id, topic, key, value, headers, traceparent FROM {_TABLE} "
+    f"SELECT id, topic, key, value, headers, traceparent, created_at FROM {_TABLE} "
     "WHERE sent_at IS NULL AND refusal IS NULL AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
 )
 # How many pages of ``batch_size`` unsent rows a round reads at most, looking past the rows of
@@ -178,8 +179,18 @@ class OutboxRelay:
             "sagakit_outbox_publish_duration_seconds",
             "Time from handing an outbox row to the producer to Kafka's acknowledgement",
         )
+        self._stages = StageClock(
+            "sagakit_outbox_stage_seconds",
+            "Time from writing an outbox row to its record's stage (sent: handed to the "
+            "producer; acknowledged: stored by Kafka)",
+            ("topic", "stage"),
+        )
         self._sender = PartitionSender(
-            producer, name=name, publish_seconds=self._publish_seconds, on_answer=self._wake.set
+            producer,
+            name=name,
+            publish_seconds=self._publish_seconds,
+            stages=self._stages,
+            on_answer=self._wake.set,
         )
 
     @classmethod
@@ -219,6 +230,7 @@ class OutboxRelay:
             ),
         ]
         families.extend(self._publish_seconds.collect())
+        families.append(self._stages.family())
         return families
 
     async def start(self) -> None:

@@ -177,6 +177,11 @@ def _outbox_row(record: Record) -> dict[str, Any]:
     }
 
 
+# The rows' created_at is their write, just before the commit, not the transaction's start
+# (the column's default, now()): where the record's hop begins (shared.observability.stages).
+_WRITE_OUTBOX = insert(outbox_table).values(created_at=func.clock_timestamp())
+
+
 class ReadFrom(NamedTuple):
     """Where a consumed event was read: its topic, partition and offset."""
 
@@ -236,7 +241,7 @@ class UnitOfWork:
         local = emitted and self._relay is not None and self._relay.is_leader
         if emitted:
             rows = [_outbox_row(record) for record in self._staged]
-            await self._session.execute(insert(outbox_table), rows)
+            await self._session.execute(_WRITE_OUTBOX, rows)
             if not local:
                 # Delivered to listeners only when the transaction commits (and dropped if
                 # it does not), so the relay never wakes for rows it cannot see yet.
