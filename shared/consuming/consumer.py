@@ -1,9 +1,10 @@
 """The consumer runner: one consumer group, its subscriptions, manual commits, clean rebalances.
 
 ``ConsumerRunner`` polls its topics, hands each partition's batch to ``PartitionWorkers``
-(partitions concurrently, each in order) whose ``RecordProcessor`` decodes, deduplicates,
-handles, retries and dead-letters each record; offsets are committed only once a record is
-done (at-least-once), or before its handler for ``at_most_once`` subscriptions.
+(partitions concurrently, each in order), whose records the group's ``Pipeline`` decodes,
+deduplicates, handles, retries and dead-letters (``shared.consuming.pipeline``); offsets are
+committed only once a record is done (at-least-once), or before its handler for
+``at_most_once`` subscriptions.
 
 Staying in the group: aiokafka heartbeats from a background task, but it also leaves the
 group when ``getmany`` has not been called for ``max_poll_interval_ms``. The poll loop here
@@ -33,18 +34,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
-from shared.consuming.batches import BatchProcessor
+from shared.consuming.failures import RetryPolicy
 from shared.consuming.faults import FaultRegistry
 from shared.consuming.inbox import Deduplicator, Inbox
+from shared.consuming.instruments import Instruments, consumer_stages, handler_durations
 from shared.consuming.partitions import PartitionWorkers
-from shared.consuming.processing import (
-    OUTCOMES,
-    ConsumerStats,
-    RecordProcessor,
-    RetryPolicy,
-    consumer_stages,
-    handler_durations,
-)
+from shared.consuming.pipeline import Pipeline
+from shared.consuming.stats import OUTCOMES, ConsumerStats
 from shared.consuming.subscriptions import Delivery, Handler, Subscription, routes_by_topic
 from shared.contracts.topics import Topics
 from shared.observability.metrics import Metric, counter, gauge
@@ -154,20 +150,9 @@ class ConsumerRunner:
                 self._producer = None
             raise
         self._consumer = consumer
-        processor = self._processor()
         self._workers = PartitionWorkers(
             consumer,
-            processor,
-            BatchProcessor(
-                processor,
-                group=self.group_id,
-                units=self._units,
-                stats=self.stats,
-                inbox=self._inbox,
-                dedup=self._dedup,
-                faults=self._faults,
-                stages=self._stages,
-            ),
+            self._pipeline(),
             self._routes,
             self.stats,
             grace_s=self._revoke_grace_s,
@@ -331,9 +316,9 @@ class ConsumerRunner:
             return {}
         return {"group_instance_id": self._settings.instance_id}
 
-    def _processor(self) -> RecordProcessor:
+    def _pipeline(self) -> Pipeline:
         settings = self._settings
-        return RecordProcessor(
+        return Pipeline(
             group=self.group_id,
             routes=self._routes,
             units=self._units,
@@ -352,7 +337,7 @@ class ConsumerRunner:
             inbox=self._inbox,
             dedup=self._dedup,
             faults=self._faults,
-            durations=self._durations,
+            instruments=Instruments(self.group_id, self._durations, self._stages),
         )
 
     async def _poll(self) -> None:

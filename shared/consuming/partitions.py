@@ -1,7 +1,7 @@
 """Partitions processed concurrently, each one strictly in order.
 
 Each partition has a queue of polled records and at most one task, which takes everything
-queued, in offset order (runs of records in one transaction each, ``shared.consuming.batches``),
+queued, in offset order (runs of records in one transaction each, ``shared.consuming.pipeline``),
 then what was queued meanwhile, until the queue is empty. The offsets done are committed about
 once a second, every partition in one request (``commit_due``). So a partition never has two
 batches in flight (order holds), other partitions go on, and the poll loop never waits for
@@ -35,8 +35,8 @@ from typing import Any
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from shared.consuming.batches import BatchProcessor
-from shared.consuming.processing import ConsumerStats, Outcome, RecordProcessor
+from shared.consuming.pipeline import Pipeline
+from shared.consuming.stats import ConsumerStats
 from shared.consuming.subscriptions import Route
 from shared.observability.stages import StageClock
 
@@ -75,16 +75,15 @@ class PartitionWorkers:
     """The per-partition tasks of one consumer, their offsets and their commits.
 
     ``consumer`` is the started ``AIOKafkaConsumer`` (group management, manual commits).
-    At-least-once records go to ``batches`` at most ``batch_size`` at a time (one
-    transaction each, see ``shared.consuming.batches``); at-most-once records to ``processor`` one
-    by one, their offsets committed first.
+    At-least-once records go to ``pipeline`` at most ``batch_size`` at a time (runs of one
+    transaction each, see ``shared.consuming.pipeline``); at-most-once records one by one,
+    their offsets committed first.
     """
 
     def __init__(
         self,
         consumer: Any,
-        processor: RecordProcessor,
-        batches: BatchProcessor,
+        pipeline: Pipeline,
         routes: Mapping[str, Route],
         stats: ConsumerStats,
         *,
@@ -95,8 +94,7 @@ class PartitionWorkers:
         stages: StageClock | None = None,
     ) -> None:
         self._consumer = consumer
-        self._processor = processor
-        self._batches = batches
+        self._pipeline = pipeline
         self._batch_size = batch_size
         self._routes = routes
         self._stats = stats
@@ -126,7 +124,7 @@ class PartitionWorkers:
     async def release(self, tps: Iterable[TopicPartition]) -> None:
         """Stop the work of ``tps`` and commit what is done; they are no longer ours."""
         tps = list(tps)
-        self._batches.forget(tps)
+        self._pipeline.forget(tps)
         released = [self._partitions.pop(tp) for tp in tps if tp in self._partitions]
         for partition in released:
             partition.stopping.set()
@@ -226,7 +224,7 @@ class PartitionWorkers:
             if partition.stopping.is_set():
                 return
             chunk = records[start : start + self._batch_size]
-            done = await self._batches.process(chunk, partition.stopping)
+            done = await self._pipeline.process(chunk, partition.stopping)
             if done:
                 partition.done = int(chunk[done - 1].offset) + 1
                 if self._stages is not None:
@@ -244,9 +242,8 @@ class PartitionWorkers:
             after = int(record.offset) + 1
             if not await self._commit({partition.tp: after}):
                 return
-            outcome = await self._processor.process(record, partition.stopping)
-            if outcome is Outcome.abandoned:
-                return
+            if not await self._pipeline.process([record], partition.stopping):
+                return  # abandoned: the partition is being released
             partition.done = after
 
     async def _commit(

@@ -130,7 +130,7 @@ def make_engine(url: str | URL, **options: Any) -> AsyncEngine:
 
     No ``pool_pre_ping``: it cost three round trips per checkout, on every transaction. A
     connection that died with its server fails its first statement instead, SQLAlchemy then
-    invalidates the whole pool, and the failure classifier (``shared.consuming.processing``) retries
+    invalidates the whole pool, and the failure classifier (``shared.consuming.failures``) retries
     an unavailable database without limit. ``options`` go to ``create_async_engine`` unchanged.
     """
     parsed = make_url(url) if isinstance(url, str) else url

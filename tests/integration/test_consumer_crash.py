@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.consuming.processing import CRASH_EXIT_CODE
+from shared.consuming.pipeline import CRASH_EXIT_CODE
 from shared.consuming.subscriptions import Delivery
 from shared.contracts.events import Event
 from shared.contracts.topics import Topics
