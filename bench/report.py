@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bench.hops import HAPPY_PATH, SEGMENTS, STAGES, happy_path_segments
+
 __all__ = ["render"]
 
 Doc = Mapping[str, Any]
@@ -77,8 +79,92 @@ def _closed(closed: Doc) -> list[str]:
         f"({sagas['completed']:,} in {sagas['window_s']:.1f} s, first accepted to last "
         f"completed; not completed: {_counts(sagas['not_completed'])})",
     ]
+    cpu = closed.get("cpu")
+    if cpu:
+        lines.extend(_cpu_per_saga(cpu, sagas["completed_per_s"]))
     rows = _latency_rows([("API", closed["api_latency"]), ("saga", sagas["latency"])])
     return lines + _table(["latency ms", "p50", "p95", "p99", "max"], rows)
+
+
+def _cpu_per_saga(cpu: Doc, sagas_per_s: float | None) -> list[str]:
+    shares = ", ".join(
+        f"{name} {_n(ms, 2)}" for name, ms in cpu["per_saga_ms_by_process"].items() if ms
+    )
+    return [
+        f"  CPU per saga       {_n(cpu['per_saga_ms'], 2)} ms at {_n(sagas_per_s, 1)} sagas/s "
+        f"({_n(cpu['system_cpu_s'], 1)} CPU-s of the system over {cpu['completed_sagas']:,} "
+        f"completed sagas; the load generator's {_n(cpu['load_generator_cpu_s'], 1)} left out)",
+        f"                     ms per saga: {shares}",
+    ]
+
+
+_STAGE_HEADERS = {
+    "sent": "sent",
+    "acknowledged": "acked",
+    "fetched": "fetched",
+    "begun": "begun",
+    "locked": "locked",
+    "committed": "committed",
+    "offset_committed": "offsets",
+}
+
+
+def _cell(stage: Doc | None) -> str:
+    if not stage:
+        return "-"
+    return f"{_n(stage['mean_ms'], 1)}/{_n(stage['p99_ms'], 0)}"
+
+
+def hop_rows(hops: Sequence[Doc]) -> list[list[str]]:
+    """One row per hop: its name, its records, then mean/p99 ms to each stage."""
+    rows = []
+    for hop in hops:
+        step = hop["happy_path_step"]
+        name = f"{'' if step is None else f'{step + 1}. '}{hop['topic']} -> {hop['group']}"
+        fetched = hop["stages"].get("fetched") or {}
+        rows.append(
+            [name, _n(fetched.get("count")), *(_cell(hop["stages"].get(s)) for s in STAGES)]
+        )
+    return rows
+
+
+def _hops(title: str, hops: Sequence[Doc], saga: Doc | None) -> list[str]:
+    header = ["hop", "records", *(_STAGE_HEADERS[s] for s in STAGES)]
+    lines = [title, *_table(header, hop_rows(hops))]
+    segments = happy_path_segments(hops)
+    if segments is not None:
+        total = sum(segments.values())
+        saga_mean = f"{_n(saga['mean_ms'], 1)} ms" if saga else "-"
+        parts = ", ".join(f"{SEGMENTS[stage]} {_n(ms, 1)}" for stage, ms in segments.items())
+        lines.append(
+            f"  the {len(HAPPY_PATH)} happy-path hops to their commit: {_n(total, 1)} ms of "
+            f"means ({parts}); the sagas' mean {saga_mean}"
+        )
+    return lines
+
+
+_LEGEND = [
+    "  sent: handed to the producer by the relay; acked: the relay heard Kafka's "
+    "acknowledgement; fetched: the consumer's poll returned it;",
+    "  begun: its transaction has a connection; locked: the group's lock taken; committed: "
+    "its COMMIT returned; offsets: its offset committed",
+]
+
+
+def _breakdowns(scenarios: Doc) -> list[list[str]]:
+    explained = "mean/p99 ms from the outbox row's write (the producer's commit) to each stage"
+    blocks = []
+    for step in scenarios.get("open_loop") or []:
+        if step.get("hops"):
+            title = f"latency per hop at {step['offered_per_s']:g}/s offered: {explained}"
+            blocks.append(_hops(title, step["hops"], step["sagas"]["latency"]))
+    closed = scenarios.get("closed_loop")
+    if closed and closed.get("hops"):
+        title = f"latency per hop in the closed loop ({closed['clients']} clients): {explained}"
+        blocks.append(_hops(title, closed["hops"], closed["sagas"]["latency"]))
+    if blocks:
+        blocks[0][1:1] = _LEGEND
+    return blocks
 
 
 def _open(steps: Sequence[Doc]) -> list[str]:
@@ -208,6 +294,7 @@ def render(doc: Doc) -> str:
         blocks.append(_closed(scenarios["closed_loop"]))
     if scenarios.get("open_loop"):
         blocks.append(_open(scenarios["open_loop"]))
+    blocks.extend(_breakdowns(scenarios))
     if scenarios.get("transport"):
         blocks.append(_transport(scenarios["transport"], ratios))
     if scenarios.get("synchronous"):

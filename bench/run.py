@@ -8,6 +8,7 @@ scenario that fails is reported as such and the run goes on with the next.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from bench.broker import partition_count
 from bench.closed_loop import ClosedLoopResult, run_closed_loop
 from bench.config import BenchSettings
 from bench.cpu import CpuMeter, system_processes
+from bench.hops import Snapshot, breakdown, read_snapshot, since
 from bench.machine import commit, host, load_average, server_versions
 from bench.open_loop import OpenLoopStep, run_open_loop_step
 from bench.outage import OutageResult, check_processes, run_outage
@@ -41,6 +43,12 @@ __all__ = ["SyncPlacement", "run"]
 
 T = TypeVar("T")
 SCHEMA = 1
+LOAD_GENERATOR = "bench"
+"""The benchmark's own process in the CPU readings (``bench.cpu``): not the system's."""
+OFFSETS_SETTLE_S = 2.0
+"""Waited after a step's sagas have ended before reading the stage histograms: consumers
+commit their offsets about once a second, after a poll of up to 0.5 s
+(``shared.consuming.partitions``, ``shared.consuming.consumer``)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,16 @@ class _Run:
             self.seconds[name] = round(time.monotonic() - began, 1)
             self.cpu[name] = self.meter.since(cpu)
 
+    async def stages(self) -> Snapshot:
+        """Every instance's stage histograms now (``bench.hops``)."""
+        return await read_snapshot(self.target.metrics_urls())
+
+    async def hops(self, before: Snapshot) -> list[dict[str, Any]]:
+        """Each hop's stages since ``before``; call once the step's sagas have ended."""
+        await asyncio.sleep(OFFSETS_SETTLE_S)
+        observed = since(before, await self.stages())
+        return breakdown(observed, self.target.env.get("SAGAKIT_TOPIC_PREFIX", ""))
+
     async def idle(self) -> None:
         """Wait until the sagas of the last scenario have ended: the next one starts clean."""
         busy = await wait_until_idle(
@@ -114,15 +132,25 @@ async def _event_driven(run: _Run) -> None:
         warmup = await run.step("warm-up", partial(_closed, run, settings.warmup_orders))
         run.scenarios["warmup"] = warmup.to_json() if warmup else None
     if run.wants("closed"):
+        before = await run.stages()
         closed = await run.step("closed loop", partial(_closed, run, settings.orders))
-        run.scenarios["closed_loop"] = closed.to_json() if closed else None
         await run.idle()
+        if closed:
+            cpu = cpu_per_saga(run.cpu["closed loop"], closed.sagas.completed)
+            hops = await run.hops(before)
+            run.scenarios["closed_loop"] = closed.to_json() | {"cpu": cpu, "hops": hops}
+        else:
+            run.scenarios["closed_loop"] = None
     if run.wants("open"):
         steps = []
         for offered in settings.open_rates:
+            before = await run.stages()
             step = await run.step(f"open loop {offered:g}/s", partial(_open_step, run, offered))
-            steps.append(step.to_json() if step else {"offered_per_s": offered, "failed": True})
             await run.idle()
+            if step:
+                steps.append(step.to_json() | {"hops": await run.hops(before)})
+            else:
+                steps.append({"offered_per_s": offered, "failed": True})
         run.scenarios["open_loop"] = steps
     if run.wants("outage"):
         outage = await run.step("outage, event-driven", partial(_event_outage, run))
@@ -231,6 +259,24 @@ async def _sync_outage(run: _Run, chain: SyncChain) -> OutageResult:
         saga_timeout=settings.drain_timeout_s,
         first_index=run.indices(round(settings.outage_rate * 60)),
     )
+
+
+def cpu_per_saga(cpu_seconds: dict[str, float], completed: int) -> dict[str, Any]:
+    """The system's CPU seconds during the closed loop (every process measured but the load
+    generator's), in all and per completed saga (milliseconds), each process's share too."""
+    system = {name: s for name, s in cpu_seconds.items() if name != LOAD_GENERATOR}
+    total = sum(system.values())
+    per_saga = {
+        name: round(seconds / completed * 1000, 3) if completed else None
+        for name, seconds in sorted(system.items(), key=lambda item: -item[1])
+    }
+    return {
+        "system_cpu_s": round(total, 2),
+        "load_generator_cpu_s": cpu_seconds.get(LOAD_GENERATOR),
+        "completed_sagas": completed,
+        "per_saga_ms": round(total / completed * 1000, 3) if completed else None,
+        "per_saga_ms_by_process": per_saga,
+    }
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:

@@ -65,6 +65,13 @@ class Target:
         """A plain asyncpg DSN of a service's database: the benchmark reads it directly."""
         return asyncpg_dsn(self.env[f"SAGAKIT_{service.upper()}_DATABASE_URL"])
 
+    def metrics_urls(self) -> dict[str, str]:
+        """Every service instance's ``/metrics``, by its base URL (each service's URL when
+        the settings list no instances)."""
+        urls = self.urls
+        bases = urls.instances or (urls.order, urls.payment, urls.inventory, urls.shipping)
+        return {base: f"{base.rstrip('/')}/metrics" for base in bases}
+
     def instances(self) -> dict[str, int | None]:
         """Each running instance's name and pid, as the supervisor last reported them."""
         found: dict[str, int | None] = {}

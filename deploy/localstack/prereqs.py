@@ -1,7 +1,8 @@
 """What this machine must have before anything starts, checked all at once.
 
-Missing Debian packages (PostgreSQL, Redis) are installed when running as root; everything else
-that is missing (Java, Maven, a free port) stops ``up`` at once with the command that fixes it.
+Missing Debian packages (PostgreSQL, Redis) are installed when running as root, without
+starting their system daemons (``POLICY_RC_D``); everything else that is missing (Java, Maven,
+a free port) stops ``up`` at once with the command that fixes it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ __all__ = [
 ]
 
 JAVA_FIX = "apt-get install -y openjdk-17-jre-headless, or set JAVA_HOME to a Java 17+ install"
+
+# Debian's invoke-rc.d (and deb-systemd-invoke) ask this script whether a package may start
+# its service; 101 means "no". Without it, installing redis-server or prometheus starts a
+# system daemon on 6379 or 9090: the dev stack's own ports, taken before it starts.
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+_NO_DAEMONS = "#!/bin/sh\n# sagakit: no daemon starts while it installs packages\nexit 101\n"
 
 
 @dataclass(frozen=True)
@@ -145,8 +152,17 @@ def _port_problem(port: int, hint: str) -> str:
 def _apt_install(packages: list[str]) -> None:
     print(f"installing {' '.join(packages)} with apt-get (once per machine)...", flush=True)
     run(["apt-get", "update"], what="apt-get update")
-    run(
-        ["apt-get", "install", "-y", *packages],
-        env={"DEBIAN_FRONTEND": "noninteractive"},
-        what="apt-get install",
-    )
+    # A policy the machine has already is its owner's: kept as it is.
+    ours = not POLICY_RC_D.exists()
+    if ours:
+        POLICY_RC_D.write_text(_NO_DAEMONS)
+        POLICY_RC_D.chmod(0o755)
+    try:
+        run(
+            ["apt-get", "install", "-y", *packages],
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+            what="apt-get install",
+        )
+    finally:
+        if ours:
+            POLICY_RC_D.unlink(missing_ok=True)

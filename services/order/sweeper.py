@@ -7,10 +7,9 @@ per batch, moves each to ``CANCELLED(timed_out)`` and emits ``OrderCancelled`` w
 other services compensate on that event like on any other (docs/events.md, "Deadlines").
 
 One leader per database
-    Like the outbox relay (``shared.publishing.outbox``), each instance tries a session-level
-    advisory lock (another key) on a dedicated connection; the one that holds it sweeps, the others
-    try again every ``interval_s``. The lock lives as long as its connection, so a leader
-    that dies or is cut off loses it by itself. Here leadership only saves work: the sweep
+    Like the outbox relay, each instance runs the platform's leader loop
+    (``shared.storage.leadership``) with a key of its own; the one that holds the lock
+    sweeps, the others try again every ``interval_s``. Here leadership only saves work: the sweep
     locks the sagas it cancels (``FOR UPDATE SKIP LOCKED``, the deadline checked again on the
     locked row), so two sweepers running at once, or a sweeper racing a handler that moves
     the same saga, still cancel each saga at most once and never one that just moved on.
@@ -39,11 +38,8 @@ non-terminal statuses have deadlines, and ``Saga.time_out`` refuses a terminal s
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-import zlib
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Final
@@ -55,9 +51,9 @@ from services.events import OrderCancelled
 from services.order import store
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus
-from shared.backoff import backoff_delay
 from shared.observability.metrics import Metric, counter, gauge
-from shared.storage.db import UnitOfWorkFactory, asyncpg_dsn
+from shared.storage.db import UnitOfWorkFactory
+from shared.storage.leadership import DATABASE_ERRORS, LeaderLoop, lock_key
 
 __all__ = ["LOCK_KEY", "DeadlineSweeper"]
 
@@ -67,16 +63,10 @@ PRODUCER = "order"
 
 # Scoped to the order database, like the relay's key; a different name, so the two leaders
 # are elected independently.
-LOCK_KEY: Final = zlib.crc32(b"sagakit.order.deadline-sweeper")
+LOCK_KEY: Final = lock_key("sagakit.order.deadline-sweeper")
 
 # Losing the database through asyncpg (the lock connection) or SQLAlchemy (the sweeps).
-_DATABASE_ERRORS = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    DBAPIError,
-    TimeoutError,
-)
+_DATABASE_ERRORS = (*DATABASE_ERRORS, DBAPIError)
 
 
 class DeadlineSweeper:
@@ -95,16 +85,19 @@ class DeadlineSweeper:
         if interval_s <= 0 or batch_size < 1:
             raise ValueError("the sweep interval must be positive and the batch at least 1")
         self._units = units
-        self._dsn = asyncpg_dsn(database_url)
         self._deadlines = deadlines
         self._interval = interval_s
         self._batch_size = batch_size
-        self._lock_key = lock_key
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._is_leader = False
+        self._leadership = LeaderLoop(
+            database_url,
+            self._lead,
+            lock_key=lock_key,
+            name="deadline-sweeper",
+            standby_s=interval_s,
+            errors=_DATABASE_ERRORS,
+        )
+        self._stopping = self._leadership.stopping
         self._watching_since: datetime | None = None
-        self._failures = 0
         # The watch of a lead lost to an error, and when (monotonic) the loss was first seen.
         self._interrupted: tuple[datetime, float] | None = None
         self.timed_out: Counter[OrderStatus] = Counter()
@@ -113,27 +106,15 @@ class DeadlineSweeper:
     @property
     def is_leader(self) -> bool:
         """Whether this instance holds the lock and sweeps (the others stand by)."""
-        return self._is_leader
+        return self._leadership.is_leader
 
     async def start(self) -> None:
         """Start sweeping in the background; returns at once."""
-        if self._task is not None:
-            raise RuntimeError("the deadline sweeper is already started")
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name="deadline-sweeper")
+        self._leadership.start()
 
     async def stop(self) -> None:
         """Finish the sweep in hand and give up the lead."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), 30)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._leadership.stop(30)
 
     async def sweep(self) -> int:
         """Cancel every overdue saga now, batch by batch; returns how many were cancelled.
@@ -195,57 +176,25 @@ class DeadlineSweeper:
                 "sagakit_deadline_sweeper_leader",
                 "1 while this instance's sweeper leads",
                 (),
-                {(): int(self._is_leader)},
+                {(): int(self.is_leader)},
             ),
         ]
 
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self._session()
-                self._failures = 0
-            except _DATABASE_ERRORS as error:
-                self._failures += 1
-                delay = _backoff(self._failures)
-                log.warning("deadline sweeper: database lost (%r), again in %.1f s", error, delay)
-                await self._sleep(delay)
-            except Exception:
-                # A sweeper that dies silently leaves stuck sagas stuck: log and go on.
-                self._failures += 1
-                delay = _backoff(self._failures)
-                log.exception("deadline sweeper: unexpected error, retrying in %.1f s", delay)
-                await self._sleep(delay)
-
-    async def _session(self) -> None:
-        """One lock connection's life: stand by until leader, then sweep every interval."""
-        connection: asyncpg.Connection = await asyncpg.connect(
-            self._dsn, command_timeout=30, server_settings={"application_name": "deadline-sweeper"}
-        )
+    async def _lead(self, connection: asyncpg.Connection) -> None:
+        """While leading: a sweep every interval, watching from when the lead was taken."""
+        self._watching_since = self._resumed_watch(await connection.fetchval("SELECT now()"))
+        log.info("deadline sweeper: leading")
         try:
-            while not self._stopping.is_set():
-                if await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
-                    break
-                await self._sleep(self._interval)
-            else:
-                return
-            self._watching_since = self._resumed_watch(await connection.fetchval("SELECT now()"))
-            self._is_leader, self._failures = True, 0
-            log.info("deadline sweeper: leading")
             while not self._stopping.is_set():
                 # Still holding the lock means still having its connection.
                 await connection.fetchval("SELECT 1")
                 await self._sweep_on_schedule()
-                await self._sleep(self._interval)
+                await self._leadership.sleep(self._interval)
         except BaseException:
-            if self._watching_since is not None:
-                self._interrupted = (self._watching_since, time.monotonic())
+            self._interrupted = (self._watching_since, time.monotonic())
             raise
         finally:
-            self._is_leader, self._watching_since = False, None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), 5)
-            if not connection.is_closed():
-                connection.terminate()
+            self._watching_since = None
 
     def _resumed_watch(self, now: datetime) -> datetime:
         """Where the watch starts on taking the lead: now, or where an error interrupted it,
@@ -264,11 +213,3 @@ class DeadlineSweeper:
             log.warning(
                 "deadline sweeper: a sweep failed (%r), next in %.1f s", error, self._interval
             )
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-
-def _backoff(failures: int) -> float:
-    return backoff_delay(min(failures, 10), base_ms=200, max_ms=10_000)

@@ -1,9 +1,10 @@
 """The consumer runner: one consumer group, its subscriptions, manual commits, clean rebalances.
 
 ``ConsumerRunner`` polls its topics, hands each partition's batch to ``PartitionWorkers``
-(partitions concurrently, each in order) whose ``RecordProcessor`` decodes, deduplicates,
-handles, retries and dead-letters each record; offsets are committed only once a record is
-done (at-least-once), or before its handler for ``at_most_once`` subscriptions.
+(partitions concurrently, each in order), whose records the group's ``Pipeline`` decodes,
+deduplicates, handles, retries and dead-letters (``shared.consuming.pipeline``); offsets are
+committed only once a record is done (at-least-once), or before its handler for
+``at_most_once`` subscriptions.
 
 Staying in the group: aiokafka heartbeats from a background task, but it also leaves the
 group when ``getmany`` has not been called for ``max_poll_interval_ms``. The poll loop here
@@ -33,17 +34,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import TopicPartition
 
-from shared.consuming.batches import BatchProcessor
+from shared.consuming.failures import RetryPolicy
 from shared.consuming.faults import FaultRegistry
 from shared.consuming.inbox import Deduplicator, Inbox
+from shared.consuming.instruments import Instruments, consumer_stages, handler_durations
 from shared.consuming.partitions import PartitionWorkers
-from shared.consuming.processing import (
-    OUTCOMES,
-    ConsumerStats,
-    RecordProcessor,
-    RetryPolicy,
-    handler_durations,
-)
+from shared.consuming.pipeline import Pipeline
+from shared.consuming.stats import OUTCOMES, ConsumerStats
 from shared.consuming.subscriptions import Delivery, Handler, Subscription, routes_by_topic
 from shared.contracts.topics import Topics
 from shared.observability.metrics import Metric, counter, gauge
@@ -105,6 +102,7 @@ class ConsumerRunner:
         self.group_id = group_id
         self.stats = ConsumerStats()
         self._durations = handler_durations()
+        self._stages = consumer_stages()
         self._dlq_sizes: tuple[float, dict[str, int]] = (0.0, {})
         self._settings = settings
         self._routes = routes_by_topic(subscriptions, topics)
@@ -153,23 +151,15 @@ class ConsumerRunner:
                 self._producer = None
             raise
         self._consumer = consumer
-        processor = self._processor()
         self._workers = PartitionWorkers(
             consumer,
-            processor,
-            BatchProcessor(
-                processor,
-                group=self.group_id,
-                units=self._units,
-                stats=self.stats,
-                inbox=self._inbox,
-                dedup=self._dedup,
-                faults=self._faults,
-            ),
+            self._pipeline(),
             self._routes,
             self.stats,
             grace_s=self._revoke_grace_s,
             batch_size=self._settings.consumer_batch_size,
+            group=self.group_id,
+            stages=self._stages,
         )
         consumer.subscribe(self.topics, listener=_Rebalances(self))
         self._poll_task = asyncio.create_task(self._poll(), name=f"poll {self.group_id}")
@@ -251,6 +241,7 @@ class ConsumerRunner:
             )
         )
         families.extend(self._durations.collect())
+        families.append(self._stages.family())
         return families
 
     async def lag(self) -> dict[TopicPartition, int]:
@@ -326,12 +317,12 @@ class ConsumerRunner:
             return {}
         return {"group_instance_id": self._settings.instance_id}
 
-    def _processor(self) -> RecordProcessor:
+    def _pipeline(self) -> Pipeline:
         settings = self._settings
-        return RecordProcessor(
+        return Pipeline(
             group=self.group_id,
             routes=self._routes,
-            decode=self._decode,
+            decode_value=self._decode,
             units=self._units,
             dead_letters=DeadLetterQueue(
                 self._producer,
@@ -348,7 +339,7 @@ class ConsumerRunner:
             inbox=self._inbox,
             dedup=self._dedup,
             faults=self._faults,
-            durations=self._durations,
+            instruments=Instruments(self.group_id, self._durations, self._stages),
         )
 
     async def _poll(self) -> None:

@@ -1,14 +1,13 @@
 """One transaction at a time per consumer group: the group's transaction-scoped advisory lock.
 
-Every transaction that runs a group's handlers takes it first, before any row lock: the
-batched transaction of ``shared.consuming.batches`` and the one-record transactions of
-``shared.consuming.processing`` (a run taken one record at a time after it failed, an at-most-once
-record). Handlers lock the rows they touch (balances, stocks) in the order of their events,
-so two transactions of one group in flight at once may lock the same rows in opposite
-orders and deadlock, each deadlock costing PostgreSQL's ``deadlock_timeout`` (1 s) and an
-aborted transaction, which is then taken one record at a time: more transactions, more
-deadlocks. Queued behind one lock taken before anything else, they cannot. Groups never wait
-for each other: each has its own key.
+Every transaction of the consume pipeline (``shared.consuming.pipeline``) takes it first,
+before any row lock: the committer's, which holds the runs of several partitions, and a run
+of one record's (a run taken one record at a time after it failed). Handlers lock the rows
+they touch (balances, stocks) in the order of their events, so two transactions of one
+group in flight at once may lock the same rows in opposite orders and deadlock, each deadlock
+costing PostgreSQL's ``deadlock_timeout`` (1 s) and an aborted transaction, which is then
+taken one record at a time: more transactions, more deadlocks. Queued behind one lock taken
+before anything else, they cannot. Groups never wait for each other: each has its own key.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Partitions processed concurrently, each one strictly in order.
 
 Each partition has a queue of polled records and at most one task, which takes everything
-queued, in offset order (runs of records in one transaction each, ``shared.consuming.batches``),
+queued, in offset order (runs of records in one transaction each, ``shared.consuming.pipeline``),
 then what was queued meanwhile, until the queue is empty. The offsets done are committed about
 once a second, every partition in one request (``commit_due``). So a partition never has two
 batches in flight (order holds), other partitions go on, and the poll loop never waits for
@@ -35,9 +35,10 @@ from typing import Any
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from shared.consuming.batches import BatchProcessor
-from shared.consuming.processing import ConsumerStats, Outcome, RecordProcessor
+from shared.consuming.pipeline import Pipeline
+from shared.consuming.stats import ConsumerStats
 from shared.consuming.subscriptions import Route
+from shared.observability.stages import StageClock
 
 __all__ = ["COMMIT_INTERVAL_S", "PartitionWorkers"]
 
@@ -65,42 +66,49 @@ class _Partition:
     start: int = -1
     """The offset of the first record polled in this assignment (-1: none yet): where the
     group's committed offset stood when the assignment began."""
+    stamps: list[int] = field(default_factory=list)
+    """The Kafka timestamps of the records done since the last offset commit (only when
+    stages are timed): the commit is their last stage."""
 
 
 class PartitionWorkers:
     """The per-partition tasks of one consumer, their offsets and their commits.
 
     ``consumer`` is the started ``AIOKafkaConsumer`` (group management, manual commits).
-    At-least-once records go to ``batches`` at most ``batch_size`` at a time (one
-    transaction each, see ``shared.consuming.batches``); at-most-once records to ``processor`` one
-    by one, their offsets committed first.
+    At-least-once records go to ``pipeline`` at most ``batch_size`` at a time (runs of one
+    transaction each, see ``shared.consuming.pipeline``); at-most-once records one by one,
+    their offsets committed first.
     """
 
     def __init__(
         self,
         consumer: Any,
-        processor: RecordProcessor,
-        batches: BatchProcessor,
+        pipeline: Pipeline,
         routes: Mapping[str, Route],
         stats: ConsumerStats,
         *,
         grace_s: float,
         batch_size: int = 200,
         commit_timeout_s: float = 10.0,
+        group: str = "",
+        stages: StageClock | None = None,
     ) -> None:
         self._consumer = consumer
-        self._processor = processor
-        self._batches = batches
+        self._pipeline = pipeline
         self._batch_size = batch_size
         self._routes = routes
         self._stats = stats
         self._grace_s = grace_s
         self._commit_timeout_s = commit_timeout_s
+        self._group = group
+        self._stages = stages
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._last_commit = time.monotonic()
 
     def dispatch(self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         """Queue a polled batch of ``tp``; start its task unless it is running."""
+        if self._stages is not None:  # called as the poll returns, with no await before
+            self._stages.since((tp.topic, self._group, "fetched"), [r.timestamp for r in records])
         partition = self._partitions.setdefault(tp, _Partition(tp))
         if partition.start < 0:
             partition.start = int(records[0].offset)
@@ -116,7 +124,7 @@ class PartitionWorkers:
     async def release(self, tps: Iterable[TopicPartition]) -> None:
         """Stop the work of ``tps`` and commit what is done; they are no longer ours."""
         tps = list(tps)
-        self._batches.forget(tps)
+        self._pipeline.forget(tps)
         released = [self._partitions.pop(tp) for tp in tps if tp in self._partitions]
         for partition in released:
             partition.stopping.set()
@@ -131,7 +139,7 @@ class PartitionWorkers:
             await asyncio.gather(*late, return_exceptions=True)
         offsets = {p.tp: p.done for p in released if p.done > p.committed}
         if offsets:
-            await self._commit(offsets)
+            await self._commit(offsets, released)
 
     async def commit_due(self) -> None:
         """Commit the offsets done since the last commit, of every partition in one request,
@@ -147,7 +155,7 @@ class PartitionWorkers:
         self._last_commit = now
         offsets = {p.tp: p.done for p in self._partitions.values() if p.done > p.committed}
         if offsets:
-            await self._commit(offsets)
+            await self._commit(offsets, self._partitions.values())
 
     def committed_offsets(self) -> dict[TopicPartition, int]:
         """The group's committed offset of each partition that had records in this assignment:
@@ -216,9 +224,11 @@ class PartitionWorkers:
             if partition.stopping.is_set():
                 return
             chunk = records[start : start + self._batch_size]
-            done = await self._batches.process(chunk, partition.stopping)
+            done = await self._pipeline.process(chunk, partition.stopping)
             if done:
                 partition.done = int(chunk[done - 1].offset) + 1
+                if self._stages is not None:
+                    partition.stamps.extend(record.timestamp for record in chunk[:done])
             if done < len(chunk):
                 return
 
@@ -232,12 +242,19 @@ class PartitionWorkers:
             after = int(record.offset) + 1
             if not await self._commit({partition.tp: after}):
                 return
-            outcome = await self._processor.process(record, partition.stopping)
-            if outcome is Outcome.abandoned:
-                return
+            if not await self._pipeline.process([record], partition.stopping):
+                return  # abandoned: the partition is being released
             partition.done = after
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
+    async def _commit(
+        self, offsets: dict[TopicPartition, int], partitions: Iterable[_Partition] = ()
+    ) -> bool:
+        # The records done up to ``offsets``, taken now: more may be done during the commit.
+        stamps: list[tuple[str, list[int]]] = []
+        for done in partitions:
+            if done.tp in offsets and done.stamps:
+                stamps.append((done.tp.topic, done.stamps))
+                done.stamps = []
         try:
             # aiokafka retries retriable commit errors without end; a rebalance must not
             # wait on a coordinator that is gone.
@@ -260,6 +277,10 @@ class PartitionWorkers:
             partition = self._partitions.get(tp)
             if partition is not None:
                 partition.committed = max(partition.committed, offset)
+        if self._stages is not None:
+            now = time.time()
+            for topic, records in stamps:
+                self._stages.observe((topic, self._group, "offset_committed"), now, records)
         return True
 
 

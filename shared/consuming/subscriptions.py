@@ -6,7 +6,7 @@ handlers run one after the other, in declaration order, in one unit of work, so 
 processed (and claimed in the inbox) once for all of them.
 
 ``Subscription.batched(OrderCreated, charge_all)`` declares a handler that takes the events
-of a whole run at once (``shared.consuming.batches``), in offset order: it can read and lock what
+of a whole run at once (``shared.consuming.pipeline``), in offset order: it can read and lock what
 they need in one statement and write in one, instead of a few round trips per event. It is
 called with a list of one when records are processed one at a time, so it is the only code
 path. Within a run each handler of a route takes every event before the next handler starts.

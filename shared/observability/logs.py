@@ -9,7 +9,7 @@ context variable, so binding them costs one ``ContextVar.set`` per record, and a
 by any module (the inbox, the DLQ, a service's handler) picks them up without being passed
 anything.
 
-A run of records handled in one transaction (``shared.consuming.batches``) binds no record: what is
+A run of records handled in one transaction (``shared.consuming.pipeline``) binds no record: what is
 logged there is about the run, and a record that fails is then taken on its own, bound.
 
 ``json`` (``SAGAKIT_LOG_FORMAT=json``) writes one JSON object per line, for a log pipeline;

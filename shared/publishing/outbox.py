@@ -9,11 +9,11 @@ duplicates by ``event_id`` (``shared.consuming.inbox``).
 One leader per database
     Per-key order needs one publisher at a time: two relays reading the same backlog would
     race, and one could publish an order's second event before the other publishes its
-    first. Each relay therefore takes a session-level PostgreSQL advisory lock on a
-    dedicated connection before it publishes anything; the others stand by, trying the lock
-    every ``standby_retry_s``. The lock lives exactly as long as that connection, so a leader
-    that dies, hangs up or is cut off from the database loses it by itself, and a standby
-    takes over without any lease to expire or clock to trust. We chose this over partitioning
+    first. Each relay therefore runs the platform's leader loop
+    (``shared.storage.leadership``): a session-level PostgreSQL advisory lock on a dedicated
+    connection, taken before it publishes anything; the others stand by, trying the lock every
+    ``standby_retry_s``. A leader that dies, hangs up or is cut off from the database loses the
+    lock by itself, and a standby takes over. We chose this over partitioning
     the outbox by key (each instance owning some keys) because it needs no coordination of
     key ranges and no rebalancing when instances come and go; its price is that one process
     per service publishes, which at hundreds of rows per round is far from the bottleneck.
@@ -66,7 +66,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -76,25 +75,24 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.backoff import backoff_delay
 from shared.observability.metrics import Metric, counter, gauge, histogram
+from shared.observability.stages import StageClock
 from shared.publishing.outbox_sending import PartitionSender
 from shared.settings import PlatformSettings
-from shared.storage.db import OUTBOX_CHANNEL, asyncpg_dsn, outbox_table
+from shared.storage.db import OUTBOX_CHANNEL, outbox_table
+from shared.storage.leadership import LeaderLoop, lock_key
 
 __all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats", "backlog_metrics"]
 
 log = logging.getLogger(__name__)
 
-# Advisory locks are scoped to one database, and each service has its own database, so one
-# fixed key elects one leader per service. CRC32 of a name keeps it readable and stable.
-DEFAULT_LOCK_KEY: Final = zlib.crc32(b"sagakit.outbox.relay")
+DEFAULT_LOCK_KEY: Final = lock_key("sagakit.outbox.relay")
 
 _TABLE = outbox_table.name
 # A row Kafka refused for good and whose dead-letter topic refused too keeps its refusal and
 # no sent_at: the outbox holds the only copy, so retention never deletes it.
 _SELECT_UNSENT = (
-    f"SELECT id, topic, key, value, headers, traceparent FROM {_TABLE} "
+    f"SELECT id, topic, key, value, headers, traceparent, created_at FROM {_TABLE} "
     "WHERE sent_at IS NULL AND refusal IS NULL AND id > $1 AND id <= $2 ORDER BY id LIMIT $3"
 )
 # How many pages of ``batch_size`` unsent rows a round reads at most, looking past the rows of
@@ -115,11 +113,7 @@ _BACKLOG = text(
 )
 _BACKLOG_TIMEOUT_S = 2.0
 
-# What losing the database looks like through asyncpg: the server went away
-# (PostgresConnectionError, ConnectionDoesNotExistError), the socket broke (OSError), or the
-# server refused us (PostgresError, e.g. "terminating connection due to administrator command").
 _COMMAND_TIMEOUT_S = 30.0
-_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,25 +156,41 @@ class OutboxRelay:
         lock_key: int = DEFAULT_LOCK_KEY,
         name: str = "outbox-relay",
     ) -> None:
-        self._dsn = asyncpg_dsn(database_url)
         self._producer = producer
         self._poll_interval = poll_interval_s
         self._batch_size = batch_size
         self._ack_timeout = ack_timeout_s
-        self._standby_retry = standby_retry_s
-        self._lock_key = lock_key
         self._name = name
         self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._is_leader = False
+        self._leadership = LeaderLoop(
+            database_url,
+            self._lead,
+            lock_key=lock_key,
+            name=name,
+            standby_s=standby_retry_s,
+            command_timeout_s=_COMMAND_TIMEOUT_S,
+            # Marking rows sent need not wait for the disk: should PostgreSQL lose the last
+            # marks in a crash, those rows are published again, and consumers skip copies.
+            server_settings={"synchronous_commit": "off"},
+        )
+        self._stopping = self._leadership.stopping
         self.stats = RelayStats()
         self._publish_seconds = histogram(
             "sagakit_outbox_publish_duration_seconds",
             "Time from handing an outbox row to the producer to Kafka's acknowledgement",
         )
+        self._stages = StageClock(
+            "sagakit_outbox_stage_seconds",
+            "Time from writing an outbox row to its record's stage (sent: handed to the "
+            "producer; acknowledged: stored by Kafka)",
+            ("topic", "stage"),
+        )
         self._sender = PartitionSender(
-            producer, name=name, publish_seconds=self._publish_seconds, on_answer=self._wake.set
+            producer,
+            name=name,
+            publish_seconds=self._publish_seconds,
+            stages=self._stages,
+            on_answer=self._wake.set,
         )
 
     @classmethod
@@ -200,7 +210,7 @@ class OutboxRelay:
     @property
     def is_leader(self) -> bool:
         """Whether this relay holds the lock and publishes (the others stand by)."""
-        return self._is_leader
+        return self._leadership.is_leader
 
     def metrics(self) -> list[Metric]:
         """The relay's counters, leadership and publish latency as metric families."""
@@ -216,18 +226,16 @@ class OutboxRelay:
                 "sagakit_outbox_leader",
                 "1 while this instance's relay publishes its service's outbox",
                 (),
-                {(): int(self._is_leader)},
+                {(): int(self.is_leader)},
             ),
         ]
         families.extend(self._publish_seconds.collect())
+        families.append(self._stages.family())
         return families
 
     async def start(self) -> None:
         """Start relaying in the background; returns at once."""
-        if self._task is not None:
-            raise RuntimeError(f"{self._name} is already started")
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name=self._name)
+        self._leadership.start()
 
     async def stop(self, timeout_s: float | None = None) -> None:
         """Finish the round in hand, publish what is committed already, give up the lead.
@@ -236,100 +244,29 @@ class OutboxRelay:
         cancelled instead; rows it had not marked sent are published again by the next
         leader, which is at-least-once, not a loss.
         """
-        task, self._task = self._task, None
-        if task is None:
-            return
         self._stopping.set()
         self._wake.set()
-        limit = self._ack_timeout + 5 if timeout_s is None else timeout_s
-        try:
-            await asyncio.wait_for(asyncio.shield(task), limit)
-        except TimeoutError:
-            log.warning("%s: round still running after %.0f s, cancelling it", self._name, limit)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        failures = 0
-        while not self._stopping.is_set():
-            try:
-                await self._session()
-                failures = 0
-            except _DATABASE_ERRORS as error:
-                failures += 1
-                delay = _backoff(failures)
-                log.warning(
-                    "%s: database unreachable or connection lost (%r), retrying in %.1f s",
-                    self._name,
-                    error,
-                    delay,
-                )
-                await self._sleep(delay)
-            except Exception:
-                # A relay that dies silently stops every saga of its service: log and go on.
-                failures += 1
-                delay = _backoff(failures)
-                log.exception("%s: unexpected error, retrying in %.1f s", self._name, delay)
-                await self._sleep(delay)
-
-    async def _session(self) -> None:
-        """One database connection's life: stand by until leader, then publish."""
-        connection: asyncpg.Connection = await asyncpg.connect(
-            self._dsn,
-            # A query that hangs on a half-open connection fails instead, and we reconnect.
-            command_timeout=_COMMAND_TIMEOUT_S,
-            server_settings=self._server_settings(),
-        )
-        try:
-            connection.add_termination_listener(lambda _: self._wake.set())
-            if await self._wait_for_lead(connection):
-                await self._lead(connection)
-        finally:
-            self._is_leader = False
-            self._sender.forget()
-            await _close(connection)
-
-    def _server_settings(self) -> dict[str, str]:
-        return {
-            # Named, so an operator sees in pg_stat_activity which process leads.
-            "application_name": self._name[:63],
-            # Marking rows sent need not wait for the disk: should PostgreSQL lose the last
-            # marks in a crash, those rows are published again, and consumers skip copies.
-            "synchronous_commit": "off",
-            # A leader whose host vanished without closing its socket keeps the lock until
-            # the server notices: ask it to probe after 10 s and give up after 3 misses,
-            # instead of the operating system's default of two hours.
-            "tcp_keepalives_idle": "10",
-            "tcp_keepalives_interval": "5",
-            "tcp_keepalives_count": "3",
-        }
-
-    async def _wait_for_lead(self, connection: asyncpg.Connection) -> bool:
-        announced = False
-        while not self._stopping.is_set():
-            if await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
-                return True
-            if not announced:
-                log.info("%s: another relay leads this database, standing by", self._name)
-                announced = True
-            await self._sleep(self._standby_retry)
-        return False
+        await self._leadership.stop(self._ack_timeout + 5 if timeout_s is None else timeout_s)
 
     async def _lead(self, connection: asyncpg.Connection) -> None:
-        self._is_leader = True
+        """While leading: a round whenever a commit or an answer from Kafka wakes it."""
         self.stats.leaderships += 1
         log.info("%s: leading the outbox relay", self._name)
+        connection.add_termination_listener(lambda _: self._wake.set())
         await connection.add_listener(OUTBOX_CHANNEL, self._on_notify)
-        while not self._stopping.is_set():
-            if connection.is_closed():
-                raise asyncpg.ConnectionDoesNotExistError("the relay's lock connection closed")
-            # Cleared before reading: a commit or an acknowledgement that lands during the
-            # round wakes the next one.
-            self._wake.clear()
-            if not (await self._round(connection)).again:
-                await self._wait_for_work()
-        await self._drain(connection)
+        try:
+            while not self._stopping.is_set():
+                if connection.is_closed():
+                    raise asyncpg.ConnectionDoesNotExistError("the relay's lock connection closed")
+                # Cleared before reading: a commit or an acknowledgement that lands during
+                # the round wakes the next one.
+                self._wake.clear()
+                if not (await self._round(connection)).again:
+                    await self._wait_for_work()
+            await self._drain(connection)
+        finally:
+            # What was in flight is the next leader's to publish again.
+            self._sender.forget()
 
     async def _drain(self, connection: asyncpg.Connection) -> None:
         """Stopping: publish what is committed already (the consumers drained just before),
@@ -403,26 +340,6 @@ class OutboxRelay:
         timeout = self._poll_interval if retry is None else min(retry, self._poll_interval)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake up at once when asked to stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-
-def _backoff(failures: int) -> float:
-    return backoff_delay(min(failures, 10), base_ms=200, max_ms=10_000)
-
-
-async def _close(connection: asyncpg.Connection) -> None:
-    """Close gracefully when the server answers, otherwise just drop the socket."""
-    try:
-        await asyncio.wait_for(connection.close(), 5)
-    except asyncio.CancelledError:
-        connection.terminate()
-        raise
-    except Exception:  # a dead connection cannot close politely; either way it is gone
-        connection.terminate()
 
 
 async def backlog_metrics(engine: AsyncEngine) -> list[Metric]:

@@ -54,6 +54,7 @@ from prometheus_client import Histogram
 
 from shared.backoff import backoff_delay
 from shared.contracts.topics import Topics
+from shared.observability.stages import StageClock
 from shared.observability.tracing import TRACEPARENT, OpenSpan, TraceParent, recording, start_span
 from shared.publishing.batch_sending import (
     choose_partition,
@@ -140,11 +141,13 @@ class PartitionSender:
         *,
         name: str,
         publish_seconds: Histogram | None = None,
+        stages: StageClock | None = None,
         on_answer: Callable[[], None] = lambda: None,
     ) -> None:
         self._producer = producer
         self._name = name
         self._publish_seconds = publish_seconds
+        self._stages = stages
         self._on_answer = on_answer
         self._in_flight: dict[TopicPartition, Flight] = {}
         # Partitions whose last batch failed: how many times in a row, and when to try again.
@@ -248,6 +251,7 @@ class PartitionSender:
         builder = self._producer.create_batch()
         limit = 1 if partition in self._one_at_a_time else len(rows)
         taken: list[asyncpg.Record] = []
+        stamps: list[int] = []
         spans: list[OpenSpan] = []
         for row in rows[:limit]:
             headers = decode_headers(json.loads(row["headers"]))
@@ -255,8 +259,10 @@ class PartitionSender:
             traceparent = span.context if span is not None else row["traceparent"]
             if traceparent is not None:
                 headers.append((TRACEPARENT, str(traceparent).encode()))
-            if builder.append(key=row["key"], value=row["value"], timestamp=None, headers=headers):
+            stamp = _written_at_ms(row)
+            if builder.append(key=row["key"], value=row["value"], timestamp=stamp, headers=headers):
                 taken.append(row)
+                stamps.append(stamp)
                 if span is not None:
                     spans.append(span)
             else:
@@ -274,20 +280,24 @@ class PartitionSender:
                 span.end(error)
             self._back_off(partition)
             return None
-        future.add_done_callback(self._acknowledgement(sent, spans, len(taken)))
+        if self._stages is not None:
+            self._stages.since((partition.topic, "sent"), stamps)
+        future.add_done_callback(self._acknowledgement(sent, spans, partition.topic, stamps))
         flight = Flight(partition, taken, future)
         self._in_flight[partition] = flight
         return flight
 
     def _acknowledgement(
-        self, sent: float, spans: Sequence[OpenSpan], rows: int
+        self, sent: float, spans: Sequence[OpenSpan], topic: str, stamps: list[int]
     ) -> Callable[[asyncio.Future[RecordMetadata]], None]:
         def done(future: asyncio.Future[RecordMetadata]) -> None:
             error = None if future.cancelled() else future.exception()
             if not future.cancelled() and error is None and self._publish_seconds is not None:
                 took = time.perf_counter() - sent
-                for _ in range(rows):  # one observation per row: the batch's rows waited alike
+                for _ in stamps:  # one observation per row: the batch's rows waited alike
                     self._publish_seconds.observe(took)
+            if not future.cancelled() and error is None and self._stages is not None:
+                self._stages.since((topic, "acknowledged"), stamps)
             for span in spans:
                 span.end(error)
             self._on_answer()
@@ -406,6 +416,14 @@ class PartitionSender:
             dead_letters,
         )
         return DeadLetterOutcome(sent=True, reason=f"{reason}; dead-lettered to {dead_letters}")
+
+
+def _written_at_ms(row: asyncpg.Record) -> int:
+    """When ``row`` was written (its ``created_at``), in milliseconds since the epoch: the
+    Kafka timestamp of its record, from which every stage of its hop is timed
+    (``shared.observability.stages``)."""
+    written: datetime = row["created_at"]
+    return round(written.timestamp() * 1000)
 
 
 def _publish_span(topic: str, traceparent: str | None) -> OpenSpan | None:

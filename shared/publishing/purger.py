@@ -15,11 +15,9 @@ Why a task and a connection of its own
 One purger per database, under an advisory lock of its own
     Two purgers would not corrupt anything (each ``DELETE`` takes its own batch), but they
     would compete for the same rows and double the load. So, like the relay, each instance
-    tries a session-level advisory lock (its own key, so the relay's leader and the purger's
-    are elected independently and usually land in different processes) on a dedicated
-    connection, and only the holder purges; the others try again every ``interval_s``. The
-    lock lives as long as its connection, so a purger that dies or is cut off loses it by
-    itself.
+    runs the platform's leader loop (``shared.storage.leadership``) with a key of its own, so
+    the relay's leader and the purger's are elected independently and usually land in
+    different processes; only the leader purges, the others try again every ``interval_s``.
 
 Bounded statements
     The connection sets ``statement_timeout`` and ``lock_timeout``: a batch that cannot finish
@@ -31,10 +29,7 @@ Bounded statements
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,17 +39,16 @@ from typing import Final
 import asyncpg
 from sqlalchemy.engine import URL
 
-from shared.backoff import backoff_delay
 from shared.observability.metrics import Metric, counter, gauge
 from shared.publishing.retention import INBOX_PURGE, OUTBOX_PURGE, PURGE_BATCH_SIZE, PurgeStatement
 from shared.settings import PlatformSettings
-from shared.storage.db import asyncpg_dsn
+from shared.storage.leadership import LeaderLoop, lock_key
 
 __all__ = ["DEFAULT_LOCK_KEY", "Purge", "RetentionPurger"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LOCK_KEY: Final = zlib.crc32(b"sagakit.retention.purger")
+DEFAULT_LOCK_KEY: Final = lock_key("sagakit.retention.purger")
 
 STATEMENT_TIMEOUT_MS: Final = 10_000
 """A batch that takes longer is cancelled by the server; its table waits for the next pass."""
@@ -63,7 +57,6 @@ LOCK_TIMEOUT_MS: Final = 2_000
 _COMMAND_TIMEOUT_S: Final = STATEMENT_TIMEOUT_MS / 1000 + 20
 """The client's own limit, for a server that stopped answering (the server's fires first)."""
 
-_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 # What a bounded statement answers when it runs out of time: the session is still fine.
 _TIMED_OUT = (asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
 
@@ -95,15 +88,25 @@ class RetentionPurger:
     ) -> None:
         if interval_s <= 0 or batch_size < 1:
             raise ValueError("the purge interval must be positive and the batch at least 1")
-        self._dsn = asyncpg_dsn(database_url)
         self._purges = tuple(purges)
         self._interval = interval_s
         self._batch_size = batch_size
-        self._lock_key = lock_key
         self._name = name
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._is_leader = False
+        self._leadership = LeaderLoop(
+            database_url,
+            self._lead,
+            lock_key=lock_key,
+            name=name,
+            standby_s=interval_s,
+            command_timeout_s=_COMMAND_TIMEOUT_S,
+            server_settings={
+                "statement_timeout": str(STATEMENT_TIMEOUT_MS),
+                "lock_timeout": str(LOCK_TIMEOUT_MS),
+                # A deletion lost in a crash is done again at the next pass.
+                "synchronous_commit": "off",
+            },
+        )
+        self._stopping = self._leadership.stopping
         self.purged: Counter[str] = Counter()
         """Rows deleted, by table."""
         self.timed_out: Counter[str] = Counter()
@@ -131,7 +134,7 @@ class RetentionPurger:
     @property
     def is_leader(self) -> bool:
         """Whether this instance holds the lock and purges (the others stand by)."""
-        return self._is_leader
+        return self._leadership.is_leader
 
     def metrics(self) -> list[Metric]:
         tables = [purge.table for purge in self._purges]
@@ -152,79 +155,23 @@ class RetentionPurger:
                 "sagakit_retention_purger_leader",
                 "1 while this instance purges its service's tables",
                 (),
-                {(): int(self._is_leader)},
+                {(): int(self.is_leader)},
             ),
         ]
 
     async def start(self) -> None:
         """Start purging in the background; returns at once."""
-        if self._task is not None:
-            raise RuntimeError(f"{self._name} is already started")
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._run(), name=self._name)
+        self._leadership.start()
 
     async def stop(self) -> None:
         """Stop after the batch in hand (a batch is bounded by the statement timeout)."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), STATEMENT_TIMEOUT_MS / 1000 + 5)
-        except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._leadership.stop(STATEMENT_TIMEOUT_MS / 1000 + 5)
 
-    async def _run(self) -> None:
-        failures = 0
+    async def _lead(self, connection: asyncpg.Connection) -> None:
+        log.info("%s: purging expired rows every %.0f s", self._name, self._interval)
         while not self._stopping.is_set():
-            try:
-                await self._session()
-                failures = 0
-            except _DATABASE_ERRORS as error:
-                failures += 1
-                delay = _backoff(failures)
-                log.warning("%s: database lost (%r), again in %.1f s", self._name, error, delay)
-                await self._sleep(delay)
-            except Exception:
-                # A purger that dies silently lets the tables grow: log and go on.
-                failures += 1
-                delay = _backoff(failures)
-                log.exception("%s: unexpected error, retrying in %.1f s", self._name, delay)
-                await self._sleep(delay)
-
-    async def _session(self) -> None:
-        """One lock connection's life: stand by until it holds the lock, then purge."""
-        connection: asyncpg.Connection = await asyncpg.connect(
-            self._dsn,
-            command_timeout=_COMMAND_TIMEOUT_S,
-            server_settings={
-                "application_name": self._name[:63],
-                "statement_timeout": str(STATEMENT_TIMEOUT_MS),
-                "lock_timeout": str(LOCK_TIMEOUT_MS),
-                # A deletion lost in a crash is done again at the next pass.
-                "synchronous_commit": "off",
-            },
-        )
-        try:
-            while not self._stopping.is_set():
-                if await connection.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
-                    break
-                await self._sleep(self._interval)
-            else:
-                return
-            self._is_leader = True
-            log.info("%s: purging expired rows every %.0f s", self._name, self._interval)
-            while not self._stopping.is_set():
-                await self.purge_once(connection)
-                await self._sleep(self._interval)
-        finally:
-            self._is_leader = False
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(connection.close(), 5)
-            if not connection.is_closed():
-                connection.terminate()
+            await self.purge_once(connection)
+            await self._leadership.sleep(self._interval)
 
     async def purge_once(self, connection: asyncpg.Connection) -> None:
         """Every table, batch by batch, until a batch comes back short or times out."""
@@ -252,11 +199,3 @@ class RetentionPurger:
             if deleted:
                 log.info("%s: purged %d rows of %s", self._name, deleted, purge.table)
         self.passes += 1
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-
-def _backoff(failures: int) -> float:
-    return backoff_delay(min(failures, 10), base_ms=200, max_ms=10_000)

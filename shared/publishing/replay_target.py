@@ -4,7 +4,7 @@ A dead letter is one group's failure: the other groups that read its topic handl
 record (or dead-lettered it themselves, each with a dead letter of its own). So a replay
 (``shared.ops.replay``) sends each dead letter back to its topic for the group that gave up on
 it alone, naming that group in ``sagakit.replay.group``; a consumer of any other group
-commits past such a record without handling it (``shared.consuming.processing``). A record that
+commits past such a record without handling it (``shared.consuming.pipeline``). A record that
 still fails therefore adds one dead letter per replayed copy, instead of one per group reading
 the topic, and an event replayed for one group costs the others nothing, not even an inbox
 lookup. ``sagakit.replay.of`` names the record as first read (``topic[partition]@offset``)

@@ -130,7 +130,7 @@ def make_engine(url: str | URL, **options: Any) -> AsyncEngine:
 
     No ``pool_pre_ping``: it cost three round trips per checkout, on every transaction. A
     connection that died with its server fails its first statement instead, SQLAlchemy then
-    invalidates the whole pool, and the failure classifier (``shared.consuming.processing``) retries
+    invalidates the whole pool, and the failure classifier (``shared.consuming.failures``) retries
     an unavailable database without limit. ``options`` go to ``create_async_engine`` unchanged.
     """
     parsed = make_url(url) if isinstance(url, str) else url
@@ -175,6 +175,11 @@ def _outbox_row(record: Record) -> dict[str, Any]:
         "headers": encode_headers(headers),
         "traceparent": traceparent,
     }
+
+
+# The rows' created_at is their write, just before the commit, not the transaction's start
+# (the column's default, now()): where the record's hop begins (shared.observability.stages).
+_WRITE_OUTBOX = insert(outbox_table).values(created_at=func.clock_timestamp())
 
 
 class ReadFrom(NamedTuple):
@@ -236,7 +241,7 @@ class UnitOfWork:
         local = emitted and self._relay is not None and self._relay.is_leader
         if emitted:
             rows = [_outbox_row(record) for record in self._staged]
-            await self._session.execute(insert(outbox_table), rows)
+            await self._session.execute(_WRITE_OUTBOX, rows)
             if not local:
                 # Delivered to listeners only when the transaction commits (and dropped if
                 # it does not), so the relay never wakes for rows it cannot see yet.

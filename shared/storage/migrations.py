@@ -1,17 +1,27 @@
-"""Schema migrations: one alembic environment per service, applied when the service starts.
+"""Schema migrations: the platform's and one per service, applied when the service starts.
 
-Each service keeps its environment in ``services/<name>/migrations/``: an ``env.py`` that hands
-``run_environment`` the service's tables and ``platform_metadata`` (the outbox and inbox are
-part of every service's schema), a ``script.py.mako`` and the revisions in ``versions/``.
-There is no ``alembic.ini``: ``alembic_config`` builds the configuration from the folder.
+Every service's database holds two histories. The platform's tables (the outbox and the inbox,
+``platform_metadata``) are migrated by the platform itself, from ``platform_migrations/``
+beside this module, and versioned in ``sagakit_platform_version``: a change to them is one
+revision there, and no service copies it. Each service keeps its own environment in
+``services/<name>/migrations/``: an ``env.py`` that hands ``run_environment`` the service's
+tables, a ``script.py.mako`` and the revisions in ``versions/``, versioned in
+``alembic_version``. Each environment ignores the other's tables. There is no ``alembic.ini``:
+``alembic_config`` builds the configuration from the folder.
 
-A service calls ``upgrade_to_head`` as it starts. It holds a PostgreSQL advisory lock for the
-whole upgrade, so instances that start together migrate one after the other and the later ones
-find the schema at head and do nothing.
+A service calls ``upgrade_to_head`` as it starts: the platform's history first, then its own.
+It holds a PostgreSQL advisory lock for the whole upgrade, so instances that start together
+migrate one after the other and the later ones find the schema at head and do nothing.
+
+Databases made before the platform migrated its own tables (their service histories created
+the outbox and inbox, in revisions since removed) are adopted once, on their first upgrade:
+the platform's history is stamped at the version their tables show, and a service revision
+that no longer exists is stamped as the newest one before it (``_adopt``).
 
 By hand, from the repository root: the folder, then any alembic command with alembic's own
 arguments. The database is ``SAGAKIT_<NAME>_DATABASE_URL`` (``<NAME>`` is the folder's
-service), else ``SAGAKIT_DATABASE_URL``, the same variables the service reads::
+service), else ``SAGAKIT_DATABASE_URL``, the same variables the service reads (``upgrade``
+brings the platform's tables to their head first, as a starting service does)::
 
     export SAGAKIT_PAYMENT_DATABASE_URL=postgresql+asyncpg://sagakit:sagakit@127.0.0.1:5432/sagakit_payment
     python -m shared.storage.migrations services/payment/migrations upgrade head
@@ -28,11 +38,12 @@ Autogenerate compares the database with the tables, so run it against a database
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import weakref
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -40,24 +51,34 @@ from typing import Any, Final
 from alembic import command, context
 from alembic.config import CommandLine, Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, MetaData, func, inspect, select
+from sqlalchemy import Connection, MetaData, func, inspect, select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.settings import database_url_variables
-from shared.storage.db import make_engine
+from shared.storage.db import make_engine, platform_metadata
 
 __all__ = [
     "MIGRATION_LOCK_KEY",
+    "PLATFORM_MIGRATIONS",
+    "PLATFORM_VERSION_TABLE",
     "alembic_config",
     "compare_options",
     "run_environment",
+    "run_platform_environment",
     "upgrade_to_head",
 ]
+
+log = logging.getLogger(__name__)
 
 # Advisory locks are scoped to one database: services sharing a server do not wait for each
 # other. Distinct from the outbox relay's key, which lives in the same databases.
 MIGRATION_LOCK_KEY: Final = zlib.crc32(b"sagakit.migrations")
+
+PLATFORM_MIGRATIONS: Final = Path(__file__).with_name("platform_migrations")
+PLATFORM_VERSION_TABLE: Final = "sagakit_platform_version"
+# Every table of the platform's history: a service's environment leaves them alone.
+_PLATFORM_TABLES: Final = frozenset({*platform_metadata.tables, PLATFORM_VERSION_TABLE})
 
 # alembic keeps the running migration in module globals (alembic.context, alembic.op): two
 # migrations interleaving in one process corrupt each other, even on different databases. The
@@ -112,7 +133,8 @@ def alembic_config(script_location: str | Path, *, url: str | URL | None = None)
 async def upgrade_to_head(
     engine_or_url: AsyncEngine | str | URL, script_location: str | Path
 ) -> None:
-    """Upgrade the database to the newest revision in ``script_location``; a no-op at head.
+    """Upgrade the platform's tables, then the service's, to the newest revision of each
+    (``script_location`` is the service's folder); a no-op at head.
 
     Two callers on one database run one after the other (advisory lock): the second finds the
     schema at head. Within one process, migrations run one at a time whatever their database.
@@ -120,19 +142,55 @@ async def upgrade_to_head(
     """
     config = alembic_config(script_location)
     async with _locked_connection(engine_or_url) as connection:
-        await connection.run_sync(_refuse_unversioned_schema, config)
-        await connection.commit()  # alembic runs its own transaction, not inside ours
-        await connection.run_sync(_run_online, config, lambda cfg: command.upgrade(cfg, "head"))
+        await _upgrade_both(connection, config)
+
+
+async def _upgrade_both(connection: AsyncConnection, config: Config) -> None:
+    """Under the migration lock: adopt an older database if need be, then both histories."""
+    await connection.run_sync(_refuse_unversioned_schema, config)
+    await connection.run_sync(_adopt, config)
+    await connection.commit()  # alembic runs its own transaction, not inside ours
+    head = _upgrade_head()
+    await connection.run_sync(_run_online, alembic_config(PLATFORM_MIGRATIONS), head)
+    await connection.commit()
+    await connection.run_sync(_run_online, config, head)
+    await connection.commit()
+
+
+def _upgrade_head() -> Callable[[Config], None]:
+    return lambda cfg: command.upgrade(cfg, "head")
 
 
 def run_environment(*metadata: MetaData) -> None:
     """The body of every service's ``env.py``: run the revisions alembic chose.
 
-    ``metadata`` is what autogenerate compares the database with: the service's tables and
-    ``platform_metadata``. Online, the connection comes from ``upgrade_to_head`` or the
-    command line, which hold the migration lock on it.
+    ``metadata`` is what autogenerate compares the database with: the service's tables (the
+    platform's tables and their version table are left to the platform's environment).
+    Online, the connection comes from ``upgrade_to_head`` or the command line, which hold the
+    migration lock on it.
     """
-    options = {"target_metadata": list(metadata), **compare_options()}
+    _run_revisions(list(metadata), "alembic_version", lambda table: table not in _PLATFORM_TABLES)
+
+
+def run_platform_environment() -> None:
+    """The body of the platform's ``env.py``: its tables alone, in their own version table."""
+    _run_revisions(
+        [platform_metadata], PLATFORM_VERSION_TABLE, lambda table: table in _PLATFORM_TABLES
+    )
+
+
+def _run_revisions(
+    metadata: list[MetaData], version_table: str, owns: Callable[[str], bool]
+) -> None:
+    def include_name(name: str | None, type_: str, _parents: Mapping[str, str | None]) -> bool:
+        return type_ != "table" or (name is not None and owns(name))
+
+    options = {
+        "target_metadata": metadata,
+        "version_table": version_table,
+        "include_name": include_name,
+        **compare_options(),
+    }
     if context.is_offline_mode():
         url = context.config.get_main_option("sqlalchemy.url")
         context.configure(url=url, literal_binds=True, **options)
@@ -173,8 +231,9 @@ async def _locked_connection(
 
 def _refuse_unversioned_schema(connection: Connection, config: Config) -> None:
     # A database whose tables create_all made before there were migrations: the first revision
-    # would fail on its first CREATE TABLE, with an error that does not say what to do.
-    tables = inspect(connection).get_table_names()
+    # would fail on its first CREATE TABLE, with an error that does not say what to do. The
+    # platform's tables alone are not that: the service's first upgrade may not have run yet.
+    tables = set(inspect(connection).get_table_names()) - _PLATFORM_TABLES
     if tables and "alembic_version" not in tables:
         first = ", ".join(ScriptDirectory.from_config(config).get_bases())
         location = config.get_main_option("script_location")
@@ -184,6 +243,58 @@ def _refuse_unversioned_schema(connection: Connection, config: Config) -> None:
             f"once with: python -m shared.storage.migrations {location} stamp {first}; "
             "otherwise recreate it empty"
         )
+
+
+def _adopt(connection: Connection, config: Config) -> None:
+    """A database whose service history made the platform's tables (before the platform
+    migrated them itself): stamp the platform's history at the version its tables show, and a
+    service revision since removed (one that only changed the platform's tables) as the newest
+    of the service's revisions before it."""
+    database = inspect(connection)
+    tables = set(database.get_table_names())
+    if PLATFORM_VERSION_TABLE in tables or "sagakit_outbox" not in tables:
+        return
+    platform_version = _platform_version_shown(connection)
+    _run_online(
+        connection,
+        alembic_config(PLATFORM_MIGRATIONS),
+        lambda cfg: command.stamp(cfg, platform_version),
+    )
+    if "alembic_version" not in tables:
+        return
+    script = ScriptDirectory.from_config(config)
+    current = connection.scalar(text("SELECT version_num FROM alembic_version"))
+    known = sorted(revision.revision for revision in script.walk_revisions())
+    if current is None or current in known:
+        return
+    older = [revision for revision in known if revision < current]
+    if not older:
+        raise RuntimeError(
+            f"database {connection.engine.url.database!r} is at revision {current!r}, which "
+            f"{config.get_main_option('script_location')} does not have: recreate it empty"
+        )
+    log.warning(
+        "adopting database %r: revision %s (the platform's tables, now migrated by the "
+        "platform) stamped as %s",
+        connection.engine.url.database,
+        current,
+        older[-1],
+    )
+    connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": older[-1]})
+
+
+def _platform_version_shown(connection: Connection) -> str:
+    """The platform revision whose tables an adopted database holds, read from their shape."""
+    database = inspect(connection)
+    indexes = {index["name"] for index in database.get_indexes("sagakit_inbox")}
+    columns = {column["name"] for column in database.get_columns("sagakit_outbox")}
+    if "sagakit_inbox_processed_at" in indexes:
+        return "0004"
+    if "refusal" in columns:
+        return "0003"
+    if "traceparent" in columns:
+        return "0002"
+    return "0001"
 
 
 def _run_online(connection: Connection, config: Config, run: Callable[[Config], None]) -> None:
@@ -205,8 +316,17 @@ def _database_url(folder: Path) -> str:
     )
 
 
-async def _run_command_online(url: str, config: Config, run: Callable[[Config], None]) -> None:
+async def _run_command_online(
+    url: str, config: Config, run: Callable[[Config], None], upgrade: bool
+) -> None:
     async with _locked_connection(url) as connection:
+        if upgrade:  # the platform's tables first, as a starting service does
+            await connection.run_sync(_adopt, config)
+            await connection.commit()
+            await connection.run_sync(
+                _run_online, alembic_config(PLATFORM_MIGRATIONS), _upgrade_head()
+            )
+            await connection.commit()
         await connection.run_sync(_run_online, config, run)
 
 
@@ -232,7 +352,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if getattr(options, "sql", False):
         run(config)  # offline: renders SQL, connects to nothing
     else:
-        asyncio.run(_run_command_online(url, config, run))
+        asyncio.run(
+            _run_command_online(url, config, run, upgrade=options.cmd[0] is command.upgrade)
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import SCENARIOS, BenchSettings
+from bench.hops import HAPPY_PATH, STAGES
 from bench.plot import can_plot
 from bench.report import render
 from bench.results import write_results
@@ -62,9 +63,22 @@ async def test_every_scenario_runs_and_its_results_are_written(
     assert closed["sagas"]["latency"]["count"] == ORDERS
     assert _positive(closed["api_latency"]["p50_ms"], closed["sagas"]["latency"]["p99_ms"])
 
+    cpu = closed["cpu"]
+    assert cpu["completed_sagas"] == ORDERS and _positive(cpu["per_saga_ms"])
+    # The fixture's Kafka and PostgreSQL are the test stack's, not measured: the services are.
+    assert {"order", "payment", "inventory", "shipping"} <= set(cpu["per_saga_ms_by_process"])
+    assert "bench" not in cpu["per_saga_ms_by_process"]
+
     [step] = scenarios["open_loop"]
     assert step["due"] == 10 and step["accepted"] == 10 and step["sagas"]["completed"] == 10
     assert _positive(step["achieved_per_s"], step["sagas"]["latency"]["p50_ms"])
+    for hops, sagas in ((closed["hops"], ORDERS), (step["hops"], 10)):
+        happy = [hop for hop in hops if hop["happy_path_step"] is not None]
+        assert [(hop["topic"], hop["group"]) for hop in happy] == list(HAPPY_PATH)
+        for hop in happy:
+            assert all(hop["stages"][stage] for stage in STAGES), hop
+            assert hop["stages"]["committed"]["count"] >= sagas, hop
+            assert _positive(*(hop["stages"][stage]["mean_ms"] for stage in STAGES)), hop
 
     transport = scenarios["transport"]
     assert transport["completed"] == 50 and transport["partitions"] > 0
@@ -85,7 +99,9 @@ async def test_every_scenario_runs_and_its_results_are_written(
     assert _positive(*doc["ratios"].values())
     assert doc["machine"]["cores"] > 0 and doc["versions"]["postgresql"]
     assert doc["platform_settings"]["constants"]["shared.publishing.producer"]["LINGER_MS"] >= 0
-    assert "closed loop" in render(doc) and "transport limit" in render(doc)
+    shown = render(doc)
+    assert "closed loop" in shown and "transport limit" in shown
+    assert "latency per hop at 10/s" in shown and "CPU per saga" in shown
 
     data, picture = write_results(doc, tmp_path / "results")
     assert json.loads(data.read_text()) == json.loads(json.dumps(doc))

@@ -1,4 +1,4 @@
-"""Runs of records in one transaction (shared.consuming.batches), against real Kafka,
+"""Runs of records in one transaction (shared.consuming.pipeline), against real Kafka,
 PostgreSQL and Redis.
 
 Every test publishes its records with one key, so they share a partition and arrive in one

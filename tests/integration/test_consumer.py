@@ -175,7 +175,7 @@ async def test_a_handler_that_always_fails_transiently_is_dead_lettered_after_th
     assert first["dlq.error.type"] == b"TransientError"
     assert first["dlq.error.message"] == b"the ledger is locked"
     assert first["event_id"] == str(event.event_id).encode()
-    # Once together in one transaction (shared.consuming.batches), then four times each on
+    # Once together in one transaction (shared.consuming.pipeline), then four times each on
     # their own.
     assert attempts == 1 + 2 * 4
     assert await effects_of(engine, group) == {}

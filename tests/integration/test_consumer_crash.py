@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.events import CATALOGUE
-from shared.consuming.processing import CRASH_EXIT_CODE
+from shared.consuming.pipeline import CRASH_EXIT_CODE
 from shared.consuming.subscriptions import Delivery
 from shared.contracts.events import Event
 from shared.contracts.topics import Topics

@@ -4,10 +4,12 @@ with the records (counts per topic and outcome, lag, dead letters, the outbox ba
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.events import CATALOGUE, OrderCreated
@@ -22,8 +24,10 @@ from tests.integration.test_consumer_support import (
     Kafka,
     add_effect,
     count_effects,
+    effect_handler,
     new_order,
     prepare_database,
+    read_all,
     running,
     settings_for,
     wait_until,
@@ -164,3 +168,61 @@ async def test_the_outbox_backlog_and_the_publish_latency_follow_the_relay(
     assert total(done, "sagakit_outbox_published_total") == 3
     assert total(done, "sagakit_outbox_publish_duration_seconds_count") == 3
     assert total(done, "sagakit_outbox_leader") == 1
+
+
+async def test_each_record_is_timed_from_its_outbox_rows_write_to_every_stage_of_its_hop(
+    infra: Infrastructure, kafka: Kafka
+) -> None:
+    url = await infra.create_database("metrics-stages")
+    engine = await prepare_database(url)
+    topic = kafka.topics.for_event(OrderCreated)
+    group = infra.unique("g")
+    relay = OutboxRelay(url, kafka.producer, poll_interval_s=0.2)
+    try:
+        began = time.time()
+        async with UnitOfWorkFactory(engine, kafka.topics)() as uow:
+            for _ in range(3):
+                uow.emit(new_order("o-stages"))
+            await uow.session.execute(text("SELECT pg_sleep(0.3)"))  # a long transaction
+            await uow.commit()
+        async with engine.connect() as connection:
+            written = (
+                await connection.execute(text("SELECT created_at FROM sagakit_outbox"))
+            ).all()
+        await relay.start()
+        records = await read_all(kafka.bootstrap, topic, 3)
+        async with running(
+            settings_for(kafka.bootstrap, kafka.topics),
+            engine,
+            [Subscription(OrderCreated, effect_handler(group))],
+            group=group,
+            topics=kafka.topics,
+        ) as runner:
+            await wait_until(lambda: _effects_are(engine, group, 3), what="the three effects")
+            await wait_until(lambda: _lag_is(runner, 0), what="their offsets committed")
+            samples = scraped([*relay.metrics(), *await runner.metrics()])
+    finally:
+        await relay.stop()
+        await engine.dispose()
+
+    # The rows' time is their write at the commit, not the transaction's start; and it is
+    # their records' Kafka timestamp: every stage is timed from it.
+    assert all(row.created_at.timestamp() >= began + 0.3 for row in written)
+    stamps = sorted(round(row.created_at.timestamp() * 1000) for row in written)
+    assert sorted(record.timestamp for record in records) == stamps
+    relay_stages = "sagakit_outbox_stage_seconds"
+    consumer_stages = "sagakit_consumer_stage_seconds"
+    means = []
+    for name, labels in [
+        *((relay_stages, {"stage": s}) for s in ("sent", "acknowledged")),
+        *(
+            (consumer_stages, {"group": group, "stage": s})
+            for s in ("fetched", "begun", "locked", "committed", "offset_committed")
+        ),
+    ]:
+        count = total(samples, f"{name}_count", topic=topic, **labels)
+        assert count == 3, (labels, count)
+        seconds = total(samples, f"{name}_sum", topic=topic, **labels)
+        assert 0 <= seconds < 3 * 60, (labels, seconds)
+        means.append(seconds / count)
+    assert means == sorted(means)  # each stage after the one before, for every record

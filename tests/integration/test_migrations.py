@@ -1,4 +1,8 @@
-"""Each service's migrations against real PostgreSQL: exactly its tables, once, under a lock."""
+"""Each service's migrations against real PostgreSQL: exactly its tables, once, under a lock.
+
+The platform's tables come from the platform's own history (``sagakit_platform_version``),
+run first; a database made when the service histories still created them is adopted.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from services.shipping import store as shipping_store
 from shared.storage.db import make_engine, platform_metadata
 from shared.storage.migrations import (
     MIGRATION_LOCK_KEY,
+    PLATFORM_MIGRATIONS,
+    PLATFORM_VERSION_TABLE,
     alembic_config,
     compare_options,
     upgrade_to_head,
@@ -61,19 +67,33 @@ def head_of(service: str) -> str | None:
     return ScriptDirectory.from_config(alembic_config(migrations(service))).get_current_head()
 
 
+PLATFORM_HEAD = ScriptDirectory.from_config(alembic_config(PLATFORM_MIGRATIONS)).get_current_head()
+
+
 @dataclass(frozen=True)
 class DatabaseState:
     tables: list[str]
     version: str | None
+    platform_version: str | None
     differences: list[Any]
     """What autogenerate would write to bring the database to the tables: [] when equal."""
 
 
+def not_a_version_table(name: str | None, type_: str, _parents: object) -> bool:
+    return not (type_ == "table" and name == PLATFORM_VERSION_TABLE)
+
+
 def describe(connection: Connection, schema: MetaData) -> DatabaseState:
-    context = MigrationContext.configure(connection, opts=compare_options())
+    context = MigrationContext.configure(
+        connection, opts={**compare_options(), "include_name": not_a_version_table}
+    )
+    platform = MigrationContext.configure(
+        connection, opts={"version_table": PLATFORM_VERSION_TABLE}
+    )
     return DatabaseState(
         tables=sorted(inspect(connection).get_table_names()),
         version=context.get_current_revision(),
+        platform_version=platform.get_current_revision(),
         differences=list(compare_metadata(context, schema)),
     )
 
@@ -88,8 +108,13 @@ async def database_state(url: str, service: str) -> DatabaseState:
 
 
 def at_head_with_exactly_its_tables(state: DatabaseState, service: str) -> bool:
-    expected = sorted([*schema_of(service).tables, "alembic_version"])
-    return state.tables == expected and state.version == head_of(service) and not state.differences
+    expected = sorted([*schema_of(service).tables, "alembic_version", PLATFORM_VERSION_TABLE])
+    return (
+        state.tables == expected
+        and state.version == head_of(service)
+        and state.platform_version == PLATFORM_HEAD
+        and not state.differences
+    )
 
 
 def revisions_run(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -224,3 +249,76 @@ async def test_a_database_made_before_migrations_is_refused_with_the_command_tha
 
     stamp = f"python -m shared.storage.migrations {migrations('payment')} stamp 0001"
     assert stamp in str(refused.value)
+
+
+async def execute(url: str, *statements: str) -> None:
+    engine = make_engine(url)
+    try:
+        async with engine.begin() as connection:
+            for statement in statements:
+                await connection.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
+def test_no_service_history_touches_the_platforms_tables() -> None:
+    platform_tables = set(platform_metadata.tables)
+    for service in TABLES:
+        for revision in (migrations(service) / "versions").glob("*.py"):
+            source = revision.read_text()
+            assert not any(table in source for table in platform_tables), revision
+
+
+@pytest.mark.parametrize(
+    ("service", "old_head", "adopted_as"), [("payment", "0004", "0001"), ("order", "0008", "0008")]
+)
+async def test_a_database_whose_service_history_made_the_platforms_tables_is_adopted(
+    infra: Infrastructure,
+    service: str,
+    old_head: str,
+    adopted_as: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What the histories before the platform's own left: the same tables, the platform's
+    # version table missing, and the service at a head that may no longer exist (payment's
+    # 0002-0004 only changed the platform's tables, and are gone).
+    url = await infra.create_database(f"migrate_adopt_{service}")
+    await upgrade_to_head(url, migrations(service))
+    await execute(
+        url,
+        f"DROP TABLE {PLATFORM_VERSION_TABLE}",
+        f"UPDATE alembic_version SET version_num = '{old_head}'",
+    )
+    caplog.set_level(logging.INFO, logger="alembic")
+
+    await upgrade_to_head(url, migrations(service))
+
+    assert revisions_run(caplog) == [f"Running stamp_revision  -> {PLATFORM_HEAD}"]
+    state = await database_state(url, service)
+    assert at_head_with_exactly_its_tables(state, service), state
+    assert state.version == adopted_as
+
+
+async def test_an_adopted_database_gets_the_platform_revisions_its_tables_lack(
+    infra: Infrastructure, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An old database at the platform's third version: no retention indexes yet.
+    url = await infra.create_database("migrate_adopt_older")
+    await upgrade_to_head(url, migrations("shipping"))
+    await execute(
+        url,
+        f"DROP TABLE {PLATFORM_VERSION_TABLE}",
+        "DROP INDEX sagakit_inbox_processed_at",
+        "DROP INDEX sagakit_outbox_sent_at",
+        "UPDATE alembic_version SET version_num = '0003'",
+    )
+    caplog.set_level(logging.INFO, logger="alembic")
+
+    await upgrade_to_head(url, migrations("shipping"))
+
+    assert [line.split(",")[0] for line in revisions_run(caplog)] == [
+        "Running stamp_revision  -> 0003",
+        "Running upgrade 0003 -> 0004",
+    ]
+    state = await database_state(url, "shipping")
+    assert at_head_with_exactly_its_tables(state, "shipping"), state

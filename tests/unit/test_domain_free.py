@@ -29,6 +29,8 @@ SERVICE_WORDS = frozenset({"payment", "payments", "inventory", "shipping", "sku"
 """Words of the reference system's services, in an identifier or in text."""
 WORDS = SERVICE_WORDS | {"order", "orders"}
 """Words of the reference system, its entity included, inside any identifier."""
+NOT_THE_DOMAIN = frozenset({"order_by"})
+"""Identifiers of libraries that happen to hold a word of the domain (SQLAlchemy's)."""
 ORDER_ID_TEXT = re.compile(r"\border ids?\b", re.IGNORECASE)
 
 
@@ -40,6 +42,8 @@ def words(identifier: str) -> set[str]:
 
 def domain_words(identifier: str) -> set[str]:
     """What in ``identifier`` names the reference system."""
+    if identifier in NOT_THE_DOMAIN:
+        return set()
     found = {identifier} & (EVENT_NAMES | FIELDS)
     return found | (words(identifier) & WORDS)
 

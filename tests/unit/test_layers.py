@@ -36,7 +36,16 @@ REFERENCE_COMMONS = sorted(
     p for p in (ROOT / "services").glob("*.py") if p.name not in {"__init__.py", "asyncapi.py"}
 )
 """services/events.py (the catalogue), ids.py, faults.py: shared by the reference services."""
-FLOORS = ["contracts", "observability", "storage", "publishing", "consuming", "app", "ops"]
+FLOORS = [
+    "contracts",
+    "observability",
+    "storage",
+    "publishing",
+    "consuming",
+    "app",
+    "ops",
+    "testing",
+]
 
 
 def imports(path: Path) -> Iterator[str]:
@@ -176,11 +185,15 @@ def test_no_module_of_the_platform_imports_itself_around_a_circle() -> None:
     assert circles == []
 
 
+def test_a_module_imported_from_its_package_counts_as_imported(tmp_path: Path) -> None:
+    source = tmp_path / "example.py"
+    source.write_text("from shared.storage import migrations\n")
+    assert "shared.storage.migrations" in set(imports(source))
+
+
 def test_the_floor_checks_see_real_imports() -> None:
     graph = platform_graph()
     assert "shared.contracts.events" in graph["shared.contracts.topics"]
-    migration = ROOT / "services" / "payment" / "migrations" / "versions" / "0001_initial.py"
-    assert "shared.storage.platform_schema" in set(imports(migration))
     assert (
         floor("shared.app.declaration")
         > floor("shared.consuming.consumer")

@@ -1,7 +1,6 @@
-"""Alembic environment of the order database: its own tables and the platform's."""
+"""Alembic environment of the order database: its own tables (the platform migrates its own)."""
 
 from services.order import store
-from shared.storage.db import platform_metadata
 from shared.storage.migrations import run_environment
 
-run_environment(store.metadata, platform_metadata)
+run_environment(store.metadata)

@@ -6,18 +6,15 @@ from typing import Annotated, Any
 
 import typer
 from aiokafka.admin import NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from shared.ops import topic_browser
 from shared.ops.cli.config import Config, config
-from shared.ops.cli.kafka import admin_client, broker_error, consumer, require_topics, run
+from shared.ops.cli.kafka import admin_client, broker_error, require_topics, run
 from shared.ops.cli.output import CliError, emit_json, say, table
 
 app = typer.Typer(help="List, describe, create and delete topics.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-# Shown by describe whatever their source: what an operator of this system asks about first.
-KEY_CONFIGS = ("cleanup.policy", "retention.ms", "min.insync.replicas")
-TOPIC_CONFIG_SOURCE = 1  # DescribeConfigs: DYNAMIC_TOPIC_CONFIG, set on the topic itself
 
 
 @app.command("list")
@@ -43,18 +40,21 @@ def list_topics(
 
 async def _list(cfg: Config, every: bool) -> list[dict[str, Any]]:
     prefix = "" if every else cfg.settings.topic_prefix
-    async with admin_client(cfg) as admin:
-        described = await admin.describe_topics()  # no names: nothing gets auto-created
-    rows = [
-        {
-            "topic": topic["topic"],
-            "partitions": len(topic["partitions"]),
-            "replication_factor": max((len(p["replicas"]) for p in topic["partitions"]), default=0),
-        }
-        for topic in described
-        if not topic["is_internal"] and topic["topic"].startswith(prefix)
-    ]
-    return sorted(rows, key=lambda row: row["topic"])
+    rows: list[dict[str, Any]] = []
+    page = await topic_browser.list_topics(cfg.kafka_options(), prefix=prefix)
+    while page:
+        rows += [
+            {
+                "topic": t.name,
+                "partitions": t.partitions,
+                "replication_factor": t.replication_factor,
+            }
+            for t in page
+        ]
+        page = await topic_browser.list_topics(
+            cfg.kafka_options(), prefix=prefix, after=page[-1].name
+        )
+    return rows
 
 
 @app.command()
@@ -89,35 +89,22 @@ def describe(
 
 
 async def _describe(cfg: Config, topic: str) -> dict[str, Any]:
-    partitions = (await require_topics(cfg, [topic]))[topic]
-    async with consumer(cfg) as reader:
-        firsts = await reader.beginning_offsets(partitions)
-        ends = await reader.end_offsets(partitions)
-    async with admin_client(cfg) as admin:
-        (metadata,) = await admin.describe_topics([topic])  # exists: checked above
-        (response,) = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic)]
-        )
-    entries = response.to_object()["resources"][0]["config_entries"]
-    configs = {
-        entry["config_names"]: entry["config_value"]
-        for entry in entries
-        if entry["config_names"] in KEY_CONFIGS or entry["config_source"] == TOPIC_CONFIG_SOURCE
-    }
-    by_number = {p["partition"]: p for p in metadata["partitions"]}
+    await require_topics(cfg, [topic])  # a missing one named, with the prefix hint
+    state = await topic_browser.describe_topic(cfg.kafka_options(), topic)
+    if state is None:  # deleted meanwhile
+        raise CliError(f"no topic {topic!r} on Kafka at {cfg.bootstrap_servers}")
     rows = [
         {
-            "partition": tp.partition,
-            "leader": by_number[tp.partition]["leader"],
-            "replicas": by_number[tp.partition]["replicas"],
-            "isr": by_number[tp.partition]["isr"],
-            "first_offset": firsts[tp],
-            "end_offset": ends[tp],
+            "partition": p.partition,
+            "leader": p.leader,
+            "replicas": list(p.replicas),
+            "isr": list(p.isr),
+            "first_offset": p.first_offset,
+            "end_offset": p.end_offset,
         }
-        for tp in partitions
+        for p in state.partitions
     ]
-    records = sum(row["end_offset"] - row["first_offset"] for row in rows)
-    return {"topic": topic, "partitions": rows, "records": records, "configs": configs}
+    return {"topic": topic, "partitions": rows, "records": state.records, "configs": state.configs}
 
 
 @app.command()

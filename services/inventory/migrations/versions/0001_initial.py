@@ -1,4 +1,4 @@
-"""Initial schema: stock and reservations, and the platform's outbox and inbox.
+"""Initial schema: stock and reservations (the platform migrates its outbox and inbox).
 
 Revision ID: 0001
 Create Date: 2026-11-25 10:10:39.497171
@@ -9,8 +9,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-
-from shared.storage import platform_schema
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -50,11 +48,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("sku"),
     )
-    # The platform's tables (shared.storage.db.platform_metadata), in every service's database.
-    platform_schema.create_v1()
 
 
 def downgrade() -> None:
-    platform_schema.drop_v1()
     op.drop_table("stock")
     op.drop_table("reservations")

@@ -1,4 +1,4 @@
-"""Initial schema: orders and their timeline, and the platform's outbox and inbox.
+"""Initial schema: orders and their timeline (the platform migrates its outbox and inbox).
 
 Revision ID: 0001
 Create Date: 2026-11-25 10:09:57.322736
@@ -9,8 +9,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-
-from shared.storage import platform_schema
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -59,12 +57,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id"),
     )
     op.create_index(op.f("ix_timeline_order_id"), "timeline", ["order_id"])
-    # The platform's tables (shared.storage.db.platform_metadata), in every service's database.
-    platform_schema.create_v1()
 
 
 def downgrade() -> None:
-    platform_schema.drop_v1()
     op.drop_index(op.f("ix_timeline_order_id"), table_name="timeline")
     op.drop_table("timeline")
     op.drop_index("orders_recent", table_name="orders")

@@ -5,7 +5,7 @@ non-terminal status; with (status, updated_at) that is one short index range per
 instead of a scan of every order.
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0001
 Create Date: 2026-12-01 23:20:00.000000
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """The timeline by occurred_at: what timeline retention reads, oldest events first.
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0006
 Create Date: 2026-12-06 21:40:00.000000
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0007"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

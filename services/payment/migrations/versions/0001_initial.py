@@ -1,4 +1,4 @@
-"""Initial schema: accounts and payments, and the platform's outbox and inbox.
+"""Initial schema: accounts and payments (the platform migrates its outbox and inbox).
 
 Revision ID: 0001
 Create Date: 2026-11-25 10:09:58.242912
@@ -8,8 +8,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from shared.storage import platform_schema
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -45,11 +43,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("order_id"),
     )
-    # The platform's tables (shared.storage.db.platform_metadata), in every service's database.
-    platform_schema.create_v1()
 
 
 def downgrade() -> None:
-    platform_schema.drop_v1()
     op.drop_table("payments")
     op.drop_table("accounts")

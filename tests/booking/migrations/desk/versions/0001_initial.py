@@ -1,4 +1,4 @@
-"""The desk's bookings, and the platform's tables at their current version.
+"""The desk's bookings (the platform migrates its outbox and inbox).
 
 Revision ID: 0001
 """
@@ -7,8 +7,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-from shared.storage import platform_schema
 
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -24,10 +22,6 @@ def upgrade() -> None:
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
     )
-    platform_schema.create_v1()
-    platform_schema.upgrade_v2()
-    platform_schema.add_refusal_v3()
-    platform_schema.add_retention_indexes_v4()
 
 
 def downgrade() -> None:

@@ -1,4 +1,4 @@
-"""The outbox's refusal column: why Kafka refused a row for good, and where it went instead.
+"""The outbox's refusal: why Kafka refused a row for good, and where it went instead.
 
 Revision ID: 0003
 Revises: 0002
@@ -7,7 +7,8 @@ Create Date: 2026-12-01 23:40:00.000000
 
 from collections.abc import Sequence
 
-from shared.storage import platform_schema
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0003"
 down_revision: str | Sequence[str] | None = "0002"
@@ -16,8 +17,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    platform_schema.add_refusal_v3()
+    op.add_column("sagakit_outbox", sa.Column("refusal", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    platform_schema.drop_refusal_v3()
+    op.drop_column("sagakit_outbox", "refusal")

@@ -1,4 +1,4 @@
-"""The platform's outbox gets a traceparent column (W3C trace context through Kafka).
+"""The outbox's traceparent: the trace context each row is published with.
 
 Revision ID: 0002
 Revises: 0001
@@ -7,7 +7,8 @@ Create Date: 2026-12-01 23:30:00.000000
 
 from collections.abc import Sequence
 
-from shared.storage import platform_schema
+import sqlalchemy as sa
+from alembic import op
 
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
@@ -16,8 +17,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    platform_schema.upgrade_v2()
+    op.add_column("sagakit_outbox", sa.Column("traceparent", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    platform_schema.downgrade_v2()
+    op.drop_column("sagakit_outbox", "traceparent")

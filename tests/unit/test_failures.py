@@ -2,7 +2,7 @@ import pytest
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from shared.consuming.processing import (
+from shared.consuming.failures import (
     Failure,
     MisroutedEvent,
     RetryPolicy,

@@ -1,0 +1,103 @@
+"""The platform's one leader loop (shared.storage.leadership), against real PostgreSQL.
+
+The relay, the purger and the deadline sweeper run on it; their own tests check what they do
+while leading. These check the election itself: one leader at a time, a lost connection hands
+the lead over, and a failing job is run again rather than dying silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+import pytest
+
+from shared.storage.db import asyncpg_dsn
+from shared.storage.leadership import LeaderLoop, lock_key
+from tests.infra import Infrastructure
+from tests.integration.test_consumer_support import wait_until
+
+pytestmark = pytest.mark.integration
+
+_KEYS = itertools.count()
+
+
+@pytest.fixture
+async def database(infra: Infrastructure) -> AsyncIterator[str]:
+    yield await infra.create_database("leadership")
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async def check() -> bool:
+        return condition()
+
+    await wait_until(check)
+
+
+class Job:
+    """A job that records each lead and holds it until told to stop, or fails when asked."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.leads = 0
+        self.fail_first = fail_first
+        self.connection: asyncpg.Connection | None = None
+        self.loop: LeaderLoop | None = None
+
+    async def lead(self, connection: asyncpg.Connection) -> None:
+        self.leads += 1
+        if self.leads <= self.fail_first:
+            raise RuntimeError(f"job failed on lead {self.leads}")
+        self.connection = connection
+        assert self.loop is not None
+        while not self.loop.stopping.is_set() and not connection.is_closed():
+            await connection.fetchval("SELECT 1")
+            await self.loop.sleep(0.05)
+
+
+def loop_for(database: str, job: Job, key: int, name: str) -> LeaderLoop:
+    job.loop = LeaderLoop(database, job.lead, lock_key=key, name=name, standby_s=0.05)
+    return job.loop
+
+
+async def test_one_of_two_leads_and_the_other_takes_over_when_its_connection_is_cut(
+    database: str,
+) -> None:
+    key = lock_key(f"test.leadership.{next(_KEYS)}")
+    first, second = Job(), Job()
+    loops = [loop_for(database, first, key, "first"), loop_for(database, second, key, "second")]
+    for loop in loops:
+        loop.start()
+    try:
+        await until(lambda: any(loop.is_leader for loop in loops))
+        leader, standby = loops if loops[0].is_leader else loops[::-1]
+        leading_job, standing_job = (first, second) if leader is loops[0] else (second, first)
+        # The other one tried the lock and stands by: it never led.
+        await until(lambda: standby.leaderships == 0 and leader.leaderships == 1)
+        assert standing_job.leads == 0
+
+        assert leading_job.connection is not None
+        pid = leading_job.connection.get_server_pid()
+        admin = await asyncpg.connect(asyncpg_dsn(database))
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+
+        await until(lambda: standby.is_leader)
+        assert standing_job.leads == 1
+    finally:
+        for loop in loops:
+            await loop.stop(10)
+    assert not any(loop.is_leader for loop in loops)
+
+
+async def test_a_job_that_fails_is_led_again_after_a_backoff(database: str) -> None:
+    job = Job(fail_first=2)
+    loop = loop_for(database, job, lock_key(f"test.leadership.{next(_KEYS)}"), "failing")
+    loop.start()
+    try:
+        await until(lambda: job.leads == 3 and loop.is_leader)
+        assert loop.leaderships == 3
+    finally:
+        await loop.stop(10)

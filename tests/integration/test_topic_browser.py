@@ -1,0 +1,128 @@
+"""The topic browser (shared.ops.topic_browser) against a real Kafka broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.contracts.topics import ensure_topics
+from shared.ops import topic_browser
+from tests.infra import Infrastructure
+
+pytestmark = pytest.mark.integration
+
+KEYS = [b"order-1", b"order-2", b"order-3"]
+
+
+def options(infra: Infrastructure) -> dict[str, Any]:
+    return {"bootstrap_servers": infra.kafka_bootstrap}
+
+
+async def produce(infra: Infrastructure, topic: str, count: int) -> dict[bytes, list[int]]:
+    """``count`` records per key, keyed by ``KEYS`` in turn; where each key's went."""
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    await producer.start()
+    placed: dict[bytes, list[int]] = {}
+    try:
+        for index in range(count):
+            for key in KEYS:
+                sent = await producer.send_and_wait(
+                    topic, f"{key.decode()} #{index}".encode(), key=key, headers=[("n", b"1")]
+                )
+                placed.setdefault(key, []).append(sent.partition)
+    finally:
+        await producer.stop()
+    return placed
+
+
+@pytest.fixture
+async def topic(infra: Infrastructure) -> str:
+    name = infra.topic("browse")
+    await ensure_topics(options(infra), [name], partitions=3)
+    return name
+
+
+async def test_a_topic_is_described_with_its_partitions_offsets_and_configs(
+    infra: Infrastructure, topic: str
+) -> None:
+    await produce(infra, topic, 4)
+
+    state = await topic_browser.describe_topic(options(infra), topic)
+
+    assert state is not None
+    assert [p.partition for p in state.partitions] == [0, 1, 2]
+    assert state.records == 12
+    assert all(p.leader >= 0 and not p.under_replicated for p in state.partitions)
+    assert "retention.ms" in state.configs
+    assert await topic_browser.describe_topic(options(infra), infra.topic("absent")) is None
+
+
+async def test_topics_come_a_page_at_a_time_in_name_order(infra: Infrastructure) -> None:
+    prefix = infra.topic_prefix("pages")
+    names = [f"{prefix}{letter}" for letter in "abcde"]
+    await ensure_topics(options(infra), names, partitions=1)
+
+    first = await topic_browser.list_topics(options(infra), prefix=prefix, limit=2)
+    rest = await topic_browser.list_topics(
+        options(infra), prefix=prefix, after=first[-1].name, limit=10
+    )
+
+    assert [t.name for t in first + rest] == names
+    assert all(t.partitions == 1 and t.offline == 0 for t in first + rest)
+
+
+async def test_messages_are_read_from_an_offset_from_a_time_or_the_newest(
+    infra: Infrastructure, topic: str
+) -> None:
+    placed = await produce(infra, topic, 5)
+    partition = placed[b"order-1"][0]
+    state = await topic_browser.describe_topic(options(infra), topic)
+    assert state is not None
+    end = state.partitions[partition].end_offset
+
+    newest = await topic_browser.read_messages(options(infra), topic, partition, limit=2)
+    from_two = await topic_browser.read_messages(
+        options(infra), topic, partition, offset=2, limit=3
+    )
+    from_past = await topic_browser.read_messages(
+        options(infra), topic, partition, at=datetime.now(UTC) - timedelta(hours=1), limit=1
+    )
+    from_future = await topic_browser.read_messages(
+        options(infra), topic, partition, at=datetime.now(UTC) + timedelta(hours=1)
+    )
+
+    assert [m.offset for m in newest] == [end - 2, end - 1]
+    assert [m.offset for m in from_two] == [2, 3, 4]
+    assert [m.offset for m in from_past] == [0]
+    assert from_future == []
+    assert newest[0].headers == (("n", b"1"),)
+
+
+async def test_a_key_is_found_in_the_partition_it_hashes_to(
+    infra: Infrastructure, topic: str
+) -> None:
+    placed = await produce(infra, topic, 3)
+
+    partition, found, truncated = await topic_browser.search_key(options(infra), topic, b"order-2")
+
+    assert {partition} == set(placed[b"order-2"])  # where the producer's partitioner put it
+    assert [m.value for m in found] == [b"order-2 #0", b"order-2 #1", b"order-2 #2"]
+    assert truncated is False
+    _, newest, truncated = await topic_browser.search_key(
+        options(infra), topic, b"order-2", limit=1, scan_limit=1
+    )
+    assert len(newest) <= 1
+    assert truncated is True  # the partition holds more than the one record looked at
+
+
+async def test_the_brokers_are_listed_with_what_they_lead(
+    infra: Infrastructure, topic: str
+) -> None:
+    found = await topic_browser.brokers(options(infra))
+
+    assert len(found) >= 1
+    assert sum(broker.leaders for broker in found) >= 3  # this topic's three at least
+    assert sum(1 for broker in found if broker.controller) <= 1
