@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -28,6 +28,7 @@ __all__ = [
     "ensure_topics",
     "existing_partitions",
     "kebab",
+    "records_behind",
 ]
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,18 @@ async def _topic_overrides(
                 and entry["config_value"] is not None
             }
     return overrides
+
+
+@overload
+def records_behind(end: int, committed: int) -> int: ...
+@overload
+def records_behind(end: int, committed: int | None) -> int | None: ...
+def records_behind(end: int, committed: int | None) -> int | None:
+    """A consumer group's lag on one partition: the log's end offset minus the group's
+    committed offset, never below 0 (a committed offset read just before the end moved);
+    None when the group has committed nothing there. The one place this is computed: the
+    consumers' lag gauge, ``sagakit groups describe`` and the explorer's groups page."""
+    return None if committed is None else max(end - committed, 0)
 
 
 async def existing_partitions(client_options: Mapping[str, Any]) -> dict[str, list[TopicPartition]]:

@@ -1,8 +1,9 @@
 """``sagakit groups list | describe G | reset-offsets G``: kafka-consumer-groups.sh's verbs.
 
 Lag is a partition's end offset minus the group's committed offset: the records the group
-has not confirmed yet. A reset commits the new offsets for the group without joining it
-(``group_state.commit_offsets``), refused while the group has members.
+has not confirmed yet (read by ``shared.ops.group_lag``, as the explorer reads it). A reset
+commits the new offsets for the group without joining it (``group_state.commit_offsets``),
+refused while the group has members.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import typer
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from shared.contracts.topics import existing_partitions
 from shared.ops.cli.config import Config, config
 from shared.ops.cli.group_state import commit_offsets, describe_group, refuse_if_active
 from shared.ops.cli.kafka import admin_client, consumer, require_topics, run
 from shared.ops.cli.output import CliError, emit_json, say, table, warn
+from shared.ops.group_lag import read_group
 
 __all__ = ["app", "group_report", "print_group_report"]
 
@@ -86,46 +87,34 @@ def describe(
 
 async def group_report(cfg: Config, group_id: str) -> dict[str, Any]:
     """What ``groups describe`` shows, as a JSON-ready dict (the demo prints it too)."""
-    async with admin_client(cfg) as admin:
-        state = await describe_group(admin, group_id)
-        committed = await admin.list_consumer_group_offsets(group_id)
-    if state.state == "Dead" and not committed:
+    view = await read_group(cfg.kafka_options(), group_id)
+    if view is None:
         raise CliError(f"no consumer group {group_id!r}; sagakit groups list shows them")
-    partitions = sorted(set(committed) | {tp for m in state.members for tp in m.partitions})
-    # Offsets of a topic deleted since are left out: it has no end to measure lag against.
-    existing = await existing_partitions(cfg.kafka_options())
-    partitions = [tp for tp in partitions if tp.topic in existing]
-    async with consumer(cfg) as reader:
-        ends = await reader.end_offsets(partitions) if partitions else {}
-    rows = []
-    for tp in partitions:
-        offset = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
-        owner = state.owner(tp)
-        rows.append(
-            {
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "committed": offset,
-                "end": ends[tp],
-                "lag": None if offset is None else max(ends[tp] - offset, 0),
-                "owner": owner.member_id if owner else None,
-            }
-        )
     return {
         "group": group_id,
-        "state": state.state,
-        "protocol": state.protocol,
+        "state": view.state,
+        "protocol": view.protocol,
         "members": [
             {
                 "member_id": m.member_id,
                 "client_id": m.client_id,
-                "host": m.host.lstrip("/"),
+                "host": m.host,
                 "partitions": [f"{tp.topic}[{tp.partition}]" for tp in m.partitions],
             }
-            for m in state.members
+            for m in view.members
         ],
-        "partitions": rows,
-        "lag": sum(row["lag"] or 0 for row in rows),
+        "partitions": [
+            {
+                "topic": p.topic,
+                "partition": p.partition,
+                "committed": p.committed,
+                "end": p.end,
+                "lag": p.lag,
+                "owner": p.owner_id,
+            }
+            for p in view.partitions
+        ],
+        "lag": view.total_lag,
     }
 
 
