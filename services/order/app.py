@@ -8,8 +8,9 @@ from pathlib import Path
 from fastapi import APIRouter
 from pydantic import Field
 
-from services.order import api, handlers, store
+from services.order import api, bulk_api, handlers, store
 from services.order.admission import Admission, outbox_backlog
+from services.order.bulk import BulkRunner
 from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
@@ -64,6 +65,13 @@ class OrderSettings(PlatformSettings):
     timeline older than this; unset (the default) keeps every timeline for ever. Off by
     default because the timeline is the only history a user and the explorer see of an
     order: how long to keep it is the operator's decision (docs/operations.md)."""
+
+    bulk_rate_per_second: float = Field(default=100.0, gt=0)
+    """SAGAKIT_BULK_RATE_PER_SECOND: items of a bulk action (dead letters replayed, sagas
+    cancelled) an instance does per second at most, so a large one does not flood the
+    services."""
+    bulk_batch_size: int = Field(default=100, ge=1)
+    """SAGAKIT_BULK_BATCH_SIZE: items of a bulk action done per transaction."""
 
     def deadlines(self) -> Deadlines:
         """The deadlines these settings give each non-terminal status."""
@@ -126,6 +134,18 @@ def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
     )
 
 
+def bulk_runner(platform: Platform[OrderSettings]) -> BulkRunner:
+    settings = platform.settings
+    return BulkRunner(
+        platform.units,
+        kafka_client_options(settings),
+        settings.inbox_retention(),
+        settings.deadlines(),
+        rate_per_s=settings.bulk_rate_per_second,
+        batch_size=settings.bulk_batch_size,
+    )
+
+
 def admission(platform: Platform[OrderSettings]) -> Admission:
     """The bounds of POST /orders: one per process, shared by the route and the components."""
     settings = platform.settings
@@ -153,10 +173,14 @@ service = ServiceDeclaration(
     migrations=Path(__file__).with_name("migrations"),
     consumers=consumers,
     routers=routers,
-    admin_routers=lambda platform: [explorer.admin_router(platform.once(saga_explorer))],
+    admin_routers=lambda platform: [
+        explorer.admin_router(platform.once(saga_explorer)),
+        bulk_api.router(platform.once(saga_explorer)),
+    ],
     components=lambda platform: [
         platform.once(admission),
         sweeper(platform),
+        bulk_runner(platform),
         api.SagaCounts(platform.units, platform.settings.deadlines()),
     ],
     purges=purges,

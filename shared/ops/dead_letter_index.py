@@ -74,8 +74,15 @@ class DeadLetter:
 
     def indexed(self) -> IndexedDeadLetter:
         """The record's row in the index's store."""
+        headers = self.dlq_headers
         return IndexedDeadLetter(
-            self.topic, self.partition, self.offset, self.order_id, self.timestamp
+            self.topic,
+            self.partition,
+            self.offset,
+            self.order_id,
+            self.timestamp,
+            headers.get(f"{DLQ_HEADER_PREFIX}consumer.group"),
+            headers.get(f"{DLQ_HEADER_PREFIX}error.type"),
         )
 
     def event(self) -> Event | str:
@@ -88,13 +95,18 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class IndexedDeadLetter:
-    """Where one dead letter is, whose it is, and when it was written: one row of the store."""
+    """Where one dead letter is, whose it is, when it was written, which group gave up on it
+    and why: one row of the store."""
 
     topic: str
     partition: int
     offset: int
     order_id: str | None
     dead_lettered_at: datetime
+    consumer_group: str | None = None
+    """Its ``dlq.consumer.group`` (the outbox relay's dead letters have none)."""
+    error_type: str | None = None
+    """Its ``dlq.error.type``."""
 
 
 class DeadLetterStore(Protocol):
