@@ -1,9 +1,9 @@
 """The saga explorer's pages: server-rendered HTML, refreshed in place by a small script.
 
-Reading needs no login; the one write (replaying a dead letter) is an admin route, behind
-the admin token like every admin endpoint (the page asks for the token and keeps it in the
-tab's sessionStorage). Every asset is served from here: the page loads nothing from
-elsewhere.
+Reading needs no login; the writes (replaying a dead letter, replaying a group of them
+through ``/bulk/replay``) are admin routes, behind the admin token like every admin endpoint
+(the page asks for the token and keeps it in the tab's sessionStorage). Every asset is
+served from here: the page loads nothing from elsewhere.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from services.order import store
+from services.order import bulk, store
 from services.order.api import Age
 from services.order.explorer.lanes import swimlanes
 from services.order.explorer.peers import Peers
@@ -180,6 +180,23 @@ def router(explorer: Explorer) -> APIRouter:
             "dead_letters.html",
             topics=topics,
             total=sum(count for _, count, _ in topics),
+            problems=[problem] if problem else [],
+        )
+
+    @pages.get("/dead-letters/groups", response_class=HTMLResponse)
+    async def dead_letter_groups(request: Request) -> HTMLResponse:
+        """The dead letters by topic, consumer group and error type, each group with a
+        replay button (count first), and the bulk actions with their progress."""
+        _, problem = await _criteria(explorer.finder)
+        async with explorer.units() as uow:
+            groups = await bulk.dead_letter_groups(uow.session)
+            actions = await bulk.list_actions(uow.session, limit=LISTED)
+        return render(
+            request,
+            "dead_letter_groups.html",
+            groups=groups,
+            total=sum(group.count for group in groups),
+            actions=actions,
             problems=[problem] if problem else [],
         )
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from shared.ops.cli import chaos, dlq, groups, orders, records, stack, topics
+from shared.ops.cli import bulk, chaos, dlq, groups, orders, records, sagas, stack, topics
 from shared.ops.cli.config import DEFAULT_TIMEOUT_S, Config
 
 __all__ = ["app", "main"]
@@ -29,6 +29,8 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("groups", groups.app),
     ("dlq", dlq.app),
     ("orders", orders.app),
+    ("sagas", sagas.app),
+    ("bulk", bulk.app),
     ("stack", stack.app),
 ]
 COMMANDS: list[Callable[..., Any]] = [records.produce, records.tail]
