@@ -114,6 +114,17 @@ class DeadLetterGroup:
     last_seen: datetime
 
 
+def _not_replayed() -> ColumnElement[bool]:
+    """A dead letter no bulk replay has sent: once sent it is not selected again, nor
+    counted in its group (a copy that failed again is a new dead letter, at a new offset)."""
+    return ~exists().where(
+        _items.c.topic == _index.c.topic,
+        _items.c.kafka_partition == _index.c.kafka_partition,
+        _items.c.kafka_offset == _index.c.kafka_offset,
+        _items.c.outcome == REPLAYED,
+    )
+
+
 @dataclass(frozen=True)
 class ReplaySelection:
     """Which dead letters a bulk replay takes: those of ``topic`` (a dead-letter topic), of
@@ -135,15 +146,7 @@ class ReplaySelection:
             found.append(_index.c.dead_lettered_at >= self.since)
         if self.until is not None:
             found.append(_index.c.dead_lettered_at < self.until)
-        # Sent by an earlier bulk replay: not again (a copy that failed again is a new
-        # dead letter, at a new offset, and is selected).
-        sent = exists().where(
-            _items.c.topic == _index.c.topic,
-            _items.c.kafka_partition == _index.c.kafka_partition,
-            _items.c.kafka_offset == _index.c.kafka_offset,
-            _items.c.outcome == REPLAYED,
-        )
-        found.append(~sent)
+        found.append(_not_replayed())
         return found
 
     def as_json(self) -> dict[str, Any]:
@@ -183,7 +186,8 @@ class ActionProgress:
 
 
 async def dead_letter_groups(session: AsyncConnection) -> list[DeadLetterGroup]:
-    """The indexed dead letters by topic, consumer group and error type, the largest first."""
+    """The indexed dead letters no bulk replay has sent, by topic, consumer group and error
+    type, the largest group first."""
     keys = (_index.c.topic, _index.c.consumer_group, _index.c.error_type)
     query = (
         select(
@@ -193,6 +197,7 @@ async def dead_letter_groups(session: AsyncConnection) -> list[DeadLetterGroup]:
             func.min(_index.c.dead_lettered_at),
             func.max(_index.c.dead_lettered_at),
         )
+        .where(_not_replayed())
         .group_by(*keys)
         .order_by(func.count().desc(), *keys)
     )

@@ -1,0 +1,162 @@
+"""Bulk actions end to end, against the four running services: a group of dead letters
+counted, then replayed from the command line and from the explorer until their sagas
+complete; the stuck sagas cancelled in bulk and compensated as a timeout.
+
+The module runs a system of its own: a bulk cancel ends every stuck saga of the system, and
+a group replay takes every dead letter of its group, the session's other tests' included.
+Its tests run in order: each group replay takes its own test's dead letters only because
+the test before replayed its own, and the bulk cancel comes last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from shared.contracts.topics import existing_partitions
+from tests.cli_support import Ran, Sagakit
+from tests.e2e.conftest import RunningSystem, running_system
+from tests.e2e.invariants import Ledger, dead_letters, eventually, wait_terminal
+from tests.e2e.test_explorer_browser import Tab, browser, tab, ui
+from tests.infra import Infrastructure
+
+__all__ = ["browser", "tab"]  # the explorer tests' fixtures, used here too
+
+DOCS_IMG = Path(__file__).parents[2] / "docs" / "img"
+
+
+@pytest.fixture(scope="module")
+async def system(
+    infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningSystem]:
+    """This module's own system (a bulk cancel must not end the session's stuck sagas)."""
+    settings = {"SAGAKIT_BULK_RATE_PER_SECOND": "50", "SAGAKIT_BULK_BATCH_SIZE": "2"}
+    async with running_system(infra, tmp_path_factory.mktemp("bulk"), settings) as running:
+        yield running
+
+
+@pytest.fixture
+def sagakit(system: RunningSystem, tmp_path: Path) -> Sagakit:
+    return Sagakit(system.env, tmp_path / "stack.env")
+
+
+def succeeded(ran: Ran) -> Ran:
+    assert ran.exit_code == 0, ran.stderr
+    return ran
+
+
+async def dead_lettered_at_inventory(system: RunningSystem, label: str, count: int) -> list[str]:
+    """``count`` orders whose PaymentProcessed inventory dead-lettered: PAID and stuck."""
+    client, ledger = system.client, Ledger(system.client)
+    customer = await ledger.customer(label, "100.00")
+    sku = await ledger.sku(label, 10)
+    await client.add_fault(client.urls.inventory, "permanent", count=count)
+    orders = [(await ledger.place(customer, [(sku, 1, "5.00")]))["order_id"] for _ in range(count)]
+    dlq = system.topic("payment-processed-dlq")
+    for order_id in orders:
+        assert await dead_letters(system.kafka_bootstrap, dlq, order_id), order_id
+        await eventually(
+            lambda o=order_id: client.order(o), lambda o: o["status"] == "PAID", what="PAID"
+        )
+    return orders
+
+
+async def topic_end(system: RunningSystem, topic: str) -> int:
+    options = {"bootstrap_servers": system.kafka_bootstrap}
+    partitions = (await existing_partitions(options))[topic]
+    consumer = AIOKafkaConsumer(**options)
+    await consumer.start()
+    try:
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
+def inventory_group(groups: list[dict[str, Any]], dlq: str) -> dict[str, Any]:
+    (found,) = [g for g in groups if g["topic"] == dlq and g["error_type"] == "PermanentError"]
+    return found
+
+
+async def test_a_group_of_dead_letters_is_counted_then_replayed_from_the_cli_once(
+    system: RunningSystem, sagakit: Sagakit
+) -> None:
+    orders = await dead_lettered_at_inventory(system, "bulk-cli", 3)
+    dlq, original = system.topic("payment-processed-dlq"), system.topic("payment-processed")
+
+    groups = succeeded(await sagakit("dlq", "groups", "--json")).json()
+    group = inventory_group(groups, dlq)
+    selection = ["--group", group["consumer_group"], "--error-type", "PermanentError"]
+    before = await topic_end(system, original)
+    dry = succeeded(await sagakit("dlq", "replay-group", dlq, *selection, "--dry-run"))
+    assert await topic_end(system, original) == before, "a dry run published"
+    refused = await sagakit("dlq", "replay-group", dlq, *selection, input="n\n")
+    replayed = succeeded(await sagakit("dlq", "replay-group", dlq, *selection, "--yes", "--wait"))
+    done = [await wait_terminal(system.client, order_id) for order_id in orders]
+    again = succeeded(await sagakit("dlq", "replay-group", dlq, *selection, "--dry-run"))
+    listed = succeeded(await sagakit("bulk", "list", "--json")).json()
+
+    assert (group["count"], group["orders"]) == (3, 3)
+    assert group["consumer_group"].endswith("inventory")
+    assert dry.stdout.splitlines()[0] == "3 dead letter(s)"
+    assert all(order_id in dry.stdout for order_id in orders)
+    assert refused.exit_code == 1 and "nothing done" in refused.stderr
+    assert "replay 3 dead letter(s)?" in refused.stdout
+    assert "done: 3 of 3 (3 replayed)" in replayed.stdout
+    assert [order["status"] for order in done] == ["COMPLETED"] * 3
+    assert again.stdout.splitlines()[0] == "0 dead letter(s)"  # sent once, never again
+    assert [a["kind"] for a in listed].count("replay") == 1
+    await Ledger(system.client).assert_invariants()
+
+
+async def test_a_group_replayed_from_the_explorer_shows_its_count_first_and_completes(
+    system: RunningSystem, tab: Tab
+) -> None:
+    orders = await dead_lettered_at_inventory(system, "bulk-page", 2)
+    dlq = system.topic("payment-processed-dlq")
+
+    await tab.goto(ui(system, "/dead-letters/groups"))
+    row = await tab.shows(f"tr.dlq-group[data-topic='{dlq}'][data-error='PermanentError']")
+    assert (await row.locator("td.records").inner_text()) == "2"
+    await tab.screenshot("dead-letter-groups")
+    await row.locator("button.replay-group").click()
+    await tab.page.fill("#token-input", system.env["SAGAKIT_ADMIN_TOKEN"])
+    await tab.page.click("#token-ok")
+    summary = await tab.shows("#bulk-summary")
+    assert await summary.inner_text() == "Replay 2 dead letter(s) of 2 saga(s)?"
+    sagas = await tab.page.inner_text("#bulk-sagas")
+    assert all(order_id in sagas for order_id in orders)
+    await tab.page.screenshot(path=str(DOCS_IMG / "explorer-dead-letter-groups.png"))
+    await tab.page.click("#bulk-ok")
+    await tab.shows("#notice:not(.bad)", has_text="replaying 2 dead letter(s)")
+    done = [await wait_terminal(system.client, order_id) for order_id in orders]
+    await tab.shows("tr.bulk-action td.state", has_text="finished")
+
+    assert [order["status"] for order in done] == ["COMPLETED"] * 2
+    await Ledger(system.client).assert_invariants()
+
+
+async def test_stuck_sagas_are_cancelled_in_bulk_and_compensated_as_a_timeout(
+    system: RunningSystem, sagakit: Sagakit
+) -> None:
+    client = system.client
+    orders = await dead_lettered_at_inventory(system, "bulk-cancel", 2)
+    customer = (await client.order(orders[0]))["customer_id"]
+
+    dry = succeeded(await sagakit("sagas", "cancel-stuck", "--dry-run"))
+    ran = succeeded(await sagakit("sagas", "cancel-stuck", "--yes", "--wait", "--json"))
+    ended = [await wait_terminal(client, order_id) for order_id in orders]
+
+    assert dry.stdout.splitlines()[0] == "2 stuck saga(s)"
+    assert all(order_id in dry.stdout for order_id in orders)
+    progress = ran.json()["progress"]
+    assert (progress["total"], progress["outcomes"]) == (2, {"cancelled": 2})
+    assert [(o["status"], o["cancel_reason"]) for o in ended] == [("CANCELLED", "timed_out")] * 2
+    # Compensated as after a timeout: what was charged comes back.
+    await eventually(
+        lambda: client.balance(customer), lambda balance: balance == 100, what="refunded"
+    )
+    await Ledger(client).assert_invariants()
