@@ -23,6 +23,7 @@ from shared.consuming.subscriptions import Subscription
 from shared.contracts.events import CATALOGUE
 from shared.contracts.topics import Topics
 from shared.ops.dead_letter_index import DeadLetterIndex
+from shared.publishing.audit import AuditTrail
 from shared.publishing.purger import Purge
 from shared.settings import PlatformSettings, database_url_field, kafka_client_options
 
@@ -131,6 +132,7 @@ def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
         kafka_options=kafka,
         inbox_memory=settings.inbox_retention(),
         group_prefix=settings.topic_prefix,
+        audit=AuditTrail(settings, f"{settings.service_name}/{settings.instance_id}"),
     )
 
 

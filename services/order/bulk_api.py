@@ -15,11 +15,12 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.order import bulk
 from services.order.explorer.routes import Explorer
+from shared.app.admin import audited
 from shared.app.http import BODY_RESPONSES
 
 __all__ = ["router"]
@@ -70,7 +71,7 @@ def router(explorer: Explorer) -> APIRouter:
         return [asdict(group) for group in groups]
 
     @routes.post("/bulk/replay", responses={**BODY_RESPONSES, **START_RESPONSES})
-    async def replay(body: ReplayRequest) -> dict[str, Any]:
+    async def replay(body: ReplayRequest, request: Request) -> dict[str, Any]:
         """A dry run (the count, the sagas, how many are too old to replay), or the replay
         started: each dead letter sent back paced, for the group that dead-lettered it."""
         if body.topic not in explorer.dead_letters.topics:
@@ -89,10 +90,14 @@ def router(explorer: Explorer) -> APIRouter:
                 bulk.start_replay(uow.session, selection, expected=body.expected)
             )
             await uow.commit()
+        details = {"action_id": started["action_id"], **selection.as_json()}
+        await audited(
+            explorer.audit, request, "bulk.replay.started", body.topic, started["total"], details
+        )
         return started
 
     @routes.post("/bulk/cancel-stuck", responses={**BODY_RESPONSES, **START_RESPONSES})
-    async def cancel_stuck(body: CancelRequest) -> dict[str, Any]:
+    async def cancel_stuck(body: CancelRequest, request: Request) -> dict[str, Any]:
         """A dry run (how many stuck sagas a cancel can still end, and which), or the cancel
         started: each still-stuck saga cancelled as timed out, paced, and compensated."""
         await refreshed()
@@ -103,6 +108,14 @@ def router(explorer: Explorer) -> APIRouter:
                 return {"dry_run": True, **asdict(preview)}
             started = await _start(bulk.start_cancel(uow.session, criteria, expected=body.expected))
             await uow.commit()
+        await audited(
+            explorer.audit,
+            request,
+            "bulk.cancel_stuck.started",
+            "the stuck sagas",
+            started["total"],
+            {"action_id": started["action_id"]},
+        )
         return started
 
     @routes.get("/bulk")

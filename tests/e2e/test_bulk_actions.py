@@ -27,6 +27,7 @@ from tests.infra import Infrastructure
 __all__ = ["browser", "tab"]  # the explorer tests' fixtures, used here too
 
 DOCS_IMG = Path(__file__).parents[2] / "docs" / "img"
+ANN, ROB = "ann-operator-token", "rob-read-only-token"
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,19 @@ async def system(
     infra: Infrastructure, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[RunningSystem]:
     """This module's own system (a bulk cancel must not end the session's stuck sagas)."""
-    settings = {"SAGAKIT_BULK_RATE_PER_SECOND": "50", "SAGAKIT_BULK_BATCH_SIZE": "2"}
+    settings = {
+        "SAGAKIT_BULK_RATE_PER_SECOND": "50",
+        "SAGAKIT_BULK_BATCH_SIZE": "2",
+        "SAGAKIT_ADMIN_TOKENS": f"ann:operator:{ANN},rob:read-only:{ROB}",
+    }
     async with running_system(infra, tmp_path_factory.mktemp("bulk"), settings) as running:
+        # Ready is not settled (the groups may still be sharing out their partitions): one
+        # saga end to end first, as tests/e2e/test_saga_deadlines.py does.
+        ledger = Ledger(running.client)
+        customer = await ledger.customer("bulk-warm-up", "10.00")
+        sku = await ledger.sku("bulk-warm-up", 1)
+        order = await ledger.place(customer, [(sku, 1, "1.00")])
+        await wait_terminal(running.client, order["order_id"], timeout=90)
         yield running
 
 
@@ -123,7 +135,7 @@ async def test_a_group_replayed_from_the_explorer_shows_its_count_first_and_comp
     assert (await row.locator("td.records").inner_text()) == "2"
     await tab.screenshot("dead-letter-groups")
     await row.locator("button.replay-group").click()
-    await tab.page.fill("#token-input", system.env["SAGAKIT_ADMIN_TOKEN"])
+    await tab.page.fill("#token-input", ANN)
     await tab.page.click("#token-ok")
     summary = await tab.shows("#bulk-summary")
     assert await summary.inner_text() == "Replay 2 dead letter(s) of 2 saga(s)?"
@@ -134,9 +146,50 @@ async def test_a_group_replayed_from_the_explorer_shows_its_count_first_and_comp
     await tab.shows("#notice:not(.bad)", has_text="replaying 2 dead letter(s)")
     done = [await wait_terminal(system.client, order_id) for order_id in orders]
     await tab.shows("tr.bulk-action td.state", has_text="finished")
+    await tab.goto(ui(system, "/audit"))
+    entry = await tab.shows("tr.audit-entry[data-action='bulk.replay.started'][data-who='ann']")
+    assert await entry.locator("td.count-done").inner_text() == "2"
+    await tab.page.screenshot(path=str(DOCS_IMG / "explorer-audit.png"))
 
     assert [order["status"] for order in done] == ["COMPLETED"] * 2
     await Ledger(system.client).assert_invariants()
+
+
+async def test_a_read_only_token_may_look_but_not_act_and_an_operators_faults_are_audited(
+    system: RunningSystem, sagakit: Sagakit
+) -> None:
+    client = system.client
+    order_url, inventory = client.urls.order, client.urls.inventory
+    dlq = system.topic("payment-processed-dlq")
+
+    async def call(method: str, url: str, token: str, body: Any = None) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        response = await client.http.request(method, url, headers=headers, json=body)
+        return response.status_code
+
+    looked = await call("GET", f"{order_url}/bulk", ROB)
+    refused = [
+        await call("POST", f"{order_url}/bulk/replay", ROB, {"topic": dlq, "dry_run": False}),
+        await call("POST", f"{order_url}/bulk/cancel-stuck", ROB, {"dry_run": False}),
+        await call("POST", f"{inventory}/faults", ROB, {"kind": "permanent", "count": 1}),
+    ]
+    injected = await call("POST", f"{inventory}/faults", ANN, {"kind": "permanent", "count": 1})
+    cleared = await call("DELETE", f"{inventory}/faults", ANN)
+
+    assert (looked, refused, injected, cleared) == (200, [403, 403, 403], 201, 204)
+
+    async def faults_audited() -> list[dict[str, Any]]:
+        ran = succeeded(await sagakit("audit", "--json", "--who", "ann", "--action", "fault"))
+        return ran.json_lines()
+
+    entries = await eventually(faults_audited, lambda found: len(found) == 2, what="audited")
+    assert [(e["action"], e["count"]) for e in entries] == [
+        ("faults.cleared", 1),
+        ("fault.injected", 1),
+    ]
+    assert all(e["by"].startswith("inventory/") for e in entries)
+    everyone = {e["who"] for e in succeeded(await sagakit("audit", "--json")).json_lines()}
+    assert "rob" not in everyone  # refused: nothing done, nothing recorded
 
 
 async def test_stuck_sagas_are_cancelled_in_bulk_and_compensated_as_a_timeout(

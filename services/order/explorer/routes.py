@@ -26,11 +26,13 @@ from services.order.explorer.lanes import swimlanes
 from services.order.explorer.peers import Peers
 from services.order.model import OrderStatus
 from services.order.stuck import StuckCriteria, StuckFinder, Why
+from shared.app.admin import audited
 from shared.app.http import BODY_RESPONSES
 from shared.contracts.text import MAX_ORDER_ID_CHARS, StorableStr
 from shared.ops.dead_letter_index import READ_TIMEOUT_S, DeadLetterIndex
 from shared.ops.group_lag import read_groups
 from shared.ops.replay import forgotten_reason, replay_dead_letters
+from shared.publishing.audit import AuditEntry, AuditTrail
 from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["Explorer", "admin_router", "router"]
@@ -40,6 +42,7 @@ STATIC_FILES = {"explorer.js": "text/javascript", "explorer.css": "text/css"}
 REFRESH_SECONDS = 3
 LISTED = 50
 REPLAY_TIMEOUT_S = 30.0
+AUDIT_SHOWN = 200
 
 _AGE: TypeAdapter[timedelta] = TypeAdapter(Age)
 
@@ -58,6 +61,8 @@ class Explorer:
     """How long the consumers' inboxes remember an event: older dead letters are refused."""
     group_prefix: str
     """The topic prefix, which the consumer groups' ids share (``shared.app.platform``)."""
+    audit: AuditTrail | None = None
+    """Where the replays and bulk actions are recorded, and the audit page reads."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,18 @@ def router(explorer: Explorer) -> APIRouter:
             problems=[problem] if problem else [],
         )
 
+    @pages.get("/audit", response_class=HTMLResponse)
+    async def audit(request: Request) -> HTMLResponse:
+        """The newest actions of the audit trail: who did what, when, to how many."""
+        problems = []
+        entries: list[AuditEntry] = []
+        if explorer.audit is not None:
+            try:
+                entries = await explorer.audit.newest(AUDIT_SHOWN)
+            except Exception as error:  # Kafka down: the page says so
+                problems.append(f"cannot read the audit trail: {type(error).__name__}: {error}")
+        return render(request, "audit.html", entries=entries, problems=problems)
+
     @pages.get("/consumer-groups", response_class=HTMLResponse)
     async def consumer_groups(request: Request) -> HTMLResponse:
         """Each consumer group: its lag per partition and which instance owns which."""
@@ -226,7 +243,7 @@ def admin_router(explorer: Explorer) -> APIRouter:
     writes = APIRouter(prefix="/ui", tags=["explorer"])
 
     @writes.post("/replay", responses={**BODY_RESPONSES, **REPLAY_RESPONSES})
-    async def replay(body: ReplayRequest) -> dict[str, int]:
+    async def replay(body: ReplayRequest, request: Request) -> dict[str, int]:
         """Re-publish one dead letter to the topic it came from, for the group that
         dead-lettered it (the consumers' inboxes make a second replay of the same record
         harmless, as long as they remember it: an older one is refused)."""
@@ -253,6 +270,8 @@ def admin_router(explorer: Explorer) -> APIRouter:
                 status.HTTP_404_NOT_FOUND,
                 f"no dead letter at {body.topic}[{body.partition}]@{body.offset}",
             )
+        where = f"{body.topic}[{body.partition}]@{body.offset}"
+        await audited(explorer.audit, request, "dead_letter.replayed", where, len(plan.send))
         return {"replayed": len(plan.send)}
 
     return writes

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from shared.ops.cli import bulk, chaos, dlq, groups, orders, records, sagas, stack, topics
+from shared.ops.cli import audit, bulk, chaos, dlq, groups, orders, records, sagas, stack, topics
 from shared.ops.cli.config import DEFAULT_TIMEOUT_S, Config
 
 __all__ = ["app", "main"]
@@ -33,7 +33,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("bulk", bulk.app),
     ("stack", stack.app),
 ]
-COMMANDS: list[Callable[..., Any]] = [records.produce, records.tail]
+COMMANDS: list[Callable[..., Any]] = [records.produce, records.tail, audit.audit]
 PASS_THROUGH_COMMANDS: list[Callable[..., Any]] = [chaos.chaos, chaos.verify]
 
 

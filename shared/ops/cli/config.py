@@ -33,6 +33,9 @@ class CliSettings(PlatformSettings):
 
     service_name: str = "sagakit-cli"
     order_url: str = "http://127.0.0.1:8000"
+    operator: str | None = None
+    """SAGAKIT_OPERATOR: the name the audit trail records for this command line's changes
+    (default: the login name and host)."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shared.ops.cli.audit import record
 from shared.ops.cli.bulk import run_bulk
 from shared.ops.cli.config import Config, config
 from shared.ops.cli.durations import parse_duration
@@ -235,6 +236,8 @@ async def _replay(
     plan = plan_replay(placeable, memory=memory)
     if not dry_run:
         await republish(cfg.kafka_options(), plan.send)
+        where = [f"{letter.topic}[{letter.partition}]@{letter.offset}" for letter in plan.send]
+        await record(cfg, "dead_letters.replayed", topic, len(plan.send), {"records": where[:100]})
     return plan
 
 

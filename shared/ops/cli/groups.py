@@ -18,6 +18,7 @@ import typer
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from shared.ops.cli.audit import record
 from shared.ops.cli.config import Config, config
 from shared.ops.cli.durations import parse_duration
 from shared.ops.cli.group_state import (
@@ -293,6 +294,13 @@ async def _reset(
     moved = {tp: offset for tp, (offset, _) in new.items() if offset is not None}
     if execute and moved:
         await commit_offsets(cfg, group_id, moved)
+        await record(
+            cfg,
+            "groups.offsets.reset",
+            f"{group_id} on {topic}",
+            len(moved),
+            {"to": target.kind, "offsets": {str(tp.partition): o for tp, o in moved.items()}},
+        )
     return {"group": group_id, "topic": topic, "executed": execute, "partitions": rows}
 
 
@@ -371,3 +379,4 @@ async def _delete(cfg: Config, group_id: str) -> None:
             raise CliError(f"no consumer group {group_id!r}; sagakit groups list shows them")
         refuse_if_active(state, "deleting it")
         await delete_group(admin, group_id)
+    await record(cfg, "groups.deleted", group_id, 1)

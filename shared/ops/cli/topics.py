@@ -10,6 +10,7 @@ from aiokafka.admin import NewTopic
 
 from shared.contracts.topics import alter_topic_config
 from shared.ops import topic_browser
+from shared.ops.cli.audit import record
 from shared.ops.cli.config import Config, config
 from shared.ops.cli.kafka import admin_client, broker_error, require_topics, run
 from shared.ops.cli.output import CliError, emit_json, say, table
@@ -144,6 +145,8 @@ async def _create(cfg: Config, new: NewTopic) -> None:
     for name, code, message in response.topic_errors:
         if code:
             raise CliError(f"cannot create {name}: {message or broker_error(code)}")
+    details = {"partitions": new.num_partitions, "configs": new.topic_configs}
+    await record(cfg, "topics.created", new.name, 1, details)
 
 
 @app.command()
@@ -171,6 +174,7 @@ async def _delete(cfg: Config, topic: str) -> None:
     for name, code in response.topic_error_codes:
         if code:
             raise CliError(f"cannot delete {name}: {broker_error(code)}")
+    await record(cfg, "topics.deleted", topic, 1)
 
 
 @app.command("alter-config")
@@ -215,13 +219,18 @@ async def _alter_config(
     await require_topics(cfg, [topic])
     async with admin_client(cfg) as admin:
         try:
-            return await alter_topic_config(admin, topic, changes, removed)
+            before, after = await alter_topic_config(admin, topic, changes, removed)
         except KeyError as error:
             raise CliError(
                 f"{error.args[0]} is not set on {topic} (only its own settings can be deleted)"
             ) from error
         except RuntimeError as error:
             raise CliError(str(error)) from error
+    changed = sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
+    await record(
+        cfg, "topics.config.altered", topic, len(changed), {"before": before, "after": after}
+    )
+    return before, after
 
 
 def _key_value(item: str, option: str) -> tuple[str, str]:
