@@ -69,8 +69,8 @@ class OrderSettings(PlatformSettings):
 
     bulk_rate_per_second: float = Field(default=100.0, gt=0)
     """SAGAKIT_BULK_RATE_PER_SECOND: items of a bulk action (dead letters replayed, sagas
-    cancelled) an instance does per second at most, so a large one does not flood the
-    services."""
+    cancelled) done per second at most (one instance works an action at a time), so a large
+    one does not flood the services."""
     bulk_batch_size: int = Field(default=100, ge=1)
     """SAGAKIT_BULK_BATCH_SIZE: items of a bulk action done per transaction."""
 

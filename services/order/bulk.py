@@ -13,11 +13,13 @@ Paced
     ``BulkRunner`` (a component of every order instance) takes the pending items of the
     oldest unfinished action ``batch_size`` at a time and waits between batches so that it
     does at most ``rate_per_s`` items a second: a replay of 100,000 dead letters reaches the
-    consumers at that rate, not at once.
+    consumers at that rate, not at once. One instance works an action at a time (it locks
+    the action's row for each batch; the others take the next action, or wait), so the
+    rate holds for the action whatever the number of instances.
 
 Resumable
-    A batch is claimed (``FOR UPDATE SKIP LOCKED``: instances share an action's items,
-    never one item at once), done, and its items' outcomes written in one transaction. A
+    A batch is claimed (its action's row and items locked, ``SKIP LOCKED``), done, and its
+    items' outcomes written in one transaction. A
     process that dies mid-batch rolls the claim back, and the next runner (this one after
     a restart, or another instance) takes those items again.
 
@@ -339,7 +341,8 @@ async def _progress(
 
 class BulkRunner:
     """Carries out the bulk actions, oldest first, at most ``rate_per_s`` items a second;
-    a component of the order service (every instance runs one: they share the items)."""
+    a component of the order service (every instance runs one; one works an action at a
+    time)."""
 
     def __init__(
         self,

@@ -250,8 +250,14 @@ async def read_at(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """The records at ``positions`` (topic, partition, offset), in that order, each read by
     assigning its partition alone and seeking to its offset: a fetch or two around it,
-    whatever the topic holds. A position outside what its partition holds is left out."""
-    wanted = list(dict.fromkeys(positions))
+    whatever the topic holds. A position outside what its partition holds (a topic deleted
+    since included) is left out."""
+    existing = await existing_partitions(client_options)
+    wanted = [
+        (topic, partition, offset)
+        for topic, partition, offset in dict.fromkeys(positions)
+        if TopicPartition(topic, partition) in existing.get(topic, ())
+    ]
     if not wanted:
         return []
     consumer = AIOKafkaConsumer(
@@ -260,13 +266,17 @@ async def read_at(
     await consumer.start()
     found = []
     try:
+        # What each partition holds, asked once for all of them (a bulk replay reads a
+        # batch of positions over a few partitions).
+        partitions = sorted({TopicPartition(topic, partition) for topic, partition, _ in wanted})
+        consumer.assign(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
         for topic, partition, offset in wanted:
             tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            start = (await consumer.beginning_offsets([tp]))[tp]
-            end = (await consumer.end_offsets([tp]))[tp]
-            if not start <= offset < end:
+            if not starts[tp] <= offset < ends[tp]:
                 continue
+            consumer.assign([tp])
             consumer.seek(tp, offset)
             while await consumer.position(tp) <= offset:
                 batch = await consumer.getmany(tp, timeout_ms=POLL_TIMEOUT_MS, max_records=1)

@@ -334,3 +334,47 @@ async def test_stuck_sagas_are_cancelled_in_bulk_as_a_timeout_but_not_one_that_m
         overdue, "timed_out"
     )
     assert moves_on not in by_order
+
+
+async def test_100_000_dead_letters_are_counted_selected_and_done_a_batch_at_a_time(
+    infra: Infrastructure, units: UnitOfWorkFactory
+) -> None:
+    # Index rows alone (no records behind them: each item is "gone" when its turn comes):
+    # what is measured is the selection and the runner's batches, not Kafka.
+    dlq = Topics.dlq(infra.topic("bulk-100k"))
+    await ensure_topics(options(infra), [dlq], partitions=6)
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "topic": dlq,
+            "kafka_partition": n % 6,
+            "kafka_offset": n // 6,
+            "order_id": f"order-{n}",
+            "dead_lettered_at": now,
+            "consumer_group": "inventory",
+            "error_type": "PermanentError",
+        }
+        for n in range(100_000)
+    ]
+    async with units() as uow:
+        for chunk in range(0, len(rows), 5_000):
+            await store.add_dead_letters(uow.session, rows[chunk : chunk + 5_000])
+        await uow.commit()
+    selection = bulk.ReplaySelection(dlq, "inventory", "PermanentError")
+
+    async with units() as uow:
+        groups = [g for g in await bulk.dead_letter_groups(uow.session) if g.topic == dlq]
+        preview = await bulk.preview_replay(uow.session, selection, MEMORY)
+        action_id, total = await bulk.start_replay(uow.session, selection, expected=100_000)
+        await uow.commit()
+    worker = runner(infra, units, batch=500)
+    first = await worker.step()
+    async with units() as uow:
+        progress = await bulk.action_progress(uow.session, action_id)
+
+    assert [(g.count, g.orders) for g in groups] == [(100_000, 100_000)]
+    assert (preview.count, preview.orders, len(preview.order_ids)) == (100_000, 100_000, 100)
+    assert total == 100_000
+    assert first == 500  # one batch, not the whole action
+    assert progress is not None and progress.done == 500 and progress.finished_at is None
+    assert progress.outcomes == {"gone": 500}
