@@ -26,7 +26,6 @@ from tests.infra import Infrastructure
 
 __all__ = ["browser", "tab"]  # the explorer tests' fixtures, used here too
 
-DOCS_IMG = Path(__file__).parents[2] / "docs" / "img"
 ANN, ROB = "ann-operator-token", "rob-read-only-token"
 
 
@@ -141,7 +140,7 @@ async def test_a_group_replayed_from_the_explorer_shows_its_count_first_and_comp
     assert await summary.inner_text() == "Replay 2 dead letter(s) of 2 saga(s)?"
     sagas = await tab.page.inner_text("#bulk-sagas")
     assert all(order_id in sagas for order_id in orders)
-    await tab.page.screenshot(path=str(DOCS_IMG / "explorer-dead-letter-groups.png"))
+    await tab.screenshot("dead-letter-groups-confirm")  # docs/img/explorer-dead-letter-groups.png
     await tab.page.click("#bulk-ok")
     await tab.shows("#notice:not(.bad)", has_text="replaying 2 dead letter(s)")
     done = [await wait_terminal(system.client, order_id) for order_id in orders]
@@ -149,7 +148,7 @@ async def test_a_group_replayed_from_the_explorer_shows_its_count_first_and_comp
     await tab.goto(ui(system, "/audit"))
     entry = await tab.shows("tr.audit-entry[data-action='bulk.replay.started'][data-who='ann']")
     assert await entry.locator("td.count-done").inner_text() == "2"
-    await tab.page.screenshot(path=str(DOCS_IMG / "explorer-audit.png"))
+    await tab.screenshot("audit")  # docs/img/explorer-audit.png
 
     assert [order["status"] for order in done] == ["COMPLETED"] * 2
     await Ledger(system.client).assert_invariants()
