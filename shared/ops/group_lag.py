@@ -23,7 +23,14 @@ from aiokafka.structs import TopicPartition
 from shared.contracts.topics import existing_partitions, records_behind
 from shared.ops.cli.group_state import GroupState, describe_group
 
-__all__ = ["GroupMember", "GroupView", "PartitionLag", "read_group", "read_groups"]
+__all__ = [
+    "GroupMember",
+    "GroupView",
+    "PartitionLag",
+    "committed_offset",
+    "read_group",
+    "read_groups",
+]
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,13 @@ async def _end_offsets(
         await consumer.stop()
 
 
+def committed_offset(committed: Mapping[TopicPartition, Any], tp: TopicPartition) -> int | None:
+    """The group's committed offset of ``tp`` in ``list_consumer_group_offsets``'s answer;
+    None when it has committed nothing there (absent, or -1)."""
+    found = committed.get(tp)
+    return found.offset if found is not None and found.offset >= 0 else None
+
+
 def _view(
     state: GroupState, committed: Mapping[TopicPartition, Any], ends: Mapping[TopicPartition, int]
 ) -> GroupView:
@@ -147,8 +161,7 @@ def _view(
     owners = {tp: member for member in members for tp in member.partitions}
     partitions = []
     for tp in sorted(tp for tp in {*committed, *owners} if tp in ends):
-        offset = committed.get(tp)
-        at = offset.offset if offset is not None and offset.offset >= 0 else None
+        at = committed_offset(committed, tp)
         owner = owners.get(tp)
         partitions.append(
             PartitionLag(

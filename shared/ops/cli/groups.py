@@ -29,7 +29,7 @@ from shared.ops.cli.group_state import (
 )
 from shared.ops.cli.kafka import admin_client, consumer, require_topics, run
 from shared.ops.cli.output import CliError, emit_json, say, table, warn
-from shared.ops.group_lag import read_group
+from shared.ops.group_lag import committed_offset, read_group
 
 __all__ = ["app", "group_report", "print_group_report"]
 
@@ -282,10 +282,7 @@ async def _reset(
             if TopicPartition(topic, partition) not in partitions:
                 raise CliError(f"{topic} has no partition {partition} (it has {len(partitions)})")
             partitions = [TopicPartition(topic, partition)]
-        olds = {
-            tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
-            for tp in partitions
-        }
+        olds = {tp: committed_offset(committed, tp) for tp in partitions}
         new = await _new_offsets(reader, partitions, target, olds)
     rows = []
     for tp in partitions:
