@@ -1,10 +1,10 @@
 """The bulk actions over HTTP, behind the admin token: the dead letters by group, a bulk
 replay, a bulk cancel of the stuck sagas, and their progress (``services.order.bulk``).
 
-A bulk action is asked for twice: ``dry_run`` (the default) answers the count and the
-sagas, changing nothing; then the same request with ``dry_run: false`` and the count the
-operator confirmed (``expected``) starts it, or answers 409 when the selection no longer
-holds that count. ``sagakit dlq groups | replay-group``, ``sagakit sagas cancel-stuck`` and
+A bulk action is asked for twice: ``GET`` answers the count and the sagas (a dry run: it
+changes nothing, so a read-only token may ask); then ``POST`` with the same selection and the
+count the operator confirmed (``expected``) starts it, or answers 409 when the selection no
+longer holds that count. ``sagakit dlq groups | replay-group``, ``sagakit sagas cancel-stuck`` and
 the explorer's grouped dead-letters page all ask through here.
 """
 
@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.order import bulk
@@ -38,13 +38,16 @@ class ReplayRequest(BaseModel):
     error_type: str | None = Field(default=None, min_length=1)
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
-    dry_run: bool = True
     expected: int | None = Field(default=None, ge=0, description="The count confirmed.")
+
+    def selection(self) -> bulk.ReplaySelection:
+        return bulk.ReplaySelection(
+            self.topic, self.consumer_group, self.error_type, self.since, self.until
+        )
 
 
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dry_run: bool = True
     expected: int | None = Field(default=None, ge=0, description="The count confirmed.")
 
 
@@ -70,22 +73,32 @@ def router(explorer: Explorer) -> APIRouter:
             groups = await bulk.dead_letter_groups(uow.session)
         return [asdict(group) for group in groups]
 
+    def dead_letter_topic(topic: str) -> None:
+        if topic not in explorer.dead_letters.topics:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_ENTITY, f"{topic!r} is not a dead-letter topic"
+            )
+
+    @routes.get("/bulk/replay", responses={**BODY_RESPONSES, 503: START_RESPONSES[503]})
+    async def preview_replay(query: Annotated[ReplayRequest, Query()]) -> dict[str, Any]:
+        """The dry run of a replay: how many dead letters, of which sagas, and how many are
+        older than the inboxes' memory (refused); nothing changes."""
+        dead_letter_topic(query.topic)
+        await refreshed()
+        async with explorer.units() as uow:
+            preview = await bulk.preview_replay(
+                uow.session, query.selection(), explorer.inbox_memory
+            )
+        return asdict(preview)
+
     @routes.post("/bulk/replay", responses={**BODY_RESPONSES, **START_RESPONSES})
     async def replay(body: ReplayRequest, request: Request) -> dict[str, Any]:
-        """A dry run (the count, the sagas, how many are too old to replay), or the replay
-        started: each dead letter sent back paced, for the group that dead-lettered it."""
-        if body.topic not in explorer.dead_letters.topics:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_ENTITY, f"{body.topic!r} is not a dead-letter topic"
-            )
+        """Start the replay of what the selection holds: each dead letter sent back paced,
+        for the group that dead-lettered it."""
+        dead_letter_topic(body.topic)
         await refreshed()
-        selection = bulk.ReplaySelection(
-            body.topic, body.consumer_group, body.error_type, body.since, body.until
-        )
+        selection = body.selection()
         async with explorer.units() as uow:
-            if body.dry_run:
-                preview = await bulk.preview_replay(uow.session, selection, explorer.inbox_memory)
-                return {"dry_run": True, **asdict(preview)}
             started = await _start(
                 bulk.start_replay(uow.session, selection, expected=body.expected)
             )
@@ -96,16 +109,21 @@ def router(explorer: Explorer) -> APIRouter:
         )
         return started
 
-    @routes.post("/bulk/cancel-stuck", responses={**BODY_RESPONSES, **START_RESPONSES})
-    async def cancel_stuck(body: CancelRequest, request: Request) -> dict[str, Any]:
-        """A dry run (how many stuck sagas a cancel can still end, and which), or the cancel
-        started: each still-stuck saga cancelled as timed out, paced, and compensated."""
+    @routes.get("/bulk/cancel-stuck", responses={503: START_RESPONSES[503]})
+    async def preview_cancel() -> dict[str, Any]:
+        """The dry run of a cancel: how many stuck sagas a cancel can still end, and which."""
         await refreshed()
         criteria = await explorer.finder.criteria()
         async with explorer.units() as uow:
-            if body.dry_run:
-                preview = await bulk.preview_cancel(uow.session, criteria)
-                return {"dry_run": True, **asdict(preview)}
+            return asdict(await bulk.preview_cancel(uow.session, criteria))
+
+    @routes.post("/bulk/cancel-stuck", responses={**BODY_RESPONSES, **START_RESPONSES})
+    async def cancel_stuck(body: CancelRequest, request: Request) -> dict[str, Any]:
+        """Start the cancel of the stuck sagas: each still stuck when its turn comes cancelled
+        as timed out, paced, and compensated."""
+        await refreshed()
+        criteria = await explorer.finder.criteria()
+        async with explorer.units() as uow:
             started = await _start(bulk.start_cancel(uow.session, criteria, expected=body.expected))
             await uow.commit()
         await audited(
@@ -141,7 +159,7 @@ async def _start(starting: Awaitable[tuple[str, int]]) -> dict[str, Any]:
         action_id, total = await starting
     except bulk.SelectionChanged as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from error
-    return {"dry_run": False, "action_id": action_id, "total": total}
+    return {"action_id": action_id, "total": total}
 
 
 def _progress(action: bulk.ActionProgress) -> dict[str, Any]:

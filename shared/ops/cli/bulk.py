@@ -1,7 +1,8 @@
 """``sagakit bulk list | show ID``, and how every bulk command runs: the count first.
 
 A bulk command (``dlq replay-group``, ``sagas cancel-stuck``) asks the order service for a
-dry run and prints how many items and which sagas; with ``--dry-run`` that is all. Otherwise
+dry run (a ``GET``: a read-only token may) and prints how many items and which sagas; with
+``--dry-run`` that is all. Otherwise
 it asks for confirmation (``--yes`` does not) and starts the action with the count shown:
 the service refuses when its selection no longer holds that count, so what is acted upon is
 what was shown. The order service then does the items paced (SAGAKIT_BULK_RATE_PER_SECOND)
@@ -41,7 +42,8 @@ def run_bulk(
     as_json: bool,
 ) -> None:
     """Preview ``path``'s action, then (unless ``dry_run``) confirm and start it."""
-    preview = admin_call(cfg, "POST", path, json={**body, "dry_run": True})
+    given = {key: value for key, value in body.items() if value is not None}
+    preview = admin_call(cfg, "GET", path, params=given)
     count = preview["count"]
     if not as_json:
         _print_preview(preview, items)
@@ -53,7 +55,7 @@ def run_bulk(
         return
     if not yes and not typer.confirm(f"{verb} {count} {items}?"):
         raise CliError("nothing done")
-    started = admin_call(cfg, "POST", path, json={**body, "dry_run": False, "expected": count})
+    started = admin_call(cfg, "POST", path, json={**given, "expected": count})
     action_id = started["action_id"]
     final = _wait(cfg, action_id) if wait else None
     if as_json:

@@ -132,7 +132,12 @@ async function replayGroup(button) {
   const selection = { topic, consumer_group: group || null, error_type: error || null };
   button.disabled = true;
   try {
-    const dry = await adminPost("/bulk/replay", token, { ...selection, dry_run: true });
+    const query = new URLSearchParams(Object.entries(selection).filter(([, v]) => v));
+    const response = await fetch(`/bulk/replay?${query}`, { headers: { Authorization: `Bearer ${token}` } });
+    const dry = { response, answer: await response.json().catch(() => ({})) };
+    if (response.status === 401 || response.status === 403) {
+      sessionStorage.removeItem(TOKEN_KEY);
+    }
     if (!dry.response.ok) {
       notify(`replay of the group refused: ${dry.answer.detail || dry.response.status}`, true);
       return;
@@ -146,7 +151,7 @@ async function replayGroup(button) {
       notify("nothing replayed");
       return;
     }
-    const body = { ...selection, dry_run: false, expected: dry.answer.count };
+    const body = { ...selection, expected: dry.answer.count };
     const started = await adminPost("/bulk/replay", token, body);
     if (!started.response.ok) {
       notify(`replay of the group refused: ${started.answer.detail || started.response.status}`, true);
