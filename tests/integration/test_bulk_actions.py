@@ -378,3 +378,27 @@ async def test_100_000_dead_letters_are_counted_selected_and_done_a_batch_at_a_t
     assert first == 500  # one batch, not the whole action
     assert progress is not None and progress.done == 500 and progress.finished_at is None
     assert progress.outcomes == {"gone": 500}
+
+
+async def test_a_time_range_selects_the_dead_letters_written_within_it(
+    infra: Infrastructure, units: UnitOfWorkFactory
+) -> None:
+    _, dlq, index = await topics_with_dead_letters(infra, units, "bulk-range")
+    await dead_letter(infra, dlq, [(f"early-{n}", "payment", "Boom") for n in range(2)])
+    # Kafka's timestamps are in milliseconds: the moment shares none with the records.
+    await asyncio.sleep(0.05)
+    moment = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    await dead_letter(infra, dlq, [(f"late-{n}", "payment", "Boom") for n in range(3)])
+    await index.refresh()
+
+    async with units() as uow:
+        since = await bulk.preview_replay(
+            uow.session, bulk.ReplaySelection(dlq, since=moment), MEMORY
+        )
+        until = await bulk.preview_replay(
+            uow.session, bulk.ReplaySelection(dlq, until=moment), MEMORY
+        )
+
+    assert sorted(since.order_ids) == ["late-0", "late-1", "late-2"]
+    assert sorted(until.order_ids) == ["early-0", "early-1"]
