@@ -40,18 +40,52 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "OPERATOR",
+    "READ_ONLY",
+    "AdminToken",
     "PlatformSettings",
     "database_url_field",
     "database_url_variables",
     "kafka_client_options",
 ]
+
+
+OPERATOR = "operator"
+READ_ONLY = "read-only"
+
+
+@dataclass(frozen=True)
+class AdminToken:
+    """One admin token: whose it is (the name the audit trail records) and what it may do
+    (``operator``: everything; ``read-only``: look, not act)."""
+
+    name: str
+    role: str
+    secret: SecretStr = field(repr=False)
+
+
+def _parse_admin_tokens(text: str) -> list[AdminToken]:
+    tokens = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, role, secret = [*item.split(":", 2), "", ""][:3]
+        if not name or role not in (OPERATOR, READ_ONLY) or not secret:
+            raise ValueError(
+                f"SAGAKIT_ADMIN_TOKENS: {name or item[:12]!r} is not NAME:ROLE:TOKEN with ROLE "
+                f"{OPERATOR} or {READ_ONLY}"
+            )
+        tokens.append(AdminToken(name, role, SecretStr(secret)))
+    names = [token.name for token in tokens]
+    if len(set(names)) < len(names):
+        raise ValueError("SAGAKIT_ADMIN_TOKENS: a name is given twice")
+    return tokens
 
 
 def _default_instance_id() -> str:
@@ -117,6 +151,9 @@ class PlatformSettings(BaseSettings):
     purge_interval_seconds: float = Field(default=300.0, gt=0)
 
     admin_token: SecretStr | None = None
+    # Named tokens, NAME:ROLE:TOKEN comma-separated: the audit trail records the name of the
+    # token each action came with; a read-only one may look, not act.
+    admin_tokens: SecretStr | None = None
     # On by default: the reference system is there to be broken on purpose. A production
     # deployment switches it off, and then no code path can inject anything.
     fault_injection: bool = True
@@ -125,6 +162,21 @@ class PlatformSettings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
     otel_enabled: bool = False
     otel_exporter: Literal["otlp", "console", "none"] = "otlp"
+
+    @field_validator("admin_tokens")
+    @classmethod
+    def _named_tokens_are_well_formed(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _parse_admin_tokens(value.get_secret_value())
+        return value
+
+    def named_admin_tokens(self) -> list[AdminToken]:
+        """Every admin token: ``SAGAKIT_ADMIN_TOKEN`` (named ``admin``, an operator) and
+        those of ``SAGAKIT_ADMIN_TOKENS``; none switches the admin endpoints off."""
+        tokens = [AdminToken("admin", OPERATOR, self.admin_token)] if self.admin_token else []
+        if self.admin_tokens is not None:
+            tokens += _parse_admin_tokens(self.admin_tokens.get_secret_value())
+        return tokens
 
     def outbox_retention(self) -> timedelta:
         """How long a sent outbox row is kept: the seconds setting if given, else the hours."""

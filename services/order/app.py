@@ -9,8 +9,9 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from services.events import CATALOGUE
-from services.order import api, handlers, store
+from services.order import api, bulk_api, handlers, store
 from services.order.admission import Admission, outbox_backlog
+from services.order.bulk import BulkRunner
 from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
@@ -22,6 +23,7 @@ from shared.app.platform import Platform
 from shared.consuming.subscriptions import Subscription
 from shared.contracts.topics import Topics
 from shared.ops.dead_letter_index import DeadLetterIndex
+from shared.publishing.audit import AuditTrail
 from shared.publishing.purger import Purge
 from shared.settings import PlatformSettings, database_url_field, kafka_client_options
 
@@ -64,6 +66,13 @@ class OrderSettings(PlatformSettings):
     timeline older than this; unset (the default) keeps every timeline for ever. Off by
     default because the timeline is the only history a user and the explorer see of an
     order: how long to keep it is the operator's decision (docs/operations.md)."""
+
+    bulk_rate_per_second: float = Field(default=100.0, gt=0)
+    """SAGAKIT_BULK_RATE_PER_SECOND: items of a bulk action (dead letters replayed, sagas
+    cancelled) done per second at most (one instance works an action at a time), so a large
+    one does not flood the services."""
+    bulk_batch_size: int = Field(default=100, ge=1)
+    """SAGAKIT_BULK_BATCH_SIZE: items of a bulk action done per transaction."""
 
     def deadlines(self) -> Deadlines:
         """The deadlines these settings give each non-terminal status."""
@@ -123,6 +132,19 @@ def saga_explorer(platform: Platform[OrderSettings]) -> explorer.Explorer:
         kafka_options=kafka,
         inbox_memory=settings.inbox_retention(),
         group_prefix=settings.topic_prefix,
+        audit=AuditTrail(settings, f"{settings.service_name}/{settings.instance_id}"),
+    )
+
+
+def bulk_runner(platform: Platform[OrderSettings]) -> BulkRunner:
+    settings = platform.settings
+    return BulkRunner(
+        platform.units,
+        kafka_client_options(settings),
+        settings.inbox_retention(),
+        settings.deadlines(),
+        rate_per_s=settings.bulk_rate_per_second,
+        batch_size=settings.bulk_batch_size,
     )
 
 
@@ -154,10 +176,14 @@ service = ServiceDeclaration(
     catalogue=CATALOGUE,
     consumers=consumers,
     routers=routers,
-    admin_routers=lambda platform: [explorer.admin_router(platform.once(saga_explorer))],
+    admin_routers=lambda platform: [
+        explorer.admin_router(platform.once(saga_explorer)),
+        bulk_api.router(platform.once(saga_explorer)),
+    ],
     components=lambda platform: [
         platform.once(admission),
         sweeper(platform),
+        bulk_runner(platform),
         api.SagaCounts(platform.units, platform.settings.deadlines()),
     ],
     purges=purges,

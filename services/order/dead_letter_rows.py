@@ -32,6 +32,8 @@ class DeadLetterRows:
                 "kafka_offset": letter.offset,
                 "order_id": letter.entity_key,
                 "dead_lettered_at": letter.dead_lettered_at,
+                "consumer_group": letter.consumer_group,
+                "error_type": letter.error_type,
             }
             for letter in letters
         ]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     DateTime,
+    ForeignKey,
     Identity,
     Index,
     Integer,
@@ -51,6 +52,8 @@ __all__ = [
     "Order",
     "OrderQuery",
     "TimelineEntry",
+    "bulk_action_items",
+    "bulk_actions",
     "dead_letter_index",
     "metadata",
     "orders",
@@ -135,6 +138,53 @@ dead_letter_index = Table(
     Column("kafka_offset", BigInteger, primary_key=True),
     Column("order_id", Text, nullable=True, index=True),
     Column("dead_lettered_at", DateTime(timezone=True), nullable=False),
+    # Its dlq.consumer.group and dlq.error.type (migration 0009): the groups of dead letters.
+    Column("consumer_group", Text, nullable=True),
+    Column("error_type", Text, nullable=True),
+)
+Index(
+    "dead_letter_groups",
+    dead_letter_index.c.topic,
+    dead_letter_index.c.consumer_group,
+    dead_letter_index.c.error_type,
+    dead_letter_index.c.dead_lettered_at,
+)
+
+# A bulk replay or bulk cancel an operator started (services.order.bulk), and the items it
+# selected then, each with its outcome once done (null: to do): what makes it resumable.
+bulk_actions = Table(
+    "bulk_actions",
+    metadata,
+    Column("action_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("selection", JSONB, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+bulk_action_items = Table(
+    "bulk_action_items",
+    metadata,
+    Column("action_id", Text, ForeignKey("bulk_actions.action_id"), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("order_id", Text, nullable=True),
+    Column("topic", Text, nullable=True),
+    Column("kafka_partition", Integer, nullable=True),
+    Column("kafka_offset", BigInteger, nullable=True),
+    Column("outcome", Text, nullable=True),
+)
+Index(
+    "bulk_action_items_pending",
+    bulk_action_items.c.action_id,
+    bulk_action_items.c.seq,
+    postgresql_where=bulk_action_items.c.outcome.is_(None),
+)
+# A dead letter a bulk replay sent is not selected again (services.order.bulk).
+Index(
+    "bulk_action_items_position",
+    bulk_action_items.c.topic,
+    bulk_action_items.c.kafka_partition,
+    bulk_action_items.c.kafka_offset,
 )
 
 
@@ -313,6 +363,28 @@ def _stuck(criteria: StuckCriteria) -> ColumnElement[bool]:
     return or_(waiting, uncompensated)
 
 
+def stuck_and_waiting(criteria: StuckCriteria) -> ColumnElement[bool]:
+    """The stuck sagas a cancel can still end: those not terminal (a timed-out saga awaiting
+    its compensations is stuck too, but cancelled already)."""
+    return and_(_stuck(criteria), orders.c.status.in_([status.value for status in _WAITING]))
+
+
+async def lock_stuck(
+    session: AsyncConnection, order_ids: Iterable[str], criteria: StuckCriteria
+) -> dict[str, Order]:
+    """Those of ``order_ids`` still stuck and not terminal (``stuck_and_waiting``), by id,
+    locked until commit (in id order). A saga that moved on since it was selected is not
+    returned: PostgreSQL checks the condition again on the row it locks."""
+    query = (
+        select(orders)
+        .where(orders.c.order_id.in_(sorted(set(order_ids))), stuck_and_waiting(criteria))
+        .order_by(orders.c.order_id)
+        .with_for_update()
+    )
+    found = (await session.execute(query)).mappings()
+    return {row["order_id"]: _order(row) for row in found}
+
+
 def _conditions(query: OrderQuery) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if query.status is not None:
@@ -484,14 +556,23 @@ async def timeline_entries(session: AsyncConnection, order_id: str) -> list[Time
 
 _ADD_DEAD_LETTERS = insert_unless_present(
     dead_letter_index,
-    ("topic", "kafka_partition", "kafka_offset", "order_id", "dead_lettered_at"),
+    (
+        "topic",
+        "kafka_partition",
+        "kafka_offset",
+        "order_id",
+        "dead_lettered_at",
+        "consumer_group",
+        "error_type",
+    ),
     conflict=["topic", "kafka_partition", "kafka_offset"],
 )
 
 
 async def add_dead_letters(session: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Index dead letters (``topic``, ``kafka_partition``, ``kafka_offset``, ``order_id``,
-    ``dead_lettered_at``); one already indexed is left as it is."""
+    ``dead_lettered_at``, ``consumer_group``, ``error_type``); one already indexed is left as
+    it is."""
     if rows:
         await session.execute(_ADD_DEAD_LETTERS, list(rows))
 

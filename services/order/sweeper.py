@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -50,12 +51,12 @@ from sqlalchemy.exc import DBAPIError
 from services.events import OrderCancelled
 from services.order import store
 from services.order.deadlines import Deadlines
-from services.order.model import CancelReason, OrderStatus
+from services.order.model import CancelReason, OrderStatus, Saga
 from shared.observability.metrics import Metric, counter, gauge
-from shared.storage.db import UnitOfWorkFactory
+from shared.storage.db import UnitOfWork, UnitOfWorkFactory
 from shared.storage.leadership import DATABASE_ERRORS, LeaderLoop, lock_key
 
-__all__ = ["LOCK_KEY", "DeadlineSweeper"]
+__all__ = ["LOCK_KEY", "DeadlineSweeper", "time_out"]
 
 log = logging.getLogger(__name__)
 
@@ -137,24 +138,8 @@ class DeadlineSweeper:
                 limit=self._batch_size,
                 watched_since=self._watching_since,
             )
-            sagas = {}
-            stuck_in: list[OrderStatus] = []
-            for order in overdue:
-                saga = order.saga
-                if not saga.time_out():
-                    continue  # not selected by the query; kept as the model's own guard
-                sagas[order.order_id] = saga
-                stuck_in.append(order.status)
-                uow.emit(
-                    OrderCancelled(
-                        order_id=order.order_id,
-                        correlation_id=order.order_id,
-                        # No event caused it: the absence of one did.
-                        causation_id=None,
-                        producer=PRODUCER,
-                        reason=CancelReason.timed_out.value,
-                    )
-                )
+            sagas = time_out(uow, overdue)
+            stuck_in = [order.status for order in overdue if order.order_id in sagas]
             await store.save_sagas(uow.session, sagas)
             await uow.commit()
         self.timed_out.update(stuck_in)
@@ -213,3 +198,27 @@ class DeadlineSweeper:
             log.warning(
                 "deadline sweeper: a sweep failed (%r), next in %.1f s", error, self._interval
             )
+
+
+def time_out(uow: UnitOfWork, locked: Iterable[store.Order]) -> dict[str, Saga]:
+    """Cancel each of the ``locked`` sagas as timed out and emit its ``OrderCancelled``
+    (reason ``timed_out``, on which the other services compensate) through ``uow``'s outbox;
+    the sagas to save. A saga that already ended is left out (``Saga.time_out``): the
+    sweeper's query never selects one, a bulk cancel (``services.order.bulk``) may meet one."""
+    sagas: dict[str, Saga] = {}
+    for order in locked:
+        saga = order.saga
+        if not saga.time_out():
+            continue
+        sagas[order.order_id] = saga
+        uow.emit(
+            OrderCancelled(
+                order_id=order.order_id,
+                correlation_id=order.order_id,
+                # No event caused it: the absence of one did.
+                causation_id=None,
+                producer=PRODUCER,
+                reason=CancelReason.timed_out.value,
+            )
+        )
+    return sagas

@@ -31,6 +31,7 @@ from shared.app.admin import admin_guard, faults_router
 from shared.app.http import ADMIN_RESPONSES, BodySizeLimit
 from shared.consuming.faults import FaultRegistry
 from shared.observability.metrics import Metric, gauge, render
+from shared.publishing.audit import AuditTrail
 from shared.settings import PlatformSettings
 
 __all__ = ["Component", "Probe", "Service", "create_app"]
@@ -163,14 +164,20 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(contracts_router())
     for router in service.routers:
         app.include_router(router)
-    guard = [Depends(admin_guard(service.settings.admin_token))]
+    guard = [Depends(admin_guard(service.settings.named_admin_tokens()))]
     if service.faults is not None:
+        audit = AuditTrail(service.settings, _recorder(service.settings))
         app.include_router(
-            faults_router(service.faults), dependencies=guard, responses=ADMIN_RESPONSES
+            faults_router(service.faults, audit), dependencies=guard, responses=ADMIN_RESPONSES
         )
     for router in service.admin_routers:
         app.include_router(router, dependencies=guard, responses=ADMIN_RESPONSES)
     return app
+
+
+def _recorder(settings: PlatformSettings) -> str:
+    """What the audit trail names as the recorder of an action: the service's instance."""
+    return f"{settings.service_name}/{settings.instance_id}"
 
 
 def _health_router(service: Service) -> APIRouter:

@@ -42,7 +42,7 @@ from shared.consuming.partitions import PartitionWorkers
 from shared.consuming.pipeline import Pipeline
 from shared.consuming.stats import OUTCOMES, ConsumerStats
 from shared.consuming.subscriptions import Delivery, Handler, Subscription, routes_by_topic
-from shared.contracts.topics import Topics
+from shared.contracts.topics import Topics, records_behind
 from shared.observability.metrics import Metric, counter, gauge
 from shared.publishing.dlq import DeadLetterQueue
 from shared.publishing.producer import build_producer
@@ -262,7 +262,7 @@ class ConsumerRunner:
                 base = known if known is not None else await self._position(consumer, tp)
             except (AssertionError, AttributeError, IllegalStateError, TimeoutError):
                 continue  # revoked meanwhile, or its position is still being looked up
-            lag[tp] = max(int(end) - base, 0)
+            lag[tp] = records_behind(int(end), base)
         return lag
 
     @staticmethod

@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -24,10 +24,12 @@ from shared.contracts.events import Event, Record, event_headers
 __all__ = [
     "DLQ_SUFFIX",
     "Topics",
+    "alter_topic_config",
     "encode",
     "ensure_topics",
     "existing_partitions",
     "kebab",
+    "records_behind",
 ]
 
 log = logging.getLogger(__name__)
@@ -164,31 +166,57 @@ async def _create(
 async def _bring_retention_to(
     admin: AIOKafkaAdminClient, names: list[str], retention_ms: int
 ) -> None:
-    """Set ``retention.ms`` on existing topics whose value differs, keeping their other settings.
-
-    aiokafka has only the legacy AlterConfigs request, which replaces a topic's whole set of
-    overrides: each topic's current overrides are read first and sent back with the new value,
-    or altering retention would silently drop, say, its ``min.insync.replicas``.
-    """
+    """Set ``retention.ms`` on existing topics whose value differs, keeping their other settings."""
     if not names:
         return
     wanted = str(retention_ms)
     overrides = await _topic_overrides(admin, names)
-    changes = [
-        ConfigResource(ConfigResourceType.TOPIC, name, {**current, RETENTION_MS: wanted})
+    changes = {
+        name: {**current, RETENTION_MS: wanted}
         for name, current in overrides.items()
         if current.get(RETENTION_MS) != wanted
-    ]
+    }
     if not changes:
         return
+    await _replace_overrides(admin, changes)
+    log.info("set %s=%s on %s", RETENTION_MS, wanted, list(changes))
+
+
+async def alter_topic_config(
+    admin: AIOKafkaAdminClient, topic: str, changes: Mapping[str, str], removed: Iterable[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Set ``changes`` and remove ``removed`` among a topic's own settings, keeping the others;
+    its settings before and after. A key in ``removed`` the topic does not set is a KeyError
+    (the broker's default applies already: deleting it would do nothing)."""
+    (before,) = (await _topic_overrides(admin, [topic])).values()
+    gone = set(removed)
+    if missing := sorted(gone - set(before)):
+        raise KeyError(missing[0])
+    after = {key: value for key, value in before.items() if key not in gone} | dict(changes)
+    await _replace_overrides(admin, {topic: after})
+    return before, after
+
+
+async def _replace_overrides(
+    admin: AIOKafkaAdminClient, overrides: Mapping[str, Mapping[str, str]]
+) -> None:
+    """Make each topic's own settings exactly ``overrides[topic]``.
+
+    aiokafka has only the legacy AlterConfigs request, which replaces a topic's whole set of
+    overrides: callers read each topic's current overrides first and send them back with
+    their change, or altering retention would silently drop, say, its ``min.insync.replicas``.
+    """
+    changes = [
+        ConfigResource(ConfigResourceType.TOPIC, name, dict(configs))
+        for name, configs in overrides.items()
+    ]
     for response in await admin.alter_configs(changes):
         for resource in response.to_object()["resources"]:
             if resource["error_code"]:
                 raise RuntimeError(
-                    f"could not set {RETENTION_MS}={wanted} on topic {resource['resource_name']}: "
-                    f"{resource['error_message']} (Kafka error {resource['error_code']})"
+                    f"cannot alter {resource['resource_name']}: {resource['error_message']} "
+                    f"(Kafka error {resource['error_code']})"
                 )
-    log.info("set %s=%s on %s", RETENTION_MS, wanted, [change.name for change in changes])
 
 
 async def _topic_overrides(
@@ -212,6 +240,18 @@ async def _topic_overrides(
                 and entry["config_value"] is not None
             }
     return overrides
+
+
+@overload
+def records_behind(end: int, committed: int) -> int: ...
+@overload
+def records_behind(end: int, committed: int | None) -> int | None: ...
+def records_behind(end: int, committed: int | None) -> int | None:
+    """A consumer group's lag on one partition: the log's end offset minus the group's
+    committed offset, never below 0 (a committed offset read just before the end moved);
+    None when the group has committed nothing there. The one place this is computed: the
+    consumers' lag gauge, ``sagakit groups describe`` and the explorer's groups page."""
+    return None if committed is None else max(end - committed, 0)
 
 
 async def existing_partitions(client_options: Mapping[str, Any]) -> dict[str, list[TopicPartition]]:

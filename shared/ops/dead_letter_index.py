@@ -78,8 +78,15 @@ class DeadLetter:
 
     def indexed(self) -> IndexedDeadLetter:
         """The record's row in the index's store."""
+        headers = self.dlq_headers
         return IndexedDeadLetter(
-            self.topic, self.partition, self.offset, self.entity_key, self.timestamp
+            self.topic,
+            self.partition,
+            self.offset,
+            self.entity_key,
+            self.timestamp,
+            headers.get(f"{DLQ_HEADER_PREFIX}consumer.group"),
+            headers.get(f"{DLQ_HEADER_PREFIX}error.type"),
         )
 
     def event(self) -> Event | str:
@@ -93,13 +100,18 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class IndexedDeadLetter:
-    """Where one dead letter is, whose it is, and when it was written: one row of the store."""
+    """Where one dead letter is, whose it is, when it was written, which group gave up on it
+    and why: one row of the store."""
 
     topic: str
     partition: int
     offset: int
     entity_key: str | None
     dead_lettered_at: datetime
+    consumer_group: str | None = None
+    """Its ``dlq.consumer.group`` (the outbox relay's dead letters have none)."""
+    error_type: str | None = None
+    """Its ``dlq.error.type``."""
 
 
 class DeadLetterStore(Protocol):
@@ -248,8 +260,14 @@ async def read_at(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """The records at ``positions`` (topic, partition, offset), in that order, each read by
     assigning its partition alone and seeking to its offset: a fetch or two around it,
-    whatever the topic holds. A position outside what its partition holds is left out."""
-    wanted = list(dict.fromkeys(positions))
+    whatever the topic holds. A position outside what its partition holds (a topic deleted
+    since included) is left out."""
+    existing = await existing_partitions(client_options)
+    wanted = [
+        (topic, partition, offset)
+        for topic, partition, offset in dict.fromkeys(positions)
+        if TopicPartition(topic, partition) in existing.get(topic, ())
+    ]
     if not wanted:
         return []
     consumer = AIOKafkaConsumer(
@@ -258,13 +276,17 @@ async def read_at(
     await consumer.start()
     found = []
     try:
+        # What each partition holds, asked once for all of them (a bulk replay reads a
+        # batch of positions over a few partitions).
+        partitions = sorted({TopicPartition(topic, partition) for topic, partition, _ in wanted})
+        consumer.assign(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
         for topic, partition, offset in wanted:
             tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            start = (await consumer.beginning_offsets([tp]))[tp]
-            end = (await consumer.end_offsets([tp]))[tp]
-            if not start <= offset < end:
+            if not starts[tp] <= offset < ends[tp]:
                 continue
+            consumer.assign([tp])
             consumer.seek(tp, offset)
             while await consumer.position(tp) <= offset:
                 batch = await consumer.getmany(tp, timeout_ms=POLL_TIMEOUT_MS, max_records=1)

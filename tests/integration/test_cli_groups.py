@@ -154,6 +154,9 @@ async def test_reset_offsets_with_execute_moves_a_stopped_groups_offsets(
 ) -> None:
     topic, group = await a_topic(sagakit, infra), infra.unique("moved")
     await produce(infra, topic, 6)
+    # Kafka's timestamps are in milliseconds: the sixth record may share its millisecond
+    # with a moment taken right after it, and a reset to that moment then includes it.
+    await asyncio.sleep(0.05)
     between = datetime.now(UTC)
     await asyncio.sleep(0.05)
     await produce(infra, topic, 4)
@@ -226,3 +229,92 @@ async def test_an_unknown_group_and_a_wrong_reset_are_one_line_errors(
     assert bad_time.exit_code == 2 and "is not an ISO 8601 time" in bad_time.stderr
     assert bad_partition.exit_code == 1
     assert bad_partition.error_lines == [f"sagakit: {topic} has no partition 7 (it has 2)"]
+
+
+async def test_reset_offsets_shift_by_moves_each_partition_from_its_committed_offset(
+    sagakit: Sagakit, infra: Infrastructure
+) -> None:
+    topic, group = await a_topic(sagakit, infra), infra.unique("shift")
+    await produce(infra, topic, 10)
+    await consume(infra, group, topic, expected=10)
+    before = {
+        p["partition"]: p["committed"] for p in (await described(sagakit, group))["partitions"]
+    }
+
+    plan = await sagakit(
+        "groups", "reset-offsets", group, "--topic", topic, "--shift-by", "-2", "--json"
+    )
+    back = await sagakit(
+        "groups", "reset-offsets", group, "--topic", topic, "--shift-by", "-2", "--execute"
+    )
+    after_back = await described(sagakit, group)
+    past_end = await sagakit(
+        "groups", "reset-offsets", group, "--topic", topic, "--shift-by", "100", "--execute"
+    )
+    after_forward = await described(sagakit, group)
+
+    assert plan.exit_code == 0, plan.stderr
+    assert {r["partition"]: r["new"] for r in plan.json()["partitions"]} == {
+        n: max(at - 2, 0) for n, at in before.items()
+    }
+    assert back.exit_code == 0, back.stderr
+    assert {p["partition"]: p["committed"] for p in after_back["partitions"]} == {
+        n: max(at - 2, 0) for n, at in before.items()
+    }
+    assert after_back["lag"] == sum(min(at, 2) for at in before.values())
+    assert past_end.exit_code == 0 and "past the end" in past_end.stdout
+    assert after_forward["lag"] == 0  # kept within each partition: at its end
+
+
+async def test_reset_offsets_by_duration_goes_back_that_far_in_time(
+    sagakit: Sagakit, infra: Infrastructure
+) -> None:
+    topic, group = await a_topic(sagakit, infra), infra.unique("duration")
+    await produce(infra, topic, 5)
+    await consume(infra, group, topic, expected=5)
+
+    iso = await sagakit(
+        "groups", "reset-offsets", group, "--topic", topic, "--by-duration", "PT1H", "--execute"
+    )
+    back_an_hour = await described(sagakit, group)
+    short = await sagakit(
+        "groups", "reset-offsets", group, "--topic", topic, "--by-duration", "0s", "--execute"
+    )
+    now = await described(sagakit, group)
+    wrong = await sagakit(
+        "groups", "reset-offsets", group, "--topic", topic, "--by-duration", "an hour"
+    )
+
+    assert iso.exit_code == 0, iso.stderr
+    assert back_an_hour["lag"] == 5  # every record is younger than an hour
+    assert short.exit_code == 0, short.stderr
+    assert now["lag"] == 0  # nothing younger than now: the end
+    assert wrong.exit_code == 2 and len(wrong.error_lines) == 1
+    assert "'an hour' is not a duration" in wrong.stderr
+
+
+async def test_groups_delete_removes_a_stopped_group_and_refuses_one_with_members(
+    sagakit: Sagakit, infra: Infrastructure
+) -> None:
+    topic, group = await a_topic(sagakit, infra), infra.unique("delete")
+    await produce(infra, topic, 3)
+    await consume(infra, group, topic, expected=3)
+
+    async with member(infra, group, topic):
+        refused = await sagakit("groups", "delete", group, "--yes")
+    still_there = await described(sagakit, group)
+    deleted = await sagakit("groups", "delete", group, "--yes")
+    gone = await sagakit("groups", "describe", group)
+    again = await sagakit("groups", "delete", group, "--yes")
+
+    assert refused.exit_code == 1
+    (line,) = refused.error_lines
+    assert line.startswith(f"sagakit: group {group} is Stable with 1 member(s): lag-test-consumer")
+    assert line.endswith("stop them before deleting it")
+    assert still_there["lag"] == 0 and still_there["partitions"]
+    assert deleted.exit_code == 0, deleted.stderr
+    assert deleted.stdout == f"deleted consumer group {group}\n"
+    assert gone.exit_code == 1 and "no consumer group" in gone.stderr
+    assert again.error_lines == [
+        f"sagakit: no consumer group {group!r}; sagakit groups list shows them"
+    ]

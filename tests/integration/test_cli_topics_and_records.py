@@ -191,3 +191,34 @@ async def test_a_header_without_a_value_is_a_usage_error(
         "sagakit: Invalid value for --header: 'novalue': write NAME=VALUE "
         "(see: sagakit produce --help)"
     ]
+
+
+async def test_alter_config_sets_and_deletes_a_topics_settings_keeping_the_others(
+    sagakit: Sagakit, infra: Infrastructure
+) -> None:
+    topic = await a_topic(sagakit, infra, partitions=1)
+
+    first = await sagakit(
+        "topics", "alter-config", topic, "--set", "retention.ms=3600000",
+        "--set", "max.message.bytes=2000000",
+    )  # fmt: skip
+    second = await sagakit("topics", "alter-config", topic, "--delete", "max.message.bytes")
+    configs = (await sagakit("topics", "describe", topic, "--json")).json()["configs"]
+    unknown = await sagakit("topics", "alter-config", topic, "--delete", "segment.ms")
+    invalid = await sagakit("topics", "alter-config", topic, "--set", "retention.ms=soon")
+    nothing = await sagakit("topics", "alter-config", topic)
+    kept = (await sagakit("topics", "describe", topic, "--json")).json()["configs"]
+
+    assert first.exit_code == 0, first.stderr
+    assert "retention.ms" in first.stdout and "3600000" in first.stdout
+    assert second.exit_code == 0, second.stderr
+    assert configs["retention.ms"] == "3600000"  # kept while another one was deleted
+    assert "max.message.bytes" not in configs
+    assert unknown.exit_code == 1
+    assert unknown.error_lines == [
+        f"sagakit: segment.ms is not set on {topic} (only its own settings can be deleted)"
+    ]
+    assert invalid.exit_code == 1 and len(invalid.error_lines) == 1
+    assert f"cannot alter {topic}" in invalid.stderr
+    assert nothing.exit_code == 2 and "give --set KEY=VALUE or --delete KEY" in nothing.stderr
+    assert kept == configs

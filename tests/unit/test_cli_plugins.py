@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.events import CATALOGUE
-from services.order.cli import app as orders
+from services.order.cli.orders import app as orders
 from shared.ops.cli.app import app
 from shared.ops.cli.output import CliError
 from shared.ops.cli.plugins import installed_catalogue, installed_commands

@@ -1,9 +1,9 @@
 """The saga explorer's pages: server-rendered HTML, refreshed in place by a small script.
 
-Reading needs no login; the one write (replaying a dead letter) is an admin route, behind
-the admin token like every admin endpoint (the page asks for the token and keeps it in the
-tab's sessionStorage). Every asset is served from here: the page loads nothing from
-elsewhere.
+Reading needs no login; the writes (replaying a dead letter, replaying a group of them
+through ``/bulk/replay``) are admin routes, behind the admin token like every admin endpoint
+(the page asks for the token and keeps it in the tab's sessionStorage). Every asset is
+served from here: the page loads nothing from elsewhere.
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from services.ids import MAX_ORDER_ID_CHARS
-from services.order import store
+from services.order import bulk, store
 from services.order.api import Age
 from services.order.explorer.lanes import swimlanes
 from services.order.explorer.peers import Peers
 from services.order.model import OrderStatus
 from services.order.stuck import StuckCriteria, StuckFinder, Why
+from shared.app.admin import audited
 from shared.app.http import BODY_RESPONSES
 from shared.contracts.text import StorableStr
 from shared.ops.dead_letter_index import READ_TIMEOUT_S, DeadLetterIndex
 from shared.ops.group_lag import read_groups
 from shared.ops.replay import forgotten_reason, replay_dead_letters
+from shared.publishing.audit import AuditEntry, AuditTrail
 from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["Explorer", "admin_router", "router"]
@@ -41,6 +43,7 @@ STATIC_FILES = {"explorer.js": "text/javascript", "explorer.css": "text/css"}
 REFRESH_SECONDS = 3
 LISTED = 50
 REPLAY_TIMEOUT_S = 30.0
+AUDIT_SHOWN = 200
 
 _AGE: TypeAdapter[timedelta] = TypeAdapter(Age)
 
@@ -59,6 +62,8 @@ class Explorer:
     """How long the consumers' inboxes remember an event: older dead letters are refused."""
     group_prefix: str
     """The topic prefix, which the consumer groups' ids share (``shared.app.platform``)."""
+    audit: AuditTrail | None = None
+    """Where the replays and bulk actions are recorded, and the audit page reads."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,35 @@ def router(explorer: Explorer) -> APIRouter:
             problems=[problem] if problem else [],
         )
 
+    @pages.get("/dead-letters/groups", response_class=HTMLResponse)
+    async def dead_letter_groups(request: Request) -> HTMLResponse:
+        """The dead letters by topic, consumer group and error type, each group with a
+        replay button (count first), and the bulk actions with their progress."""
+        _, problem = await _criteria(explorer.finder)
+        async with explorer.units() as uow:
+            groups = await bulk.dead_letter_groups(uow.session)
+            actions = await bulk.list_actions(uow.session, limit=LISTED)
+        return render(
+            request,
+            "dead_letter_groups.html",
+            groups=groups,
+            total=sum(group.count for group in groups),
+            actions=actions,
+            problems=[problem] if problem else [],
+        )
+
+    @pages.get("/audit", response_class=HTMLResponse)
+    async def audit(request: Request) -> HTMLResponse:
+        """The newest actions of the audit trail: who did what, when, to how many."""
+        problems = []
+        entries: list[AuditEntry] = []
+        if explorer.audit is not None:
+            try:
+                entries = await explorer.audit.newest(AUDIT_SHOWN)
+            except Exception as error:  # Kafka down: the page says so
+                problems.append(f"cannot read the audit trail: {type(error).__name__}: {error}")
+        return render(request, "audit.html", entries=entries, problems=problems)
+
     @pages.get("/consumer-groups", response_class=HTMLResponse)
     async def consumer_groups(request: Request) -> HTMLResponse:
         """Each consumer group: its lag per partition and which instance owns which."""
@@ -210,7 +244,7 @@ def admin_router(explorer: Explorer) -> APIRouter:
     writes = APIRouter(prefix="/ui", tags=["explorer"])
 
     @writes.post("/replay", responses={**BODY_RESPONSES, **REPLAY_RESPONSES})
-    async def replay(body: ReplayRequest) -> dict[str, int]:
+    async def replay(body: ReplayRequest, request: Request) -> dict[str, int]:
         """Re-publish one dead letter to the topic it came from, for the group that
         dead-lettered it (the consumers' inboxes make a second replay of the same record
         harmless, as long as they remember it: an older one is refused)."""
@@ -237,6 +271,8 @@ def admin_router(explorer: Explorer) -> APIRouter:
                 status.HTTP_404_NOT_FOUND,
                 f"no dead letter at {body.topic}[{body.partition}]@{body.offset}",
             )
+        where = f"{body.topic}[{body.partition}]@{body.offset}"
+        await audited(explorer.audit, request, "dead_letter.replayed", where, len(plan.send))
         return {"replayed": len(plan.send)}
 
     return writes

@@ -20,9 +20,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from shared.ops.cli import chaos, dlq, groups, records, stack, topics
+from shared.ops.cli import audit, chaos, dlq, groups, records, stack, topics
 from shared.ops.cli.config import DEFAULT_TIMEOUT_S, Config
-from shared.ops.cli.plugins import installed_commands
+from shared.ops.cli.plugins import add_to_groups, installed_commands
 
 __all__ = ["app", "main"]
 
@@ -32,7 +32,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("dlq", dlq.app),
     ("stack", stack.app),
 ]
-COMMANDS: list[Callable[..., Any]] = [records.produce, records.tail]
+COMMANDS: list[Callable[..., Any]] = [records.produce, records.tail, audit.audit]
 PASS_THROUGH_COMMANDS: list[Callable[..., Any]] = [chaos.chaos, chaos.verify]
 
 
@@ -98,7 +98,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for name, group in [*GROUPS, *installed_commands()]:
+for name, group in add_to_groups(GROUPS, installed_commands()):
     app.add_typer(group, name=name)
 for command in COMMANDS:
     app.command()(command)

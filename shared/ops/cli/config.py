@@ -37,6 +37,9 @@ class CliSettings(PlatformSettings):
     service_name: str = "sagakit-cli"
     catalogue: str | None = None
     """Which installed event catalogue the commands use (``shared.ops.cli.plugins``)."""
+    operator: str | None = None
+    """SAGAKIT_OPERATOR: the name the audit trail records for this command line's changes
+    (default: the login name and host)."""
 
 
 @dataclass(frozen=True)

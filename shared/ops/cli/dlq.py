@@ -8,6 +8,9 @@ already changes nothing, because every consumer deduplicates by ``event_id``; so
 twice is safe, and a dead letter replayed before its cause was fixed lands in the DLQ again.
 A dead letter older than the inbox's retention (``SAGAKIT_INBOX_RETENTION_HOURS``) is
 refused, since the inbox may have forgotten it, unless ``--past-inbox-retention`` is given.
+
+A system may add commands to this group (the reference system's ``dlq groups`` and
+``dlq replay-group``: ``shared.ops.cli.plugins``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from shared.ops.cli.audit import record
 from shared.ops.cli.config import Config, config
 from shared.ops.cli.kafka import consumer, run
 from shared.ops.cli.output import CliError, emit_json, iso_ms, say, table
@@ -228,6 +232,8 @@ async def _replay(
     plan = plan_replay(placeable, memory=memory)
     if not dry_run:
         await republish(cfg.kafka_options(), plan.send)
+        where = [f"{letter.topic}[{letter.partition}]@{letter.offset}" for letter in plan.send]
+        await record(cfg, "dead_letters.replayed", topic, len(plan.send), {"records": where[:100]})
     return plan
 
 

@@ -15,14 +15,22 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.errors import CommitFailedError, KafkaError, for_code
+from aiokafka.errors import CommitFailedError, KafkaError, NonEmptyGroup, for_code
+from aiokafka.protocol.admin import DeleteGroupsRequest
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from shared.ops.cli.config import Config
 from shared.ops.cli.kafka import consumer
 from shared.ops.cli.output import CliError
 
-__all__ = ["GroupState", "Member", "commit_offsets", "describe_group", "refuse_if_active"]
+__all__ = [
+    "GroupState",
+    "Member",
+    "commit_offsets",
+    "delete_group",
+    "describe_group",
+    "refuse_if_active",
+]
 
 INACTIVE = ("Empty", "Dead")
 
@@ -101,3 +109,18 @@ async def commit_offsets(cfg: Config, group_id: str, offsets: dict[TopicPartitio
                 f"Kafka refused the commit for group {group_id} ({type(error).__name__}): "
                 "did a member join meanwhile? sagakit groups describe shows it"
             ) from error
+
+
+async def delete_group(admin: AIOKafkaAdminClient, group_id: str) -> None:
+    """Delete a group and its offsets; the coordinator refuses while it has members.
+
+    aiokafka's admin client has no call for it: the DeleteGroups request goes to the group's
+    coordinator through the client's request path.
+    """
+    coordinator = await admin.find_coordinator(group_id)
+    response = await admin._send_request(DeleteGroupsRequest([group_id]), coordinator)
+    for group, code in response.results:
+        if code == NonEmptyGroup.errno:
+            raise CliError(f"group {group} has members again; stop them before deleting it")
+        if code:
+            raise for_code(code)(f"deleting group {group}")

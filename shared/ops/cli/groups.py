@@ -1,12 +1,15 @@
-"""``sagakit groups list | describe G | reset-offsets G``: kafka-consumer-groups.sh's verbs.
+"""``sagakit groups list | describe G | reset-offsets G | delete G``: kafka-consumer-groups.sh's
+verbs.
 
 Lag is a partition's end offset minus the group's committed offset: the records the group
-has not confirmed yet. A reset commits the new offsets for the group without joining it
-(``group_state.commit_offsets``), refused while the group has members.
+has not confirmed yet (read by ``shared.ops.group_lag``, as the explorer reads it). A reset
+commits the new offsets for the group without joining it (``group_state.commit_offsets``),
+refused while the group has members.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,11 +18,18 @@ import typer
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from shared.contracts.topics import existing_partitions
+from shared.ops.cli.audit import record
 from shared.ops.cli.config import Config, config
-from shared.ops.cli.group_state import commit_offsets, describe_group, refuse_if_active
+from shared.ops.cli.durations import parse_duration
+from shared.ops.cli.group_state import (
+    commit_offsets,
+    delete_group,
+    describe_group,
+    refuse_if_active,
+)
 from shared.ops.cli.kafka import admin_client, consumer, require_topics, run
 from shared.ops.cli.output import CliError, emit_json, say, table, warn
+from shared.ops.group_lag import committed_offset, read_group
 
 __all__ = ["app", "group_report", "print_group_report"]
 
@@ -86,46 +96,34 @@ def describe(
 
 async def group_report(cfg: Config, group_id: str) -> dict[str, Any]:
     """What ``groups describe`` shows, as a JSON-ready dict (the demo prints it too)."""
-    async with admin_client(cfg) as admin:
-        state = await describe_group(admin, group_id)
-        committed = await admin.list_consumer_group_offsets(group_id)
-    if state.state == "Dead" and not committed:
+    view = await read_group(cfg.kafka_options(), group_id)
+    if view is None:
         raise CliError(f"no consumer group {group_id!r}; sagakit groups list shows them")
-    partitions = sorted(set(committed) | {tp for m in state.members for tp in m.partitions})
-    # Offsets of a topic deleted since are left out: it has no end to measure lag against.
-    existing = await existing_partitions(cfg.kafka_options())
-    partitions = [tp for tp in partitions if tp.topic in existing]
-    async with consumer(cfg) as reader:
-        ends = await reader.end_offsets(partitions) if partitions else {}
-    rows = []
-    for tp in partitions:
-        offset = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
-        owner = state.owner(tp)
-        rows.append(
-            {
-                "topic": tp.topic,
-                "partition": tp.partition,
-                "committed": offset,
-                "end": ends[tp],
-                "lag": None if offset is None else max(ends[tp] - offset, 0),
-                "owner": owner.member_id if owner else None,
-            }
-        )
     return {
         "group": group_id,
-        "state": state.state,
-        "protocol": state.protocol,
+        "state": view.state,
+        "protocol": view.protocol,
         "members": [
             {
                 "member_id": m.member_id,
                 "client_id": m.client_id,
-                "host": m.host.lstrip("/"),
+                "host": m.host,
                 "partitions": [f"{tp.topic}[{tp.partition}]" for tp in m.partitions],
             }
-            for m in state.members
+            for m in view.members
         ],
-        "partitions": rows,
-        "lag": sum(row["lag"] or 0 for row in rows),
+        "partitions": [
+            {
+                "topic": p.topic,
+                "partition": p.partition,
+                "committed": p.committed,
+                "end": p.end,
+                "lag": p.lag,
+                "owner": p.owner_id,
+            }
+            for p in view.partitions
+        ],
+        "lag": view.total_lag,
     }
 
 
@@ -173,6 +171,22 @@ def reset_offsets(
             help="To the first record at or after this ISO 8601 time (UTC unless it says).",
         ),
     ] = None,
+    shift_by: Annotated[
+        int | None,
+        typer.Option(
+            "--shift-by",
+            help="By N records from the committed offset: back if negative (kept within each "
+            "partition; a partition with nothing committed is left alone).",
+        ),
+    ] = None,
+    by_duration: Annotated[
+        str | None,
+        typer.Option(
+            "--by-duration",
+            help="To the first record written at most this long ago: PnDTnHnMnS (ISO 8601) "
+            "or 1h30m, 2d, 45s.",
+        ),
+    ] = None,
     partition: Annotated[
         int | None, typer.Option("--partition", "-p", min=0, help="Only this partition.")
     ] = None,
@@ -184,7 +198,7 @@ def reset_offsets(
     """Move a group's committed offsets on a topic: a dry run showing old and new offsets
     unless --execute. Refused while the group has members (stop its consumers first)."""
     cfg = config(ctx)
-    target = _target(to_earliest, to_latest, to_offset, to_datetime)
+    target = _target(to_earliest, to_latest, to_offset, to_datetime, shift_by, by_duration)
     plan = run(cfg, _reset(cfg, group, topic, partition, target, execute))
     if as_json:
         emit_json(plan)
@@ -201,24 +215,39 @@ def reset_offsets(
 
 @dataclass(frozen=True)
 class Target:
-    kind: str  # earliest, latest, offset, datetime
+    kind: str  # earliest, latest, offset, datetime, shift
     offset: int | None = None
+    """The offset (``offset``), or how many records to move by (``shift``)."""
     at: datetime | None = None
 
 
-def _target(earliest: bool, latest: bool, offset: int | None, moment: str | None) -> Target:
-    given = [
-        (earliest, Target("earliest")),
-        (latest, Target("latest")),
-        (offset is not None, Target("offset", offset=offset)),
-        (moment is not None, Target("datetime", at=_parse_time(moment) if moment else None)),
+def _target(
+    earliest: bool,
+    latest: bool,
+    offset: int | None,
+    moment: str | None,
+    shift: int | None,
+    duration: str | None,
+) -> Target:
+    # Made only once chosen: a wrong time or duration is reported only when it was the one.
+    given: list[tuple[bool, Callable[[], Target]]] = [
+        (earliest, lambda: Target("earliest")),
+        (latest, lambda: Target("latest")),
+        (offset is not None, lambda: Target("offset", offset=offset)),
+        (moment is not None, lambda: Target("datetime", at=_parse_time(moment or ""))),
+        (shift is not None, lambda: Target("shift", offset=shift)),
+        (
+            duration is not None,
+            lambda: Target("datetime", at=datetime.now(UTC) - parse_duration(duration or "")),
+        ),
     ]
-    chosen = [target for wanted, target in given if wanted]
+    chosen = [make for wanted, make in given if wanted]
     if len(chosen) != 1:
         raise typer.BadParameter(
-            "give exactly one of --to-earliest, --to-latest, --to-offset N, --to-datetime ISO"
+            "give exactly one of --to-earliest, --to-latest, --to-offset N, --to-datetime ISO, "
+            "--shift-by N, --by-duration D"
         )
-    return chosen[0]
+    return chosen[0]()
 
 
 def _parse_time(text: str) -> datetime:
@@ -253,21 +282,33 @@ async def _reset(
             if TopicPartition(topic, partition) not in partitions:
                 raise CliError(f"{topic} has no partition {partition} (it has {len(partitions)})")
             partitions = [TopicPartition(topic, partition)]
-        new = await _new_offsets(reader, partitions, target)
+        olds = {tp: committed_offset(committed, tp) for tp in partitions}
+        new = await _new_offsets(reader, partitions, target, olds)
     rows = []
     for tp in partitions:
-        old = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else None
         offset, note = new[tp]
-        rows.append({"partition": tp.partition, "old": old, "new": offset, "note": note})
-    if execute:
-        await commit_offsets(cfg, group_id, {tp: new[tp][0] for tp in partitions})
+        rows.append({"partition": tp.partition, "old": olds[tp], "new": offset, "note": note})
+    moved = {tp: offset for tp, (offset, _) in new.items() if offset is not None}
+    if execute and moved:
+        await commit_offsets(cfg, group_id, moved)
+        await record(
+            cfg,
+            "groups.offsets.reset",
+            f"{group_id} on {topic}",
+            len(moved),
+            {"to": target.kind, "offsets": {str(tp.partition): o for tp, o in moved.items()}},
+        )
     return {"group": group_id, "topic": topic, "executed": execute, "partitions": rows}
 
 
 async def _new_offsets(
-    reader: AIOKafkaConsumer, partitions: list[TopicPartition], target: Target
-) -> dict[TopicPartition, tuple[int, str]]:
-    """Each partition's new offset, and a note when it was not the one asked for."""
+    reader: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    target: Target,
+    committed: dict[TopicPartition, int | None],
+) -> dict[TopicPartition, tuple[int | None, str]]:
+    """Each partition's new offset (None: left alone), and a note when it was not the one
+    asked for."""
     firsts = await reader.beginning_offsets(partitions)
     ends = await reader.end_offsets(partitions)
     if target.kind == "earliest":
@@ -277,6 +318,17 @@ async def _new_offsets(
     if target.kind == "offset":
         assert target.offset is not None
         return {tp: _within(target.offset, firsts[tp], ends[tp]) for tp in partitions}
+    if target.kind == "shift":
+        assert target.offset is not None
+        shifted: dict[TopicPartition, tuple[int | None, str]] = {}
+        for tp in partitions:
+            at = committed[tp]
+            shifted[tp] = (
+                (None, "nothing committed: left alone")
+                if at is None
+                else _within(at + target.offset, firsts[tp], ends[tp])
+            )
+        return shifted
     assert target.at is not None
     epoch_ms = int(target.at.timestamp() * 1000)
     found = await reader.offsets_for_times({tp: epoch_ms for tp in partitions})
@@ -286,9 +338,42 @@ async def _new_offsets(
     }
 
 
-def _within(offset: int, first: int, end: int) -> tuple[int, str]:
+def _within(offset: int, first: int, end: int) -> tuple[int | None, str]:
     if offset < first:
         return first, f"{offset} is gone: the first offset kept"
     if offset > end:
         return end, f"{offset} is past the end"
     return offset, ""
+
+
+# groups delete
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    group: Annotated[str, typer.Argument(help="The group id (prefix included).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete a consumer group and its committed offsets (kafka-consumer-groups.sh --delete).
+    Refused while the group has members; a service started afterwards under that group
+    begins where its auto.offset.reset says."""
+    cfg = config(ctx)
+    if not yes and not typer.confirm(f"delete consumer group {group} and its offsets?"):
+        raise CliError("not deleted")
+    run(cfg, _delete(cfg, group))
+    if as_json:
+        emit_json({"deleted": group})
+    else:
+        say(f"deleted consumer group {group}")
+
+
+async def _delete(cfg: Config, group_id: str) -> None:
+    async with admin_client(cfg) as admin:
+        state = await describe_group(admin, group_id)
+        if state.state == "Dead" and not await admin.list_consumer_group_offsets(group_id):
+            raise CliError(f"no consumer group {group_id!r}; sagakit groups list shows them")
+        refuse_if_active(state, "deleting it")
+        await delete_group(admin, group_id)
+    await record(cfg, "groups.deleted", group_id, 1)

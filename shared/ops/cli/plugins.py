@@ -7,7 +7,9 @@ The platform's command line knows no system. A system's package declares, in its
   (for instance ``reference = "services.events:CATALOGUE"``): the topics ``sagakit dlq``
   lists and the events it reads. With several installed, ``SAGAKIT_CATALOGUE`` names one.
 - ``sagakit.commands``: each entry a ``typer.Typer``, added as the command group of the
-  entry's name (``orders = "services.order.cli:app"`` makes ``sagakit orders ...``).
+  entry's name (``orders = "services.order.cli.orders:app"`` makes ``sagakit orders ...``);
+  an entry named like one of the platform's groups adds its commands to that group
+  (``dlq = ...`` adds ``sagakit dlq groups``).
 
 Entry points are read from the installed distributions' metadata: after changing them, the
 package is installed again (``make install``).
@@ -15,6 +17,7 @@ package is installed again (``make install``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -23,7 +26,13 @@ import typer
 from shared.contracts.catalogue import Catalogue
 from shared.ops.cli.output import CliError
 
-__all__ = ["CATALOGUE_GROUP", "COMMANDS_GROUP", "installed_catalogue", "installed_commands"]
+__all__ = [
+    "CATALOGUE_GROUP",
+    "COMMANDS_GROUP",
+    "add_to_groups",
+    "installed_catalogue",
+    "installed_commands",
+]
 
 CATALOGUE_GROUP = "sagakit.catalogue"
 COMMANDS_GROUP = "sagakit.commands"
@@ -39,6 +48,21 @@ def installed_commands() -> list[tuple[str, typer.Typer]]:
             raise TypeError(f"entry point {entry.value} ({COMMANDS_GROUP}) is not a typer.Typer")
         groups.append((entry.name, group))
     return groups
+
+
+def add_to_groups(
+    groups: Sequence[tuple[str, typer.Typer]], added: Sequence[tuple[str, typer.Typer]]
+) -> list[tuple[str, typer.Typer]]:
+    """``groups`` with ``added`` after them; an added group named like one of ``groups`` gives
+    that group its commands instead of standing beside it."""
+    merged = list(groups)
+    by_name = dict(groups)
+    for name, group in added:
+        if name in by_name:
+            by_name[name].registered_commands.extend(group.registered_commands)
+        else:
+            merged.append((name, group))
+    return merged
 
 
 def installed_catalogue(chosen: str | None = None) -> Catalogue[Any]:

@@ -1,4 +1,5 @@
-"""``sagakit topics list | describe T | create T | delete T``: kafka-topics.sh's everyday verbs."""
+"""``sagakit topics list | describe T | create T | delete T | alter-config T``: kafka-topics.sh's
+everyday verbs, and kafka-configs.sh's for a topic."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from typing import Annotated, Any
 import typer
 from aiokafka.admin import NewTopic
 
+from shared.contracts.topics import alter_topic_config
 from shared.ops import topic_browser
+from shared.ops.cli.audit import record
 from shared.ops.cli.config import Config, config
 from shared.ops.cli.kafka import admin_client, broker_error, require_topics, run
 from shared.ops.cli.output import CliError, emit_json, say, table
 
-app = typer.Typer(help="List, describe, create and delete topics.", no_args_is_help=True)
+app = typer.Typer(
+    help="List, describe, create, delete topics and alter their settings.", no_args_is_help=True
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -140,6 +145,8 @@ async def _create(cfg: Config, new: NewTopic) -> None:
     for name, code, message in response.topic_errors:
         if code:
             raise CliError(f"cannot create {name}: {message or broker_error(code)}")
+    details = {"partitions": new.num_partitions, "configs": new.topic_configs}
+    await record(cfg, "topics.created", new.name, 1, details)
 
 
 @app.command()
@@ -167,6 +174,63 @@ async def _delete(cfg: Config, topic: str) -> None:
     for name, code in response.topic_error_codes:
         if code:
             raise CliError(f"cannot delete {name}: {broker_error(code)}")
+    await record(cfg, "topics.deleted", topic, 1)
+
+
+@app.command("alter-config")
+def alter_config(
+    ctx: typer.Context,
+    topic: Annotated[str, typer.Argument(help="The topic's full name.")],
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Set a topic config KEY=VALUE (repeatable)."),
+    ] = None,
+    removed: Annotated[
+        list[str] | None,
+        typer.Option("--delete", help="Remove the topic's own KEY: the default applies again."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a topic's settings (kafka-configs.sh --alter --add-config/--delete-config): the
+    settings not named are kept."""
+    cfg = config(ctx)
+    changes = dict(_key_value(item, "--set") for item in setting or [])
+    if not changes and not removed:
+        raise typer.BadParameter("give --set KEY=VALUE or --delete KEY (repeatable)")
+    before, after = run(cfg, _alter_config(cfg, topic, changes, removed or []))
+    if as_json:
+        emit_json({"topic": topic, "before": before, "after": after})
+        return
+    keys = sorted({*before, *after})
+    table(
+        ["config", "before", "after"],
+        [
+            [key, before.get(key), after.get(key)]
+            for key in keys
+            if before.get(key) != after.get(key)
+        ],
+    )
+    say(f"altered {topic}: {len(after)} setting(s) of its own")
+
+
+async def _alter_config(
+    cfg: Config, topic: str, changes: dict[str, str], removed: list[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    await require_topics(cfg, [topic])
+    async with admin_client(cfg) as admin:
+        try:
+            before, after = await alter_topic_config(admin, topic, changes, removed)
+        except KeyError as error:
+            raise CliError(
+                f"{error.args[0]} is not set on {topic} (only its own settings can be deleted)"
+            ) from error
+        except RuntimeError as error:
+            raise CliError(str(error)) from error
+    changed = sorted(key for key in {*before, *after} if before.get(key) != after.get(key))
+    await record(
+        cfg, "topics.config.altered", topic, len(changed), {"before": before, "after": after}
+    )
+    return before, after
 
 
 def _key_value(item: str, option: str) -> tuple[str, str]:

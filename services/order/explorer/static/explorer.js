@@ -1,5 +1,6 @@
 // The saga explorer's script: the page refreshes itself in place, and the replay buttons
-// post to the admin endpoint with the token the user gives once per tab.
+// post to the admin endpoints with the token the user gives once per tab. A group's replay
+// asks for a dry run first and shows its count and sagas; only a confirmation starts it.
 "use strict";
 
 const TOKEN_KEY = "sagakit-admin-token";
@@ -21,7 +22,8 @@ function notify(text, bad) {
 function busy() {
   const active = document.activeElement;
   const editing = active && ["INPUT", "SELECT", "TEXTAREA"].includes(active.tagName);
-  return editing || document.getElementById("token-dialog").open;
+  return editing || document.getElementById("token-dialog").open ||
+    document.getElementById("bulk-dialog").open;
 }
 
 async function refresh() {
@@ -95,11 +97,86 @@ async function replay(button) {
   }
 }
 
+async function adminPost(url, token, body) {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (response.status === 401 || response.status === 403) {
+    sessionStorage.removeItem(TOKEN_KEY);
+  }
+  return { response, answer };
+}
+
+function confirmBulk(preview) {
+  const dialog = document.getElementById("bulk-dialog");
+  const sagas = preview.orders > preview.order_ids.length ? ` (and ${preview.orders - preview.order_ids.length} more)` : "";
+  const refused = preview.refused ? ` ${preview.refused} of them are older than the inboxes' memory and will be refused.` : "";
+  document.getElementById("bulk-summary").textContent =
+    `Replay ${preview.count} dead letter(s) of ${preview.orders} saga(s)?${refused}`;
+  document.getElementById("bulk-sagas").textContent = `sagas: ${preview.order_ids.join(", ")}${sagas}`;
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.showModal();
+  });
+}
+
+async function replayGroup(button) {
+  let token = sessionStorage.getItem(TOKEN_KEY) || await askForToken();
+  if (!token) {
+    return;
+  }
+  const { topic, group, error } = button.dataset;
+  const selection = { topic, consumer_group: group || null, error_type: error || null };
+  button.disabled = true;
+  try {
+    const query = new URLSearchParams(Object.entries(selection).filter(([, v]) => v));
+    const response = await fetch(`/bulk/replay?${query}`, { headers: { Authorization: `Bearer ${token}` } });
+    const dry = { response, answer: await response.json().catch(() => ({})) };
+    if (response.status === 401 || response.status === 403) {
+      sessionStorage.removeItem(TOKEN_KEY);
+    }
+    if (!dry.response.ok) {
+      notify(`replay of the group refused: ${dry.answer.detail || dry.response.status}`, true);
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    if (dry.answer.count === 0) {
+      notify("nothing to replay in that group: a group replay sent them already");
+      return;
+    }
+    if (!await confirmBulk(dry.answer)) {
+      notify("nothing replayed");
+      return;
+    }
+    const body = { ...selection, expected: dry.answer.count };
+    const started = await adminPost("/bulk/replay", token, body);
+    if (!started.response.ok) {
+      notify(`replay of the group refused: ${started.answer.detail || started.response.status}`, true);
+      return;
+    }
+    notify(`replaying ${started.answer.total} dead letter(s), paced: bulk action ${started.answer.action_id.slice(0, 8)}`);
+    await refresh();
+  } catch (failure) {
+    notify("replay of the group failed: the order service does not answer", true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button.replay");
   if (button) {
     event.preventDefault();
     replay(button);
+    return;
+  }
+  const group = event.target.closest("button.replay-group");
+  if (group) {
+    event.preventDefault();
+    replayGroup(group);
   }
 });
 
