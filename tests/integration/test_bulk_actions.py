@@ -19,12 +19,12 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.events import CATALOGUE, OrderCancelled, decode
 from services.order import bulk, store
 from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from services.order.stuck import StuckCriteria
-from shared.contracts.events import OrderCancelled, decode
 from shared.contracts.topics import Topics, ensure_topics, existing_partitions
 from shared.ops.dead_letter_index import DeadLetterIndex
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table
@@ -52,7 +52,7 @@ async def engine(infra: Infrastructure) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def units(engine: AsyncEngine) -> UnitOfWorkFactory:
-    return UnitOfWorkFactory(engine, Topics())
+    return UnitOfWorkFactory(engine, Topics(CATALOGUE))
 
 
 def runner(
@@ -124,7 +124,7 @@ async def topics_with_dead_letters(
     original = infra.topic(label)
     dlq = Topics.dlq(original)
     await ensure_topics(options(infra), [original, dlq], partitions=2)
-    return original, dlq, DeadLetterIndex(options(infra), [dlq], DeadLetterRows(units))
+    return original, dlq, DeadLetterIndex(options(infra), [dlq], DeadLetterRows(units), CATALOGUE)
 
 
 async def items(units: UnitOfWorkFactory, action_id: str) -> list[RowMapping]:
