@@ -74,6 +74,20 @@ async def test_topics_come_a_page_at_a_time_in_name_order(infra: Infrastructure)
     assert all(t.partitions == 1 and t.offline == 0 for t in first + rest)
 
 
+async def test_the_records_of_a_page_of_topics_are_counted(infra: Infrastructure) -> None:
+    prefix = infra.topic_prefix("counted")
+    full, empty = f"{prefix}full", f"{prefix}empty"
+    await ensure_topics(options(infra), [full], partitions=3)
+    await ensure_topics(options(infra), [empty], partitions=2)
+    await produce(infra, full, 4)
+    listed = await topic_browser.list_topics(options(infra), prefix=prefix)
+
+    counts = await topic_browser.record_counts(options(infra), listed)
+
+    assert counts == {full: 12, empty: 0}
+    assert await topic_browser.record_counts(options(infra), []) == {}
+
+
 async def test_messages_are_read_from_an_offset_from_a_time_or_the_newest(
     infra: Infrastructure, topic: str
 ) -> None:
