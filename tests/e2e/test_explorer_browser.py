@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Locator, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from deploy.localstack.prereqs import ensure_chromium
+from shared.storage.db import asyncpg_dsn
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.invariants import Ledger, dead_letters, eventually, settled_timeline, wait_terminal
 
@@ -116,6 +118,12 @@ async def stuck_orders(system: RunningSystem, customer: str) -> list[str]:
     response = await system.client.http.get(f"{system.client.urls.order}/orders", params=params)
     response.raise_for_status()
     return [order["order_id"] for order in response.json()]
+
+
+async def fits_the_window(tab: Tab) -> bool:
+    """Whether the page is no wider than the window (nothing to scroll sideways to)."""
+    widths = await tab.page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    return bool(widths[0] <= widths[1])
 
 
 async def lane_of(tab: Tab, event_type: str) -> str | None:
@@ -269,3 +277,32 @@ async def test_the_page_loads_nothing_from_other_hosts(system: RunningSystem, ta
     )
     tab.assert_clean()
     assert elsewhere == []
+
+
+async def test_a_200_character_customer_id_keeps_the_sagas_table_in_the_window(
+    system: RunningSystem, tab: Tab
+) -> None:
+    # Longer than the API accepts (128), as an older release or a direct write may have left.
+    customer = "c" * 200
+    order_id = f"long-customer-{os.urandom(4).hex()}"
+    connection = await asyncpg.connect(asyncpg_dsn(system.env["SAGAKIT_ORDER_DATABASE_URL"]))
+    try:
+        await connection.execute(
+            "INSERT INTO orders (order_id, customer_id, items, total, status, created_at,"
+            " updated_at) VALUES ($1, $2, '[]', 1, 'COMPLETED', now(), now())",
+            order_id,
+            customer,
+        )
+    finally:
+        await connection.close()
+
+    await tab.goto(ui(system, f"?customer_id={customer}"))
+    row = tab.page.locator("#orders tbody tr", has_text=order_id)
+    status = await tab.shows("#orders tbody tr .status-completed")
+    box = await status.bounding_box()
+    width = await tab.page.evaluate("window.innerWidth")
+    assert box is not None and box["x"] + box["width"] <= width, (box, width)
+    assert await fits_the_window(tab)
+    # The whole id is in the cell's title.
+    assert await row.locator("td.customer .cut").get_attribute("title") == customer
+    await tab.screenshot("long-customer-id")
