@@ -279,6 +279,60 @@ async def test_the_page_loads_nothing_from_other_hosts(system: RunningSystem, ta
     assert elsewhere == []
 
 
+async def test_the_topic_pages_show_partitions_messages_by_key_and_the_brokers(
+    system: RunningSystem, tab: Tab
+) -> None:
+    client, ledger = system.client, Ledger(system.client)
+    customer = await ledger.customer("explorer-topics", "100.00")
+    sku = await ledger.sku("explorer-topics", 10)
+    order = await ledger.place(customer, [(sku, 1, "10.00")])
+    order_id = order["order_id"]
+    # Paid: its OrderCreated is in its topic (the payment service read it from there).
+    await eventually(
+        lambda: client.order(order_id), lambda o: o["status"] != "PENDING", what="paid"
+    )
+    created = system.topic("order-created")
+
+    await tab.goto(ui(system, "/topics"))
+    row = await tab.shows(f"tr.topic-row[data-topic='{created}']")
+    assert int(await row.locator(".records").inner_text()) >= 1
+    await tab.shows(f"tr.topic-row[data-topic='{system.topic('payment-processed-dlq')}']")
+    await tab.screenshot("topics")
+
+    await row.locator("a").click()
+    await tab.page.wait_for_load_state("load")
+    await tab.shows("tr.partition-row[data-partition='0']")
+    assert await tab.page.locator("tr.partition-row").count() == 6
+    await tab.shows("tr[data-config='retention.ms']")
+    await tab.screenshot("topic")
+
+    # Its messages: the newest of partition 0, then the order's by key (the form).
+    await tab.page.click("#messages-link")
+    await tab.page.wait_for_load_state("load")
+    await tab.shows("#message-query")
+    await tab.page.fill("#message-query input[name=key]", order_id)
+    await tab.page.click("#message-query button")
+    await tab.page.wait_for_load_state("load")
+    message = await tab.shows("tr.message[data-kind=OrderCreated]")
+    assert order_id in await message.locator("td.key").inner_text()
+    assert "event_type" in await message.locator("td.headers").inner_text()
+    # The value is cut to a line; the whole event is a click away.
+    whole = message.locator("pre.whole")
+    assert not await whole.is_visible()
+    await message.locator("summary").click()
+    await whole.wait_for()
+    assert f'"order_id": "{order_id}"' in await whole.inner_text()
+    assert await fits_the_window(tab)
+    await tab.screenshot("topic-messages")
+
+    await tab.goto(ui(system, "/brokers"))
+    broker = await tab.shows("tr.broker-row")
+    assert "in sync" in await broker.locator(".health").inner_text()
+    assert await tab.page.locator("tr.broker-row", has_text="controller").count() == 1
+    await tab.screenshot("brokers")
+    tab.assert_clean()
+
+
 async def test_a_200_character_customer_id_keeps_the_sagas_table_in_the_window(
     system: RunningSystem, tab: Tab
 ) -> None:

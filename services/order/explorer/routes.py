@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from services.ids import MAX_ORDER_ID_CHARS
 from services.order import bulk, store
 from services.order.api import Age
+from services.order.explorer import topic_pages
 from services.order.explorer.lanes import swimlanes
 from services.order.explorer.peers import Peers
 from services.order.model import OrderStatus
@@ -228,6 +229,8 @@ def router(explorer: Explorer) -> APIRouter:
             groups = []
             problems.append(f"cannot read the consumer groups: {type(error).__name__}: {error}")
         return render(request, "groups.html", groups=groups, problems=problems)
+
+    topic_pages.register(pages, explorer.kafka_options, explorer.group_prefix, render)
 
     @pages.get("/static/{name}")
     async def asset(name: str) -> FileResponse:

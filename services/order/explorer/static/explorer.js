@@ -22,8 +22,10 @@ function notify(text, bad) {
 function busy() {
   const active = document.activeElement;
   const editing = active && ["INPUT", "SELECT", "TEXTAREA"].includes(active.tagName);
+  // Nor someone reading a value opened whole (a message on the topic pages).
   return editing || document.getElementById("token-dialog").open ||
-    document.getElementById("bulk-dialog").open;
+    document.getElementById("bulk-dialog").open ||
+    document.querySelector("#content details[open]") !== null;
 }
 
 async function refresh() {
