@@ -46,6 +46,10 @@ _TOPIC_CONFIG_SOURCE: Final = 1
 MAX_PAGE: Final = 500
 """The most topics or messages one page holds."""
 DEFAULT_SCAN_LIMIT: Final = 10_000
+FETCH_WAIT_MS: Final = 50
+"""How long the broker holds a fetch with nothing new. A reader's first fetch starts at the
+partition's end, before it seeks, and the read waits for that fetch to come back: the default
+(500 ms) was half of every page's second."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,9 @@ async def record_counts(
     if not tps:
         return {}
     async with _reader(client_options) as reader:
+        # Assigned first, their metadata comes in one request: looked up one topic at a
+        # time, each unknown topic cost a metadata round (0.1 s) before its offsets.
+        reader.assign(tps)
         firsts = await reader.beginning_offsets(tps)
         ends = await reader.end_offsets(tps)
     counts = dict.fromkeys((t.name for t in topics), 0)
@@ -168,6 +175,7 @@ async def describe_topic(client_options: Mapping[str, Any], topic: str) -> Topic
         )
     tps = [TopicPartition(topic, p["partition"]) for p in found["partitions"]]
     async with _reader(client_options) as reader:
+        reader.assign(tps)  # (see record_counts)
         firsts = await reader.beginning_offsets(tps)
         ends = await reader.end_offsets(tps)
     entries = response.to_object()["resources"][0]["config_entries"]
@@ -336,7 +344,9 @@ async def _admin(client_options: Mapping[str, Any]) -> AsyncIterator[AIOKafkaAdm
 @contextlib.asynccontextmanager
 async def _reader(client_options: Mapping[str, Any]) -> AsyncIterator[AIOKafkaConsumer]:
     """A consumer in no group that commits nothing: it only reads."""
-    reader = AIOKafkaConsumer(**client_options, group_id=None, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(
+        **client_options, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=FETCH_WAIT_MS
+    )
     await reader.start()
     try:
         await asyncio.sleep(0)  # see shared.ops.cli.kafka.consumer: a first step before stop
