@@ -107,7 +107,7 @@ def register(pages: APIRouter, kafka_options: dict[str, Any], prefix: str, rende
     ) -> HTMLResponse:
         """The topics in name order, ``TOPICS_LISTED`` after ``after``."""
         problems: list[str] = []
-        listed: list[topic_browser.TopicSummary] = []
+        found: list[topic_browser.TopicSummary] = []
         counts: dict[str, int] = {}
         try:
             found = await _bounded(
@@ -115,11 +115,13 @@ def register(pages: APIRouter, kafka_options: dict[str, Any], prefix: str, rende
                     kafka_options, prefix=prefix, after=after, limit=TOPICS_LISTED + 1
                 )
             )
-            listed = found[:TOPICS_LISTED]
-            counts = await _bounded(topic_browser.record_counts(kafka_options, listed))
         except Exception as error:  # Kafka down: the page says so
             problems.append(_cannot("read the topics", error))
-            found = []
+        listed = found[:TOPICS_LISTED]
+        try:
+            counts = await _bounded(topic_browser.record_counts(kafka_options, listed))
+        except Exception as error:  # the topics are still listed, their records shown as '-'
+            problems.append(_cannot("count the topics' records", error))
         return render(
             request,
             "topics.html",
