@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +169,15 @@ async def test_messages_are_shown_decoded_raw_or_base64_and_long_ones_cut(
     by_key = await client.get(f"/ui/topics/{topic}/messages", params={"key": "o-2"})
     assert re.findall(r'data-offset="(\d+)"', by_key.text) == ["1"]
     assert re.search(r"with key <code[^>]*>o-2</code>, in partition\s+0\b", by_key.text)
+
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
+    from_time = await client.get(
+        f"/ui/topics/{topic}/messages", params={"at": hour_ago, "limit": 2}
+    )
+    assert re.findall(r'data-offset="(\d+)"', from_time.text) == ["0", "1"]
+    to_come = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    later = await client.get(f"/ui/topics/{topic}/messages", params={"at": to_come})
+    assert re.findall(r'data-offset="(\d+)"', later.text) == []
 
     wrong = await client.get(f"/ui/topics/{topic}/messages", params={"at": "yesterday"})
     assert wrong.status_code == 200 and "time &#39;yesterday&#39;" in wrong.text
