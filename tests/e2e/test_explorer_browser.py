@@ -338,7 +338,7 @@ async def test_a_200_character_customer_id_keeps_the_sagas_table_in_the_window(
 ) -> None:
     # Longer than the API accepts (128), as an older release or a direct write may have left.
     customer = "c" * 200
-    order_id = f"long-customer-{os.urandom(4).hex()}"
+    order_id = f"long-customer-{os.urandom(4).hex()}-" + "o" * 100
     connection = await asyncpg.connect(asyncpg_dsn(system.env["SAGAKIT_ORDER_DATABASE_URL"]))
     try:
         await connection.execute(
@@ -360,3 +360,8 @@ async def test_a_200_character_customer_id_keeps_the_sagas_table_in_the_window(
     # The whole id is in the cell's title.
     assert await row.locator("td.customer .cut").get_attribute("title") == customer
     await tab.screenshot("long-customer-id")
+
+    # Its page too: the long ids wrap or are cut, the page keeps the window's width.
+    await tab.goto(ui(system, f"/orders/{order_id}"))
+    await tab.shows("#summary")
+    assert await fits_the_window(tab)
