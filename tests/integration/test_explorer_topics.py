@@ -15,13 +15,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from services.events import CATALOGUE, PaymentFailed
 from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
 from services.order.explorer import topic_pages
 from services.order.explorer.peers import Peers
 from services.order.stuck import StuckFinder
-from shared.contracts.events import PaymentFailed
 from shared.contracts.topics import Topics, ensure_topics
 from shared.ops.dead_letter_index import DeadLetterIndex
 from shared.storage.db import UnitOfWorkFactory, make_engine
@@ -59,7 +59,7 @@ async def send(infra: Infrastructure, topic: str, records: list[tuple[bytes, byt
 async def units(infra: Infrastructure) -> AsyncIterator[UnitOfWorkFactory]:
     engine = make_engine(await infra.create_database("order"))
     await upgrade_to_head(engine, MIGRATIONS)
-    yield UnitOfWorkFactory(engine, Topics())
+    yield UnitOfWorkFactory(engine, Topics(CATALOGUE))
     await engine.dispose()
 
 
@@ -70,7 +70,7 @@ async def ui(
     """The explorer's pages, its topic pages over the topics named ``prefix``...."""
     prefix = infra.topic_prefix("topic-pages")
     hour = timedelta(hours=1)
-    index = DeadLetterIndex(options(infra), [], DeadLetterRows(units))
+    index = DeadLetterIndex(options(infra), [], DeadLetterRows(units), CATALOGUE)
     pages = explorer.Explorer(
         units=units,
         finder=StuckFinder(Deadlines(pending=hour, paid=hour, reserved=hour), index),

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
+from services.events import PaymentFailed
 from services.order.explorer.topic_pages import PREVIEW_CHARS, shown
-from shared.contracts.events import PaymentFailed
 from shared.ops.topic_browser import Message
 
 

@@ -19,8 +19,8 @@ from typing import Annotated, Any, Final, TypeVar
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 
+from services.events import decode
 from shared.contracts.errors import NotAnEvent
-from shared.contracts.events import decode
 from shared.ops import topic_browser
 from shared.ops.topic_browser import MAX_PAGE, Message
 
