@@ -64,7 +64,7 @@ def _wiring(name: str, package: Path) -> ServiceWiring:
     )
     groups = {
         group: tuple(dict.fromkeys(s.event_type for s in subscriptions))
-        for group, subscriptions in declaration.consumers(platform).items()
+        for group, subscriptions in declaration.groups(platform).items()
     }
     return ServiceWiring(name, _emitted_by(package), groups)
 

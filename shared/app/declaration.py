@@ -1,10 +1,11 @@
 """A service declared once: what it is made of. The platform builds and runs the rest.
 
-A service's ``app.py`` holds one ``ServiceDeclaration``: its name, settings class, migrations,
-the event catalogue of its system (``shared.contracts.catalogue``), the business fault kinds
-it accepts, and factories for its consumer groups, routers and
-components. Each factory gets the service's ``Platform`` (settings, unit-of-work factory,
-fault registry), because what it builds needs them; none of them connects to anything.
+A service's ``app.py`` holds one ``ServiceDeclaration``: its name, settings class (the
+platform's own unless it has settings of its own), migrations, the event catalogue of its
+system (``shared.contracts.catalogue``), the business fault kinds it accepts, its consumer
+groups (or a factory of them), and factories for its routers and components. Each factory
+gets the service's ``Platform`` (settings, unit-of-work factory, fault registry), because what
+it builds needs them; none of them connects to anything.
 ``app()`` builds the FastAPI application and ``run()`` serves it from the command line
 (``python -m services.<name>``), so a service has no bootstrap code of its own.
 """
@@ -25,7 +26,7 @@ from shared.consuming.faults import INFRASTRUCTURE_KINDS, BusinessFault
 from shared.consuming.subscriptions import Subscription
 from shared.contracts.catalogue import Catalogue
 from shared.publishing.purger import Purge
-from shared.settings import PlatformSettings
+from shared.settings import PlatformSettings, database_url_field
 
 __all__ = ["ServiceDeclaration"]
 
@@ -39,20 +40,24 @@ def _nothing(_: object) -> tuple[()]:
     return ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServiceDeclaration(Generic[SettingsT]):
     """Everything that makes one service; see the module docstring."""
 
     name: str
-    settings: type[SettingsT]
-    """Its settings class; its ``service_name`` default must be ``name``."""
+    settings: type[SettingsT] = PlatformSettings  # type: ignore[assignment]
+    """Its settings class, whose ``service_name`` default must be ``name``; by default the
+    platform's settings, named after the service, its database its own
+    (``SAGAKIT_<NAME>_DATABASE_URL``)."""
     description: str
     port: int
     """The port ``python -m services.<name>`` listens on unless told otherwise."""
     migrations: Path
     catalogue: Catalogue[Any]
     """The events of its system: its topics, what its consumers decode."""
-    consumers: Callable[[Platform[SettingsT]], Consumers]
+    consumers: Consumers | Callable[[Platform[SettingsT]], Consumers]
+    """Its consumer groups, or a factory of them when they need the platform (to put a
+    business fault in front of a rule, say)."""
     business_faults: frozenset[BusinessFault] = frozenset()
     """The business fault kinds it accepts, besides the infrastructure ones every service
     accepts; its factories put them in front of its rules (``Platform.business_fault``)."""
@@ -66,6 +71,18 @@ class ServiceDeclaration(Generic[SettingsT]):
     the inbox's (``shared.publishing.purger``)."""
 
     def __post_init__(self) -> None:
+        if self.settings is PlatformSettings:
+            named_after_it = type(
+                f"{self.name.title().replace('-', '')}Settings",
+                (PlatformSettings,),
+                {
+                    "__annotations__": {"service_name": str, "database_url": str},
+                    "service_name": self.name,
+                    # SAGAKIT_<NAME>_DATABASE_URL, else SAGAKIT_DATABASE_URL: its own database.
+                    "database_url": database_url_field(self.name),
+                },
+            )
+            object.__setattr__(self, "settings", named_after_it)
         named = self.settings.model_fields["service_name"].default
         if named != self.name:
             raise ValueError(
@@ -73,6 +90,10 @@ class ServiceDeclaration(Generic[SettingsT]):
             )
         if self.business_faults & INFRASTRUCTURE_KINDS:
             raise ValueError("business_faults lists kinds every service accepts anyway")
+
+    def groups(self, platform: Platform[SettingsT]) -> Consumers:
+        """Its consumer groups, built on ``platform`` when it declared a factory of them."""
+        return self.consumers(platform) if callable(self.consumers) else self.consumers
 
     @property
     def fault_kinds(self) -> frozenset[str]:
@@ -85,7 +106,7 @@ class ServiceDeclaration(Generic[SettingsT]):
         platform = Platform.configure(settings or self.settings(), self.catalogue, self.fault_kinds)
         service = platform.service(
             migrations=self.migrations,
-            consumers=self.consumers(platform),
+            consumers=self.groups(platform),
             routers=self.routers(platform),
             admin_routers=self.admin_routers(platform),
             components=self.components(platform),

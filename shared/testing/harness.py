@@ -173,7 +173,7 @@ class Harness:
         platform = Platform.configure(settings, self._catalogue, declaration.fault_kinds)
         self._platforms[name] = platform
         await upgrade_to_head(platform.engine, declaration.migrations)
-        for group, subscriptions in declaration.consumers(platform).items():
+        for group, subscriptions in declaration.groups(platform).items():
             routes = routes_by_topic(subscriptions, self._topics)
             self._groups.append(_Group(name, group, routes, platform.units))
 

@@ -46,18 +46,21 @@ class BookingRequest(BaseModel):
     seat: str
 
 
+async def book(uow: UnitOfWork, booking_id: str, seat: str) -> dict[str, Any]:
+    """Record a requested booking and start its saga (in ``uow``, for its caller to commit)."""
+    row = {"booking_id": booking_id, "seat": seat, "status": "REQUESTED"}
+    await uow.session.execute(bookings.insert().values(row))
+    uow.emit(BookingRequested.first(booking_id=booking_id, producer=PRODUCER, seat=seat))
+    return row
+
+
 def router(units: UnitOfWorkFactory) -> APIRouter:
     api = APIRouter()
 
     @api.post("/bookings", status_code=status.HTTP_202_ACCEPTED)
     async def request_booking(body: BookingRequest) -> dict[str, Any]:
-        booking_id = str(uuid.uuid4())
         async with units() as uow:
-            row = {"booking_id": booking_id, "seat": body.seat, "status": "REQUESTED"}
-            await uow.session.execute(bookings.insert().values(row))
-            uow.emit(
-                BookingRequested.first(booking_id=booking_id, producer=PRODUCER, seat=body.seat)
-            )
+            row = await book(uow, str(uuid.uuid4()), body.seat)
             await uow.commit()
         return row
 
