@@ -23,6 +23,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from shared.ops.log_dirs import replica_sizes
+
 __all__ = [
     "KEY_CONFIGS",
     "Broker",
@@ -37,6 +39,7 @@ __all__ = [
     "read_messages",
     "record_counts",
     "search_key",
+    "topic_sizes",
 ]
 
 KEY_CONFIGS: Final = frozenset({"cleanup.policy", "retention.ms", "min.insync.replicas"})
@@ -61,6 +64,8 @@ class PartitionState:
     isr: tuple[int, ...]
     first_offset: int
     end_offset: int
+    size_bytes: int | None = None
+    """The leader replica's bytes on disk; None when its broker did not say."""
 
     @property
     def records(self) -> int:
@@ -85,6 +90,12 @@ class TopicState:
     @property
     def records(self) -> int:
         return sum(partition.records for partition in self.partitions)
+
+    @property
+    def size_bytes(self) -> int | None:
+        """The leaders' bytes on disk over its partitions; None when one is unknown."""
+        sizes = [partition.size_bytes for partition in self.partitions]
+        return None if None in sizes else sum(size for size in sizes if size is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +174,36 @@ async def record_counts(
     return counts
 
 
+async def topic_sizes(
+    client_options: Mapping[str, Any], topics: Sequence[TopicSummary]
+) -> dict[str, int]:
+    """The bytes each of ``topics`` takes on disk, its leader replicas': one DescribeLogDirs
+    per broker for the page; a topic with a replica unaccounted for is left out."""
+    if not topics:
+        return {}
+    async with _admin(client_options) as admin:
+        cluster = await admin.describe_cluster()
+        brokers = [node["node_id"] for node in cluster["brokers"]]
+        described = await admin.describe_topics()
+        sizes = await replica_sizes(
+            admin, brokers, {t.name: list(range(t.partitions)) for t in topics}
+        )
+    wanted = {t.name for t in topics}
+    totals: dict[str, int] = {}
+    for topic in described:
+        if topic["topic"] not in wanted:
+            continue
+        leaders = [
+            sizes.get((topic["topic"], p["partition"], p["leader"])) for p in topic["partitions"]
+        ]
+        if None not in leaders:
+            totals[topic["topic"]] = sum(size for size in leaders if size is not None)
+    return totals
+
+
 async def describe_topic(client_options: Mapping[str, Any], topic: str) -> TopicState | None:
-    """A topic's partitions (leaders, replicas, offsets) and configuration; None if absent."""
+    """A topic's partitions (leaders, replicas, offsets, sizes) and configuration; None if
+    absent."""
     async with _admin(client_options) as admin:
         described = await admin.describe_topics()
         found = next((t for t in described if t["topic"] == topic), None)
@@ -173,6 +212,9 @@ async def describe_topic(client_options: Mapping[str, Any], topic: str) -> Topic
         (response,) = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic)]
         )
+        numbers = [p["partition"] for p in found["partitions"]]
+        leaders = sorted({p["leader"] for p in found["partitions"] if p["leader"] >= 0})
+        sizes = await replica_sizes(admin, leaders, {topic: numbers})
     tps = [TopicPartition(topic, p["partition"]) for p in found["partitions"]]
     async with _reader(client_options) as reader:
         reader.assign(tps)  # (see record_counts)
@@ -192,6 +234,7 @@ async def describe_topic(client_options: Mapping[str, Any], topic: str) -> Topic
             isr=tuple(p["isr"]),
             first_offset=firsts[TopicPartition(topic, p["partition"])],
             end_offset=ends[TopicPartition(topic, p["partition"])],
+            size_bytes=sizes.get((topic, p["partition"], p["leader"])),
         )
         for p in sorted(found["partitions"], key=lambda p: p["partition"])
     )

@@ -177,3 +177,18 @@ async def test_the_brokers_are_listed_with_what_they_lead(
     assert len(found) >= 1
     assert sum(broker.leaders for broker in found) >= 3  # this topic's three at least
     assert sum(1 for broker in found if broker.controller) <= 1
+
+
+async def test_a_topic_and_its_partitions_have_their_size_on_disk(
+    infra: Infrastructure, topic: str
+) -> None:
+    await produce(infra, topic, 20)
+
+    state = await topic_browser.describe_topic(options(infra), topic)
+
+    assert state is not None and state.size_bytes is not None
+    # 60 records of 20-odd bytes each, plus their batches' headers: some kilobytes.
+    assert 60 * 20 < state.size_bytes < 1_000_000
+    assert all(p.size_bytes and p.size_bytes > 0 for p in state.partitions if p.records)
+    listed = await topic_browser.list_topics(options(infra), prefix=topic)
+    assert await topic_browser.topic_sizes(options(infra), listed) == {topic: state.size_bytes}

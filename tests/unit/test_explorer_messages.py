@@ -62,3 +62,16 @@ def test_binary_is_base64_and_nothing_is_empty() -> None:
     assert seen.whole == base64.b64encode(binary).decode()
     assert shown(message(None)).kind == "empty"
     assert shown(message(b"")).kind == "empty"
+
+
+def test_sizes_read_as_a_person_would_say_them() -> None:
+    from services.order.explorer.topic_pages import human_bytes
+
+    assert [human_bytes(n) for n in (None, 0, 1023, 1536, 5 * 1024**2, 3 * 1024**4)] == [
+        "-",
+        "0 B",
+        "1023 B",
+        "1.5 KiB",
+        "5.0 MiB",
+        "3072.0 GiB",
+    ]

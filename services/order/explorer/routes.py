@@ -93,6 +93,7 @@ def _templates() -> Jinja2Templates:
     templates.env.filters["clock"] = _clock
     templates.env.filters["moment"] = _moment
     templates.env.filters["age"] = _age
+    templates.env.filters["bytes"] = topic_pages.human_bytes
     templates.env.globals["refresh_seconds"] = REFRESH_SECONDS
     return templates
 

@@ -90,6 +90,18 @@ def _value(value: bytes | None) -> tuple[str, str, str]:
     return "text", " ".join(text.split()), text
 
 
+def human_bytes(size: int | None) -> str:
+    """``1536`` -> ``1.5 KiB``; a dash when the size is not known."""
+    if size is None:
+        return "-"
+    amount = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _text(value: bytes) -> str:
     try:
         return value.decode()
@@ -118,8 +130,10 @@ def register(pages: APIRouter, kafka_options: dict[str, Any], prefix: str, rende
         except Exception as error:  # Kafka down: the page says so
             problems.append(_cannot("read the topics", error))
         listed = found[:TOPICS_LISTED]
+        sizes: dict[str, int] = {}
         try:
             counts = await _bounded(topic_browser.record_counts(kafka_options, listed))
+            sizes = await _bounded(topic_browser.topic_sizes(kafka_options, listed))
         except Exception as error:  # the topics are still listed, their records shown as '-'
             problems.append(_cannot("count the topics' records", error))
         return render(
@@ -127,6 +141,7 @@ def register(pages: APIRouter, kafka_options: dict[str, Any], prefix: str, rende
             "topics.html",
             topics=listed,
             counts=counts,
+            sizes=sizes,
             after=after,
             next_after=listed[-1].name if len(found) > TOPICS_LISTED else None,
             prefix=prefix,
