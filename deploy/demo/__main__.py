@@ -18,6 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.demo.client import SagaClient, SystemUrls
+from deploy.localstack.declared import declared_services
 from deploy.localstack.supervisor import read_status
 from shared.envfile import read_env_file
 from shared.ops.cli.config import Config
@@ -321,8 +322,8 @@ async def main(env: dict[str, str]) -> None:
         for order in await client.orders(stuck=True, limit=1):
             say(f"  stuck saga    {_explorer(env)}/orders/{order['order_id']}")
     say(f"  API docs      {env['SAGAKIT_ORDER_URL']}/docs")
-    for name in ("order", "payment", "inventory", "shipping"):
-        say(f"  {name:<13} {env[f'SAGAKIT_{name.upper()}_URL']}  (admin token in {_env_file()})")
+    for service in declared_services():
+        say(f"  {service.name:<13} {env[service.url_var]}  (admin token in {_env_file()})")
     say(f"  all instances {env['SAGAKIT_INSTANCE_URLS']}")
     say("  make status   what runs where;  make down   stop it all")
     say("  sagakit --help   topics, tail, consumer groups and lag, dead letters, orders")
