@@ -47,6 +47,11 @@ class DeclaredService:
     offset: int
 
     @property
+    def port(self) -> int:
+        """The port it declares: where it listens alone, and on the dev stack."""
+        return DECLARED_FIRST_PORT + self.offset
+
+    @property
     def database(self) -> str:
         return f"sagakit_{self.name}"
 

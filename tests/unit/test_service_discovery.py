@@ -1,0 +1,155 @@
+"""The reference system's services are found in their folders, and everything that runs or
+checks the whole system follows: a service planted next to the four is run by the local
+stack, given a database and an address, and listed by the generated files, with no file
+outside its folder edited."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from textwrap import dedent
+from urllib.parse import urlsplit
+
+import pytest
+import yaml  # type: ignore[import-untyped, unused-ignore]
+
+import services
+from deploy import configs
+from deploy.localstack.component import Context
+from deploy.localstack.declared import declared_services, instance_slots, service_names
+from deploy.localstack.postgres import Postgres
+from deploy.localstack.profiles import PROFILES
+from deploy.localstack.services import Services
+from shared.envfile import read_env_file
+
+pytestmark = pytest.mark.unit
+
+FOUR = ("order", "payment", "inventory", "shipping")
+
+
+def plant(folder: Path, name: str, port: int, declared_name: str | None = None) -> None:
+    """A throwaway service ``name`` in ``folder``: a declaration and nothing else."""
+    package = folder / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "app.py").write_text(
+        dedent(f"""\
+            from pathlib import Path
+
+            from services.events import CATALOGUE
+            from shared.app.declaration import ServiceDeclaration
+
+            service = ServiceDeclaration(
+                name={declared_name or name!r},
+                description="A throwaway service the discovery test plants.",
+                port={port},
+                migrations=Path(__file__).with_name("migrations"),
+                catalogue=CATALOGUE,
+                consumers={{}},
+            )
+        """)
+    )
+
+
+@pytest.fixture
+def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A second folder of ``services``' package: what is planted there is a service of it."""
+    monkeypatch.setattr(services, "__path__", [*services.__path__, str(tmp_path)])
+    before = set(sys.modules)
+    yield tmp_path
+    for module in set(sys.modules) - before:
+        if module.startswith("services."):
+            del sys.modules[module]
+
+
+def test_the_four_are_found_by_declared_port_with_their_ports_kept() -> None:
+    assert service_names() == FOUR
+    ports = {s.name: PROFILES["dev"].service_port(s.name) for s in declared_services()}
+    assert ports == {"order": 8000, "payment": 8001, "inventory": 8002, "shipping": 8003}
+    slots = {slot.name: slot.offset for slot in instance_slots()}
+    assert slots == {"order": 0, "payment": 1, "inventory": 2, "shipping": 3, "payment-2": 4}
+
+
+def test_the_checked_in_files_list_what_the_declarations_say() -> None:
+    assert configs.main(["--check"]) == 0
+
+
+def test_a_stale_file_fails_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    stale = tmp_path / "prometheus.yml"
+    text = configs.FILES[1].path.read_text().replace("- shipping:8003\n", "")
+    stale.write_text(text)
+    region = replace(configs.FILES[1], path=stale)
+    current, generated = configs.regenerated(region)
+    assert current != generated and "- shipping:8003" in generated
+    assert "- shipping:8003" not in current
+
+
+def test_a_planted_sixth_service_is_run_addressed_and_listed(planted: Path, tmp_path: Path) -> None:
+    plant(planted, "ledger", 8005)
+    assert service_names() == (*FOUR, "ledger")
+
+    # The local stack: its port (the declared one's offset), its address, its database.
+    ctx = Context(replace(PROFILES["bench"], state_dir=tmp_path / "state"), {})
+    assert PROFILES["bench"].service_port("ledger") == 28005
+    plan = Services().plan(ctx)
+    assert {port for port, _ in plan.needs.ports} == {28000, 28001, 28002, 28003, 28004, 28005}
+    env = Services().env(ctx)
+    assert env["SAGAKIT_LEDGER_URL"] == "http://127.0.0.1:28005"
+    assert env["SAGAKIT_PAYMENT_URL"] == "http://127.0.0.1:28001"  # the others keep theirs
+    assert "http://127.0.0.1:28005" in env["SAGAKIT_INSTANCE_URLS"].split(",")
+    server = Context(ctx.profile, {"SAGAKIT_POSTGRES_URL": "postgresql://u:p@db:5432/postgres"})
+    databases = Postgres().env(server)
+    assert urlsplit(databases["SAGAKIT_LEDGER_DATABASE_URL"]).path == "/sagakit_ledger"
+    assert urlsplit(databases["SAGAKIT_ORDER_DATABASE_URL"]).path == "/sagakit_order"
+
+    # The generated files, regenerated (in memory): the container, the target, the database.
+    texts = {r.path.name: configs.regenerated(r)[1] for r in configs.FILES}
+    compose = yaml.safe_load(texts["docker-compose.yml"])["services"]
+    ledger = compose["ledger"]["environment"]
+    assert (ledger["SERVICE"], ledger["PORT"]) == ("ledger", "8005")
+    assert compose["ledger"]["ports"] == ["127.0.0.1:8005:8005"]
+    assert ledger["SAGAKIT_LEDGER_DATABASE_URL"].endswith("@postgres:5432/sagakit_ledger")
+    assert {"order", "payment-1", "payment-2", "inventory", "shipping"} < set(compose)
+    prometheus = yaml.safe_load(texts["prometheus.yml"])
+    targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert "ledger:8005" in targets and "payment-2:8001" in targets
+    assert "CREATE DATABASE sagakit_ledger OWNER sagakit;" in texts["postgres-init.sql"]
+    stack_env = planted / "stack.env"
+    stack_env.write_text(texts["stack.env"])
+    values = read_env_file(stack_env)
+    assert values["SAGAKIT_LEDGER_URL"] == "http://127.0.0.1:8005"
+    assert "http://127.0.0.1:8005" in values["SAGAKIT_INSTANCE_URLS"].split(",")
+
+
+def test_a_service_on_the_second_instances_port_moves_it_to_the_first_port_left(
+    planted: Path,
+) -> None:
+    plant(planted, "ledger", 8004)
+    slots = {slot.name: slot.offset for slot in instance_slots()}
+    assert slots["ledger"] == 4 and slots["payment-2"] == 5
+
+
+def test_a_declaration_is_named_after_its_folder_and_ports_are_its_own(planted: Path) -> None:
+    plant(planted, "ledger", 8005, declared_name="books")
+    with pytest.raises(ValueError, match="named after its folder"):
+        services.declarations()
+
+
+def test_two_services_on_one_port_are_refused(planted: Path) -> None:
+    plant(planted, "ledger", 8003)
+    with pytest.raises(ValueError, match="same port"):
+        services.declarations()
+
+
+def test_a_port_beyond_the_stacks_room_is_refused(planted: Path) -> None:
+    plant(planted, "ledger", 8010)
+    with pytest.raises(ValueError, match="8000-8009"):
+        declared_services()
+
+
+def test_a_folder_without_app_py_is_no_service(planted: Path) -> None:
+    (planted / "helpers").mkdir()
+    (planted / "helpers" / "__init__.py").write_text("")
+    assert service_names() == FOUR
