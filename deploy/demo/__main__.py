@@ -3,15 +3,21 @@
 Run as ``python -m deploy.demo [STACK_ENV]`` (default ``.stack/stack.env``) once ``make up``
 has started everything. Each scenario drives the system over HTTP exactly as a user would,
 then prints what happened; the system is left running for you to try.
+
+A service shows itself by a ``services/<name>/demo.py`` of its own: its ``SCENARIOS``, a
+list of (title, ``async def scenario(env)``) pairs, run after the saga's with the stack's
+settings (its ``SAGAKIT_<NAME>_URL`` among them), printing what they show.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,8 @@ from shared.settings import PlatformSettings, kafka_client_options
 
 RUN = uuid.uuid4().hex[:6]
 Scenario = Callable[[SagaClient, dict[str, str]], Awaitable[None]]
+ServiceScenario = Callable[[Mapping[str, str]], Awaitable[None]]
+"""A scenario a service declares in its ``demo.py``: it is given the stack's settings."""
 
 
 def say(text: str = "") -> None:
@@ -307,11 +315,31 @@ SCENARIOS: list[tuple[str, Scenario]] = [
 ]
 
 
+def services_scenarios() -> list[tuple[str, Scenario]]:
+    """The ``SCENARIOS`` of every ``services/<name>/demo.py``, by the services' declared port."""
+    found: list[tuple[str, Scenario]] = []
+    for service in declared_services():
+        module = f"services.{service.name}.demo"
+        if importlib.util.find_spec(module) is None:
+            continue
+        declared: list[tuple[str, ServiceScenario]] = importlib.import_module(module).SCENARIOS
+        found += [(title, _given_env(scenario)) for title, scenario in declared]
+    return found
+
+
+def _given_env(scenario: ServiceScenario) -> Scenario:
+    async def run(_: SagaClient, env: dict[str, str]) -> None:
+        await scenario(env)
+
+    return run
+
+
 async def main(env: dict[str, str]) -> None:
     async with SagaClient(SystemUrls.from_env(env)) as client:
         await client.clear_faults()
-        for number, (title, scenario) in enumerate(SCENARIOS, 1):
-            say(f"\n[{number}/{len(SCENARIOS)}] {title}")
+        scenarios = [*SCENARIOS, *services_scenarios()]
+        for number, (title, scenario) in enumerate(scenarios, 1):
+            say(f"\n[{number}/{len(scenarios)}] {title}")
             started = time.monotonic()
             await scenario(client, env)
             say(f"  ({time.monotonic() - started:.1f} s)")

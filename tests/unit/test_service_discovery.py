@@ -17,6 +17,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 
 import services
 from deploy import configs
+from deploy.demo.__main__ import services_scenarios
 from deploy.localstack.component import Context
 from deploy.localstack.declared import declared_services, instance_slots, service_names
 from deploy.localstack.postgres import Postgres
@@ -153,3 +154,24 @@ def test_a_folder_without_app_py_is_no_service(planted: Path) -> None:
     (planted / "helpers").mkdir()
     (planted / "helpers" / "__init__.py").write_text("")
     assert service_names() == FOUR
+
+
+async def test_make_demo_runs_the_scenarios_a_service_declares_in_its_folder(
+    planted: Path,
+) -> None:
+    plant(planted, "ledger", 8005)
+    (planted / "ledger" / "demo.py").write_text(
+        dedent("""\
+            SHOWN = []
+
+            async def balance(env):
+                SHOWN.append(env["SAGAKIT_LEDGER_URL"])
+
+            SCENARIOS = [("The ledger's balance", balance)]
+        """)
+    )
+    scenarios = services_scenarios()
+    assert [title for title, _ in scenarios] == ["The ledger's balance"]
+    _, run = scenarios[0]
+    await run(None, {"SAGAKIT_LEDGER_URL": "http://127.0.0.1:8005"})  # type: ignore[arg-type]
+    assert sys.modules["services.ledger.demo"].SHOWN == ["http://127.0.0.1:8005"]
