@@ -5,6 +5,8 @@ outside its folder edited."""
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -175,3 +177,12 @@ async def test_make_demo_runs_the_scenarios_a_service_declares_in_its_folder(
     _, run = scenarios[0]
     await run(None, {"SAGAKIT_LEDGER_URL": "http://127.0.0.1:8005"})  # type: ignore[arg-type]
     assert sys.modules["services.ledger.demo"].SHOWN == ["http://127.0.0.1:8005"]
+
+
+def test_the_grafana_dashboard_groups_by_the_service_label_and_names_no_service() -> None:
+    dashboard = configs.DEPLOY / "grafana" / "dashboards" / "sagakit.json"
+    panels = json.loads(dashboard.read_text())["panels"]
+    expressions = [target["expr"] for panel in panels for target in panel.get("targets", [])]
+    assert any("by (service" in expr for expr in expressions)
+    for expr in expressions:
+        assert not re.search(r"\b(service|instance)\s*=~?\s*\"", expr), expr
