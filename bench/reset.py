@@ -14,7 +14,8 @@ import asyncpg
 import redis.asyncio
 
 from bench.target import Target
-from deploy.localstack.profiles import HOST, PROFILES, SERVICES
+from deploy.localstack.declared import service_names
+from deploy.localstack.profiles import HOST, PROFILES
 
 __all__ = ["refuse_unless_ours", "reset_bench_stack"]
 
@@ -29,8 +30,9 @@ def refuse_unless_ours(target: Target) -> None:
     profile = PROFILES["bench"]
     if target.profile != profile.name:
         raise RuntimeError(f"refusing to empty a {target.profile or 'foreign'} stack")
-    servers = [target.database_dsn(service) for service in SERVICES] + [target.redis_url]
-    ports = [profile.postgres_port] * len(SERVICES) + [profile.redis_port]
+    services = service_names()
+    servers = [target.database_dsn(service) for service in services] + [target.redis_url]
+    ports = [profile.postgres_port] * len(services) + [profile.redis_port]
     for url, port in zip(servers, ports, strict=True):
         parts = urlsplit(url)
         if (parts.hostname, parts.port) != (HOST, port):
@@ -43,7 +45,7 @@ def refuse_unless_ours(target: Target) -> None:
 async def reset_bench_stack(target: Target) -> None:
     """Empty every service table (the schema stays) and flush the stack's Redis."""
     refuse_unless_ours(target)
-    for service in SERVICES:
+    for service in service_names():
         connection = await asyncpg.connect(target.database_dsn(service))
         try:
             tables = [row[0] for row in await connection.fetch(_TABLES)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import importlib
-import pkgutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,13 +50,12 @@ TEXT = DocumentText(title="sagakit order saga events", about=ABOUT, key="the ord
 
 
 def reference_services() -> list[ServiceWiring]:
-    """The wiring of every service under ``services/``, read from its code."""
-    names = sorted(info.name for info in pkgutil.iter_modules(services.__path__) if info.ispkg)
-    return [_wiring(name, Path(services.__path__[0]) / name) for name in names]
+    """The wiring of every service under ``services/``, read from its code, by name."""
+    return [_wiring(d) for d in sorted(services.declarations(), key=lambda d: d.name)]
 
 
-def _wiring(name: str, package: Path) -> ServiceWiring:
-    declaration: ServiceDeclaration[Any] = importlib.import_module(f"services.{name}.app").service
+def _wiring(declaration: ServiceDeclaration[Any]) -> ServiceWiring:
+    package = Path(importlib.import_module(f"services.{declaration.name}").__path__[0])
     # Configuring connects to nothing: the factories only need the platform's objects.
     platform = Platform.configure(
         declaration.settings(), declaration.catalogue, declaration.fault_kinds
@@ -66,7 +64,7 @@ def _wiring(name: str, package: Path) -> ServiceWiring:
         group: tuple(dict.fromkeys(s.event_type for s in subscriptions))
         for group, subscriptions in declaration.groups(platform).items()
     }
-    return ServiceWiring(name, _emitted_by(package), groups)
+    return ServiceWiring(declaration.name, _emitted_by(package), groups)
 
 
 def _emitted_by(package: Path) -> tuple[type[Event], ...]:

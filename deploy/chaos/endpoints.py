@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.demo.client import SystemUrls
+from deploy.localstack.declared import service_names
 from deploy.localstack.stackenv import read_stack_env
 from shared.storage.db import asyncpg_dsn
 
-__all__ = ["SERVICES", "Endpoints"]
-
-SERVICES = ("order", "payment", "inventory", "shipping")
+__all__ = ["Endpoints"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class Endpoints:
 
     @property
     def instance_urls(self) -> tuple[str, ...]:
-        return self.urls.instances or tuple(self.urls.service(s) for s in SERVICES)
+        return self.urls.instances or tuple(self.urls.service(s) for s in self.services)
 
     @property
     def profile(self) -> str:
@@ -50,8 +49,13 @@ class Endpoints:
         return self.env.get("SAGAKIT_STACK_PROFILE", "")
 
     @property
+    def services(self) -> tuple[str, ...]:
+        """Every service under ``services/`` (the run's system is this checkout's)."""
+        return service_names()
+
+    @property
     def has_databases(self) -> bool:
-        return all(self._database_var(s) in self.env for s in SERVICES)
+        return all(self._database_var(s) in self.env for s in self.services)
 
     def database_dsn(self, service: str) -> str:
         """A plain asyncpg DSN of a service's database (verify reads it directly)."""

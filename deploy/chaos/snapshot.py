@@ -164,6 +164,8 @@ async def read_databases(endpoints: Endpoints, manifest: Manifest) -> Snapshot:
         _fetch(dsn("order"), _TIMELINE, ids),
     )
     emitted: Counts = {}
+    # The order saga's books: what the checks below count (a service they do not know is left
+    # out of them, not a failure).
     for service in ("order", "payment", "inventory", "shipping"):
         for row in await _fetch(dsn(service), _EMITTED, keys):
             emitted[(row["order_id"], row["event_type"])] = int(row["n"])

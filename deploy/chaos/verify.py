@@ -101,7 +101,7 @@ async def _busy(endpoints: Endpoints, manifest: Manifest) -> dict[str, int]:
             endpoints.database_dsn("inventory"), _RESERVED, list(manifest.stock)
         ),
     }
-    for service in ("order", "payment", "inventory", "shipping"):
+    for service in endpoints.services:
         busy[f"{service} events unsent"] = await _count(endpoints.database_dsn(service), _UNSENT)
     return {what: n for what, n in busy.items() if n}
 

@@ -3,21 +3,28 @@
 Run as ``python -m deploy.demo [STACK_ENV]`` (default ``.stack/stack.env``) once ``make up``
 has started everything. Each scenario drives the system over HTTP exactly as a user would,
 then prints what happened; the system is left running for you to try.
+
+A service shows itself by a ``services/<name>/demo.py`` of its own: its ``SCENARIOS``, a
+list of (title, ``async def scenario(env)``) pairs, run after the saga's with the stack's
+settings (its ``SAGAKIT_<NAME>_URL`` among them), printing what they show.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import importlib.util
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.demo.client import SagaClient, SystemUrls
+from deploy.localstack.declared import declared_services
 from deploy.localstack.supervisor import read_status
 from shared.envfile import read_env_file
 from shared.ops.cli.config import Config
@@ -28,6 +35,8 @@ from shared.settings import PlatformSettings, kafka_client_options
 
 RUN = uuid.uuid4().hex[:6]
 Scenario = Callable[[SagaClient, dict[str, str]], Awaitable[None]]
+ServiceScenario = Callable[[Mapping[str, str]], Awaitable[None]]
+"""A scenario a service declares in its ``demo.py``: it is given the stack's settings."""
 
 
 def say(text: str = "") -> None:
@@ -306,11 +315,31 @@ SCENARIOS: list[tuple[str, Scenario]] = [
 ]
 
 
+def services_scenarios() -> list[tuple[str, Scenario]]:
+    """The ``SCENARIOS`` of every ``services/<name>/demo.py``, by the services' declared port."""
+    found: list[tuple[str, Scenario]] = []
+    for service in declared_services():
+        module = f"services.{service.name}.demo"
+        if importlib.util.find_spec(module) is None:
+            continue
+        declared: list[tuple[str, ServiceScenario]] = importlib.import_module(module).SCENARIOS
+        found += [(title, _given_env(scenario)) for title, scenario in declared]
+    return found
+
+
+def _given_env(scenario: ServiceScenario) -> Scenario:
+    async def run(_: SagaClient, env: dict[str, str]) -> None:
+        await scenario(env)
+
+    return run
+
+
 async def main(env: dict[str, str]) -> None:
     async with SagaClient(SystemUrls.from_env(env)) as client:
         await client.clear_faults()
-        for number, (title, scenario) in enumerate(SCENARIOS, 1):
-            say(f"\n[{number}/{len(SCENARIOS)}] {title}")
+        scenarios = [*SCENARIOS, *services_scenarios()]
+        for number, (title, scenario) in enumerate(scenarios, 1):
+            say(f"\n[{number}/{len(scenarios)}] {title}")
             started = time.monotonic()
             await scenario(client, env)
             say(f"  ({time.monotonic() - started:.1f} s)")
@@ -321,8 +350,8 @@ async def main(env: dict[str, str]) -> None:
         for order in await client.orders(stuck=True, limit=1):
             say(f"  stuck saga    {_explorer(env)}/orders/{order['order_id']}")
     say(f"  API docs      {env['SAGAKIT_ORDER_URL']}/docs")
-    for name in ("order", "payment", "inventory", "shipping"):
-        say(f"  {name:<13} {env[f'SAGAKIT_{name.upper()}_URL']}  (admin token in {_env_file()})")
+    for service in declared_services():
+        say(f"  {service.name:<13} {env[service.url_var]}  (admin token in {_env_file()})")
     say(f"  all instances {env['SAGAKIT_INSTANCE_URLS']}")
     say("  make status   what runs where;  make down   stop it all")
     say("  sagakit --help   topics, tail, consumer groups and lag, dead letters, orders")

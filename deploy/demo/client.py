@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import httpx
+
+from deploy.localstack.declared import declared_services
 
 __all__ = ["TERMINAL", "SagaClient", "SystemUrls", "retry_after"]
 
@@ -29,7 +31,10 @@ def retry_after(response: httpx.Response) -> float:
 
 @dataclass(frozen=True)
 class SystemUrls:
-    """Where the services answer, read from ``stack.env``-style settings."""
+    """Where the services answer, read from ``stack.env``-style settings.
+
+    The order saga's four have a field each (what the client calls them for); ``services``
+    holds every service under ``services/`` whose ``SAGAKIT_<NAME>_URL`` is set."""
 
     order: str
     payment: str
@@ -37,6 +42,7 @@ class SystemUrls:
     shipping: str
     instances: tuple[str, ...]
     admin_token: str
+    services: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SystemUrls:
@@ -48,15 +54,18 @@ class SystemUrls:
             shipping=env["SAGAKIT_SHIPPING_URL"],
             instances=instances,
             admin_token=env["SAGAKIT_ADMIN_TOKEN"],
+            services={s.name: env[s.url_var] for s in declared_services() if s.url_var in env},
         )
 
     def service(self, name: str) -> str:
-        return {
+        """Where the service ``name`` answers (KeyError when its URL is not set)."""
+        known = {
             "order": self.order,
             "payment": self.payment,
             "inventory": self.inventory,
             "shipping": self.shipping,
-        }[name]
+        }
+        return {**self.services, **known}[name]
 
 
 class SagaClient:

@@ -1,6 +1,7 @@
 """PostgreSQL with one database per service.
 
-Sources, in order: the four ``SAGAKIT_<SVC>_DATABASE_URL`` as given; else a server named by
+Sources, in order: every service's ``SAGAKIT_<SVC>_DATABASE_URL`` as given (one per
+service under ``services/``, its database ``sagakit_<svc>``); else a server named by
 ``SAGAKIT_POSTGRES_URL`` (the databases are created there); else the profile's own Debian
 cluster (``sagakit-dev``, ``sagakit-test``), created and started with Debian's tools.
 """
@@ -21,15 +22,14 @@ from sqlalchemy.pool import NullPool
 
 from deploy.localstack import ports
 from deploy.localstack.component import Context, Plan, StatusRow
+from deploy.localstack.declared import declared_services
 from deploy.localstack.errors import StackError
 from deploy.localstack.prereqs import Needs
 from deploy.localstack.processes import run
-from deploy.localstack.profiles import HOST, SERVICES
+from deploy.localstack.profiles import HOST
 from deploy.localstack.readiness import wait_until_answers
 
 __all__ = [
-    "DATABASES",
-    "DATABASE_VARS",
     "Postgres",
     "create_database",
     "database_url",
@@ -38,8 +38,6 @@ __all__ = [
 ]
 
 ROLE = "sagakit"  # also its password: a local, loopback-only development server
-DATABASES = {service: f"sagakit_{service}" for service in SERVICES}
-DATABASE_VARS = {service: f"SAGAKIT_{service.upper()}_DATABASE_URL" for service in SERVICES}
 PG_ROOT = Path("/usr/lib/postgresql")
 # pg_createcluster refuses to run when the environment's locale is not installed (common in
 # containers); C.UTF-8 is built into glibc.
@@ -170,8 +168,8 @@ class Postgres:
 
         async def provision() -> None:
             if source != "databases":
-                for database in DATABASES.values():
-                    await create_database(server, database)
+                for service in declared_services():
+                    await create_database(server, service.database)
             for url in urls:
                 await select_one(url)
 
@@ -179,13 +177,12 @@ class Postgres:
 
     def env(self, ctx: Context) -> dict[str, str]:
         if _source(ctx) == "databases":
-            given = {var: ctx.environ[var] for var in DATABASE_VARS.values()}
+            given = {s.database_var: ctx.environ[s.database_var] for s in declared_services()}
             server = ctx.environ.get("SAGAKIT_POSTGRES_URL")
             return given | ({"SAGAKIT_POSTGRES_URL": server} if server else {})
         server = _server_url(ctx)
         return {"SAGAKIT_POSTGRES_URL": server} | {
-            DATABASE_VARS[service]: database_url(server, database)
-            for service, database in DATABASES.items()
+            s.database_var: database_url(server, s.database) for s in declared_services()
         }
 
     def stop(self, ctx: Context) -> None:
@@ -221,13 +218,14 @@ class Postgres:
 
 
 def _source(ctx: Context) -> Source:
-    given = [var for var in DATABASE_VARS.values() if ctx.environ.get(var)]
-    if len(given) == len(DATABASE_VARS):
+    every = [s.database_var for s in declared_services()]
+    given = [var for var in every if ctx.environ.get(var)]
+    if len(given) == len(every):
         return "databases"
     if given:
-        missing = sorted(set(DATABASE_VARS.values()) - set(given))
+        missing = sorted(set(every) - set(given))
         raise StackError(
-            f"{', '.join(given)} set but not {', '.join(missing)}: set all four, or none "
+            f"{', '.join(given)} set but not {', '.join(missing)}: set them all, or none "
             "(then SAGAKIT_POSTGRES_URL or the local PostgreSQL is used)"
         )
     return "server" if ctx.environ.get("SAGAKIT_POSTGRES_URL") else "local"

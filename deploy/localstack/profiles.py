@@ -20,12 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["HOST", "MAX_KAFKA_BROKERS", "PROFILES", "REPO_ROOT", "SERVICES", "Profile"]
+from deploy.localstack.declared import DECLARED_FIRST_PORT, declared_services
+
+__all__ = ["HOST", "MAX_KAFKA_BROKERS", "PROFILES", "REPO_ROOT", "Profile"]
 
 HOST = "127.0.0.1"
 # The package is installed editable (pip install -e), so this is the checkout's root.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("order", "payment", "inventory", "shipping")
 # Node 5 of the dev stack listens on 9100/9101: well below anything else of a profile.
 MAX_KAFKA_BROKERS = 5
 
@@ -42,7 +43,7 @@ class Profile:
     redis_port: int
     first_service_port: int
     runs_services: bool = True
-    """Whether ``up`` starts the four services too; the end-to-end tests start their own."""
+    """Whether ``up`` starts the services too; the end-to-end tests start their own."""
 
     @property
     def postgres_cluster(self) -> str:
@@ -57,8 +58,9 @@ class Profile:
         return self.kafka_port + step, self.kafka_controller_port + step
 
     def service_port(self, service: str) -> int:
-        """The HTTP port of a service: order, payment, inventory, shipping in a row."""
-        return self.first_service_port + SERVICES.index(service)
+        """The HTTP port of a service: its declared port's offset from the first one."""
+        offsets = {s.name: s.offset for s in declared_services()}
+        return self.first_service_port + offsets[service]
 
 
 PROFILES = {
@@ -69,7 +71,7 @@ PROFILES = {
         kafka_controller_port=9093,
         postgres_port=5432,
         redis_port=6379,
-        first_service_port=8000,
+        first_service_port=DECLARED_FIRST_PORT,
     ),
     "test": Profile(
         name="test",

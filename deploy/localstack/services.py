@@ -1,7 +1,8 @@
-"""The four services, each instance a process kept alive by the supervisor.
+"""The services under ``services/``, each instance a process kept alive by the supervisor.
 
 ``up`` starts ``deploy.localstack.supervisor`` in the background: it runs every instance
-(two of payment, to show load balancing), restarts any that dies and counts the restarts,
+(``deploy.localstack.declared``: each service on its declared port's offset, and a second
+payment instance, to show load balancing), restarts any that dies and counts the restarts,
 which ``status`` shows. ``up`` returns once every instance answers ``/readyz``. The test
 profile starts no services here (``Profile.runs_services``): the end-to-end tests run their
 own, on their own databases and topics (tests/e2e/conftest.py).
@@ -18,14 +19,15 @@ import httpx
 
 from deploy.localstack import ports
 from deploy.localstack.component import Context, Plan, StatusRow
+from deploy.localstack.declared import declared_services, instance_slots
 from deploy.localstack.errors import StackError
 from deploy.localstack.prereqs import Needs
 from deploy.localstack.processes import is_alive, running_pid, start_server, terminate
-from deploy.localstack.profiles import HOST, SERVICES
+from deploy.localstack.profiles import HOST
 from deploy.localstack.readiness import wait_until_answers
 from deploy.localstack.supervisor import read_status
 
-__all__ = ["INSTANCES", "Instance", "Services"]
+__all__ = ["Instance", "Services", "instances"]
 
 READY_TIMEOUT_S = 90.0
 SUPERVISOR = "deploy.localstack.supervisor"
@@ -46,15 +48,14 @@ class Instance:
         return f"http://{HOST}:{self.port(ctx)}"
 
 
-# order 8000, payment 8001, inventory 8002, shipping 8003, and the second payment on 8004.
-INSTANCES = (
-    *(Instance(service, service, offset) for offset, service in enumerate(SERVICES)),
-    Instance("payment-2", "payment", len(SERVICES)),
-)
+def instances() -> tuple[Instance, ...]:
+    """Every instance: on the dev stack order 8000, payment 8001, inventory 8002, shipping
+    8003 (their declared ports), and the second payment on 8004 (the first port left)."""
+    return tuple(Instance(s.name, s.service, s.offset) for s in instance_slots())
 
 
 class Services:
-    """order, payment (two instances), inventory, shipping, under one supervisor."""
+    """Every declared service (payment twice) under one supervisor."""
 
     name = "services"
 
@@ -64,12 +65,12 @@ class Services:
         if self._pid(ctx):
             return Plan.running()
         hint = "stop what listens there (make status shows what make up started)"
-        return Plan.start(Needs(ports=tuple((i.port(ctx), hint) for i in INSTANCES)))
+        return Plan.start(Needs(ports=tuple((i.port(ctx), hint) for i in instances())))
 
     def start(self, ctx: Context) -> None:
         folder = ctx.state("services")
         env_file = ctx.profile.state_dir / "stack.env"
-        specs = [f"{i.name}={i.service}:{i.port(ctx)}" for i in INSTANCES]
+        specs = [f"{i.name}={i.service}:{i.port(ctx)}" for i in instances()]
         argv = [sys.executable, "-m", SUPERVISOR, str(folder), str(env_file), *specs]
         start_server(argv, folder, "supervisor")
 
@@ -77,7 +78,7 @@ class Services:
         if not ctx.profile.runs_services:
             return
         folder = ctx.state("services")
-        for instance in INSTANCES:
+        for instance in instances():
             url = f"{instance.url(ctx)}/readyz"
             wait_until_answers(
                 f"{instance.name} at {instance.url(ctx)}",
@@ -88,9 +89,9 @@ class Services:
             )
 
     def env(self, ctx: Context) -> dict[str, str]:
-        first = {i.service: i.url(ctx) for i in reversed(INSTANCES)}
-        return {f"SAGAKIT_{service.upper()}_URL": first[service] for service in SERVICES} | {
-            "SAGAKIT_INSTANCE_URLS": ",".join(i.url(ctx) for i in INSTANCES),
+        first = {i.service: i.url(ctx) for i in reversed(instances())}
+        return {s.url_var: first[s.name] for s in declared_services()} | {
+            "SAGAKIT_INSTANCE_URLS": ",".join(i.url(ctx) for i in instances()),
         }
 
     def stop(self, ctx: Context) -> None:
@@ -99,7 +100,7 @@ class Services:
             # The supervisor stops every instance gracefully (they drain and commit) first.
             terminate(pid, "the service supervisor", timeout=45.0)
         self._pidfile(ctx).unlink(missing_ok=True)
-        ports.wait_until_free([i.port(ctx) for i in INSTANCES], "the services")
+        ports.wait_until_free([i.port(ctx) for i in instances()], "the services")
 
     def status(self, ctx: Context) -> list[StatusRow]:
         if not ctx.profile.runs_services:
@@ -107,7 +108,7 @@ class Services:
         running = self._pid(ctx) is not None
         known = {str(entry["name"]): entry for entry in read_status(ctx.state("services"))}
         rows = []
-        for instance in INSTANCES:
+        for instance in instances():
             entry = known.get(instance.name, {})
             pid = entry.get("pid") if running else None
             alive_pid = pid if isinstance(pid, int) and is_alive(pid) else None

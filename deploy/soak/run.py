@@ -92,7 +92,7 @@ async def run_soak(config: SoakConfig, endpoints: Endpoints) -> dict[str, Any]:
     keeper = BusinessFaults(await instances_by_service(urls), endpoints.urls.admin_token)
     load = Load()
     sampler = Sampler(
-        dsns={s: endpoints.database_dsn(s) for s in ("order", "payment", "inventory", "shipping")},
+        dsns={s: endpoints.database_dsn(s) for s in endpoints.services},
         redis_url=endpoints.env["SAGAKIT_REDIS_URL"],
         instance_urls=urls,
         state_dir=config.env_file.parent,
@@ -194,7 +194,7 @@ def _fresh_broker_and_redis(profile: str) -> None:
 
 async def _empty_tables(endpoints: Endpoints) -> None:
     """The services' tables emptied (the schema kept), so each run meets the same sizes."""
-    for service in ("order", "payment", "inventory", "shipping"):
+    for service in endpoints.services:
         connection = await asyncpg.connect(endpoints.database_dsn(service), timeout=10)
         try:
             tables = await connection.fetch(_USER_TABLES)

@@ -1,8 +1,10 @@
-"""The four services running as real processes, supervised, on the session's infrastructure.
+"""Every service under ``services/`` running as real processes, supervised, on the session's
+infrastructure.
 
 The ``system`` fixture gives each service a fresh database and the session its own copy of
-every topic, starts them under the same supervisor ``make up`` uses (two payment instances,
-restarts on exit), waits until every instance is ready, and stops them at the end.
+every topic, starts them under the same supervisor ``make up`` uses (the same instances:
+``deploy.localstack.declared``, two of payment; restarts on exit), waits until every
+instance is ready, and stops them at the end.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import httpx
 import pytest
 
 from deploy.demo.client import SagaClient, SystemUrls
+from deploy.localstack.declared import declared_services, instance_slots, service_names
 from deploy.localstack.ports import free_ports
 from deploy.localstack.supervisor import read_status
 from shared.envfile import write_env_file
 from tests.infra import Infrastructure
 
-SERVICES = ("order", "payment", "inventory", "shipping")
+SERVICES = service_names()
 READY_TIMEOUT_S = 90.0
 
 
@@ -46,10 +49,10 @@ def _instances() -> tuple[Instance, ...]:
     """The session's instances on free ports, chosen when the system starts (tests find them
     in the supervisor's status: tests/e2e/invariants.py ``instances``). Each session gets its
     own, so two sessions on one machine never talk to each other's services."""
-    names = ("order", "payment", "payment-2", "inventory", "shipping")
+    slots = instance_slots()
     return tuple(
-        Instance(name, name.removesuffix("-2"), port)
-        for name, port in zip(names, free_ports(len(names)), strict=True)
+        Instance(slot.name, slot.service, port)
+        for slot, port in zip(slots, free_ports(len(slots)), strict=True)
     )
 
 
@@ -89,10 +92,9 @@ async def _system_env(infra: Infrastructure, instances: tuple[Instance, ...]) ->
         # JSON lines: tests/e2e/test_observability.py reads the events' ids from them.
         "SAGAKIT_LOG_FORMAT": "json",
     }
-    for service in SERVICES:
-        url = next(i.url for i in instances if i.service == service)
-        env[f"SAGAKIT_{service.upper()}_URL"] = url
-        env[f"SAGAKIT_{service.upper()}_DATABASE_URL"] = await infra.create_database(service)
+    for service in declared_services():
+        env[service.url_var] = next(i.url for i in instances if i.service == service.name)
+        env[service.database_var] = await infra.create_database(service.name)
     return env
 
 
@@ -133,7 +135,7 @@ def _start_supervisor(
 async def running_system(
     infra: Infrastructure, state_dir: Path, settings: Mapping[str, str] | None = None
 ) -> AsyncIterator[RunningSystem]:
-    """The four services on fresh databases and topics of their own, until the block ends.
+    """Every service on fresh databases and topics of their own, until the block ends.
 
     ``settings`` are more ``SAGAKIT_*`` variables for every service (a test module that needs
     other settings, short deadlines say, starts a system of its own with them); so does a

@@ -26,6 +26,7 @@ from deploy import localstack
 from deploy.chaos import ChaosConfig, Endpoints, run_chaos
 from deploy.chaos.report import render, write_report
 from deploy.localstack import ports, prereqs
+from deploy.localstack.declared import PORT_SLOTS
 from deploy.localstack.profiles import PROFILES, Profile
 
 PROFILE = "chaos-test"
@@ -51,7 +52,7 @@ def _profile_on_free_ports() -> Profile:
     kafka = _free_block(2, 49192, 49299)
     return replace(
         fixed,
-        first_service_port=_free_block(5, 49010, 49091),
+        first_service_port=_free_block(PORT_SLOTS, 49010, 49091),
         kafka_port=kafka,
         kafka_controller_port=kafka + 1,
         redis_port=_free_block(1, 49380, 49429),

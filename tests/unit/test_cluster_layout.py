@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from deploy.localstack.cluster import KafkaCluster, Scram, Topology
+from deploy.localstack.declared import PORT_SLOTS
 from deploy.localstack.errors import StackError
-from deploy.localstack.profiles import MAX_KAFKA_BROKERS, PROFILES, SERVICES
+from deploy.localstack.profiles import MAX_KAFKA_BROKERS, PROFILES
 
 SCRAM = Scram("sagakit", "client-secret", "sagakit-broker", "broker-secret")
 
@@ -19,7 +20,8 @@ def every_port(profile_name: str) -> set[int]:
     kafka = {
         port for node in range(1, MAX_KAFKA_BROKERS + 1) for port in profile.kafka_node_ports(node)
     }
-    services = {profile.service_port(s) for s in SERVICES} | {profile.first_service_port + 4}
+    # Every slot a service may declare, not just today's: a new service must not collide.
+    services = {profile.first_service_port + offset for offset in range(PORT_SLOTS)}
     return kafka | services | {profile.postgres_port, profile.redis_port}
 
 

@@ -8,7 +8,6 @@ container is health-checked and restarted, and the image runs modules that exist
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -22,6 +21,8 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
+from deploy.localstack.declared import service_names
+from services import declarations
 from shared.envfile import read_env_file
 
 pytestmark = pytest.mark.unit
@@ -38,12 +39,7 @@ ALERT_TESTS = DEPLOY / "prometheus" / "alerts_test.yml"
 OPERATIONS = ROOT / "docs" / "operations.md"
 GRAFANA = DEPLOY / "grafana"
 
-SETTINGS_CLASSES = {
-    "order": "OrderSettings",
-    "payment": "PaymentSettings",
-    "inventory": "InventorySettings",
-    "shipping": "ShippingSettings",
-}
+SERVICES = service_names()
 RESTART_POLICIES = {"always", "unless-stopped", "on-failure"}
 DEFAULTED = re.compile(r"^\$\{(?P<name>\w+):?-(?P<default>[^}]*)\}$")
 
@@ -78,12 +74,8 @@ def service_of(name: str) -> str:
 
 
 def settings_class(service: str) -> type[BaseSettings]:
-    try:
-        module = importlib.import_module(f"services.{service}.app")
-    except ImportError as error:
-        pytest.skip(f"services.{service}.app does not import yet ({error}): check it once it does")
-    cls: type[BaseSettings] = getattr(module, SETTINGS_CLASSES[service])
-    return cls
+    """The settings class the service declares."""
+    return next(d.settings for d in declarations() if d.name == service)
 
 
 def accepted_env_names(cls: type[BaseSettings]) -> set[str]:
@@ -124,7 +116,7 @@ EVERYTHING = sorted(all_services())
 
 def test_the_compose_file_runs_every_service_and_two_payment_instances() -> None:
     services = [service_of(name) for name in APPS]
-    assert sorted(set(services)) == sorted(SETTINGS_CLASSES)
+    assert sorted(set(services)) == sorted(SERVICES)
     assert services.count("payment") == 2
 
 
@@ -307,7 +299,7 @@ def test_stack_env_gives_the_host_the_ports_and_token_compose_publishes() -> Non
     published = {port for name in APPS for port in published_ports(app_services()[name])}
     instance_ports = {urlsplit(url).port for url in env["SAGAKIT_INSTANCE_URLS"].split(",")}
     assert instance_ports == published
-    for service in SETTINGS_CLASSES:
+    for service in SERVICES:
         assert urlsplit(env[f"SAGAKIT_{service.upper()}_URL"]).port in published
     token = environment(app_services()["order"])["SAGAKIT_ADMIN_TOKEN"]
     assert env["SAGAKIT_ADMIN_TOKEN"] == interpolated(token)
