@@ -13,7 +13,7 @@ from services.analytics.model import minute_of, percentile
 from shared.contracts.money import ZERO, MoneyStr
 from shared.storage.db import UnitOfWorkFactory
 
-__all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "Summary", "router"]
+__all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "Summary", "router", "summarize"]
 
 DEFAULT_WINDOW = timedelta(hours=1)
 MAX_WINDOW = timedelta(days=7)
@@ -73,12 +73,13 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
             )
         async with units() as uow:
             window = await store.read_window(uow.session, minute_of(start))
-        return _summary(minute_of(start), window)
+        return summarize(minute_of(start), window)
 
     return router
 
 
-def _summary(since: datetime, window: store.Window) -> Summary:
+def summarize(since: datetime, window: store.Window) -> Summary:
+    """The summary of what ``window`` holds, counted from ``since``."""
     completed = [v for (outcome, _), v in window.outcomes.items() if outcome == "completed"]
     cancelled = {
         reason: count
