@@ -23,6 +23,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     select,
@@ -119,48 +120,68 @@ async def lock_orders(session: AsyncConnection, order_ids: Iterable[str]) -> dic
 
 
 async def save_orders(session: AsyncConnection, changed: Mapping[str, OrderFacts]) -> None:
-    """Write the facts of the orders in ``changed``."""
-    for order_id in sorted(changed):
-        values = _row(changed[order_id])
-        await session.execute(update(orders).where(orders.c.order_id == order_id).values(values))
+    """Write the facts of the orders in ``changed`` (one statement, executed for each)."""
+    statement = update(orders).where(orders.c.order_id == bindparam("id"))
+    rows = [{"id": order_id, **_row(changed[order_id])} for order_id in sorted(changed)]
+    await session.execute(statement, rows)
 
 
 async def apply(session: AsyncConnection, delta: Contributions) -> None:
-    """Add ``delta`` to the aggregate tables, each row by key order."""
+    """Add ``delta`` to the aggregate tables: one statement per table, rows in key order."""
     created = sorted(key for key in delta.counts if key[0] == "created")
-    for _, minute in created:
-        await _add(
-            session, orders_per_minute, {"minute": minute}, orders=delta.counts[("created", minute)]
-        )
+    await _add(
+        session,
+        orders_per_minute,
+        ("minute",),
+        [{"minute": key[1], "orders": delta.counts[key]} for key in created],
+    )
     outcomes = sorted(
         {key for key in (*delta.counts, *delta.revenue) if key[0] == "outcome"}, key=_sortable
     )
-    for key in outcomes:
-        _, minute, outcome, reason = key
-        at = {"minute": minute, "outcome": str(outcome), "reason": reason}
-        revenue = delta.revenue.get(key, ZERO)
-        await _add(session, outcomes_per_minute, at, orders=delta.counts[key], revenue=revenue)
+    await _add(
+        session,
+        outcomes_per_minute,
+        ("minute", "outcome", "reason"),
+        [
+            {
+                "minute": key[1],
+                "outcome": str(key[2]),
+                "reason": key[3],
+                "orders": delta.counts[key],
+                "revenue": delta.revenue.get(key, ZERO),
+            }
+            for key in outcomes
+        ],
+    )
     durations = sorted(key for key in delta.counts if key[0] == "duration")
-    for key in durations:
-        _, hour, bucket = key
-        await _add(
-            session, durations_per_hour, {"hour": hour, "bucket": bucket}, sagas=delta.counts[key]
-        )
+    await _add(
+        session,
+        durations_per_hour,
+        ("hour", "bucket"),
+        [{"hour": key[1], "bucket": key[2], "sagas": delta.counts[key]} for key in durations],
+    )
 
 
 async def add_event_counts(
     session: AsyncConnection, counts: Mapping[tuple[datetime, str], int]
 ) -> None:
     """Add to the number of events of each type seen in each minute."""
-    for minute, event_type in sorted(counts):
-        at = {"minute": minute, "event_type": event_type}
-        await _add(session, events_per_minute, at, events=counts[(minute, event_type)])
+    rows = [
+        {"minute": minute, "event_type": event_type, "events": counts[(minute, event_type)]}
+        for minute, event_type in sorted(counts)
+    ]
+    await _add(session, events_per_minute, ("minute", "event_type"), rows)
 
 
 async def _add(
-    session: AsyncConnection, table: Table, key: Mapping[str, Any], **added: Any
+    session: AsyncConnection, table: Table, key: tuple[str, ...], rows: list[dict[str, Any]]
 ) -> None:
-    new = insert(table).values({**key, **added})
+    """Add each row's numbers to the row of its key (made at zero when missing); ``rows``
+    hold each key once, in the order their rows are locked."""
+    if not rows:
+        return
+    new = insert(table).values(rows)
+    added = [name for name in rows[0] if name not in key]
     increments = {name: table.c[name] + new.excluded[name] for name in added}
     await session.execute(new.on_conflict_do_update(index_elements=list(key), set_=increments))
 
