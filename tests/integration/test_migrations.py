@@ -23,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, func, inspect, select, text
 
+from services.analytics import store as analytics_store
 from services.inventory import store as inventory_store
 from services.order import store as order_store
 from services.payment import store as payment_store
@@ -44,6 +45,7 @@ TABLES = {
     "payment": payment_store.metadata,
     "inventory": inventory_store.metadata,
     "shipping": shipping_store.metadata,
+    "analytics": analytics_store.metadata,
 }
 WAIT_S = 60.0  # a fresh interpreter imports a whole service: allow a slow machine
 
