@@ -7,4 +7,5 @@ CREATE DATABASE sagakit_order OWNER sagakit;
 CREATE DATABASE sagakit_payment OWNER sagakit;
 CREATE DATABASE sagakit_inventory OWNER sagakit;
 CREATE DATABASE sagakit_shipping OWNER sagakit;
+CREATE DATABASE sagakit_analytics OWNER sagakit;
 -- end of generated
