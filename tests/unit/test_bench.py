@@ -15,6 +15,7 @@ from bench.reset import refuse_unless_ours
 from bench.sagas import SagaRow, outcome
 from bench.stats import percentile, rate, summarize
 from bench.target import Target
+from deploy.localstack.declared import service_names
 
 
 def test_percentiles_interpolate_between_neighbours() -> None:
@@ -115,7 +116,7 @@ def _stack(profile: str, postgres_port: int, redis_port: int) -> Target:
         "SAGAKIT_STACK_PROFILE": profile,
         "SAGAKIT_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
     }
-    for service in ("order", "payment", "inventory", "shipping"):
+    for service in service_names():  # every service the stack runs
         url = f"postgresql+asyncpg://sagakit:sagakit@127.0.0.1:{postgres_port}/sagakit_{service}"
         env[f"SAGAKIT_{service.upper()}_DATABASE_URL"] = url
     return Target(env, Path("unused"))
