@@ -104,7 +104,15 @@ class SagaClient:
         url = f"{self.urls.order}/orders"
         give_up = time.monotonic() + OVERLOAD_PATIENCE_S
         while True:
-            response = await self.http.post(url, json=body, headers=headers)
+            try:
+                response = await self.http.post(url, json=body, headers=headers)
+            except httpx.TransportError:
+                # The answer was lost (a connection reset or closed under us): with an
+                # Idempotency-Key the same request is safe again and places one order.
+                if not idempotency_key or time.monotonic() > give_up:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
             # 503 with Retry-After: overloaded, nothing done; the same request is safe again.
             overloaded = response.status_code == 503 and "Retry-After" in response.headers
             if not overloaded or time.monotonic() > give_up:

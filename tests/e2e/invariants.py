@@ -269,8 +269,10 @@ class Ledger:
     async def place(
         self, customer_id: str, items: Items, *, idempotency_key: str | None = None
     ) -> Json:
-        """Place an order and remember it."""
-        order = await self.client.place_order(customer_id, items, idempotency_key)
+        """Place an order and remember it; with an Idempotency-Key, as a careful client does,
+        so a request whose answer is lost (a reset connection) is sent again safely."""
+        key = idempotency_key or str(uuid.uuid4())
+        order = await self.client.place_order(customer_id, items, key)
         self.orders[order["order_id"]] = order
         return order
 

@@ -133,6 +133,8 @@ async def index_dead_letters(units: UnitOfWorkFactory, letters: dict[str, str]) 
             "kafka_offset": uuid.uuid4().int % 2**62,
             "order_id": order_id,
             "dead_lettered_at": datetime.now(UTC),
+            "consumer_group": "payment",
+            "error_type": "PermanentError",
         }
         for order_id, topic in letters.items()
     ]
