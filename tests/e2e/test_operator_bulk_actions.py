@@ -260,3 +260,33 @@ async def test_stuck_sagas_are_cancelled_in_bulk_and_compensated_as_a_timeout(
         lambda: client.balance(customer), lambda balance: balance == 100, what="refunded"
     )
     await Ledger(client).assert_invariants()
+
+
+async def test_stuck_sagas_are_cancelled_from_the_explorer_after_their_count_and_ids(
+    system: RunningSystem, tab: Tab
+) -> None:
+    client = system.client
+    orders = await dead_lettered_at_inventory(system, "bulk-cancel-page", 2)
+    customer = (await client.order(orders[0]))["customer_id"]
+    await eventually(
+        lambda: stuck(system, customer), lambda found: len(found) == 2, what="both stuck"
+    )
+
+    await tab.goto(ui(system))
+    await tab.page.click("#cancel-stuck")
+    await tab.page.fill("#token-input", ANN)
+    await tab.page.click("#token-ok")
+    summary = await tab.shows("#bulk-summary", has_text="stuck saga(s) as timed out?")
+    assert (await summary.inner_text()).startswith("Cancel ")
+    sagas = await tab.page.inner_text("#bulk-sagas")
+    assert all(order_id in sagas for order_id in orders)
+    assert await tab.page.inner_text("#bulk-ok") == "cancel them"
+    await tab.page.click("#bulk-ok")
+    await tab.shows("#notice:not(.bad)", has_text="cancelling")
+    ended = [await wait_terminal(client, order_id) for order_id in orders]
+
+    assert [(o["status"], o["cancel_reason"]) for o in ended] == [("CANCELLED", "timed_out")] * 2
+    await eventually(
+        lambda: client.balance(customer), lambda balance: balance == 100, what="refunded"
+    )
+    await Ledger(client).assert_invariants()

@@ -112,13 +112,14 @@ async function adminPost(url, token, body) {
   return { response, answer };
 }
 
-function confirmBulk(preview) {
+function confirmBulk(preview, question = null, verb = "replay them") {
   const dialog = document.getElementById("bulk-dialog");
   const sagas = preview.orders > preview.order_ids.length ? ` (and ${preview.orders - preview.order_ids.length} more)` : "";
   const refused = preview.refused ? ` ${preview.refused} of them are older than the inboxes' memory and will be refused.` : "";
   document.getElementById("bulk-summary").textContent =
-    `Replay ${preview.count} dead letter(s) of ${preview.orders} saga(s)?${refused}`;
+    question || `Replay ${preview.count} dead letter(s) of ${preview.orders} saga(s)?${refused}`;
   document.getElementById("bulk-sagas").textContent = `sagas: ${preview.order_ids.join(", ")}${sagas}`;
+  document.getElementById("bulk-ok").textContent = verb;
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
     dialog.showModal();
@@ -168,6 +169,46 @@ async function replayGroup(button) {
   }
 }
 
+async function cancelStuck(button) {
+  let token = sessionStorage.getItem(TOKEN_KEY) || await askForToken();
+  if (!token) {
+    return;
+  }
+  button.disabled = true;
+  try {
+    const response = await fetch("/bulk/cancel-stuck", { headers: { Authorization: `Bearer ${token}` } });
+    const preview = await response.json().catch(() => ({}));
+    if (response.status === 401 || response.status === 403) {
+      sessionStorage.removeItem(TOKEN_KEY);
+    }
+    if (!response.ok) {
+      notify(`cancel of the stuck sagas refused: ${preview.detail || response.status}`, true);
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    if (preview.count === 0) {
+      notify("no stuck saga to cancel");
+      return;
+    }
+    const question = `Cancel ${preview.count} stuck saga(s) as timed out? Payment refunds and inventory releases follow.`;
+    if (!await confirmBulk(preview, question, "cancel them")) {
+      notify("nothing cancelled");
+      return;
+    }
+    const started = await adminPost("/bulk/cancel-stuck", token, { expected: preview.count });
+    if (!started.response.ok) {
+      notify(`cancel of the stuck sagas refused: ${started.answer.detail || started.response.status}`, true);
+      return;
+    }
+    notify(`cancelling ${started.answer.total} stuck saga(s), paced: bulk action ${started.answer.action_id.slice(0, 8)}`);
+    await refresh();
+  } catch (failure) {
+    notify("cancel of the stuck sagas failed: the order service does not answer", true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button.replay");
   if (button) {
@@ -179,6 +220,12 @@ document.addEventListener("click", (event) => {
   if (group) {
     event.preventDefault();
     replayGroup(group);
+    return;
+  }
+  const stuck = event.target.closest("button.cancel-stuck");
+  if (stuck) {
+    event.preventDefault();
+    cancelStuck(stuck);
   }
 });
 
