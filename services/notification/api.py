@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel
 
 from services.ids import MAX_CUSTOMER_ID_CHARS, MAX_ORDER_ID_CHARS
 from services.notification import store
+from services.notification.model import NotificationStatus
 from shared.contracts.text import StorableStr
 from shared.storage.db import UnitOfWorkFactory
 
-__all__ = ["NotificationPublic", "router"]
+__all__ = ["NotificationPublic", "admin_router", "router"]
 
 MAX_PAGE = 500
 
@@ -78,5 +79,34 @@ def router(units: UnitOfWorkFactory) -> APIRouter:
             following = request.url.include_query_params(after=found[-1].id)
             response.headers["Link"] = f'<{following}>; rel="next"'
         return [NotificationPublic.of(notification) for notification in found]
+
+    return api
+
+
+def admin_router(units: UnitOfWorkFactory) -> APIRouter:
+    api = APIRouter(prefix="/notifications", tags=["notifications admin"])
+
+    @api.post(
+        "/{event_id}/deliver-again",
+        responses={
+            404: {"description": "No notification for this event"},
+            409: {"description": "The notification is not dead: it is delivered or on its way"},
+        },
+    )
+    async def deliver_again(
+        event_id: Annotated[StorableStr, Path(min_length=1, max_length=64)],
+    ) -> dict[str, str]:
+        """A dead-lettered notification delivered again, its attempts counted from 0 (once
+        the receiver is fixed)."""
+        async with units() as uow:
+            was = await store.deliver_again(uow.session, event_id)
+            await uow.commit()
+        if was is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no notification {event_id!r}")
+        if was is not NotificationStatus.DEAD:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"notification {event_id!r} is {was.value}, not dead"
+            )
+        return {"event_id": event_id, "status": NotificationStatus.PENDING.value}
 
     return api

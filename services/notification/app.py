@@ -72,4 +72,5 @@ service = ServiceDeclaration(
     consumers=consumers,
     components=components,
     routers=lambda platform: [api.router(platform.units)],
+    admin_routers=lambda platform: [api.admin_router(platform.units)],
 )

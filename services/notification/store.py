@@ -37,6 +37,7 @@ __all__ = [
     "assign_customer",
     "claim_due",
     "customer_of",
+    "deliver_again",
     "find_notifications",
     "metadata",
     "notifications",
@@ -231,6 +232,30 @@ async def record_attempt(
         )
     )
     return (await session.execute(outcome)).rowcount == 1
+
+
+async def deliver_again(session: AsyncConnection, event_id: str) -> NotificationStatus | None:
+    """A dead notification back to ``PENDING`` with its attempts counted from 0 again; returns
+    the status it had (``DEAD`` when it was sent back), None when there is none."""
+    revive = (
+        update(notifications)
+        .where(
+            notifications.c.event_id == event_id,
+            notifications.c.status == NotificationStatus.DEAD.value,
+        )
+        .values(
+            status=NotificationStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=func.now(),
+            last_error=None,
+        )
+    )
+    if (await session.execute(revive)).rowcount == 1:
+        return NotificationStatus.DEAD
+    found = await session.scalar(
+        select(notifications.c.status).where(notifications.c.event_id == event_id)
+    )
+    return None if found is None else NotificationStatus(found)
 
 
 async def find_notifications(

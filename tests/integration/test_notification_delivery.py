@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from services.events import OrderCompleted
+from services.notification import api, store
 from services.notification import app as notification
-from services.notification import store
 from services.notification.delivery import WebhookDeliverer
 from services.notification.model import NotificationStatus
 from shared.testing.harness import Harness
@@ -211,3 +213,30 @@ def test_a_receiver_keyed_by_event_is_what_the_tests_assume() -> None:
     assert [receiver.answer("k", {})[0] for _ in range(3)] == [503, 200, 200]
     assert receiver.duplicates == Counter({"k": 1})
     assert receiver.posts() == {"k": 3}
+
+
+async def test_a_dead_notification_is_delivered_again_once_the_receiver_is_fixed(
+    infra: Infrastructure,
+) -> None:
+    receiver = Receiver(failures=None, status=500)
+    with serving(receiver) as url:
+        async with delivering(infra, url, attempts=2) as saga:
+            [key] = await notify(saga, "o-6")
+            await settled(saga, [key], NotificationStatus.DEAD)
+            receiver.failures = 0  # fixed: it takes the next post
+
+            app = FastAPI()
+            app.include_router(api.admin_router(saga.units("notification")))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://n") as admin:
+                again = await admin.post(f"/notifications/{key}/deliver-again")
+                await settled(saga, [key], NotificationStatus.DELIVERED)
+                twice = await admin.post(f"/notifications/{key}/deliver-again")
+                unknown = await admin.post("/notifications/no-such-event/deliver-again")
+            final = await statuses(saga)
+
+    assert (again.status_code, again.json()) == (200, {"event_id": key, "status": "pending"})
+    assert (twice.status_code, unknown.status_code) == (409, 404)
+    assert final[key] == (NotificationStatus.DELIVERED, 1, None)
+    assert receiver.posts() == {key: 3}
+    assert list(receiver.taken) == [key]
