@@ -5,6 +5,7 @@ receiver, its route answering."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from typing import Any
 
@@ -96,6 +97,7 @@ async def test_the_service_tells_each_customer_once_through_the_webhook(
                     await asyncio.sleep(0.2)
             listed = (await http.get("/notifications", params={"customer_id": "bob"})).json()
             every = (await http.get("/notifications")).json()
+            metrics = (await http.get("/metrics")).text
 
     assert receiver.posts() == {key: 2 for key in keys}  # each refused once, then taken
     assert receiver.duplicates == Counter()
@@ -104,3 +106,6 @@ async def test_the_service_tells_each_customer_once_through_the_webhook(
         ("OrderCancelled", "delivered", 2)
     ]
     assert sorted(n["event_id"] for n in every) == sorted(keys)
+    for outcome in ("retry", "delivered"):  # each post refused once, then taken
+        sample = rf'sagakit_notification_attempts_total{{[^}}]*outcome="{outcome}"[^}}]*}} 2\.0'
+        assert re.search(sample, metrics), outcome
