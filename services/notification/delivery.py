@@ -147,7 +147,7 @@ class WebhookDeliverer:
             answer = await self._client.post(
                 self._policy.webhook_url, json=delivery.body, headers=headers
             )
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             return None, f"{type(error).__name__}: {error}"[:500]
         return answer.status_code, None if answer.is_success else f"HTTP {answer.status_code}"
 

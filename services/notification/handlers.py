@@ -24,7 +24,11 @@ Notified = OrderCompleted | OrderCancelled | PaymentRefunded
 
 async def learn_customer(event: OrderCreated, uow: UnitOfWork, *, webhook: bool) -> None:
     """Remember whose order it is, and hand that customer the order's notifications that
-    waited for it (an ``OrderCancelled`` read before its ``OrderCreated``)."""
+    waited for it (an ``OrderCancelled`` read before its ``OrderCreated``).
+
+    The group's transactions run one at a time (the platform's group lock), so a cancel
+    recorded as waiting is committed before this looks for it, or sees the customer itself.
+    """
     await store.remember_customer(uow.session, event.order_id, event.customer_id)
     status = first_status(customer_known=True, webhook=webhook)
     await store.assign_customer(uow.session, event.order_id, event.customer_id, status)
@@ -33,9 +37,10 @@ async def learn_customer(event: OrderCreated, uow: UnitOfWork, *, webhook: bool)
 async def notify(event: Notified, uow: UnitOfWork, *, webhook: bool) -> None:
     """One notification for the event's customer; a copy of the event (same event id) adds
     none."""
-    customer = getattr(event, "customer_id", None) or await store.customer_of(
-        uow.session, event.order_id
-    )
+    if isinstance(event, OrderCancelled):  # the one that does not name its customer
+        customer = await store.customer_of(uow.session, event.order_id)
+    else:
+        customer = event.customer_id
     details = _details(event)
     new = store.NewNotification(
         event_id=str(event.event_id),
