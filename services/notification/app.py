@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
 from pydantic import Field
 
 from services.events import CATALOGUE, OrderCancelled, OrderCompleted, OrderCreated, PaymentRefunded
-from services.notification import api, handlers
+from services.notification import api, handlers, store
 from services.notification.delivery import DeliveryPolicy, WebhookDeliverer
 from shared.app.declaration import Consumers, ServiceDeclaration
 from shared.app.platform import Platform
 from shared.app.service import Component
 from shared.consuming.subscriptions import Subscription
+from shared.publishing.purger import Purge
 from shared.settings import PlatformSettings, database_url_field
 
 __all__ = ["NotificationSettings", "service"]
@@ -29,6 +31,9 @@ class NotificationSettings(PlatformSettings):
     notification_retry_max_delay_ms: int = Field(default=300_000, ge=0)
     notification_timeout_seconds: float = Field(default=5.0, gt=0)
     notification_poll_interval_ms: int = Field(default=500, ge=10)
+    # Delivered and recorded notifications, and orders' customers, older than this are
+    # deleted; unset, they are kept for ever. Pending and dead notifications are never.
+    notification_retention_seconds: int | None = Field(default=None, ge=1)
 
     def delivery_policy(self) -> DeliveryPolicy | None:
         """How the deliverer works, or None when there is no webhook to deliver to."""
@@ -62,6 +67,15 @@ def components(platform: Platform[NotificationSettings]) -> list[Component]:
     return [] if policy is None else [WebhookDeliverer(platform.units, policy)]
 
 
+def purges(platform: Platform[NotificationSettings]) -> list[Purge]:
+    """The notifications' retention, when set, run by the platform's purger."""
+    seconds = platform.settings.notification_retention_seconds
+    if seconds is None:
+        return []
+    window = timedelta(seconds=seconds)
+    return [Purge(store.NOTIFICATIONS_PURGE, window), Purge(store.ORDER_CUSTOMERS_PURGE, window)]
+
+
 service = ServiceDeclaration(
     name="notification",
     settings=NotificationSettings,
@@ -71,6 +85,7 @@ service = ServiceDeclaration(
     catalogue=CATALOGUE,
     consumers=consumers,
     components=components,
+    purges=purges,
     routers=lambda platform: [api.router(platform.units)],
     admin_routers=lambda platform: [api.admin_router(platform.units)],
 )

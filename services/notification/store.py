@@ -27,9 +27,12 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification.model import NotificationStatus
+from shared.publishing.retention import PurgeStatement
 from shared.storage.sql import insert_unless_present
 
 __all__ = [
+    "NOTIFICATIONS_PURGE",
+    "ORDER_CUSTOMERS_PURGE",
     "Delivery",
     "NewNotification",
     "Notification",
@@ -74,6 +77,12 @@ notifications = Table(
         "next_attempt_at",
         postgresql_where=text("status = 'pending'"),
     ),
+    # What retention deletes, oldest first (NOTIFICATIONS_PURGE).
+    Index(
+        "notifications_finished",
+        "created_at",
+        postgresql_where=text("status IN ('delivered', 'recorded')"),
+    ),
 )
 
 order_customers = Table(
@@ -81,6 +90,28 @@ order_customers = Table(
     metadata,
     Column("order_id", Text, primary_key=True),
     Column("customer_id", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("order_customers_created_at", "created_at"),
+)
+
+# A notification done with (delivered, or recorded without a webhook) once it is older than
+# the window; a pending one is still to deliver and a dead one still to look at and send
+# again, however old. Found through the partial index, deleted by ctid as the platform's
+# purges are (shared.publishing.retention).
+NOTIFICATIONS_PURGE = PurgeStatement(
+    notifications.name,
+    f"DELETE FROM {notifications.name} WHERE ctid = ANY(ARRAY("
+    f"SELECT ctid FROM {notifications.name} "
+    "WHERE status IN ('delivered', 'recorded') AND created_at < now() - $1::interval "
+    "ORDER BY created_at LIMIT $2))",
+)
+# An order's customer is needed until its cancel is read, minutes after the order at most
+# (its deadlines), or a backlog later: the same window is plenty.
+ORDER_CUSTOMERS_PURGE = PurgeStatement(
+    order_customers.name,
+    f"DELETE FROM {order_customers.name} WHERE ctid = ANY(ARRAY("
+    f"SELECT ctid FROM {order_customers.name} "
+    "WHERE created_at < now() - $1::interval ORDER BY created_at LIMIT $2))",
 )
 
 

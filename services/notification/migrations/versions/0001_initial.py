@@ -58,16 +58,36 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("status = 'pending'"),
     )
+    op.create_index(
+        "notifications_finished",
+        "notifications",
+        ["created_at"],
+        unique=False,
+        postgresql_where=sa.text("status IN ('delivered', 'recorded')"),
+    )
     op.create_table(
         "order_customers",
         sa.Column("order_id", sa.Text(), nullable=False),
         sa.Column("customer_id", sa.Text(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
         sa.PrimaryKeyConstraint("order_id"),
     )
+    op.create_index("order_customers_created_at", "order_customers", ["created_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("order_customers_created_at", table_name="order_customers")
     op.drop_table("order_customers")
+    op.drop_index(
+        "notifications_finished",
+        table_name="notifications",
+        postgresql_where=sa.text("status IN ('delivered', 'recorded')"),
+    )
     op.drop_index(
         "notifications_due",
         table_name="notifications",
