@@ -1,22 +1,20 @@
-"""The notification deliverer against a real HTTP receiver (a threaded ``http.server`` on a
-free port): retried with backoff until it answers, delivered once per event id with the same
-``Idempotency-Key`` on every attempt, a lost answer recognised by the receiver as a
-duplicate, and dead-lettered when the receiver never takes it."""
+"""The notification deliverer against a real HTTP receiver (the demo receiver,
+services/notification/receiver.py, served by uvicorn on a free port): retried with backoff
+until it answers, delivered once per event id with the same ``Idempotency-Key`` on every
+attempt, a lost answer recognised by the receiver as a duplicate, and dead-lettered when the
+receiver never takes it."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
+import asyncio
+import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from services.events import OrderCompleted
@@ -24,6 +22,7 @@ from services.notification import api, store
 from services.notification import app as notification
 from services.notification.delivery import WebhookDeliverer
 from services.notification.model import NotificationStatus
+from services.notification.receiver import HOOK_PATH, Receiver, receiver_app
 from shared.testing.harness import Harness
 from tests.infra import Infrastructure
 from tests.integration.test_consumer_support import wait_until
@@ -31,63 +30,24 @@ from tests.integration.test_consumer_support import wait_until
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Receiver:
-    """A webhook that fails each notification's first ``failures`` posts with ``status``
-    (all of them when ``failures`` is None), then takes it; a key it took before is a
-    duplicate, answered 200 and not taken again. ``slow_first``: the first post of each key
-    is taken, but answered after the sender stopped waiting (a lost answer)."""
+@asynccontextmanager
+async def serving(receiver: Receiver) -> AsyncIterator[str]:
+    """The demo receiver served on a free port, in this event loop; its hook's URL."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(receiver_app(receiver), log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[listening]))
 
-    failures: int | None = 0
-    status: int = 503
-    slow_first: float = 0.0
-    keys: list[str] = field(default_factory=list)
-    """The Idempotency-Key of every post, in order."""
-    taken: dict[str, dict[str, Any]] = field(default_factory=dict)
-    duplicates: Counter[str] = field(default_factory=Counter)
-    _failed: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    async def started() -> bool:
+        return server.started
 
-    def answer(self, key: str, body: dict[str, Any]) -> tuple[int, float]:
-        with self._lock:
-            self.keys.append(key)
-            if key in self.taken:
-                self.duplicates[key] += 1
-                return 200, 0.0
-            if self.failures is None or self._failed[key] < self.failures:
-                self._failed[key] += 1
-                return self.status, 0.0
-            self.taken[key] = body
-            return 200, self.slow_first
-
-    def posts(self) -> dict[str, int]:
-        with self._lock:
-            return dict(Counter(self.keys))
-
-
-@contextmanager
-def serving(receiver: Receiver) -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", 0))
-            body = json.loads(self.rfile.read(length))
-            code, delay = receiver.answer(self.headers.get("Idempotency-Key", ""), body)
-            time.sleep(delay)
-            self.send_response(code)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/notifications"
+        await wait_until(started, timeout_s=30, what="the receiver serving")
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}{HOOK_PATH}"
     finally:
-        server.shutdown()
-        server.server_close()
+        server.should_exit = True
+        await task
+        listening.close()
 
 
 @asynccontextmanager
@@ -145,12 +105,11 @@ async def settled(saga: Harness, keys: list[str], status: NotificationStatus) ->
 async def test_a_failing_receiver_is_retried_until_it_takes_each_notification_once(
     infra: Infrastructure,
 ) -> None:
-    receiver = Receiver(failures=2)
-    with serving(receiver) as url:
-        async with delivering(infra, url, attempts=5) as saga:
-            keys = await notify(saga, "o-1", "o-2")
-            await settled(saga, keys, NotificationStatus.DELIVERED)
-            final = await statuses(saga)
+    receiver = Receiver(fail_first=2)
+    async with serving(receiver) as url, delivering(infra, url, attempts=5) as saga:
+        keys = await notify(saga, "o-1", "o-2")
+        await settled(saga, keys, NotificationStatus.DELIVERED)
+        final = await statuses(saga)
 
     assert receiver.posts() == {key: 3 for key in keys}  # two refused, the third taken
     assert sorted(receiver.taken) == sorted(keys)
@@ -166,10 +125,12 @@ async def test_a_lost_answer_is_posted_again_and_the_receiver_knows_the_copy(
     infra: Infrastructure,
 ) -> None:
     receiver = Receiver(slow_first=2.0)  # answers after the deliverer gave up waiting
-    with serving(receiver) as url:
-        async with delivering(infra, url, attempts=5, timeout_s=0.5) as saga:
-            [key] = await notify(saga, "o-3")
-            await settled(saga, [key], NotificationStatus.DELIVERED)
+    async with (
+        serving(receiver) as url,
+        delivering(infra, url, attempts=5, timeout_s=0.5) as saga,
+    ):
+        [key] = await notify(saga, "o-3")
+        await settled(saga, [key], NotificationStatus.DELIVERED)
 
     assert receiver.posts() == {key: 2}
     assert list(receiver.taken) == [key]
@@ -180,12 +141,11 @@ async def test_a_lost_answer_is_posted_again_and_the_receiver_knows_the_copy(
 async def test_a_receiver_that_never_takes_it_dead_letters_the_notification(
     infra: Infrastructure, status: int, attempts_made: int
 ) -> None:
-    receiver = Receiver(failures=None, status=status)
-    with serving(receiver) as url:
-        async with delivering(infra, url, attempts=3) as saga:
-            [key] = await notify(saga, "o-4")
-            await settled(saga, [key], NotificationStatus.DEAD)
-            final = await statuses(saga)
+    receiver = Receiver(always_fail=True, fail_status=status)
+    async with serving(receiver) as url, delivering(infra, url, attempts=3) as saga:
+        [key] = await notify(saga, "o-4")
+        await settled(saga, [key], NotificationStatus.DEAD)
+        final = await statuses(saga)
 
     # 500 is tried until the attempts run out; 400 is a refusal for good, not tried again.
     assert final[key] == (NotificationStatus.DEAD, attempts_made, f"HTTP {status}")
@@ -196,7 +156,7 @@ async def test_a_receiver_that_never_takes_it_dead_letters_the_notification(
 async def test_a_receiver_that_is_down_is_retried_then_dead_lettered(
     infra: Infrastructure,
 ) -> None:
-    with serving(Receiver()) as url:
+    async with serving(Receiver()) as url:
         pass  # the port is closed again: nothing listens there
     async with delivering(infra, url, attempts=2) as saga:
         [key] = await notify(saga, "o-5")
@@ -207,33 +167,24 @@ async def test_a_receiver_that_is_down_is_retried_then_dead_lettered(
     assert error is not None and error.startswith("ConnectError")
 
 
-def test_a_receiver_keyed_by_event_is_what_the_tests_assume() -> None:
-    # The fake's own rule, so that the assertions above mean what they say.
-    receiver = Receiver(failures=1)
-    assert [receiver.answer("k", {})[0] for _ in range(3)] == [503, 200, 200]
-    assert receiver.duplicates == Counter({"k": 1})
-    assert receiver.posts() == {"k": 3}
-
-
 async def test_a_dead_notification_is_delivered_again_once_the_receiver_is_fixed(
     infra: Infrastructure,
 ) -> None:
-    receiver = Receiver(failures=None, status=500)
-    with serving(receiver) as url:
-        async with delivering(infra, url, attempts=2) as saga:
-            [key] = await notify(saga, "o-6")
-            await settled(saga, [key], NotificationStatus.DEAD)
-            receiver.failures = 0  # fixed: it takes the next post
+    receiver = Receiver(always_fail=True, fail_status=500)
+    async with serving(receiver) as url, delivering(infra, url, attempts=2) as saga:
+        [key] = await notify(saga, "o-6")
+        await settled(saga, [key], NotificationStatus.DEAD)
+        receiver.always_fail = False  # fixed: it takes the next post
 
-            app = FastAPI()
-            app.include_router(api.admin_router(saga.units("notification")))
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://n") as admin:
-                again = await admin.post(f"/notifications/{key}/deliver-again")
-                await settled(saga, [key], NotificationStatus.DELIVERED)
-                twice = await admin.post(f"/notifications/{key}/deliver-again")
-                unknown = await admin.post("/notifications/no-such-event/deliver-again")
-            final = await statuses(saga)
+        app = FastAPI()
+        app.include_router(api.admin_router(saga.units("notification")))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://n") as admin:
+            again = await admin.post(f"/notifications/{key}/deliver-again")
+            await settled(saga, [key], NotificationStatus.DELIVERED)
+            twice = await admin.post(f"/notifications/{key}/deliver-again")
+            unknown = await admin.post("/notifications/no-such-event/deliver-again")
+        final = await statuses(saga)
 
     assert (again.status_code, again.json()) == (200, {"event_id": key, "status": "pending"})
     assert (twice.status_code, unknown.status_code) == (409, 404)

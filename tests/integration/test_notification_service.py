@@ -15,11 +15,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.events import CATALOGUE, OrderCancelled, OrderCompleted, OrderCreated, OrderEvent
 from services.notification import app as notification
+from services.notification.receiver import Receiver
 from shared.contracts.events import event_headers
 from shared.contracts.topics import Topics
 from tests.infra import Infrastructure
 from tests.integration.test_booking_saga import WAIT_S, running, topics_ready
-from tests.integration.test_notification_delivery import Receiver, serving
+from tests.integration.test_notification_delivery import serving
 
 
 def created(order_id: str, customer: str) -> OrderCreated:
@@ -59,9 +60,9 @@ async def test_the_service_tells_each_customer_once_through_the_webhook(
     alice, bob = created("o-1", "alice"), created("o-2", "bob")
     done = OrderCompleted.caused_by(alice, producer="order", customer_id="alice", total="5.00")
     cancel = OrderCancelled.caused_by(bob, producer="order", reason="payment_declined")
-    receiver = Receiver(failures=1)
+    receiver = Receiver(fail_first=1)
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
-    with serving(receiver) as url:
+    async with serving(receiver) as url:
         # Copied, not passed to the class: the database URL is read from an alias.
         database = await infra.create_database("notification")
         update = {"database_url": database, "notification_webhook_url": url}
