@@ -8,4 +8,5 @@ CREATE DATABASE sagakit_payment OWNER sagakit;
 CREATE DATABASE sagakit_inventory OWNER sagakit;
 CREATE DATABASE sagakit_shipping OWNER sagakit;
 CREATE DATABASE sagakit_analytics OWNER sagakit;
+CREATE DATABASE sagakit_notification OWNER sagakit;
 -- end of generated
