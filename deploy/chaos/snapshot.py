@@ -195,15 +195,19 @@ async def _bounded(calls: Iterable[Awaitable[T]]) -> list[T]:
 
 async def _get(client: SagaClient, url: str) -> dict[str, Any] | None:
     """The JSON at ``url``, None on 404; asked again when the connection fails (a service
-    restarting, a kept-alive connection the server closed meanwhile)."""
+    restarting, a kept-alive connection the server closed meanwhile) or the answer is 503."""
     for attempt in range(1, GET_ATTEMPTS + 1):
         try:
             response = await client.http.get(url)
-            break
         except httpx.TransportError:
             if attempt == GET_ATTEMPTS:
                 raise
             await asyncio.sleep(GET_RETRY_PAUSE_S * attempt)
+            continue
+        # 503: its database could not take the read just now (a restart, no connection free).
+        if response.status_code != 503 or attempt == GET_ATTEMPTS:
+            break
+        await asyncio.sleep(GET_RETRY_PAUSE_S * attempt)
     if response.status_code == 404:
         return None
     response.raise_for_status()

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import text
@@ -156,6 +156,7 @@ class Postgres:
                 env={"LC_ALL": LOCALE},
                 what=f"creating PostgreSQL cluster {version}/{name}",
             )
+        _configure(version, name)
         # pg_ctlcluster waits until the server accepts connections.
         run([*PG_CTLCLUSTER, version, name, "start"], what=f"starting cluster {version}/{name}")
 
@@ -260,3 +261,18 @@ def _find_cluster(name: str) -> Cluster | None:
         if cluster == name:
             return Cluster(version, cluster, int(port), status.startswith("online"), Path(data_dir))
     return None
+
+
+# Each service process may hold its pool (SAGAKIT_DATABASE_POOL_SIZE 10 + 5 overflow) and the
+# dedicated connections of its relay, purger and leader loops: about 20. The reference system
+# runs seven processes, and the test suite several systems on one cluster: PostgreSQL's
+# default of 100 was reached (a read then failed for want of a connection).
+SETTINGS: Final = {"max_connections": "400"}
+
+
+def _configure(version: str, name: str) -> None:
+    """The cluster's own settings, in the conf.d its postgresql.conf includes (read at start)."""
+    conf_d = Path("/etc/postgresql") / version / name / "conf.d"
+    conf_d.mkdir(parents=True, exist_ok=True)
+    lines = "".join(f"{key} = {value}\n" for key, value in SETTINGS.items())
+    (conf_d / "sagakit.conf").write_text(f"# written by sagakit's local stack\n{lines}")

@@ -6,18 +6,28 @@ to it): FastAPI adds 200 and, for a route with parameters, 422; the rest come fr
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
+from fastapi import FastAPI, Request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.consuming.failures import Failure, classify
 
 __all__ = [
     "ADMIN_RESPONSES",
     "BODY_RESPONSES",
     "MAX_BODY_BYTES",
+    "UNAVAILABLE_RESPONSES",
     "BodySizeLimit",
+    "answer_database_errors",
     "not_found",
 ]
+
+log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -37,6 +47,35 @@ ADMIN_RESPONSES: Final[Responses] = {
     404: {"description": "Admin endpoints are switched off (no SAGAKIT_ADMIN_TOKEN is set)"},
 }
 """The answers of the admin guard (``shared.app.admin``), on every admin route."""
+
+UNAVAILABLE_RESPONSES: Final[Responses] = {
+    503: {
+        "description": "The database cannot take the request now (down, restarting, out of "
+        "connections): nothing was done, retry after the Retry-After header's seconds"
+    },
+}
+"""Every route's answer when its database is unavailable (``answer_database_errors``)."""
+
+
+def answer_database_errors(app: FastAPI) -> None:
+    """Answer a request whose database is unavailable (``shared.consuming.failures``: refused
+    or lost connections, no connection free, a server shutting down or out of connections)
+    with 503 and ``Retry-After``: the caller may send it again, as the consumers wait such a
+    database out. Any other database error stays a 500, logged with its traceback."""
+
+    async def answer(request: Request, error: Exception) -> JSONResponse:
+        if classify(error) is Failure.unavailable:
+            log.warning("%s %s: database unavailable (%r)", request.method, request.url.path, error)
+            return JSONResponse(
+                {"detail": "the database is unavailable: retry later"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
+
+    app.add_exception_handler(DBAPIError, answer)
+    app.add_exception_handler(PoolTimeout, answer)
 
 
 def not_found(what: str) -> Responses:

@@ -28,7 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.app.access_log import AccessLog, request_durations
 from shared.app.admin import admin_guard, faults_router
-from shared.app.http import ADMIN_RESPONSES, BodySizeLimit
+from shared.app.http import (
+    ADMIN_RESPONSES,
+    UNAVAILABLE_RESPONSES,
+    BodySizeLimit,
+    answer_database_errors,
+)
 from shared.consuming.faults import FaultRegistry
 from shared.observability.metrics import Metric, gauge, render
 from shared.publishing.audit import AuditTrail
@@ -157,7 +162,13 @@ def create_app(service: Service) -> FastAPI:
         f"{service.description}\n\nThe events it sends and receives, and every other "
         "service's: [AsyncAPI 3 document](/asyncapi.yaml)."
     ).strip()
-    app = FastAPI(title=f"sagakit {service.name}", description=description, lifespan=lifespan)
+    app = FastAPI(
+        title=f"sagakit {service.name}",
+        description=description,
+        lifespan=lifespan,
+        responses=UNAVAILABLE_RESPONSES,
+    )
+    answer_database_errors(app)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(AccessLog, durations=request_durations(service.registry))
     app.include_router(_health_router(service))

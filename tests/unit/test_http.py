@@ -45,3 +45,46 @@ async def test_a_streamed_body_within_the_limit_reaches_the_app_whole() -> None:
     async with client(100) as http:
         response = await http.post("/", content=chunks(3, 30))
     assert (response.status_code, response.json()) == (200, {"size": 90})
+
+
+class _Orig(Exception):
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def failing_app(error: Exception) -> httpx.AsyncClient:
+    from fastapi import FastAPI
+
+    from shared.app.http import answer_database_errors
+
+    app = FastAPI()
+    answer_database_errors(app)
+
+    @app.get("/")
+    async def read() -> None:
+        raise error
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_a_request_the_database_cannot_take_now_is_answered_503_with_retry_after() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    too_many = OperationalError("SELECT", {}, _Orig("53300"))  # too many connections
+    async with failing_app(too_many) as http:
+        response = await http.get("/")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "database" in response.json()["detail"]
+
+
+async def test_any_other_database_error_is_still_a_500() -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    async with failing_app(IntegrityError("INSERT", {}, _Orig("23505"))) as http:
+        response = await http.get("/")
+
+    assert response.status_code == 500
