@@ -16,12 +16,14 @@ import redis.asyncio
 from bench.target import Target
 from deploy.localstack.declared import service_names
 from deploy.localstack.profiles import HOST, PROFILES
+from shared.storage.migrations import PLATFORM_VERSION_TABLE
 
 __all__ = ["refuse_unless_ours", "reset_bench_stack"]
 
 _TABLES = (
     "SELECT quote_ident(tablename) FROM pg_tables "
-    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+    "WHERE schemaname = 'public' "
+    f"AND tablename NOT IN ('alembic_version', '{PLATFORM_VERSION_TABLE}')"
 )
 
 

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.cpu import pid_in, process_seconds
 from deploy.localstack.supervisor import read_status
+from shared.storage.migrations import PLATFORM_VERSION_TABLE
 
 __all__ = [
     "outbox_backlog",
@@ -103,7 +104,8 @@ async def redis_reading(client: redis.asyncio.Redis) -> dict[str, float]:
 
 _TABLES = (
     "SELECT relname, n_live_tup, pg_total_relation_size(relid) FROM pg_stat_user_tables "
-    "WHERE schemaname = 'public' AND relname <> 'alembic_version'"
+    "WHERE schemaname = 'public' "
+    f"AND relname NOT IN ('alembic_version', '{PLATFORM_VERSION_TABLE}')"
 )
 
 

@@ -34,6 +34,7 @@ from deploy.soak.load import Load, offer_orders
 from deploy.soak.poison import PoisonReplays
 from deploy.soak.sampler import Sampler
 from deploy.soak.verdict import growth_per_saga, verdict
+from shared.storage.migrations import PLATFORM_VERSION_TABLE
 
 __all__ = ["run_soak", "soak"]
 
@@ -51,7 +52,8 @@ _P99 = (
 SOAK_PROFILES = ("soak", "soak-test")
 _USER_TABLES = (
     "SELECT quote_ident(tablename) FROM pg_tables "
-    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+    "WHERE schemaname = 'public' "
+    f"AND tablename NOT IN ('alembic_version', '{PLATFORM_VERSION_TABLE}')"
 )
 
 

@@ -252,7 +252,7 @@ def _adopt(connection: Connection, config: Config) -> None:
     of the service's revisions before it."""
     database = inspect(connection)
     tables = set(database.get_table_names())
-    if PLATFORM_VERSION_TABLE in tables or "sagakit_outbox" not in tables:
+    if "sagakit_outbox" not in tables or _platform_versioned(connection, tables):
         return
     platform_version = _platform_version_shown(connection)
     _run_online(
@@ -281,6 +281,15 @@ def _adopt(connection: Connection, config: Config) -> None:
         older[-1],
     )
     connection.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": older[-1]})
+
+
+def _platform_versioned(connection: Connection, tables: set[str]) -> bool:
+    """Whether the platform's history says where it stands. An empty version table says
+    nothing (a reset that emptied every table but alembic_version left one): adopted too."""
+    if PLATFORM_VERSION_TABLE not in tables:
+        return False
+    count: int = connection.scalar(text(f"SELECT count(*) FROM {PLATFORM_VERSION_TABLE}"))
+    return count != 0
 
 
 def _platform_version_shown(connection: Connection) -> str:

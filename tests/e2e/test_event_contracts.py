@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.events import UNKNOWN_CARRIER, InventoryReserved, decode
+from services.asyncapi import reference_services
+from services.events import UNKNOWN_CARRIER, InventoryReserved, OrderShipped, decode
 from shared.app.asyncapi import DOCUMENT
 from shared.publishing.producer import build_producer
 from shared.settings import PlatformSettings
@@ -133,7 +134,14 @@ async def test_an_order_shipped_of_a_version_no_consumer_knows_is_dead_lettered_
     v99 = order_shipped(order_id, None, version=99)
     value = await publisher.publish("order-shipped", v99)
 
-    groups = {system.topic(group) for group in ("inventory", "order", "order-timeline")}
+    # Every group that reads order-shipped (inventory, order, order-timeline, analytics...).
+    groups = {
+        system.topic(group)
+        for wiring in reference_services()
+        for group, types in wiring.groups.items()
+        if OrderShipped in types
+    }
+    assert {system.topic("inventory"), system.topic("order")} <= groups
     letters = await eventually(
         lambda: dead_letters(
             system.kafka_bootstrap, system.topic("order-shipped-dlq"), order_id, timeout=2

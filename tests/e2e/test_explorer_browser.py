@@ -198,7 +198,10 @@ async def test_a_stuck_saga_is_flagged_and_a_replay_from_the_page_completes_it(
     assert len(await dead_letters(system.kafka_bootstrap, dlq, order_id)) == 1
     await eventually(lambda: client.order(order_id), lambda o: o["status"] == "PAID", what="PAID")
 
-    assert await stuck_orders(system, customer) == [order_id]
+    # The dead-letter index reads the DLQ topics at most once a second: wait until it has.
+    await eventually(
+        lambda: stuck_orders(system, customer), lambda ids: ids == [order_id], what="stuck"
+    )
 
     await tab.goto(ui(system))
     flagged = await tab.shows(f"#stuck tr[data-order-id='{order_id}']")

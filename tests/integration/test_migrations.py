@@ -326,3 +326,20 @@ async def test_an_adopted_database_gets_the_platform_revisions_its_tables_lack(
     ]
     state = await database_state(url, "shipping")
     assert at_head_with_exactly_its_tables(state, "shipping"), state
+
+
+async def test_a_platform_version_table_emptied_by_hand_is_adopted_again(
+    infra: Infrastructure, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What a TRUNCATE of every table but alembic_version did (the soak's and the bench's
+    # resets, before they knew this table): the tables there, their version gone.
+    url = await infra.create_database("migrate_emptied_version")
+    await upgrade_to_head(url, migrations("payment"))
+    await execute(url, f"DELETE FROM {PLATFORM_VERSION_TABLE}")
+    caplog.set_level(logging.INFO, logger="alembic")
+
+    await upgrade_to_head(url, migrations("payment"))
+
+    assert revisions_run(caplog) == [f"Running stamp_revision  -> {PLATFORM_HEAD}"]
+    state = await database_state(url, "payment")
+    assert at_head_with_exactly_its_tables(state, "payment"), state
