@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from shared.ops.cli.config import CliSettings, config
+from shared.ops.cli.config import CliSettings, Config, config
 from shared.ops.cli.output import CliError, emit_json, say, table
 
-__all__ = ["OrderCliSettings", "app"]
+__all__ = ["OrderCliSettings", "app", "problems", "request"]
 
 
 class OrderCliSettings(CliSettings):
@@ -33,27 +33,33 @@ HTTP_TIMEOUT_S = 10.0
 
 def _call(ctx: typer.Context, method: str, path: str, **kwargs: Any) -> Any:
     """One request to the order API; anything but a 2xx answer is a one-line error."""
-    cfg = config(ctx)
-    base = cfg.settings_of(OrderCliSettings).order_url.rstrip("/")
-    try:
-        with httpx.Client(timeout=min(cfg.timeout_s, HTTP_TIMEOUT_S)) as http:
-            response = http.request(method, f"{base}{path}", **kwargs)
-    except httpx.TransportError as error:
-        raise CliError(
-            f"cannot reach the order API at {base} ({type(error).__name__}): is it running? "
-            "(sagakit stack status)"
-        ) from error
+    response = request(config(ctx), method, path, HTTP_TIMEOUT_S, **kwargs)
     if response.status_code == 404:
         raise CliError(f"not found: {method} {path}")
     if response.status_code == 422:
-        raise CliError(f"the order API refused it: {_problems(response)}")
+        raise CliError(f"the order API refused it: {problems(response)}")
     if response.is_error:
         raise CliError(f"the order API answered {response.status_code}: {response.text[:200]}")
     return response.json()
 
 
-def _problems(response: httpx.Response) -> str:
-    """FastAPI's 422 detail as one line: ``items.0.quantity: Input should be ...``."""
+def request(cfg: Config, method: str, path: str, timeout_s: float, **kwargs: Any) -> httpx.Response:
+    """One request to the order service (SAGAKIT_ORDER_URL); a one-line error when it cannot
+    be reached, its answer otherwise, whatever the status."""
+    base = cfg.settings_of(OrderCliSettings).order_url.rstrip("/")
+    try:
+        with httpx.Client(timeout=min(cfg.timeout_s, timeout_s)) as http:
+            return http.request(method, f"{base}{path}", **kwargs)
+    except httpx.TransportError as error:
+        raise CliError(
+            f"cannot reach the order API at {base} ({type(error).__name__}): is it running? "
+            "(sagakit stack status)"
+        ) from error
+
+
+def problems(response: httpx.Response) -> str:
+    """An error answer's detail as one line; FastAPI's 422 list as
+    ``items.0.quantity: Input should be ...``."""
     try:
         detail = response.json()["detail"]
     except (ValueError, KeyError, TypeError):
