@@ -29,19 +29,23 @@ CHAOS_ARGS ?=
 help:
 	@echo "make install | up | down | status | test | lint | demo | bench | chaos | soak   (PROFILE=$(PROFILE))"
 
-# Re-installed only when pyproject.toml changes (the stamp is older than it).
-$(INSTALLED): pyproject.toml
+# Two distributions, both editable: the platform (pyproject.toml: shared/ and the sagakit
+# command, what a wheel holds) and the repository's application (reference/pyproject.toml: the
+# services, the local stack, the benchmark, the test tools, and the entry points that show the
+# reference system to sagakit). Re-installed only when one of them changes (the stamp is
+# older than it).
+$(INSTALLED): pyproject.toml reference/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV) || { \
 	  echo "python3 -m venv failed: apt-get install -y python3-venv (Python 3.11+ needed)" >&2; \
 	  exit 1; }
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e . -e './reference[test]'
 	@touch $@
 
 install: $(INSTALLED)
 
 # The benchmark's extra (matplotlib, for its plot) on top of the test tools.
 $(BENCH_INSTALLED): $(INSTALLED)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e . -e './reference[test,bench]'
 	@touch $@
 
 up: install

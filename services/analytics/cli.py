@@ -3,8 +3,8 @@ the earliest offsets, so that the service, started again, rebuilds the model fro
 
 Event sourcing as the seed means it: the read model is a function of the events the topics
 hold (services/analytics/model.py), so it can be thrown away and made again, after a change
-of its rules, say. ``pyproject.toml`` installs ``app`` in the entry point group
-``sagakit.commands`` as ``analytics`` (``shared.ops.cli.plugins``).
+of its rules, say. ``COMMANDS`` names ``app`` ``analytics``; ``services.cli`` finds it here and
+hands it to ``sagakit``.
 
 In this order: the group must have no members (the service is stopped), else nothing
 changes; its offsets are committed at each partition's first kept record (Kafka refuses the
@@ -35,7 +35,7 @@ from shared.ops.cli.output import emit_json, say
 from shared.settings import database_url_field
 from shared.storage.db import inbox_table, make_engine
 
-__all__ = ["AnalyticsCliSettings", "app"]
+__all__ = ["COMMANDS", "AnalyticsCliSettings", "app"]
 
 
 class AnalyticsCliSettings(CliSettings):
@@ -45,6 +45,7 @@ class AnalyticsCliSettings(CliSettings):
 
 
 app = typer.Typer(help="The analytics read model.", no_args_is_help=True)
+COMMANDS: list[tuple[str, typer.Typer]] = [("analytics", app)]
 
 
 @app.command()

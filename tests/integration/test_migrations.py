@@ -7,6 +7,7 @@ run first; a database made when the service histories still created them is adop
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import sys
@@ -23,11 +24,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, MetaData, func, inspect, select, text
 
-from services.analytics import store as analytics_store
-from services.inventory import store as inventory_store
-from services.order import store as order_store
-from services.payment import store as payment_store
-from services.shipping import store as shipping_store
+import services
 from shared.storage.db import make_engine, platform_metadata
 from shared.storage.migrations import (
     MIGRATION_LOCK_KEY,
@@ -40,12 +37,11 @@ from shared.storage.migrations import (
 from tests.infra import Infrastructure
 
 REPOSITORY = Path(__file__).parents[2]
-TABLES = {
-    "order": order_store.metadata,
-    "payment": payment_store.metadata,
-    "inventory": inventory_store.metadata,
-    "shipping": shipping_store.metadata,
-    "analytics": analytics_store.metadata,
+DECLARED = {declaration.name: declaration for declaration in services.declarations()}
+TABLES: dict[str, MetaData] = {
+    # Each service's tables are its store's metadata (what its migrations/env.py targets).
+    name: importlib.import_module(f"services.{name}.store").metadata
+    for name in DECLARED
 }
 WAIT_S = 60.0  # a fresh interpreter imports a whole service: allow a slow machine
 
@@ -53,7 +49,7 @@ each_service = pytest.mark.parametrize("service", list(TABLES))
 
 
 def migrations(service: str) -> Path:
-    return REPOSITORY / "services" / service / "migrations"
+    return DECLARED[service].migrations
 
 
 def schema_of(service: str) -> MetaData:

@@ -32,9 +32,9 @@ IO_STDLIB = {
     "shutil", "socket", "sqlite3", "ssl", "subprocess", "threading", "urllib",
 }  # fmt: skip
 PURE_SHARED = {"shared.contracts.money"}
-REFERENCE_COMMONS = sorted(
-    p for p in (ROOT / "services").glob("*.py") if p.name not in {"__init__.py", "asyncapi.py"}
-)
+GATHERING = {"__init__.py", "asyncapi.py", "cli.py"}
+"""What gathers the services (their declarations, the AsyncAPI document, sagakit's commands)."""
+REFERENCE_COMMONS = sorted(p for p in (ROOT / "services").glob("*.py") if p.name not in GATHERING)
 """services/events.py (the catalogue), ids.py, faults.py: shared by the reference services."""
 FLOORS = [
     "contracts",

@@ -33,6 +33,7 @@ from deploy.localstack.declared import (
 from deploy.localstack.postgres import Postgres
 from deploy.localstack.profiles import PROFILES
 from deploy.localstack.services import Services
+from services.cli import service_commands
 from shared.envfile import read_env_file
 
 pytestmark = pytest.mark.unit
@@ -210,6 +211,22 @@ async def test_make_demo_runs_the_scenarios_a_service_declares_in_its_folder(
     assert title == "The ledger's balance"
     await run(None, {"SAGAKIT_LEDGER_URL": "http://127.0.0.1:8005"})  # type: ignore[arg-type]
     assert sys.modules["services.ledger.demo"].SHOWN == ["http://127.0.0.1:8005"]
+
+
+def test_sagakit_has_the_commands_a_service_declares_in_its_folder(planted: Path) -> None:
+    before = service_commands()
+    plant(planted, "ledger", a_free_port())
+    (planted / "ledger" / "cli.py").write_text(
+        dedent("""\
+            import typer
+
+            app = typer.Typer(help="The ledger's books.")
+            COMMANDS = [("ledger", app)]
+        """)
+    )
+    found = service_commands()
+    assert found[: len(before)] == before  # the planted service's port is the last one taken
+    assert found[len(before) :] == [("ledger", sys.modules["services.ledger.cli"].app)]
 
 
 def test_the_grafana_dashboard_groups_by_the_service_label_and_names_no_service() -> None:

@@ -1,7 +1,8 @@
 """``sagakit dlq groups | replay-group T``: the dead letters grouped by topic, consumer group
 and error type in the order service's dead-letter index, and a group replayed as a bulk
 action (``services.order.cli.bulk``: the count first, paced, resumable). Added to the
-platform's ``dlq`` group through the entry point ``dlq`` (``shared.ops.cli.plugins``)."""
+platform's ``dlq`` group: the order service's ``COMMANDS`` name it ``dlq``
+(``shared.ops.cli.plugins``)."""
 
 from __future__ import annotations
 

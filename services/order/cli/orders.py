@@ -1,7 +1,7 @@
 """``sagakit orders create | show ID | timeline ID | list``: the order API (SAGAKIT_ORDER_URL).
 
-The reference system's commands: ``pyproject.toml`` installs ``app`` in the entry point group
-``sagakit.commands`` as ``orders`` (``shared.ops.cli.plugins``).
+The order service's ``COMMANDS`` (``services/order/cli/__init__.py``) name ``app`` ``orders``;
+``services.cli`` hands them to ``sagakit``.
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ the chaos tool acts on the local stack's processes, which the platform does not 
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import typer
 
+from shared.ops.cli.checkout import has_module
 from shared.ops.cli.output import CliError
 
 __all__ = ["chaos", "verify"]
@@ -21,7 +21,7 @@ PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def _deploy_chaos(command: str, args: list[str]) -> None:
-    if importlib.util.find_spec("deploy.chaos") is None:
+    if not has_module("deploy.chaos"):
         raise CliError("sagakit chaos is part of a sagakit checkout (deploy/chaos): run it there")
     status = subprocess.run([sys.executable, "-m", "deploy.chaos", command, *args], check=False)
     raise typer.Exit(status.returncode)

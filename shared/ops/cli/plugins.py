@@ -7,12 +7,15 @@ The platform's command line knows no system. A system's package declares, in its
   (for instance ``reference = "services.events:CATALOGUE"``): the topics ``sagakit dlq``
   lists and the events it reads. With several installed, ``SAGAKIT_CATALOGUE`` names one.
 - ``sagakit.commands``: each entry a ``typer.Typer``, added as the command group of the
-  entry's name (``orders = "services.order.cli.orders:app"`` makes ``sagakit orders ...``);
-  an entry named like one of the platform's groups adds its commands to that group
-  (``dlq = ...`` adds ``sagakit dlq groups``).
+  entry's name (``bookings = "yourpackage.cli:app"`` makes ``sagakit bookings ...``), or a
+  sequence of ``(name, typer.Typer)`` pairs, each added under its own name (what a system
+  whose commands are found rather than listed hands in: the reference system's
+  ``reference = "services.cli:COMMANDS"``). A group named like an earlier one adds its
+  commands to that group (``dlq`` adds ``sagakit dlq groups`` to the platform's ``dlq``).
 
 Entry points are read from the installed distributions' metadata: after changing them, the
-package is installed again (``make install``).
+package is installed again (``make install``). Without any, ``sagakit`` has the platform's
+commands only.
 """
 
 from __future__ import annotations
@@ -40,21 +43,37 @@ CHOSEN_CATALOGUE = "SAGAKIT_CATALOGUE"
 
 
 def installed_commands() -> list[tuple[str, typer.Typer]]:
-    """Every command group installed in ``sagakit.commands``, by name."""
-    groups = []
+    """Every command group installed in ``sagakit.commands``, by entry name."""
+    groups: list[tuple[str, typer.Typer]] = []
     for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
-        group = entry.load()
-        if not isinstance(group, typer.Typer):
-            raise TypeError(f"entry point {entry.value} ({COMMANDS_GROUP}) is not a typer.Typer")
-        groups.append((entry.name, group))
+        groups += _named_groups(entry)
     return groups
+
+
+def _named_groups(entry: EntryPoint) -> list[tuple[str, typer.Typer]]:
+    """What one entry adds: a group under the entry's name, or pairs under their own names."""
+    loaded = entry.load()
+    if isinstance(loaded, typer.Typer):
+        return [(entry.name, loaded)]
+    if isinstance(loaded, Sequence) and all(
+        isinstance(pair, tuple)
+        and len(pair) == 2
+        and isinstance(pair[0], str)
+        and isinstance(pair[1], typer.Typer)
+        for pair in loaded
+    ):
+        return list(loaded)
+    raise TypeError(
+        f"entry point {entry.value} ({COMMANDS_GROUP}) is neither a typer.Typer "
+        "nor a sequence of (name, typer.Typer) pairs"
+    )
 
 
 def add_to_groups(
     groups: Sequence[tuple[str, typer.Typer]], added: Sequence[tuple[str, typer.Typer]]
 ) -> list[tuple[str, typer.Typer]]:
-    """``groups`` with ``added`` after them; an added group named like one of ``groups`` gives
-    that group its commands instead of standing beside it."""
+    """``groups`` with ``added`` after them; an added group named like an earlier one (of
+    ``groups``, or added before it) gives that group its commands instead of standing beside it."""
     merged = list(groups)
     by_name = dict(groups)
     for name, group in added:
@@ -62,6 +81,7 @@ def add_to_groups(
             by_name[name].registered_commands.extend(group.registered_commands)
         else:
             merged.append((name, group))
+            by_name[name] = group
     return merged
 
 

@@ -7,7 +7,6 @@ installed without the checkout's deploy/ says so in one line.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from shared.ops.cli.checkout import has_module
 from shared.ops.cli.output import CliError, emit_json, table
 
 __all__ = ["app"]
@@ -34,7 +34,7 @@ ProfileOption = Annotated[
 
 def _localstack(*args: str, capture: bool = False) -> str:
     """Run ``python -m deploy.localstack ARGS``; its error line becomes this command's."""
-    if importlib.util.find_spec("deploy.localstack") is None:
+    if not has_module("deploy.localstack"):
         raise CliError("the local stack is part of a sagakit checkout (deploy/): run it there")
     done = subprocess.run(
         [sys.executable, "-m", "deploy.localstack", *args],
