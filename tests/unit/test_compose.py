@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -207,6 +209,36 @@ def test_the_image_is_python_3_11_slim_and_runs_as_a_non_root_user() -> None:
     assert "FROM python:3.11-slim" in instructions
     users = [line.split()[1] for line in instructions if line.startswith("USER ")]
     assert users and users[-1] not in {"root", "0"}
+
+
+def test_the_image_installs_what_the_platform_and_the_reference_application_depend_on(
+    tmp_path: Path,
+) -> None:
+    """The Dockerfile's requirements step, run on the files it copies before it: every
+    dependency of both distributions (the explorer's jinja2 is the application's), and the
+    platform's extras named in EXTRAS, but not the platform itself (its code is copied)."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    step = re.search(r"^RUN (python -c .*?) > /tmp/requirements\.txt", text, re.MULTILINE)
+    assert step, "no requirements step"
+    for source, target in re.findall(r"^COPY (\S+) (\S+)$", text[: step.start()], re.MULTILINE):
+        into = tmp_path / target / Path(source).name if target.endswith("/") else tmp_path / target
+        into.parent.mkdir(parents=True, exist_ok=True)
+        into.write_bytes((ROOT / source).read_bytes())
+    ran = subprocess.run(
+        ["sh", "-c", step[1]],
+        cwd=tmp_path,
+        env={**os.environ, "EXTRAS": "compression"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    required = set(ran.stdout.split("\n")) - {""}
+    platform = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    application = tomllib.loads((ROOT / "reference" / "pyproject.toml").read_text())["project"]
+    expected = {*platform["dependencies"], *platform["optional-dependencies"]["compression"]}
+    expected |= {d for d in application["dependencies"] if d != platform["name"]}
+    assert required == expected
+    assert {"jinja2>=3.1", "httpx>=0.27"} <= required
 
 
 def test_the_dockerfile_cmd_runs_the_service_module_its_container_names() -> None:
