@@ -146,8 +146,8 @@ def _hops(title: str, hops: Sequence[Doc], saga: Doc | None) -> list[str]:
 _LEGEND = [
     "  sent: handed to the producer by the relay; acked: the relay heard Kafka's "
     "acknowledgement; fetched: the consumer's poll returned it;",
-    "  begun: its transaction has a connection; locked: the group's lock taken; committed: "
-    "its COMMIT returned; offsets: its offset committed",
+    "  begun: its transaction has a connection; locked: the group's lock taken and its events "
+    "claimed; committed: its COMMIT returned; offsets: its offset committed",
 ]
 
 
