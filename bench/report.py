@@ -95,7 +95,16 @@ def _cpu_per_saga(cpu: Doc, sagas_per_s: float | None) -> list[str]:
         f"({_n(cpu['system_cpu_s'], 1)} CPU-s of the system over {cpu['completed_sagas']:,} "
         f"completed sagas; the load generator's {_n(cpu['load_generator_cpu_s'], 1)} left out)",
         f"                     ms per saga: {shares}",
+        *_parts(cpu.get("per_saga_ms_by_part")),
     ]
+
+
+def _parts(parts: Doc | None) -> list[str]:
+    """The three parts of the CPU per saga (absent from results written before they were)."""
+    if not parts:
+        return []
+    listed = ", ".join(f"{name} {_n(ms, 2)}" for name, ms in parts.items())
+    return [f"                     by part: {listed} (listeners: services that emit no event)"]
 
 
 _STAGE_HEADERS = {
@@ -146,8 +155,8 @@ def _hops(title: str, hops: Sequence[Doc], saga: Doc | None) -> list[str]:
 _LEGEND = [
     "  sent: handed to the producer by the relay; acked: the relay heard Kafka's "
     "acknowledgement; fetched: the consumer's poll returned it;",
-    "  begun: its transaction has a connection; locked: the group's lock taken; committed: "
-    "its COMMIT returned; offsets: its offset committed",
+    "  begun: its transaction has a connection; locked: the group's lock taken and its events "
+    "claimed; committed: its COMMIT returned; offsets: its offset committed",
 ]
 
 

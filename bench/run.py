@@ -35,6 +35,7 @@ from bench.transport import TransportResult, run_transport
 from bench.tuning import platform_settings
 from bench.workload import CUSTOMER_PREFIX, Workload
 from deploy.demo.client import SagaClient
+from services.asyncapi import reference_services
 from services.events import CATALOGUE
 from shared.contracts.topics import Topics
 from shared.settings import PlatformSettings, kafka_client_options
@@ -136,7 +137,7 @@ async def _event_driven(run: _Run) -> None:
         closed = await run.step("closed loop", partial(_closed, run, settings.orders))
         await run.idle()
         if closed:
-            cpu = cpu_per_saga(run.cpu["closed loop"], closed.sagas.completed)
+            cpu = cpu_per_saga(run.cpu["closed loop"], closed.sagas.completed, saga_listeners())
             hops = await run.hops(before)
             run.scenarios["closed_loop"] = closed.to_json() | {"cpu": cpu, "hops": hops}
         else:
@@ -261,22 +262,52 @@ async def _sync_outage(run: _Run, chain: SyncChain) -> OutageResult:
     )
 
 
-def cpu_per_saga(cpu_seconds: dict[str, float], completed: int) -> dict[str, Any]:
+INFRASTRUCTURE = frozenset({"kafka", "postgres", "redis"})
+
+
+def cpu_per_saga(
+    cpu_seconds: dict[str, float], completed: int, listeners: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The system's CPU seconds during the closed loop (every process measured but the load
-    generator's), in all and per completed saga (milliseconds), each process's share too."""
+    generator's), in all and per completed saga (milliseconds), each process's share too,
+    and three parts: the saga's steps (services that emit events), its listeners (services
+    named in ``listeners``: they read the saga's events and emit none, so the saga does not
+    wait for them) and the infrastructure (Kafka, PostgreSQL, Redis)."""
     system = {name: s for name, s in cpu_seconds.items() if name != LOAD_GENERATOR}
     total = sum(system.values())
-    per_saga = {
-        name: round(seconds / completed * 1000, 3) if completed else None
-        for name, seconds in sorted(system.items(), key=lambda item: -item[1])
-    }
+
+    def ms(seconds: float) -> float | None:
+        return round(seconds / completed * 1000, 3) if completed else None
+
+    def part(name: str) -> str:
+        if name in INFRASTRUCTURE:
+            return "infrastructure"
+        return "listeners" if _service_of(name) in listeners else "saga steps"
+
+    parts = dict.fromkeys(("saga steps", "listeners", "infrastructure"), 0.0)
+    for name, seconds in system.items():
+        parts[part(name)] += seconds
     return {
         "system_cpu_s": round(total, 2),
         "load_generator_cpu_s": cpu_seconds.get(LOAD_GENERATOR),
         "completed_sagas": completed,
-        "per_saga_ms": round(total / completed * 1000, 3) if completed else None,
-        "per_saga_ms_by_process": per_saga,
+        "per_saga_ms": ms(total),
+        "per_saga_ms_by_process": {
+            name: ms(seconds) for name, seconds in sorted(system.items(), key=lambda i: -i[1])
+        },
+        "per_saga_ms_by_part": {name: ms(seconds) for name, seconds in parts.items()},
     }
+
+
+def _service_of(instance: str) -> str:
+    """``payment-2`` -> ``payment``: an instance's service."""
+    name, _, number = instance.rpartition("-")
+    return name if name and number.isdigit() else instance
+
+
+def saga_listeners() -> frozenset[str]:
+    """The services that emit no event (read from their code, as the AsyncAPI document is)."""
+    return frozenset(wired.name for wired in reference_services() if not wired.sends)
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:

@@ -256,8 +256,8 @@ async def partitions(client: SagaClient, env: dict[str, str]) -> None:
             listed = owned.pop() if len(owned) == 1 else "; ".join(sorted(owned))
             rows.append([health["instance"], group, str(len(by_topic)), listed])
     table(rows, ["instance", "consumer group", "topics", "partitions of each topic"])
-    say("  the two payment instances share their group's partitions; the order service's")
-    say("  second group (order-timeline) reads every topic: pub/sub next to load balancing")
+    say("  the two payment instances share their group's partitions; every other group")
+    say("  (analytics reads every topic) gets each event too: pub/sub next to load balancing")
 
 
 async def left_stuck(client: SagaClient, env: dict[str, str]) -> None:

@@ -54,10 +54,10 @@ def consumers(platform: Platform[NotificationSettings]) -> Consumers:
     notify = partial(handlers.notify, webhook=webhook)
     return {
         "notification": [
-            Subscription(OrderCreated, partial(handlers.learn_customer, webhook=webhook)),
-            Subscription(OrderCompleted, notify),
-            Subscription(OrderCancelled, notify),
-            Subscription(PaymentRefunded, notify),
+            Subscription.batched(OrderCreated, partial(handlers.learn_customers, webhook=webhook)),
+            Subscription.batched(OrderCompleted, notify),
+            Subscription.batched(OrderCancelled, notify),
+            Subscription.batched(PaymentRefunded, notify),
         ]
     }
 

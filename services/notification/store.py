@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Column,
     DateTime,
@@ -17,6 +18,8 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    any_,
+    bindparam,
     func,
     select,
     text,
@@ -36,17 +39,17 @@ __all__ = [
     "Delivery",
     "NewNotification",
     "Notification",
-    "add_notification",
-    "assign_customer",
+    "add_notifications",
+    "assign_customers",
     "claim_due",
-    "customer_of",
+    "customers_of",
     "deliver_again",
     "find_notifications",
     "metadata",
     "notifications",
     "order_customers",
     "record_attempt",
-    "remember_customer",
+    "remember_customers",
 ]
 
 metadata = MetaData()
@@ -170,45 +173,63 @@ _ADD = insert_unless_present(
         "status",
     ),
     conflict=("event_id",),
-    returning=("id",),
+)
+_ORDER_IDS = bindparam("order_ids", type_=ARRAY(Text))
+_CUSTOMERS_OF = select(order_customers.c.order_id, order_customers.c.customer_id).where(
+    order_customers.c.order_id == any_(_ORDER_IDS)
 )
 
 
-async def remember_customer(session: AsyncConnection, order_id: str, customer_id: str) -> None:
-    await session.execute(_REMEMBER, {"order_id": order_id, "customer_id": customer_id})
+async def remember_customers(session: AsyncConnection, customers: Mapping[str, str]) -> None:
+    """Remember each order's customer (``customers``: order id -> customer id)."""
+    rows = [{"order_id": order, "customer_id": customer} for order, customer in customers.items()]
+    if rows:
+        await session.execute(_REMEMBER, rows)
 
 
-async def customer_of(session: AsyncConnection, order_id: str) -> str | None:
-    query = select(order_customers.c.customer_id).where(order_customers.c.order_id == order_id)
-    return await session.scalar(query)
+async def customers_of(session: AsyncConnection, order_ids: Iterable[str]) -> dict[str, str]:
+    """The customers known of ``order_ids``, by order id (an order not yet seen is missing)."""
+    rows = await session.execute(_CUSTOMERS_OF, {"order_ids": sorted(set(order_ids))})
+    return {order_id: customer_id for order_id, customer_id in rows}
 
 
-async def add_notification(session: AsyncConnection, new: NewNotification) -> bool:
-    """Record ``new`` unless its event already has a notification; True if it went in."""
-    values = {
-        "event_id": new.event_id,
-        "event_type": new.event_type,
-        "order_id": new.order_id,
-        "customer_id": new.customer_id,
-        "text": new.text,
-        "details": dict(new.details),
-        "occurred_at": new.occurred_at,
-        "status": new.status.value,
-    }
-    return (await session.execute(_ADD, values)).first() is not None
+async def add_notifications(session: AsyncConnection, new: Sequence[NewNotification]) -> None:
+    """Record each of ``new`` unless its event already has a notification."""
+    rows = [
+        {
+            "event_id": one.event_id,
+            "event_type": one.event_type,
+            "order_id": one.order_id,
+            "customer_id": one.customer_id,
+            "text": one.text,
+            "details": dict(one.details),
+            "occurred_at": one.occurred_at,
+            "status": one.status.value,
+        }
+        for one in new
+    ]
+    if rows:
+        await session.execute(_ADD, rows)
 
 
-async def assign_customer(
-    session: AsyncConnection, order_id: str, customer_id: str, status: NotificationStatus
+async def assign_customers(
+    session: AsyncConnection, order_ids: Iterable[str], status: NotificationStatus
 ) -> None:
-    """Give the order's notifications that awaited their customer that customer and ``status``."""
+    """Give the notifications of ``order_ids`` that awaited their customer that customer (as
+    remembered) and ``status``."""
     await session.execute(
         update(notifications)
         .where(
-            notifications.c.order_id == order_id,
+            notifications.c.order_id == order_customers.c.order_id,
+            notifications.c.order_id == any_(_ORDER_IDS),
             notifications.c.status == NotificationStatus.AWAITING_CUSTOMER.value,
         )
-        .values(customer_id=customer_id, status=status.value, next_attempt_at=func.now())
+        .values(
+            customer_id=order_customers.c.customer_id,
+            status=status.value,
+            next_attempt_at=func.now(),
+        ),
+        {"order_ids": sorted(set(order_ids))},
     )
 
 

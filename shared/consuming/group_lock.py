@@ -18,11 +18,12 @@ from sqlalchemy import Integer, bindparam, text
 
 from shared.storage.db import UnitOfWork
 
-__all__ = ["GroupLock"]
+__all__ = ["TAKE_SQL", "GroupLock"]
 
 # The two-key form: its keys never meet the one-key locks (the outbox relay's leadership).
-_TAKE = text("SELECT pg_advisory_xact_lock(:space, :group)").bindparams(
-    bindparam("space", type_=Integer), bindparam("group", type_=Integer)
+TAKE_SQL = "SELECT pg_advisory_xact_lock(:lock_space, :lock_group)"
+_TAKE = text(TAKE_SQL).bindparams(
+    bindparam("lock_space", type_=Integer), bindparam("lock_group", type_=Integer)
 )
 
 
@@ -39,8 +40,10 @@ class GroupLock:
     """The advisory lock of consumer group ``group``, held until the transaction ends."""
 
     def __init__(self, group: str) -> None:
-        self._key = {"space": _LOCK_SPACE, "group": _int4(group)}
+        self.key = {"lock_space": _LOCK_SPACE, "lock_group": _int4(group)}
+        """The lock's two keys, as the parameters of ``_TAKE`` (and of the inbox's claim,
+        which takes the lock in its own statement: ``shared.consuming.inbox``)."""
 
     async def take(self, uow: UnitOfWork) -> None:
         """Wait for the group's other transactions; call first in the unit of work."""
-        await uow.session.execute(_TAKE, self._key)
+        await uow.session.execute(_TAKE, self.key)

@@ -28,9 +28,10 @@ from collections.abc import Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Text, Uuid, bindparam, text
+from sqlalchemy import Integer, Text, Uuid, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from shared.consuming.group_lock import TAKE_SQL, GroupLock
 from shared.storage.db import UnitOfWork, inbox_table
 
 __all__ = ["Deduplicator", "Inbox"]
@@ -46,6 +47,20 @@ _CLAIM = text(
     "SELECT :group, unnest(CAST(:event_ids AS uuid[])) "
     "ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id"
 ).bindparams(bindparam("group", type_=Text), bindparam("event_ids", type_=ARRAY(Uuid)))
+# The same claim behind the group's lock, in one round trip instead of two. The lock comes
+# first: no row reaches the INSERT before the join has the CTE's one row, which exists only
+# once pg_advisory_xact_lock has returned.
+_LOCK_AND_CLAIM = text(
+    f"WITH locked AS MATERIALIZED ({TAKE_SQL}) "
+    f"INSERT INTO {inbox_table.name} (consumer_group, event_id) "
+    "SELECT :group, event_id FROM locked, unnest(CAST(:event_ids AS uuid[])) AS event_id "
+    "ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id"
+).bindparams(
+    bindparam("group", type_=Text),
+    bindparam("event_ids", type_=ARRAY(Uuid)),
+    bindparam("lock_space", type_=Integer),
+    bindparam("lock_group", type_=Integer),
+)
 
 
 class Inbox:
@@ -61,13 +76,23 @@ class Inbox:
         return event_id in await self.claim_all(uow, group, [event_id])
 
     async def claim_all(
-        self, uow: UnitOfWork, group: str, event_ids: Sequence[uuid.UUID]
+        self,
+        uow: UnitOfWork,
+        group: str,
+        event_ids: Sequence[uuid.UUID],
+        *,
+        lock: GroupLock | None = None,
     ) -> set[uuid.UUID]:
-        """``claim`` for many events in one statement; returns the ones newly claimed."""
+        """``claim`` for many events in one statement; returns the ones newly claimed. With
+        ``lock``, the statement takes the group's lock first (``GroupLock.take``)."""
         # Sorted: two transactions claiming overlapping batches take the row locks in the
         # same order, so they wait for each other instead of deadlocking.
         ids = sorted(set(event_ids))
-        result = await uow.session.execute(_CLAIM, {"group": group, "event_ids": ids})
+        values = {"group": group, "event_ids": ids}
+        if lock is None:
+            result = await uow.session.execute(_CLAIM, values)
+        else:
+            result = await uow.session.execute(_LOCK_AND_CLAIM, values | lock.key)
         return set(result.scalars())
 
 

@@ -65,7 +65,7 @@ def consumer_stages() -> StageClock:
         "sagakit_consumer_stage_seconds",
         "Time from writing an outbox row (its record's Kafka timestamp) to a stage of the "
         "group that consumes it: fetched, begun (its transaction), locked (the group's lock "
-        "taken), committed, offset_committed",
+        "taken and its events claimed in the inbox, one statement), committed, offset_committed",
         ("topic", "group", "stage"),
     )
 

@@ -293,10 +293,9 @@ class Pipeline:
         instruments = self._instruments
         async with self._units() as uow:
             instruments.reached("begun", runs)
-            await self._lock.take(uow)
-            instruments.reached("locked", runs)
             everything = [item.event.event_id for run in runs for item in run]
-            claimed = await self._inbox.claim_all(uow, self._group, everything)
+            claimed = await self._inbox.claim_all(uow, self._group, everything, lock=self._lock)
+            instruments.reached("locked", runs)
             handled: list[Handled] = []
             taken: list[_Decoded] = []
             by_route: dict[str, tuple[Route, list[Event]]] = {}

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.events import CATALOGUE
+from shared.consuming.group_lock import GroupLock
 from shared.consuming.inbox import Deduplicator, Inbox
 from shared.contracts.topics import Topics
 from shared.storage.db import UnitOfWorkFactory, create_platform_tables, make_engine
@@ -53,6 +54,48 @@ async def test_the_same_event_is_claimed_once_per_group(uow_factory: UnitOfWorkF
 
     assert await claim_and_commit(uow_factory, "payment", event_id) is True
     assert await claim_and_commit(uow_factory, "payment", event_id) is False
+
+
+async def test_a_claim_behind_the_group_lock_waits_for_the_group_s_transaction(
+    engine: AsyncEngine, uow_factory: UnitOfWorkFactory
+) -> None:
+    # The lock and the claim are one statement: it must not claim (nor lock an inbox row)
+    # before the group's transaction under way has ended.
+    group, event_id = f"locked-{uuid.uuid4().hex[:8]}", uuid.uuid4()
+    lock = GroupLock(group)
+    async with uow_factory() as holder:
+        await lock.take(holder)
+
+        async def claim() -> set[uuid.UUID]:
+            async with uow_factory() as uow:
+                claimed = await Inbox().claim_all(uow, group, [event_id], lock=lock)
+                await uow.commit()
+            return claimed
+
+        waiting = asyncio.create_task(claim())
+
+        async def blocked_on_the_lock() -> bool:
+            async with engine.connect() as connection:
+                found = await connection.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                        "AND NOT granted AND objid = :key"
+                    ),
+                    {"key": lock.key["lock_group"] % (1 << 32)},
+                )
+            return bool(found)
+
+        await wait_until(blocked_on_the_lock, what="the claim waits for the group's lock")
+        # Had the waiting statement inserted its inbox row before asking for the lock, this
+        # claim of the same event would wait for that row; it is claimed at once (and
+        # rolled back).
+        async with uow_factory() as other:
+            plain = Inbox().claim_all(other, group, [event_id])
+            assert await asyncio.wait_for(plain, timeout=30) == {event_id}
+        assert not waiting.done()
+        await holder.commit()
+
+    assert await asyncio.wait_for(waiting, timeout=30) == {event_id}
 
 
 async def test_two_groups_each_claim_the_same_event(uow_factory: UnitOfWorkFactory) -> None:

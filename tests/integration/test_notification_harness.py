@@ -77,7 +77,7 @@ async def test_a_redelivered_event_makes_no_second_notification(infra: Infrastru
         # And past the inbox (a copy handled after the inbox forgot it): the event id is the
         # notification's key, so the handler adds nothing either.
         async with saga.units("notification")() as uow:
-            await handlers.notify(done, uow, webhook=False)
+            await handlers.notify([done], uow, webhook=False)
             await uow.commit()
 
         assert len(await notifications(saga, order_id="o-2")) == 1

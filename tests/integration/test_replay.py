@@ -240,7 +240,7 @@ async def test_dead_letters_of_one_record_make_one_copy_per_group(infra: Infrast
     # twice (a replay that failed again keeps the record's origin in sagakit.replay.of).
     await dead_letter(infra, topic, [ORDER_1], group="inventory", offsets=[5])
     await dead_letter(infra, topic, [ORDER_1], group="order", offsets=[5])
-    await dead_letter(infra, topic, [ORDER_1], group="order-timeline", offsets=[5])
+    await dead_letter(infra, topic, [ORDER_1], group="analytics", offsets=[5])
     again = (*ORDER_1[:2], [*ORDER_1[2], ("sagakit.replay.of", f"{topic}[0]@5".encode())])
     await dead_letter(infra, topic, [again], group="inventory", offsets=[9])
 
@@ -249,9 +249,9 @@ async def test_dead_letters_of_one_record_make_one_copy_per_group(infra: Infrast
     assert (len(plan.send), len(plan.repeats)) == (3, 1)
     copies = await read_all(infra, topic, expected=3)
     assert sorted(dict(c.headers)["sagakit.replay.group"] for c in copies) == [
+        b"analytics",
         b"inventory",
         b"order",
-        b"order-timeline",
     ]
     assert {dict(c.headers)["sagakit.replay.of"] for c in copies} == {f"{topic}[0]@5".encode()}
 

@@ -1,6 +1,6 @@
 """A replayed dead letter reaches only the consumer group that dead-lettered it.
 
-Three consumer groups read one topic, as inventory, order and order-timeline read
+Three consumer groups read one topic, as inventory, order and analytics read
 ``payment-processed``; each runs a real consumer runner on real Kafka and PostgreSQL, and
 the dead letters are replayed with ``sagakit dlq replay``, as an operator does.
 """
@@ -37,7 +37,7 @@ from tests.integration.test_consumer_support import (
     wait_until,
 )
 
-GROUPS = ("inventory", "order", "order-timeline")
+GROUPS = ("inventory", "order", "analytics")
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ async def test_a_good_event_replayed_is_handled_by_the_group_that_dead_lettered_
         )
         await wait_until(lambda: all_caught_up(kafka, groups, topic), what="the replayed copy")
 
-    for name in ("order", "order-timeline"):
+    for name in ("order", "analytics"):
         stats = runners[name].stats
         # They consumed the copy (their offsets passed it) and left it alone: not even a
         # duplicate, which would have cost them an inbox lookup.

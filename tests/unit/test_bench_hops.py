@@ -19,7 +19,7 @@ from bench.hops import (
     since,
 )
 from bench.report import hop_rows
-from bench.run import cpu_per_saga
+from bench.run import cpu_per_saga, saga_listeners
 from shared.observability.metrics import render
 from shared.observability.stages import STAGE_BUCKETS, StageClock
 
@@ -124,6 +124,21 @@ def test_hops_come_in_the_happy_sagas_order_with_each_stage_in_milliseconds() ->
 def test_no_total_when_a_happy_hop_is_missing() -> None:
     observed = {("order-created", "payment", "committed"): _histogram((1, 1, 1), 0.005)}
     assert happy_path_total(breakdown(observed)) is None
+
+
+def test_cpu_per_saga_is_split_into_saga_steps_listeners_and_infrastructure() -> None:
+    seconds = {"order": 4.0, "payment-2": 1.0, "analytics": 2.0, "postgres": 3.0, "bench": 6.0}
+    cpu = cpu_per_saga(seconds, 1000, frozenset({"analytics"}))
+
+    assert cpu["per_saga_ms_by_part"] == {
+        "saga steps": 5.0,
+        "listeners": 2.0,
+        "infrastructure": 3.0,
+    }
+
+
+def test_the_listeners_are_the_services_that_emit_nothing() -> None:
+    assert saga_listeners() == {"analytics", "notification"}
 
 
 def test_cpu_per_saga_is_the_systems_seconds_without_the_load_generator() -> None:
