@@ -20,7 +20,6 @@ from pydantic import (
 from services.events import OrderCreated
 from services.ids import MAX_CUSTOMER_ID_CHARS, MAX_ORDER_ID_CHARS, MAX_SKU_CHARS, OrderIdPath
 from services.order import store
-from services.order.admission import Admission, Overloaded
 from services.order.deadlines import Deadlines
 from services.order.model import OrderLine, OrderStatus, order_total
 from services.order.stuck import StuckCriteria, StuckFinder
@@ -126,7 +125,7 @@ async def _stuck_criteria(finder: StuckFinder) -> StuckCriteria:
         ) from error
 
 
-def router(units: UnitOfWorkFactory, finder: StuckFinder, admission: Admission) -> APIRouter:
+def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
     api = APIRouter(prefix="/orders", tags=["orders"])
 
     @api.post(
@@ -143,17 +142,8 @@ def router(units: UnitOfWorkFactory, finder: StuckFinder, admission: Admission) 
     )
     async def place_order(body: OrderCreate, idempotency_key: IdempotencyKey = None) -> OrderPublic:
         """Accept an order and start its saga; the same Idempotency-Key returns the same order."""
-        try:
-            with admission.admit():
-                return await _place(body, idempotency_key)
-        except Overloaded as refusal:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                refusal.detail,
-                headers={"Retry-After": str(refusal.retry_after_s)},
-            ) from None
-
-    async def _place(body: OrderCreate, idempotency_key: str | None) -> OrderPublic:
+        # Past its bounds (the 503 above) the request never got here: the service's
+        # AdmissionGate (services/order/admission.py) refused it before its body was read.
         # The request's span (the shell's, continuing a traceparent header if one came) is
         # where the saga's trace begins: OrderCreated carries it, and every later event of
         # the order its trace id.

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from pydantic import Field
+from starlette.middleware import Middleware
 
 from services.events import CATALOGUE
 from services.order import api, bulk_api, handlers, store
-from services.order.admission import Admission, outbox_backlog
+from services.order.admission import Admission, AdmissionGate, outbox_backlog
 from services.order.bulk import BulkRunner
 from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
@@ -164,7 +165,7 @@ def admission(platform: Platform[OrderSettings]) -> Admission:
 def routers(platform: Platform[OrderSettings]) -> list[APIRouter]:
     ui = platform.once(saga_explorer)
     return [
-        api.router(platform.units, ui.finder, platform.once(admission)),
+        api.router(platform.units, ui.finder),
         explorer.router(ui),
     ]
 
@@ -178,6 +179,7 @@ service = ServiceDeclaration(
     catalogue=CATALOGUE,
     consumers=consumers,
     routers=routers,
+    middleware=lambda platform: [Middleware(AdmissionGate, admission=platform.once(admission))],
     admin_routers=lambda platform: [
         explorer.admin_router(platform.once(saga_explorer)),
         bulk_api.router(platform.once(saga_explorer)),

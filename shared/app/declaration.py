@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware import Middleware
 
 from shared.app.platform import Platform
 from shared.app.serve import serve
@@ -64,6 +65,10 @@ class ServiceDeclaration(Generic[SettingsT]):
     routers: Callable[[Platform[SettingsT]], Sequence[APIRouter]] = _nothing
     admin_routers: Callable[[Platform[SettingsT]], Sequence[APIRouter]] = _nothing
     """Routers behind the admin token."""
+    middleware: Callable[[Platform[SettingsT]], Sequence[Middleware]] = _nothing
+    """Pure ASGI middleware of its own (``starlette.middleware.Middleware``), outermost first:
+    inside the platform's access log, in front of routing, where a request can be answered
+    before its body is read (the order service's admission control)."""
     components: Callable[[Platform[SettingsT]], Sequence[Component]] = _nothing
     """What runs in the background besides the platform's consumers and outbox relay."""
     purges: Callable[[Platform[SettingsT]], Sequence[Purge]] = _nothing
@@ -109,6 +114,7 @@ class ServiceDeclaration(Generic[SettingsT]):
             consumers=self.groups(platform),
             routers=self.routers(platform),
             admin_routers=self.admin_routers(platform),
+            middleware=self.middleware(platform),
             components=self.components(platform),
             purges=self.purges(platform),
             description=self.description,

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware import Middleware
 
 from shared.app.service import Component, Service
 from shared.consuming.consumer import ConsumerRunner
@@ -109,6 +110,7 @@ class Platform(Generic[SettingsT]):
         consumers: Mapping[str, Sequence[Subscription]],
         routers: Sequence[APIRouter] = (),
         admin_routers: Sequence[APIRouter] = (),
+        middleware: Sequence[Middleware] = (),
         components: Sequence[Component] = (),
         purges: Sequence[Purge] = (),
         description: str = "",
@@ -125,6 +127,7 @@ class Platform(Generic[SettingsT]):
             components=[runtime, *components],
             routers=routers,
             admin_routers=admin_routers,
+            middleware=middleware,
             probes={"kafka": runtime.ping_kafka, "consumer groups": runtime.check_joined},
             description=description,
         )

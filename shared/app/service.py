@@ -25,6 +25,7 @@ from prometheus_client import ProcessCollector as _ProcessCollector
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware import Middleware
 
 from shared.app.access_log import AccessLog, request_durations
 from shared.app.admin import admin_guard, faults_router
@@ -88,6 +89,9 @@ class Service:
     """Started in this order, stopped in reverse order."""
     routers: Sequence[APIRouter] = ()
     admin_routers: Sequence[APIRouter] = ()
+    middleware: Sequence[Middleware] = ()
+    """ASGI middleware of its own, outermost first, inside the platform's (the access log,
+    the body size limit) and in front of routing."""
     probes: Mapping[str, Probe] = field(default_factory=dict)
     """Readiness checks besides the database and Redis (Kafka, typically)."""
     description: str = ""
@@ -169,6 +173,8 @@ def create_app(service: Service) -> FastAPI:
         responses=UNAVAILABLE_RESPONSES,
     )
     answer_database_errors(app)
+    for middleware in reversed(service.middleware):  # each one added wraps the ones before
+        app.add_middleware(middleware.cls, *middleware.args, **middleware.kwargs)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(AccessLog, durations=request_durations(service.registry))
     app.include_router(_health_router(service))
