@@ -16,12 +16,12 @@ from shared.app.platform import Platform
 from shared.app.service import Component
 from shared.consuming.subscriptions import Subscription
 from shared.publishing.purger import Purge
-from shared.settings import PlatformSettings, database_url_field
+from shared.settings import ListenerSettings, database_url_field
 
 __all__ = ["NotificationSettings", "service"]
 
 
-class NotificationSettings(PlatformSettings):
+class NotificationSettings(ListenerSettings):
     service_name: str = "notification"
     database_url: str = database_url_field("notification")
     # Where notifications are posted; unset, they are recorded only (status "recorded").

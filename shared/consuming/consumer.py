@@ -303,6 +303,8 @@ class ConsumerRunner:
             "auto_offset_reset": "earliest",
             "isolation_level": "read_committed",
             "rebalance_timeout_ms": REBALANCE_TIMEOUT_MS,
+            "fetch_min_bytes": self._settings.consumer_fetch_min_bytes,
+            "fetch_max_wait_ms": self._settings.consumer_fetch_max_wait_ms,
             **self._static_membership(),
             **self._consumer_options,
         }
