@@ -132,6 +132,8 @@ class Services:
             pid = entry.get("pid") if running else None
             alive_pid = pid if isinstance(pid, int) and is_alive(pid) else None
             state = "running" if alive_pid else "starting" if running else "stopped"
+            if entry.get("held"):
+                state = "held (stopping)" if alive_pid else "held"
             restarts = entry.get("restarts", 0)
             if restarts:
                 state += f", {restarts} restart(s), last exit {entry.get('last_exit')}"
