@@ -26,10 +26,12 @@ from pathlib import Path
 
 from deploy.localstack.stackenv import read_stack_env
 
-__all__ = ["Instance", "hold", "parse_instance", "read_status", "release"]
+__all__ = ["STATE_DIR_VAR", "Instance", "hold", "parse_instance", "read_status", "release"]
 
 STATUS_FILE = "services.json"
 HELD_DIR = "held"
+STATE_DIR_VAR = "SAGAKIT_SUPERVISOR_DIR"
+"""What the demo hands its scenarios as the supervisor's folder, when the stack has one."""
 GRACE_SECONDS = 25.0
 TICK_SECONDS = 0.2
 # An instance that dies within this long after starting is crashing in a loop: wait longer
