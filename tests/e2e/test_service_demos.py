@@ -9,13 +9,19 @@ the receiver saw are checked besides.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from deploy.chaos.endpoints import Endpoints
+from deploy.chaos.manifest import Manifest
+from deploy.chaos.service_checks import run_service_checks
+from deploy.chaos.snapshot import read_databases
 from deploy.demo.__main__ import services_scenarios
 from deploy.localstack.supervisor import STATE_DIR_VAR, read_status
 from services.notification.companions import COMPANIONS
@@ -80,3 +86,38 @@ async def test_the_analytics_demo_rebuilds_the_same_summary_from_kafka(
     assert "the same numbers" in shown, shown
     assert demo_system.restarts().get("analytics", 0) == 0  # held, not crashed
     assert "analytics" not in held(demo_system.state_dir)  # let go again
+
+
+async def test_the_checks_services_declare_for_verify_hold_on_the_running_system(
+    demo_system: RunningSystem,
+) -> None:
+    """services/<name>/checks.py read the real databases and receiver: a completed, a
+    declined and an out-of-stock (refunded) order are each told and counted once."""
+    client, run = demo_system.client, uuid.uuid4().hex[:6]
+    rich, poor, sku, rare = f"rich-{run}", f"poor-{run}", f"sku-{run}", f"rare-{run}"
+    await client.set_balance(rich, "100.00")
+    await client.set_balance(poor, "1.00")
+    await client.set_stock(sku, 10)
+    await client.set_stock(rare, 1)
+    for customer, item in (
+        (rich, (sku, 1, "5.00")),
+        (poor, (sku, 1, "5.00")),
+        (rich, (rare, 2, "3.00")),
+    ):
+        placed = await client.place_order(customer, [item])
+        await client.wait_terminal(placed["order_id"])
+    manifest = Manifest(balances={rich: Decimal("100.00"), poor: Decimal("1.00")})
+    endpoints = Endpoints(demo_system.env, demo_system.state_dir)
+    snapshot = await read_databases(endpoints, manifest)
+    assert sorted(o.cancel_reason or o.status for o in snapshot.orders.values()) == [
+        "COMPLETED",
+        "out_of_stock",
+        "payment_declined",
+    ]
+
+    results = await run_service_checks(endpoints, snapshot, timeout=60)
+
+    assert [(r.name, r.checked, r.violations, r.skipped) for r in results] == [
+        ("analytics agrees", 3, [], None),
+        ("notifications once each", 4, [], None),
+    ]
