@@ -22,6 +22,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 import services
 from deploy import configs
 from deploy.demo.__main__ import services_scenarios
+from deploy.localstack.__main__ import main as localstack_main
 from deploy.localstack.component import Context
 from deploy.localstack.declared import (
     DECLARED_FIRST_PORT,
@@ -269,3 +270,15 @@ def test_a_companion_a_service_declares_in_its_folder_runs_beside_it(
     assert url.rsplit(":", 1)[1] in {str(p) for p, _ in Services().plan(ctx).needs.ports}
     # The test stack runs no services, hence no companions and none of their settings.
     assert "SAGAKIT_LEDGER_BANK" not in Services().env(Context(PROFILES["test"], {}))
+
+
+def test_python_m_deploy_localstack_holds_and_releases_an_instance_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(PROFILES, "dev", replace(PROFILES["dev"], state_dir=tmp_path))
+    held = tmp_path / "services" / "held" / "analytics"
+
+    assert localstack_main(["hold", "analytics"]) == 0 and held.exists()
+    assert localstack_main(["release", "analytics"]) == 0 and not held.exists()
+    assert localstack_main(["hold", "nobody"]) == 1
+    assert "One of order, payment" in capsys.readouterr().err
