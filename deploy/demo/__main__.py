@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.demo.client import SagaClient, SystemUrls
 from deploy.demo.show import say, short, table
-from deploy.localstack.declared import declared_services
+from deploy.localstack.declared import companion_slots, declared_services
 from deploy.localstack.supervisor import STATE_DIR_VAR, read_status
 from shared.envfile import read_env_file
 from shared.ops.cli.config import Config
@@ -341,6 +341,9 @@ async def main(env: dict[str, str]) -> None:
     say(f"  API docs      {env['SAGAKIT_ORDER_URL']}/docs")
     for service in declared_services():
         say(f"  {service.name:<13} {env[service.url_var]}  (admin token in {_env_file()})")
+    for slot in companion_slots():
+        if (url := env.get(slot.companion.url_var)) is not None:
+            say(f"  {slot.companion.name}  {url}  (beside {slot.service})")
     say(f"  all instances {env['SAGAKIT_INSTANCE_URLS']}")
     say("  make status   what runs where;  make down   stop it all")
     say("  sagakit --help   topics, tail, consumer groups and lag, dead letters, orders")

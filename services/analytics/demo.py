@@ -98,8 +98,11 @@ async def summary_then_rebuild(env: Mapping[str, str]) -> None:
         except TimeoutError:
             now = await summary()
             differ = [key for key in COMPARED if now[key] != live[key]]
-            say(f"  the rebuilt summary differs in {', '.join(differ)}: events that came meanwhile")
-            say("  (the stuck saga's timeout, say) are counted by the rebuild, not before")
+            say(
+                f"  not the same within {REBUILD_WAIT_S:.0f} s ({', '.join(differ)} differ): "
+                "still reading (`sagakit groups describe analytics` shows its lag), or events "
+                "came meanwhile (the stuck saga cancelled by its deadline, say)"
+            )
             show(now)
             return
         say("  the rebuilt summary, read again from every event the topics keep:")
