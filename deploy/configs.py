@@ -9,7 +9,10 @@ a region is not what the code gives (a unit test runs it), so a service added un
 ``services/`` is one ``python -m deploy.configs`` away from running on Docker too.
 
 The compose stack runs the same instances as the local stack, on the same host ports; a
-service with a second instance names its first ``<service>-1`` there (a DNS name each).
+service with a second instance names its first ``<service>-1`` there (a DNS name each). The
+companions services declare (``services/<name>/companions.py``: the notification service's
+webhook receiver) run there too, on the same image and host ports, and their settings go to
+the service that declares them.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from pathlib import Path
 import services
 from deploy.localstack.declared import (
     DECLARED_FIRST_PORT,
+    CompanionSlot,
     DeclaredService,
+    companion_slots,
     declared_services,
     instance_slots,
 )
@@ -75,6 +80,11 @@ def _urls_it_reads(service: DeclaredService) -> list[DeclaredService]:
     return [s for s in declared_services() if s != service and f"{s.name}_url" in fields]
 
 
+def _companion_port(slot: CompanionSlot) -> int:
+    """Where a companion listens, in its container and on the host: as on the local stack."""
+    return DECLARED_FIRST_PORT + slot.offset
+
+
 def compose_services() -> str:
     lines: list[str] = []
     for container in containers():
@@ -100,7 +110,30 @@ def compose_services() -> str:
             lines += [
                 f"      {o.url_var}: http://{_first_container(o.name)}:{o.port}" for o in others
             ]
+        if companions := [c for c in companion_slots() if c.service == service.name]:
+            lines.append(
+                f"      # What its companions give it (services/{service.name}/companions.py)."
+            )
+            for slot in companions:
+                url = f"http://{slot.companion.name}:{_companion_port(slot)}"
+                lines += [
+                    f"      {k}: {v.format(url=url)}" for k, v in slot.companion.settings.items()
+                ]
         lines.append("")
+    for slot in companion_slots():
+        port = _companion_port(slot)
+        lines += [
+            f"  {slot.companion.name}:",
+            "    <<: *service",
+            f"    # Beside {slot.service}: services/{slot.service}/companions.py.",
+            "    depends_on: {}",
+            "    ports:",
+            f'      - "127.0.0.1:{port}:{port}"',
+            "    environment:",
+            f"      SERVICE: {slot.companion.module}",
+            f'      PORT: "{port}"',
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -124,7 +157,12 @@ def stack_env() -> str:
         f"{s.database_var}=" + DOCKER_DB.format(host="127.0.0.1", database=s.database)
         for s in declared
     ]
-    return "\n".join([*urls, f"SAGAKIT_INSTANCE_URLS={instances}", *databases]) + "\n"
+    companions = [
+        f"{slot.companion.url_var}={host.format(port=_companion_port(slot))}"
+        for slot in companion_slots()
+    ]
+    lines = [*urls, f"SAGAKIT_INSTANCE_URLS={instances}", *databases, *companions]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from deploy.chaos.snapshot import unready_instances
 from deploy.chaos.verify import VerifyReport, verify
 from deploy.chaos.workload import Placement, Workload, place_orders
 from deploy.demo.client import SagaClient
+from deploy.localstack.declared import companion_slots
 from deploy.localstack.supervisor import read_status
 
 __all__ = ["ChaosReport", "InjectedFault", "instances_by_service", "run_chaos"]
@@ -188,9 +189,13 @@ async def _run_schedule(
 
 
 def _instance_names(endpoints: Endpoints) -> list[str]:
+    """The services' instances the supervisor runs: what an instance kill may pick. Not the
+    companions beside them (a demo's webhook receiver): the system under test is the services."""
     if endpoints.services_dir is None:
         return []
-    return [str(entry["name"]) for entry in read_status(endpoints.services_dir)]
+    companions = {slot.companion.name for slot in companion_slots()}
+    names = [str(entry["name"]) for entry in read_status(endpoints.services_dir)]
+    return [name for name in names if name not in companions]
 
 
 async def run_chaos(

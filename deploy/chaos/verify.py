@@ -18,11 +18,14 @@ import asyncpg
 from deploy.chaos.checks import CheckResult, check
 from deploy.chaos.endpoints import Endpoints
 from deploy.chaos.manifest import Manifest
+from deploy.chaos.service_checks import run_service_checks
 from deploy.chaos.snapshot import Snapshot, read_databases
 
 __all__ = ["VerifyReport", "verify", "verify_snapshot", "wait_until_settled"]
 
 POLL_S = 1.0
+SERVICE_CHECKS_WAIT_S = 120.0
+"""How long each check a service declares may wait to hold (``deploy.chaos.service_checks``)."""
 # Sagas still under way, and stock still reserved (an order is COMPLETED a moment before
 # inventory has moved its reservation to shipped: two consumer groups read OrderShipped).
 _BUSY_ORDERS = (
@@ -127,8 +130,9 @@ async def wait_until_settled(
 async def verify(endpoints: Endpoints, manifest: Manifest, timeout: float = 300.0) -> VerifyReport:
     """Wait up to ``timeout`` seconds for the system to come to rest, then check it all.
 
-    Reads the four services' databases (``SAGAKIT_<SERVICE>_DATABASE_URL``) and asks every
-    instance's ``/readyz``.
+    Reads the saga's four services' databases (``SAGAKIT_<SERVICE>_DATABASE_URL``) and asks
+    every instance's ``/readyz``; then runs the checks the services declare in their folders
+    (``services/<name>/checks.py``), each waiting for its books to catch up.
     """
     began = time.monotonic()
     settled, busy = await wait_until_settled(endpoints, manifest, timeout)
@@ -136,6 +140,9 @@ async def verify(endpoints: Endpoints, manifest: Manifest, timeout: float = 300.
     snapshot = await read_databases(endpoints, manifest)
     report = verify_snapshot(
         manifest, snapshot, settled=settled, settle_s=settle_s, source="databases"
+    )
+    report.checks += await run_service_checks(
+        endpoints, snapshot, min(timeout, SERVICE_CHECKS_WAIT_S)
     )
     if busy:
         report.extra["busy_at_deadline"] = busy

@@ -6,7 +6,9 @@ then prints what happened; the system is left running for you to try.
 
 A service shows itself by a ``services/<name>/demo.py`` of its own: its ``SCENARIOS``, a
 list of (title, ``async def scenario(env)``) pairs, run after the saga's with the stack's
-settings (its ``SAGAKIT_<NAME>_URL`` among them), printing what they show.
+settings (its ``SAGAKIT_<NAME>_URL`` among them, and the supervisor's folder as
+``SAGAKIT_SUPERVISOR_DIR`` on a local stack, to hold an instance), printing what they show
+(``deploy.demo.show``).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.demo.client import SagaClient, SystemUrls
-from deploy.localstack.declared import declared_services
-from deploy.localstack.supervisor import read_status
+from deploy.demo.show import say, short, table
+from deploy.localstack.declared import companion_slots, declared_services
+from deploy.localstack.supervisor import STATE_DIR_VAR, read_status
 from shared.envfile import read_env_file
 from shared.ops.cli.config import Config
 from shared.ops.cli.dlq import dlq_summary, print_dlq_summary
@@ -37,23 +40,6 @@ RUN = uuid.uuid4().hex[:6]
 Scenario = Callable[[SagaClient, dict[str, str]], Awaitable[None]]
 ServiceScenario = Callable[[Mapping[str, str]], Awaitable[None]]
 """A scenario a service declares in its ``demo.py``: it is given the stack's settings."""
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    say("    " + line.format(*header))
-    say("    " + line.format(*("-" * w for w in widths)))
-    for row in rows:
-        say("    " + line.format(*map(str, row)))
-
-
-def short(identifier: str) -> str:
-    return identifier[:8]
 
 
 async def show_order(client: SagaClient, order: dict[str, Any]) -> None:
@@ -329,6 +315,9 @@ def services_scenarios() -> list[tuple[str, Scenario]]:
 
 def _given_env(scenario: ServiceScenario) -> Scenario:
     async def run(_: SagaClient, env: dict[str, str]) -> None:
+        supervised = _state_dir()
+        if STATE_DIR_VAR not in env and supervised.is_dir():
+            env = env | {STATE_DIR_VAR: str(supervised)}
         await scenario(env)
 
     return run
@@ -352,6 +341,9 @@ async def main(env: dict[str, str]) -> None:
     say(f"  API docs      {env['SAGAKIT_ORDER_URL']}/docs")
     for service in declared_services():
         say(f"  {service.name:<13} {env[service.url_var]}  (admin token in {_env_file()})")
+    for slot in companion_slots():
+        if (url := env.get(slot.companion.url_var)) is not None:
+            say(f"  {slot.companion.name}  {url}  (beside {slot.service})")
     say(f"  all instances {env['SAGAKIT_INSTANCE_URLS']}")
     say("  make status   what runs where;  make down   stop it all")
     say("  sagakit --help   topics, tail, consumer groups and lag, dead letters, orders")

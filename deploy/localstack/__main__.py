@@ -1,5 +1,9 @@
 """``python -m deploy.localstack up|down|status [--profile dev|test|bench] [--json]``.
 
+``hold NAME`` has the supervisor stop instance ``NAME`` and keep it stopped (to rebuild the
+analytics read model, say: its group must have no members); ``release NAME`` lets it start
+again (``deploy.localstack.supervisor``).
+
 ``up`` also takes ``--kafka-brokers N`` (a KRaft cluster of N nodes instead of one) and
 ``--kafka-auth scram`` (SASL/SCRAM on the brokers; the credentials go to stack.env); ``make
 up KAFKA_BROKERS=3 KAFKA_AUTH=scram`` passes them. ``down`` and ``status`` find out by
@@ -18,7 +22,9 @@ from deploy.localstack.cluster import AUTH_CHOICES, Topology
 from deploy.localstack.component import StatusRow
 from deploy.localstack.errors import StackError
 from deploy.localstack.profiles import PROFILES
+from deploy.localstack.services import processes
 from deploy.localstack.stack import down, status, up
+from deploy.localstack.supervisor import hold, release
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m deploy.localstack",
         description="Run Kafka, PostgreSQL and Redis on this machine, without Docker.",
     )
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "hold", "release"))
+    parser.add_argument("instance", nargs="?", help="hold, release: the instance's name")
     parser.add_argument(
         "--profile",
         choices=sorted(PROFILES),
@@ -57,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             up(args.profile, kafka=kafka)
         elif args.command == "down":
             down(args.profile)
+        elif args.command in ("hold", "release"):
+            hold_or_release(args.command, args.profile, args.instance)
         elif args.json:
             print(json.dumps([asdict(row) for row in status(args.profile)], indent=2))
         else:
@@ -65,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def hold_or_release(command: str, profile: str, instance: str | None) -> None:
+    names = [i.name for i in processes()]
+    if instance not in names:
+        raise StackError(f"{command} which instance? One of {', '.join(names)}")
+    folder = PROFILES[profile].state_dir / "services"
+    (hold if command == "hold" else release)(folder, instance)
+    print(f"{instance} {'held: the supervisor stops it' if command == 'hold' else 'released'}")
 
 
 def print_table(rows: list[StatusRow]) -> None:

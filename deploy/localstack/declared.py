@@ -10,11 +10,21 @@ it answers is ``SAGAKIT_<NAME>_URL``.
 Some services run more than one instance, to show the load spread over a consumer group
 (``SECOND_INSTANCES``): the extra instance takes the first offset no declaration claims, so
 it never collides with a service added later.
+
+A service may want a process beside it on a stack, for demos and tests: the notification
+service a webhook receiver to deliver to. It declares it in its own folder, a
+``services/<name>/companions.py`` whose ``COMPANIONS`` lists ``Companion``s; a stack runs each
+one (``python -m services.<module> --port PORT``, answering ``GET /readyz``) on the ports left
+after the instances, and hands the settings it names to the services (``{url}`` standing for
+where it answers): nothing in ``deploy/`` names it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+import importlib.util
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import count
 
 import services
@@ -23,8 +33,12 @@ __all__ = [
     "DECLARED_FIRST_PORT",
     "PORT_SLOTS",
     "SECOND_INSTANCES",
+    "Companion",
+    "CompanionSlot",
     "DeclaredService",
     "InstanceSlot",
+    "companion_slots",
+    "declared_companions",
     "declared_services",
     "instance_slots",
     "service_names",
@@ -73,6 +87,35 @@ class InstanceSlot:
     offset: int
 
 
+@dataclass(frozen=True)
+class Companion:
+    """A process a stack runs beside a service (see the module docstring)."""
+
+    name: str
+    """Its process's name (``make status``, its log), and its URL variable's."""
+    module: str
+    """What runs, under ``services``: ``python -m services.<module> --port PORT``."""
+    settings: Mapping[str, str] = field(default_factory=dict)
+    """``SAGAKIT_*`` settings it gives the services, ``{url}`` standing for where it answers."""
+
+    @property
+    def url_var(self) -> str:
+        return f"SAGAKIT_{self.name.upper().replace('-', '_')}_URL"
+
+    def env(self, url: str) -> dict[str, str]:
+        """Where it answers, and the settings it gives the services, when it answers at ``url``."""
+        return {self.url_var: url} | {k: v.format(url=url) for k, v in self.settings.items()}
+
+
+@dataclass(frozen=True)
+class CompanionSlot:
+    """A companion as a stack runs it: the service that declares it and its port's offset."""
+
+    companion: Companion
+    service: str
+    offset: int
+
+
 def declared_services() -> tuple[DeclaredService, ...]:
     """Every service under ``services/``, by declared port."""
     found = tuple(
@@ -105,5 +148,31 @@ def instance_slots() -> tuple[InstanceSlot, ...]:
     if any(slot.offset >= PORT_SLOTS for slot in slots):
         raise ValueError(
             f"{len(slots)} instances do not fit the stacks' {PORT_SLOTS} service ports"
+        )
+    return slots
+
+
+def declared_companions(service: str) -> Sequence[Companion]:
+    """The ``COMPANIONS`` of ``services/<service>/companions.py``, none without one."""
+    module = f"services.{service}.companions"
+    if importlib.util.find_spec(module) is None:
+        return ()
+    companions: Sequence[Companion] = importlib.import_module(module).COMPANIONS
+    return companions
+
+
+def companion_slots() -> tuple[CompanionSlot, ...]:
+    """Every companion, on the ports the instances leave, by its service's declared port."""
+    taken = {slot.offset for slot in instance_slots()}
+    spare = (offset for offset in count() if offset not in taken)
+    slots = tuple(
+        CompanionSlot(companion, service, next(spare))
+        for service in service_names()
+        for companion in declared_companions(service)
+    )
+    if any(slot.offset >= PORT_SLOTS for slot in slots):
+        raise ValueError(
+            f"the instances and {len(slots)} companion(s) do not fit the stacks' "
+            f"{PORT_SLOTS} service ports"
         )
     return slots

@@ -3,7 +3,9 @@
 ``up`` starts ``deploy.localstack.supervisor`` in the background: it runs every instance
 (``deploy.localstack.declared``: each service on its declared port's offset, and a second
 payment instance, to show load balancing), restarts any that dies and counts the restarts,
-which ``status`` shows. ``up`` returns once every instance answers ``/readyz``. The test
+which ``status`` shows. The same supervisor runs the companions services declare
+(``declared.companion_slots``: the notification service's webhook receiver), whose settings
+go into stack.env. ``up`` returns once every process answers ``/readyz``. The test
 profile starts no services here (``Profile.runs_services``): the end-to-end tests run their
 own, on their own databases and topics (tests/e2e/conftest.py).
 """
@@ -19,7 +21,7 @@ import httpx
 
 from deploy.localstack import ports
 from deploy.localstack.component import Context, Plan, StatusRow
-from deploy.localstack.declared import declared_services, instance_slots
+from deploy.localstack.declared import companion_slots, declared_services, instance_slots
 from deploy.localstack.errors import StackError
 from deploy.localstack.prereqs import Needs
 from deploy.localstack.processes import is_alive, running_pid, start_server, terminate
@@ -27,7 +29,7 @@ from deploy.localstack.profiles import HOST
 from deploy.localstack.readiness import wait_until_answers
 from deploy.localstack.supervisor import read_status
 
-__all__ = ["Instance", "Services", "instances"]
+__all__ = ["Instance", "Services", "companions", "instances", "processes"]
 
 READY_TIMEOUT_S = 90.0
 SUPERVISOR = "deploy.localstack.supervisor"
@@ -35,7 +37,7 @@ SUPERVISOR = "deploy.localstack.supervisor"
 
 @dataclass(frozen=True)
 class Instance:
-    """One service process: its name, which service it runs, and its port's offset."""
+    """One process: its name, the module it runs (``services.<service>``), its port's offset."""
 
     name: str
     service: str
@@ -54,6 +56,17 @@ def instances() -> tuple[Instance, ...]:
     return tuple(Instance(s.name, s.service, s.offset) for s in instance_slots())
 
 
+def companions() -> tuple[Instance, ...]:
+    """The companions services declare (the notification service's receiver on 8007)."""
+    slots = companion_slots()
+    return tuple(Instance(s.companion.name, s.companion.module, s.offset) for s in slots)
+
+
+def processes() -> tuple[Instance, ...]:
+    """What the supervisor runs: every instance, then the companions."""
+    return (*instances(), *companions())
+
+
 class Services:
     """Every declared service (payment twice) under one supervisor."""
 
@@ -65,12 +78,12 @@ class Services:
         if self._pid(ctx):
             return Plan.running()
         hint = "stop what listens there (make status shows what make up started)"
-        return Plan.start(Needs(ports=tuple((i.port(ctx), hint) for i in instances())))
+        return Plan.start(Needs(ports=tuple((i.port(ctx), hint) for i in processes())))
 
     def start(self, ctx: Context) -> None:
         folder = ctx.state("services")
         env_file = ctx.profile.state_dir / "stack.env"
-        specs = [f"{i.name}={i.service}:{i.port(ctx)}" for i in instances()]
+        specs = [f"{i.name}={i.service}:{i.port(ctx)}" for i in processes()]
         argv = [sys.executable, "-m", SUPERVISOR, str(folder), str(env_file), *specs]
         start_server(argv, folder, "supervisor")
 
@@ -78,7 +91,7 @@ class Services:
         if not ctx.profile.runs_services:
             return
         folder = ctx.state("services")
-        for instance in instances():
+        for instance in processes():
             url = f"{instance.url(ctx)}/readyz"
             wait_until_answers(
                 f"{instance.name} at {instance.url(ctx)}",
@@ -90,9 +103,15 @@ class Services:
 
     def env(self, ctx: Context) -> dict[str, str]:
         first = {i.service: i.url(ctx) for i in reversed(instances())}
-        return {s.url_var: first[s.name] for s in declared_services()} | {
+        env = {s.url_var: first[s.name] for s in declared_services()} | {
             "SAGAKIT_INSTANCE_URLS": ",".join(i.url(ctx) for i in instances()),
         }
+        if not ctx.profile.runs_services:
+            return env
+        for slot in companion_slots():
+            port = ctx.profile.first_service_port + slot.offset
+            env |= slot.companion.env(f"http://{HOST}:{port}")
+        return env
 
     def stop(self, ctx: Context) -> None:
         pid = self._pid(ctx)
@@ -100,7 +119,7 @@ class Services:
             # The supervisor stops every instance gracefully (they drain and commit) first.
             terminate(pid, "the service supervisor", timeout=45.0)
         self._pidfile(ctx).unlink(missing_ok=True)
-        ports.wait_until_free([i.port(ctx) for i in instances()], "the services")
+        ports.wait_until_free([i.port(ctx) for i in processes()], "the services")
 
     def status(self, ctx: Context) -> list[StatusRow]:
         if not ctx.profile.runs_services:
@@ -108,11 +127,13 @@ class Services:
         running = self._pid(ctx) is not None
         known = {str(entry["name"]): entry for entry in read_status(ctx.state("services"))}
         rows = []
-        for instance in instances():
+        for instance in processes():
             entry = known.get(instance.name, {})
             pid = entry.get("pid") if running else None
             alive_pid = pid if isinstance(pid, int) and is_alive(pid) else None
             state = "running" if alive_pid else "starting" if running else "stopped"
+            if entry.get("held"):
+                state = "held (stopping)" if alive_pid else "held"
             restarts = entry.get("restarts", 0)
             if restarts:
                 state += f", {restarts} restart(s), last exit {entry.get('last_exit')}"

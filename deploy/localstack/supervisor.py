@@ -6,6 +6,11 @@ it starts one process per instance (``python -m services.<module> --port PORT``,
 keeps ``STATE_DIR/services.json`` up to date (pid, port, restarts, last exit) for
 ``make status``. On SIGTERM it stops the instances gracefully (SIGTERM, then SIGKILL after
 a grace period) and exits. Each instance logs to ``STATE_DIR/logs/NAME.log``.
+
+An instance can be held (``hold``: a file ``STATE_DIR/held/NAME``): the supervisor stops it
+gracefully and starts it no more until it is released (``release``), and its stop counts as
+no restart. ``make demo`` holds the analytics service so as to rebuild its read model (its
+consumer group must have no members), then lets it go.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ from pathlib import Path
 
 from deploy.localstack.stackenv import read_stack_env
 
-__all__ = ["Instance", "parse_instance", "read_status"]
+__all__ = ["STATE_DIR_VAR", "Instance", "hold", "parse_instance", "read_status", "release"]
 
 STATUS_FILE = "services.json"
+HELD_DIR = "held"
+STATE_DIR_VAR = "SAGAKIT_SUPERVISOR_DIR"
+"""What the demo hands its scenarios as the supervisor's folder, when the stack has one."""
 GRACE_SECONDS = 25.0
 TICK_SECONDS = 0.2
 # An instance that dies within this long after starting is crashing in a loop: wait longer
@@ -44,7 +52,9 @@ class Instance:
     last_exit: int | None = None
     started_at: float = 0.0
     next_start_at: float = 0.0
+    held: bool = False
     delay: float = field(default=0.5, repr=False)
+    stopping_since: float | None = field(default=None, repr=False)
 
 
 def parse_instance(spec: str) -> Instance:
@@ -54,6 +64,17 @@ def parse_instance(spec: str) -> Instance:
     if not (name and module and port.isdigit()):
         raise SystemExit(f"bad instance {spec!r}: expected NAME=MODULE:PORT")
     return Instance(name, module, int(port))
+
+
+def hold(state_dir: Path, name: str) -> None:
+    """Have the supervisor of ``state_dir`` stop instance ``name`` and keep it stopped."""
+    (state_dir / HELD_DIR).mkdir(parents=True, exist_ok=True)
+    (state_dir / HELD_DIR / name).touch()
+
+
+def release(state_dir: Path, name: str) -> None:
+    """Let the supervisor of ``state_dir`` start instance ``name`` again."""
+    (state_dir / HELD_DIR / name).unlink(missing_ok=True)
 
 
 def read_status(state_dir: Path) -> list[dict[str, object]]:
@@ -88,6 +109,10 @@ class Supervisor:
         self.stopping = True
 
     def _tend(self, instance: Instance) -> None:
+        instance.held = (self.state_dir / HELD_DIR / instance.name).exists()
+        if instance.held:
+            self._let_go(instance)
+            return
         process = self.processes.get(instance.name)
         if process is not None:
             code = process.poll()
@@ -119,6 +144,23 @@ class Supervisor:
         instance.pid = self.processes[instance.name].pid
         instance.started_at = time.monotonic()
 
+    def _let_go(self, instance: Instance) -> None:
+        """Stop a held instance as ``_stop_all`` would, without blocking the others' care."""
+        process = self.processes.get(instance.name)
+        if process is None:
+            return
+        code = process.poll()
+        if code is not None:
+            del self.processes[instance.name]
+            instance.last_exit, instance.pid, instance.stopping_since = code, None, None
+            self._log(f"{instance.name} held: stopped with {code}")
+        elif instance.stopping_since is None:
+            process.send_signal(signal.SIGTERM)
+            instance.stopping_since = time.monotonic()
+        elif time.monotonic() - instance.stopping_since > GRACE_SECONDS:
+            self._log(f"{instance.name} did not stop within {GRACE_SECONDS:.0f} s: killing it")
+            process.kill()
+
     def _stop_all(self) -> None:
         for process in self.processes.values():
             process.send_signal(signal.SIGTERM)
@@ -139,7 +181,11 @@ class Supervisor:
             "supervisor_pid": os.getpid(),
             "stopping": self.stopping,
             "instances": [
-                {key: value for key, value in asdict(instance).items() if key != "delay"}
+                {
+                    key: value
+                    for key, value in asdict(instance).items()
+                    if key not in {"delay", "stopping_since"}
+                }
                 for instance in self.instances
             ],
         }

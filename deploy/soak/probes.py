@@ -21,6 +21,7 @@ import redis.asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.cpu import pid_in, process_seconds
+from deploy.localstack.declared import service_names
 from deploy.localstack.supervisor import read_status
 from shared.storage.migrations import PLATFORM_VERSION_TABLE
 
@@ -76,7 +77,12 @@ def _postgres_pids(cluster: str) -> list[int]:
 def process_readings(state_dir: Path, profile: str) -> dict[str, dict[str, float]]:
     """Per process of the stack: ``rss_mb`` and ``cpu_s`` (since it started)."""
     pids: dict[str, int] = {}
+    services_run = set(service_names())
     for instance in read_status(state_dir / "services"):
+        # A companion beside the services (the notification receiver, which keeps what it
+        # took in memory) is no part of the system whose growth the soak judges.
+        if instance.get("module") not in services_run:
+            continue
         if isinstance(instance.get("pid"), int):
             pids[str(instance["name"])] = int(instance["pid"])  # type: ignore[call-overload]
     for name in ("kafka", "redis"):

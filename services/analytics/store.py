@@ -30,7 +30,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.analytics.model import Contributions, Ending, OrderFacts, Outcome
@@ -45,6 +44,7 @@ __all__ = [
     "events_per_minute",
     "lock_orders",
     "metadata",
+    "order_facts",
     "orders",
     "orders_per_minute",
     "outcomes_per_minute",
@@ -116,7 +116,7 @@ async def lock_orders(session: AsyncConnection, order_ids: Iterable[str]) -> dic
     await session.execute(new.on_conflict_do_nothing())
     query = select(orders).where(orders.c.order_id.in_(ids)).order_by(orders.c.order_id)
     rows = (await session.execute(query.with_for_update())).mappings()
-    return {row["order_id"]: _facts(row) for row in rows}
+    return {row["order_id"]: order_facts(row) for row in rows}
 
 
 async def save_orders(session: AsyncConnection, changed: Mapping[str, OrderFacts]) -> None:
@@ -263,7 +263,8 @@ def _sortable(key: tuple[object, ...]) -> tuple[object, ...]:
     return tuple(str(part) if isinstance(part, Outcome) else part for part in key)
 
 
-def _facts(row: RowMapping) -> OrderFacts:
+def order_facts(row: Mapping[Any, Any]) -> OrderFacts:
+    """An ``orders`` row as the facts it holds (chaos' check reads them too)."""
     ending = None
     if row["ended_at"] is not None:
         outcome = Outcome(row["outcome"])

@@ -7,9 +7,13 @@ again), and it can misbehave on purpose: refuse each notification's first ``fail
 posts (``fail_status``, 503 by default: tried again), refuse every post (``--always-fail``),
 or take a notification's first post but answer only after ``slow_first`` seconds, later than
 the deliverer waits (the answer is lost, the deliverer posts again, the copy is recognised).
+Started with ``--fail-first``, ``--always-fail`` or ``--slow-first``, or told while it runs
+(``PUT /behaviour``): the demo turns it bad and good again, around one order each.
 
 ``POST /hooks/notifications`` takes them; ``GET /received`` says what it took, the
-duplicates it recognised and how many posts it refused. It keeps everything in memory.
+duplicates it recognised and how many posts it refused, ``GET /received/{key}`` the same of
+one notification. ``GET /readyz`` answers once it listens (the local stack waits for it). It
+keeps everything in memory.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from typing import Annotated, Any, NamedTuple
 
 from fastapi import Body, FastAPI, Header
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
-__all__ = ["HOOK_PATH", "Answer", "Receiver", "main", "receiver_app"]
+__all__ = ["HOOK_PATH", "Answer", "Behaviour", "Receiver", "main", "receiver_app"]
 
 HOOK_PATH = "/hooks/notifications"
 
@@ -33,6 +38,15 @@ class Answer(NamedTuple):
     delay: float = 0.0
     """Seconds to wait before answering."""
     duplicate: bool = False
+
+
+class Behaviour(BaseModel):
+    """How the receiver answers the posts to come (``PUT /behaviour``)."""
+
+    fail_first: int = Field(default=0, ge=0)
+    fail_status: int = Field(default=503, ge=400, le=599)
+    always_fail: bool = False
+    slow_first: float = Field(default=0.0, ge=0)
 
 
 @dataclass
@@ -65,6 +79,31 @@ class Receiver:
         """How many posts each key had."""
         return dict(Counter(self.keys))
 
+    def behave(self, behaviour: Behaviour) -> None:
+        """Answer the posts to come as ``behaviour`` says; what it took stays taken."""
+        self.fail_first = behaviour.fail_first
+        self.fail_status = behaviour.fail_status
+        self.always_fail = behaviour.always_fail
+        self.slow_first = behaviour.slow_first
+
+    @property
+    def behaviour(self) -> Behaviour:
+        return Behaviour(
+            fail_first=self.fail_first,
+            fail_status=self.fail_status,
+            always_fail=self.always_fail,
+            slow_first=self.slow_first,
+        )
+
+    def of(self, key: str) -> dict[str, Any]:
+        """What became of the posts of ``key``."""
+        return {
+            "taken": key in self.taken,
+            "posts": self.keys.count(key),
+            "refused": self.refused[key],
+            "duplicates": self.duplicates[key],
+        }
+
 
 def receiver_app(receiver: Receiver) -> FastAPI:
     app = FastAPI(title="sagakit notification receiver (demo)")
@@ -88,6 +127,22 @@ def receiver_app(receiver: Receiver) -> FastAPI:
             "duplicates": dict(receiver.duplicates),
             "refused": sum(receiver.refused.values()),
         }
+
+    @app.get("/received/{key}")
+    async def received_of(key: str) -> dict[str, Any]:
+        """One notification's posts: taken or not, how many, refused, recognised as copies."""
+        return receiver.of(key)
+
+    @app.put("/behaviour")
+    async def behave(behaviour: Behaviour) -> Behaviour:
+        """Answer the posts to come as told (fields left out go back to their defaults)."""
+        receiver.behave(behaviour)
+        return receiver.behaviour
+
+    @app.get("/readyz")
+    async def ready() -> dict[str, str]:
+        """It listens: all it needs."""
+        return {"status": "ready"}
 
     return app
 

@@ -3,8 +3,9 @@ infrastructure.
 
 The ``system`` fixture gives each service a fresh database and the session its own copy of
 every topic, starts them under the same supervisor ``make up`` uses (the same instances:
-``deploy.localstack.declared``, two of payment; restarts on exit), waits until every
-instance is ready, and stops them at the end.
+``deploy.localstack.declared``, two of payment; restarts on exit) with the companions the
+services declare (the notification service's webhook receiver, its settings given to every
+service), waits until every process is ready, and stops them at the end.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ import httpx
 import pytest
 
 from deploy.demo.client import SagaClient, SystemUrls
-from deploy.localstack.declared import declared_services, instance_slots, service_names
+from deploy.localstack.declared import (
+    companion_slots,
+    declared_services,
+    instance_slots,
+    service_names,
+)
 from deploy.localstack.ports import free_ports
 from deploy.localstack.supervisor import read_status
 from shared.envfile import write_env_file
@@ -49,10 +55,20 @@ def _instances() -> tuple[Instance, ...]:
     """The session's instances on free ports, chosen when the system starts (tests find them
     in the supervisor's status: tests/e2e/invariants.py ``instances``). Each session gets its
     own, so two sessions on one machine never talk to each other's services."""
-    slots = instance_slots()
-    return tuple(
-        Instance(slot.name, slot.service, port)
-        for slot, port in zip(slots, free_ports(len(slots)), strict=True)
+    return _processes()[0]
+
+
+def _processes() -> tuple[tuple[Instance, ...], tuple[Instance, ...]]:
+    """(the instances, the companions: ``python -m services.<module>``), on free ports all
+    chosen at once, so that no two of them are given the same one."""
+    slots, companions = instance_slots(), companion_slots()
+    ports = free_ports(len(slots) + len(companions))
+    return (
+        tuple(Instance(s.name, s.service, port) for s, port in zip(slots, ports, strict=False)),
+        tuple(
+            Instance(c.companion.name, c.companion.module, port)
+            for c, port in zip(companions, ports[len(slots) :], strict=True)
+        ),
     )
 
 
@@ -79,7 +95,11 @@ class RunningSystem:
         return (self.state_dir / "logs" / f"{instance}.log").read_text(errors="replace")
 
 
-async def _system_env(infra: Infrastructure, instances: tuple[Instance, ...]) -> dict[str, str]:
+async def _system_env(
+    infra: Infrastructure,
+    instances: tuple[Instance, ...],
+    companions: tuple[Instance, ...] = (),
+) -> dict[str, str]:
     env = {
         "SAGAKIT_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
         "SAGAKIT_REDIS_URL": infra.redis_url,
@@ -95,6 +115,8 @@ async def _system_env(infra: Infrastructure, instances: tuple[Instance, ...]) ->
     for service in declared_services():
         env[service.url_var] = next(i.url for i in instances if i.service == service.name)
         env[service.database_var] = await infra.create_database(service.name)
+    for slot, companion in zip(companion_slots(), companions, strict=False):
+        env |= slot.companion.env(companion.url)
     return env
 
 
@@ -141,13 +163,13 @@ async def running_system(
     other settings, short deadlines say, starts a system of its own with them); so does a
     test whose input may leave the services in a state others would trip over (the OpenAPI
     fuzzer)."""
-    instances = _instances()
-    env = await _system_env(infra, instances) | dict(settings or {})
+    instances, companions = _processes()
+    env = await _system_env(infra, instances, companions) | dict(settings or {})
     env_file = state_dir / "stack.env"
     write_env_file(env_file, env)
-    supervisor = _start_supervisor(state_dir, env_file, instances)
+    supervisor = _start_supervisor(state_dir, env_file, (*instances, *companions))
     try:
-        await _wait_ready(state_dir, instances)
+        await _wait_ready(state_dir, (*instances, *companions))
         async with SagaClient(SystemUrls.from_env(env)) as client:
             yield RunningSystem(env, state_dir, client)
     finally:

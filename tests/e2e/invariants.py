@@ -33,6 +33,7 @@ from deploy.chaos.checks import check
 from deploy.chaos.manifest import Manifest
 from deploy.chaos.snapshot import order_row, read_http
 from deploy.demo.client import TERMINAL, SagaClient
+from deploy.localstack.declared import service_names
 from deploy.localstack.supervisor import read_status
 from shared.contracts.topics import existing_partitions
 
@@ -80,11 +81,13 @@ def instances(state_dir: Path, service: str | None = None) -> list[ServiceInstan
     """The instances the session's supervisor runs (of ``service`` only, if given).
 
     Read from the supervisor's status rather than imported from conftest: pytest imports
-    conftest under its own module name, so a second import would pick other free ports.
+    conftest under its own module name, so a second import would pick other free ports. The
+    companions it runs beside them (the notification receiver) are no service's instances.
     """
     every = [
         ServiceInstance(str(i["name"]), str(i["module"]), f"http://127.0.0.1:{i['port']}")
         for i in read_status(state_dir)
+        if i["module"] in service_names()
     ]
     return [i for i in every if service is None or i.service == service]
 

@@ -23,7 +23,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
-from deploy.localstack.declared import service_names
+from deploy.localstack.declared import companion_slots, service_names
 from services import declarations
 from shared.envfile import read_env_file
 
@@ -58,8 +58,13 @@ def all_services() -> dict[str, dict[str, Any]]:
 
 
 def app_services() -> dict[str, dict[str, Any]]:
-    """The containers built from our Dockerfile (the sagakit services), by compose name."""
-    return {name: spec for name, spec in all_services().items() if "build" in spec}
+    """The containers built from our Dockerfile that run a service, by compose name (not the
+    companions beside them: tests below)."""
+    return {
+        name: spec
+        for name, spec in all_services().items()
+        if "build" in spec and environment(spec).get("SERVICE") in SERVICES
+    }
 
 
 def environment(spec: dict[str, Any]) -> dict[str, str]:
@@ -367,3 +372,16 @@ def test_redis_is_bounded_and_evicts_the_least_recently_used_keys() -> None:
     assert command[0] == "redis-server"
     assert options["--maxmemory-policy"] == "allkeys-lru"
     assert re.fullmatch(r"\d+mb", options["--maxmemory"])
+
+
+def test_the_companions_services_declare_run_beside_them_and_their_settings_reach_them() -> None:
+    """services/<name>/companions.py: the notification service's webhook receiver."""
+    for slot in companion_slots():
+        spec = all_services()[slot.companion.name]
+        assert environment(spec)["SERVICE"] == slot.companion.module
+        assert "/readyz" in " ".join(spec["healthcheck"]["test"])
+        port = int(environment(spec)["PORT"])
+        assert published_ports(spec) == {port: port}
+        owner = environment(app_services()[slot.service])
+        for key, value in slot.companion.settings.items():
+            assert owner[key] == value.format(url=f"http://{slot.companion.name}:{port}")

@@ -36,3 +36,29 @@ async def test_its_routes_take_once_by_key_and_tell_what_they_took() -> None:
     assert [post.json()["duplicate"] for post in posts[1:]] == [False, True]
     assert keyless.status_code == 422
     assert received == {"taken": [{"n": 1}], "duplicates": {"k": 1}, "refused": 1}
+
+
+async def test_it_is_told_to_fail_and_mend_while_it_runs_and_tells_one_keys_posts() -> None:
+    transport = httpx.ASGITransport(app=receiver_app(Receiver()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://r") as client:
+        assert (await client.get("/readyz")).status_code == 200
+        told = await client.put("/behaviour", json={"always_fail": True, "fail_status": 500})
+        refused = await client.post(HOOK_PATH, json={}, headers={"Idempotency-Key": "k"})
+        mended = await client.put("/behaviour", json={})
+        taken = await client.post(HOOK_PATH, json={}, headers={"Idempotency-Key": "k"})
+        copy = await client.post(HOOK_PATH, json={}, headers={"Idempotency-Key": "k"})
+        of_k = (await client.get("/received/k")).json()
+        of_unknown = (await client.get("/received/nobody")).json()
+        bad = await client.put("/behaviour", json={"fail_first": -1})
+
+    assert told.json() == {
+        "fail_first": 0,
+        "fail_status": 500,
+        "always_fail": True,
+        "slow_first": 0.0,
+    }
+    assert (refused.status_code, mended.json()["always_fail"]) == (500, False)
+    assert (taken.json(), copy.json()) == ({"duplicate": False}, {"duplicate": True})
+    assert of_k == {"taken": True, "posts": 3, "refused": 1, "duplicates": 1}
+    assert of_unknown == {"taken": False, "posts": 0, "refused": 0, "duplicates": 0}
+    assert bad.status_code == 422

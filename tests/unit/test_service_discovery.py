@@ -22,10 +22,12 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 import services
 from deploy import configs
 from deploy.demo.__main__ import services_scenarios
+from deploy.localstack.__main__ import main as localstack_main
 from deploy.localstack.component import Context
 from deploy.localstack.declared import (
     DECLARED_FIRST_PORT,
     PORT_SLOTS,
+    companion_slots,
     declared_services,
     instance_slots,
     service_names,
@@ -115,7 +117,7 @@ def test_a_stale_file_fails_the_check(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_a_planted_service_is_run_addressed_and_listed(planted: Path, tmp_path: Path) -> None:
     before = service_names()
-    instances_before = len(instance_slots())
+    processes_before = len(instance_slots()) + len(companion_slots())
     port = a_free_port()  # 8009 beside the four
     plant(planted, "ledger", port)
     assert service_names() == (*before, "ledger")
@@ -128,7 +130,7 @@ def test_a_planted_service_is_run_addressed_and_listed(planted: Path, tmp_path: 
     plan = Services().plan(ctx)
     planned = {p for p, _ in plan.needs.ports}
     assert on_bench in planned and {28000, 28001, 28002, 28003} < planned
-    assert len(planned) == instances_before + 1
+    assert len(planned) == processes_before + 1  # the companions moved to the ports left
     env = Services().env(ctx)
     assert env["SAGAKIT_LEDGER_URL"] == f"http://127.0.0.1:{on_bench}"
     assert env["SAGAKIT_PAYMENT_URL"] == "http://127.0.0.1:28001"  # the others keep theirs
@@ -236,3 +238,47 @@ def test_the_grafana_dashboard_groups_by_the_service_label_and_names_no_service(
     assert any("by (service" in expr for expr in expressions)
     for expr in expressions:
         assert not re.search(r"\b(service|instance)\s*=~?\s*\"", expr), expr
+
+
+def test_a_companion_a_service_declares_in_its_folder_runs_beside_it(
+    planted: Path, tmp_path: Path
+) -> None:
+    """services/<name>/companions.py: a process the stacks run beside the service, on a port
+    the instances leave, its settings handed to the services (the notification receiver's
+    SAGAKIT_NOTIFICATION_WEBHOOK_URL, say)."""
+    plant(planted, "ledger", a_free_port())
+    (planted / "ledger" / "companions.py").write_text(
+        dedent("""\
+            from deploy.localstack.declared import Companion
+
+            COMPANIONS = [
+                Companion("ledger-bank", "ledger.bank", {"SAGAKIT_LEDGER_BANK": "{url}/api"})
+            ]
+        """)
+    )
+    slot = next(s for s in companion_slots() if s.companion.name == "ledger-bank")
+    taken = {s.offset for s in instance_slots()} | {
+        s.offset for s in companion_slots() if s != slot
+    }
+    assert slot.service == "ledger" and slot.offset not in taken
+
+    ctx = Context(replace(PROFILES["bench"], state_dir=tmp_path / "state"), {})
+    url = f"http://127.0.0.1:{PROFILES['bench'].first_service_port + slot.offset}"
+    env = Services().env(ctx)
+    assert (env["SAGAKIT_LEDGER_BANK_URL"], env["SAGAKIT_LEDGER_BANK"]) == (url, f"{url}/api")
+    assert url not in env["SAGAKIT_INSTANCE_URLS"].split(",")  # not an instance of a service
+    assert url.rsplit(":", 1)[1] in {str(p) for p, _ in Services().plan(ctx).needs.ports}
+    # The test stack runs no services, hence no companions and none of their settings.
+    assert "SAGAKIT_LEDGER_BANK" not in Services().env(Context(PROFILES["test"], {}))
+
+
+def test_python_m_deploy_localstack_holds_and_releases_an_instance_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(PROFILES, "dev", replace(PROFILES["dev"], state_dir=tmp_path))
+    held = tmp_path / "services" / "held" / "analytics"
+
+    assert localstack_main(["hold", "analytics"]) == 0 and held.exists()
+    assert localstack_main(["release", "analytics"]) == 0 and not held.exists()
+    assert localstack_main(["hold", "nobody"]) == 1
+    assert "One of order, payment" in capsys.readouterr().err
