@@ -18,6 +18,7 @@ GROUP = "analytics"
 # Every event is counted first (its row in events_per_minute), then the order's facts move.
 counted = [Subscription.batched(event_type, handlers.count_events) for event_type in CATALOGUE]
 
+
 class AnalyticsSettings(ListenerSettings):
     service_name: str = "analytics"
     database_url: str = database_url_field("analytics")
