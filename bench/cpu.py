@@ -76,7 +76,8 @@ def system_processes(target: Target, extra: Mapping[str, int]) -> dict[str, Read
     """Readers for every process of ``target`` that can be found: its service instances, the
     local stack's Kafka, Redis and PostgreSQL, this process (the load generator, and the
     transport's relays), and ``extra`` (the synchronous chain's, while it runs)."""
-    pids = {name: pid for name, pid in target.instances().items() if pid is not None}
+    processes = target.instances() | target.companions()
+    pids = {name: pid for name, pid in processes.items() if pid is not None}
     state = target.services_dir.parent
     for name in ("kafka", "redis"):
         if (pid := pid_in(state / name / f"{name}.pid")) is not None:

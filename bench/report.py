@@ -93,10 +93,16 @@ def _cpu_per_saga(cpu: Doc, sagas_per_s: float | None) -> list[str]:
     return [
         f"  CPU per saga       {_n(cpu['per_saga_ms'], 2)} ms at {_n(sagas_per_s, 1)} sagas/s "
         f"({_n(cpu['system_cpu_s'], 1)} CPU-s of the system over {cpu['completed_sagas']:,} "
-        f"completed sagas; the load generator's {_n(cpu['load_generator_cpu_s'], 1)} left out)",
+        f"completed sagas; the load generator's {_n(cpu['load_generator_cpu_s'], 1)}"
+        f"{_outside(cpu.get('outside_cpu_s'))} left out)",
         f"                     ms per saga: {shares}",
         *_parts(cpu.get("per_saga_ms_by_part")),
     ]
+
+
+def _outside(outside: Doc | None) -> str:
+    """The processes outside the system (the webhook receiver), as the CPU line names them."""
+    return "".join(f" and {name}'s {_n(seconds, 1)}" for name, seconds in (outside or {}).items())
 
 
 def _parts(parts: Doc | None) -> list[str]:

@@ -137,7 +137,12 @@ async def _event_driven(run: _Run) -> None:
         closed = await run.step("closed loop", partial(_closed, run, settings.orders))
         await run.idle()
         if closed:
-            cpu = cpu_per_saga(run.cpu["closed loop"], closed.sagas.completed, saga_listeners())
+            cpu = cpu_per_saga(
+                run.cpu["closed loop"],
+                closed.sagas.completed,
+                saga_listeners(),
+                frozenset(run.target.companions()),
+            )
             hops = await run.hops(before)
             run.scenarios["closed_loop"] = closed.to_json() | {"cpu": cpu, "hops": hops}
         else:
@@ -266,14 +271,19 @@ INFRASTRUCTURE = frozenset({"kafka", "postgres", "redis"})
 
 
 def cpu_per_saga(
-    cpu_seconds: dict[str, float], completed: int, listeners: frozenset[str] = frozenset()
+    cpu_seconds: dict[str, float],
+    completed: int,
+    listeners: frozenset[str] = frozenset(),
+    outside: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """The system's CPU seconds during the closed loop (every process measured but the load
-    generator's), in all and per completed saga (milliseconds), each process's share too,
-    and three parts: the saga's steps (services that emit events), its listeners (services
-    named in ``listeners``: they read the saga's events and emit none, so the saga does not
-    wait for them) and the infrastructure (Kafka, PostgreSQL, Redis)."""
-    system = {name: s for name, s in cpu_seconds.items() if name != LOAD_GENERATOR}
+    generator's and those ``outside`` the system: the webhook receiver), in all and per
+    completed saga (milliseconds), each process's share too, and three parts: the saga's
+    steps (services that emit events), its listeners (services named in ``listeners``: they
+    read the saga's events and emit none, so the saga does not wait for them) and the
+    infrastructure (Kafka, PostgreSQL, Redis)."""
+    left_out = {LOAD_GENERATOR, *outside}
+    system = {name: s for name, s in cpu_seconds.items() if name not in left_out}
     total = sum(system.values())
 
     def ms(seconds: float) -> float | None:
@@ -290,6 +300,7 @@ def cpu_per_saga(
     return {
         "system_cpu_s": round(total, 2),
         "load_generator_cpu_s": cpu_seconds.get(LOAD_GENERATOR),
+        "outside_cpu_s": {name: cpu_seconds[name] for name in sorted(outside & set(cpu_seconds))},
         "completed_sagas": completed,
         "per_saga_ms": ms(total),
         "per_saga_ms_by_process": {

@@ -11,9 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.demo.client import SystemUrls
+from deploy.localstack.services import companions
 from deploy.localstack.stackenv import read_stack_env
 from deploy.localstack.supervisor import read_status
 from shared.storage.db import asyncpg_dsn
+
+COMPANIONS = frozenset(companion.name for companion in companions())
+"""The names of the processes the local stack runs beside the services."""
 
 __all__ = ["Target"]
 
@@ -73,7 +77,16 @@ class Target:
         return {base: f"{base.rstrip('/')}/metrics" for base in bases}
 
     def instances(self) -> dict[str, int | None]:
-        """Each running instance's name and pid, as the supervisor last reported them."""
+        """Each running service instance's name and pid, as the supervisor last reported
+        them (the companions aside: they stand for the world outside the system)."""
+        return {name: pid for name, pid in self._processes().items() if name not in COMPANIONS}
+
+    def companions(self) -> dict[str, int | None]:
+        """The companions the supervisor runs (the notification service's webhook receiver:
+        the customer's side of a webhook), by name."""
+        return {name: pid for name, pid in self._processes().items() if name in COMPANIONS}
+
+    def _processes(self) -> dict[str, int | None]:
         found: dict[str, int | None] = {}
         for entry in read_status(self.services_dir):
             pid = entry.get("pid")

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notification import store
 from services.notification.model import NotificationStatus, after_attempt, judge_answer
@@ -61,7 +60,7 @@ class DeliveryPolicy:
     base_delay_ms: int = 1_000
     max_delay_ms: int = 300_000
     timeout_s: float = 5.0
-    batch_size: int = 20
+    batch_size: int = 100
     poll_interval_s: float = 0.5
 
     @property
@@ -108,10 +107,15 @@ class WebhookDeliverer:
         if not claimed:
             return 0
         answers = await asyncio.gather(*(self._post(delivery) for delivery in claimed))
-        async with self._units() as uow:
-            for delivery, (status_code, error) in zip(claimed, answers, strict=True):
-                await self._record(uow.session, delivery, status_code, error)
+        attempts = [
+            self._judged(delivery, status_code, error)
+            for delivery, (status_code, error) in zip(claimed, answers, strict=True)
+        ]
+        async with self._units() as uow:  # every outcome of the pass in one statement
+            await store.record_attempts(uow.session, attempts)
             await uow.commit()
+        for attempt in attempts:
+            self._count(attempt)
         return len(claimed)
 
     def metrics(self) -> Sequence[Metric]:
@@ -151,13 +155,10 @@ class WebhookDeliverer:
             return None, f"{type(error).__name__}: {error}"[:500]
         return answer.status_code, None if answer.is_success else f"HTTP {answer.status_code}"
 
-    async def _record(
-        self,
-        session: AsyncConnection,
-        delivery: store.Delivery,
-        code: int | None,
-        error: str | None,
-    ) -> None:
+    def _judged(
+        self, delivery: store.Delivery, code: int | None, error: str | None
+    ) -> store.Attempt:
+        """What the answer ``code`` (None: no answer, for ``error``) makes of ``delivery``."""
         verdict = judge_answer(code)
         status = after_attempt(
             verdict, attempts=delivery.attempts, max_attempts=self._policy.attempts
@@ -169,12 +170,16 @@ class WebhookDeliverer:
                 max_ms=self._policy.max_delay_ms,
             )
         )
-        await store.record_attempt(session, delivery, status, retry_in=retry_in, error=error)
-        self._outcomes["dead" if status is NotificationStatus.DEAD else verdict.value] += 1
-        if status is NotificationStatus.DEAD:
+        return store.Attempt(delivery, status, retry_in, error)
+
+    def _count(self, attempt: store.Attempt) -> None:
+        dead = attempt.status is NotificationStatus.DEAD
+        delivered = attempt.status is NotificationStatus.DELIVERED
+        self._outcomes["dead" if dead else "delivered" if delivered else "retry"] += 1
+        if dead:
             log.warning(
                 "notification %s dead-lettered after %d attempts: %s",
-                delivery.event_id,
-                delivery.attempts,
-                error,
+                attempt.delivery.event_id,
+                attempt.delivery.attempts,
+                attempt.error,
             )

@@ -36,6 +36,7 @@ from shared.storage.sql import insert_unless_present
 __all__ = [
     "NOTIFICATIONS_PURGE",
     "ORDER_CUSTOMERS_PURGE",
+    "Attempt",
     "Delivery",
     "NewNotification",
     "Notification",
@@ -48,7 +49,7 @@ __all__ = [
     "metadata",
     "notifications",
     "order_customers",
-    "record_attempt",
+    "record_attempts",
     "remember_customers",
 ]
 
@@ -258,32 +259,43 @@ async def claim_due(session: AsyncConnection, *, limit: int, lease: timedelta) -
     return [Delivery(row["id"], row["event_id"], row["attempts"], _body(row)) for row in rows]
 
 
-async def record_attempt(
-    session: AsyncConnection,
-    delivery: Delivery,
-    status: NotificationStatus,
-    *,
-    retry_in: timedelta,
-    error: str | None,
-) -> bool:
-    """The outcome of ``delivery``; False when the notification moved on meanwhile (its lease
-    ran out and another attempt took it), which then records its own."""
-    delivered = status is NotificationStatus.DELIVERED
-    outcome = (
-        update(notifications)
-        .where(
-            notifications.c.id == delivery.id,
-            notifications.c.attempts == delivery.attempts,
-            notifications.c.status == NotificationStatus.PENDING.value,
-        )
-        .values(
-            status=status.value,
-            last_error=error,
-            next_attempt_at=func.now() + retry_in,
-            delivered_at=func.now() if delivered else None,
-        )
-    )
-    return (await session.execute(outcome)).rowcount == 1
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one delivery attempt, as the deliverer records it."""
+
+    delivery: Delivery
+    status: NotificationStatus
+    retry_in: timedelta
+    error: str | None
+
+
+_RECORD_ATTEMPTS = text(
+    f"UPDATE {notifications.name} AS n SET status = o.status, last_error = o.error, "
+    "next_attempt_at = now() + make_interval(secs => o.retry_s), "
+    "delivered_at = CASE WHEN o.status = :delivered THEN now() END "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), "
+    "CAST(:statuses AS text[]), CAST(:errors AS text[]), CAST(:retry_s AS float8[])) "
+    "AS o(id, attempts, status, error, retry_s) "
+    "WHERE n.id = o.id AND n.attempts = o.attempts AND n.status = :pending"
+)
+
+
+async def record_attempts(session: AsyncConnection, attempts: Sequence[Attempt]) -> int:
+    """The outcomes of ``attempts``, in one statement; how many were recorded. An attempt
+    whose notification moved on meanwhile (its lease ran out and another attempt took it)
+    is not: that attempt records its own."""
+    if not attempts:
+        return 0
+    values = {
+        "ids": [a.delivery.id for a in attempts],
+        "attempts": [a.delivery.attempts for a in attempts],
+        "statuses": [a.status.value for a in attempts],
+        "errors": [a.error for a in attempts],
+        "retry_s": [a.retry_in.total_seconds() for a in attempts],
+        "delivered": NotificationStatus.DELIVERED.value,
+        "pending": NotificationStatus.PENDING.value,
+    }
+    return (await session.execute(_RECORD_ATTEMPTS, values)).rowcount
 
 
 async def deliver_again(session: AsyncConnection, event_id: str) -> NotificationStatus | None:

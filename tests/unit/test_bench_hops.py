@@ -137,6 +137,14 @@ def test_cpu_per_saga_is_split_into_saga_steps_listeners_and_infrastructure() ->
     }
 
 
+def test_a_process_outside_the_system_is_left_out_of_its_cpu() -> None:
+    seconds = {"order": 4.0, "notification-receiver": 2.0, "bench": 6.0}
+    cpu = cpu_per_saga(seconds, 1000, outside=frozenset({"notification-receiver"}))
+
+    assert (cpu["per_saga_ms"], cpu["outside_cpu_s"]) == (4.0, {"notification-receiver": 2.0})
+    assert "notification-receiver" not in cpu["per_saga_ms_by_process"]
+
+
 def test_the_listeners_are_the_services_that_emit_nothing() -> None:
     assert saga_listeners() == {"analytics", "notification"}
 
