@@ -60,7 +60,8 @@ class DeliveryPolicy:
     base_delay_ms: int = 1_000
     max_delay_ms: int = 300_000
     timeout_s: float = 5.0
-    batch_size: int = 100
+    batch_size: int = 20
+    """Notifications a pass claims and posts at once, each on a connection of its own."""
     poll_interval_s: float = 0.5
 
     @property
@@ -83,7 +84,14 @@ class WebhookDeliverer:
 
     async def start(self) -> None:
         """Start delivering in the background; returns at once."""
-        self._client = httpx.AsyncClient(timeout=self._policy.timeout_s)
+        # A pass's posts run at once, each on a connection kept alive for the next passes:
+        # with fewer kept alive than posted at once, the others were opened and closed anew
+        # on every pass.
+        connections = httpx.Limits(
+            max_connections=self._policy.batch_size,
+            max_keepalive_connections=self._policy.batch_size,
+        )
+        self._client = httpx.AsyncClient(timeout=self._policy.timeout_s, limits=connections)
         self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="notification-deliverer")
 
