@@ -25,6 +25,7 @@ import pytest
 from deploy import localstack
 from deploy.chaos import ChaosConfig, Endpoints, run_chaos
 from deploy.chaos.report import render, write_report
+from deploy.chaos.service_checks import declared_checks
 from deploy.localstack import ports, prereqs
 from deploy.localstack.declared import PORT_SLOTS
 from deploy.localstack.profiles import PROFILES, Profile
@@ -120,6 +121,8 @@ async def test_two_hundred_sagas_survive_one_fault_of_each_kind_and_verify_finds
         "no double effect": [],
         "statuses agree": [],
         "services ready": [],
+        # And the books each service declares in its folder (services/<name>/checks.py).
+        **{check.name: [] for check in declared_checks()},
     }
     assert all(check.checked > 0 and check.skipped is None for check in verify.checks)
     # The mix was a mix: the outcomes its customers and skus make certain happened (failed
