@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.events import CATALOGUE
 from services.order import api, store
-from services.order.admission import Admission
 from services.order.dead_letter_rows import DeadLetterRows
 from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
@@ -247,7 +246,7 @@ async def test_the_stuck_listing_and_the_explorer_answer_with_100_000_dead_lette
         inbox_memory=timedelta(days=7),
     )
     app = FastAPI()
-    app.include_router(api.router(units, finder, Admission(64)))
+    app.include_router(api.router(units, finder))
     app.include_router(explorer.router(ui))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://order") as client:
