@@ -82,7 +82,14 @@ from shared.settings import PlatformSettings
 from shared.storage.db import OUTBOX_CHANNEL, outbox_table
 from shared.storage.leadership import LeaderLoop, lock_key
 
-__all__ = ["DEFAULT_LOCK_KEY", "OutboxRelay", "RelayStats", "backlog_metrics"]
+__all__ = [
+    "DEFAULT_LOCK_KEY",
+    "ROUNDS_GIVEN_UP_AFTER",
+    "OutboxRelay",
+    "RelayStats",
+    "RoundStuck",
+    "backlog_metrics",
+]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +121,12 @@ _BACKLOG = text(
 _BACKLOG_TIMEOUT_S = 2.0
 
 _COMMAND_TIMEOUT_S = 30.0
+ROUNDS_GIVEN_UP_AFTER = 4
+"""Acknowledgement timeouts after which a relay round that has not ended is given up."""
+
+
+class RoundStuck(RuntimeError):
+    """A relay round did not end in time: a call in it hung (``OutboxRelay._bounded_round``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,12 +274,26 @@ class OutboxRelay:
                 # Cleared before reading: a commit or an acknowledgement that lands during
                 # the round wakes the next one.
                 self._wake.clear()
-                if not (await self._round(connection)).again:
+                if not (await self._bounded_round(connection)).again:
                     await self._wait_for_work()
             await self._drain(connection)
         finally:
             # What was in flight is the next leader's to publish again.
             self._sender.forget()
+
+    async def _bounded_round(self, connection: asyncpg.Connection) -> _Round:
+        """A round, given up after ``ROUNDS_GIVEN_UP_AFTER`` acknowledgement timeouts: every
+        call in it is bounded (the database's command timeout, Kafka's acknowledgement
+        timeout), so one that has not returned by then never will. Seen once in the chaos
+        smoke test: the broker killed a second after the process started, and its relay went
+        silent for good, no round ending and no batch overdue. Leading again (the leader
+        loop logs why, with the traceback of where the round was) starts from the database's
+        unsent rows; what was in flight is sent again, which consumers' inboxes absorb."""
+        limit = ROUNDS_GIVEN_UP_AFTER * self._ack_timeout
+        try:
+            return await asyncio.wait_for(self._round(connection), limit)
+        except TimeoutError:
+            raise RoundStuck(f"{self._name}: a round did not end within {limit:.0f} s") from None
 
     async def _drain(self, connection: asyncpg.Connection) -> None:
         """Stopping: publish what is committed already (the consumers drained just before),

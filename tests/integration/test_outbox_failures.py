@@ -10,6 +10,7 @@ broker (topics with a small ``max.message.bytes``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -320,3 +321,49 @@ async def test_a_record_its_dead_letter_topic_refuses_too_stays_in_the_outbox_an
 async def _refused(stack: Stack) -> bool:
     rows = await outbox_rows(stack)
     return rows[0].refusal is not None and rows[1].sent_at is not None
+
+
+async def test_a_round_stuck_in_a_call_that_never_returns_is_given_up_and_led_again(
+    infra: Infrastructure, admin: AIOKafkaAdminClient, producer: AIOKafkaProducer
+) -> None:
+    # Seen once in the chaos smoke: the broker killed a second after an instance started,
+    # and that instance's relay went silent for good, its rows never sent (no round ended,
+    # no batch was overdue). A call into the producer that never returns stands for it here.
+    stack = await make_stack(infra, admin, producer)
+    topic = stack.topics.for_event(OrderShipped)
+    async with stack.units() as uow:
+        uow.emit(shipped("o-1", 0))
+        await uow.commit()
+    hung = asyncio.Event()
+    partitions_for = producer.partitions_for
+
+    async def once_never(topic_name: str) -> Any:
+        if not hung.is_set():
+            hung.set()
+            await asyncio.Event().wait()  # never set
+        return await partitions_for(topic_name)
+
+    relay = OutboxRelay(
+        stack.url, _Hanging(producer, once_never), poll_interval_s=0.1, ack_timeout_s=1
+    )
+    await relay.start()
+    try:
+        records = await read_back(stack.bootstrap, topic, 1, timeout_s=30)
+        await eventually(lambda: _is_zero(stack.unsent()), timeout_s=30)
+    finally:
+        await relay.stop()
+        await stack.engine.dispose()
+
+    assert hung.is_set() and sequences_by_key(records) == {"o-1": [0]}
+    assert relay.stats.leaderships == 2
+
+
+class _Hanging:
+    """``producer`` but for ``partitions_for``, which is ``partitions_for``."""
+
+    def __init__(self, producer: AIOKafkaProducer, partitions_for: Any) -> None:
+        self._producer = producer
+        self.partitions_for = partitions_for
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
