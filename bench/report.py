@@ -280,12 +280,36 @@ def _outages(outages: Sequence[Doc]) -> list[str]:
     return [title, *_table(header, rows)]
 
 
+def _stall(stall: Doc) -> list[str]:
+    latency = stall["healthy_latency"]
+    rows = _latency_rows(
+        [
+            ("healthy partitions, before", latency["before"]),
+            ("healthy partitions, while one had no leader", latency["stalled"]),
+            ("healthy partitions, after", latency["after"]),
+            ("the stalled partition's events", stall["stalled_partition_latency"]),
+        ]
+    )
+    title = (
+        f"one partition of {stall['partitions']} without a leader for {stall['stalled_s']:g} s "
+        f"(its broker killed), {stall['rate_per_s']:g} events/s through the outbox; latency "
+        "from commit to a consumer"
+    )
+    lines = [
+        f"  healthy p99 while stalled over before: {_share(stall['healthy_p99_slowdown'])}; "
+        f"events {stall['arrived']:,} of {stall['emitted']:,} arrived, "
+        f"{stall['duplicates']} duplicates",
+    ]
+    return [title, *_table(["latency ms", "p50", "p95", "p99", "max"], rows), *lines]
+
+
 _SHORT = {
     "closed loop": "closed",
     "outage, event-driven": "outage",
     "transport limit": "transport",
     "synchronous chain": "sync",
     "outage, synchronous": "sync outage",
+    "partition stall": "stall",
 }
 
 
@@ -317,6 +341,8 @@ def render(doc: Doc) -> str:
     outages = [scenarios.get(k) for k in ("outage_event_driven", "outage_synchronous")]
     if any(outages):
         blocks.append(_outages([o for o in outages if o]))
+    if scenarios.get("stall"):
+        blocks.append(_stall(scenarios["stall"]))
     if doc.get("scenario_cpu_seconds"):
         blocks.append(_cpu(doc))
     for name, error in doc.get("errors", {}).items():

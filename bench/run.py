@@ -28,6 +28,7 @@ from bench.open_loop import OpenLoopStep, run_open_loop_step
 from bench.outage import OutageResult, check_processes, run_outage
 from bench.reset import reset_bench_stack
 from bench.sagas import wait_until_idle
+from bench.stall import StallResult, run_stall
 from bench.sync_baseline import SyncResult, run_sync_closed_loop
 from bench.syncchain.chain import SyncChain, running_chain
 from bench.target import Target
@@ -211,6 +212,18 @@ async def _event_outage(run: _Run) -> OutageResult:
     )
 
 
+async def _stall(run: _Run) -> StallResult:
+    settings = run.settings
+    return await run_stall(
+        run.target.postgres_url,
+        partitions=settings.stall_partitions,
+        rate=settings.stall_rate,
+        margin_s=settings.stall_margin_s,
+        stall_s=settings.stall_seconds,
+        drain_timeout_s=settings.drain_timeout_s,
+    )
+
+
 async def _transport(run: _Run, partitions: int) -> TransportResult:
     settings = run.settings
     return await run_transport(
@@ -370,6 +383,9 @@ async def run(
         transport = await run.step("transport limit", partial(_transport, run, partitions or 6))
     run.scenarios["transport"] = transport.to_json() if transport else None
     sync = await _synchronous(run, placement) if run.wants("sync") else None
+    if run.wants("stall"):
+        stall = await run.step("partition stall", partial(_stall, run))
+        run.scenarios["stall"] = stall.to_json() if stall else None
     closed: dict[str, Any] | None = run.scenarios.get("closed_loop")
     finished = datetime.now(UTC)
     return document | {

@@ -40,6 +40,10 @@ TINY = BenchSettings(
     outage_rate=10,
     outage_seconds=0.5,
     outage_margin_s=0.25,
+    stall_rate=20,
+    stall_partitions=3,
+    stall_seconds=2,
+    stall_margin_s=1,
 )
 
 
@@ -96,11 +100,18 @@ async def test_every_scenario_runs_and_its_results_are_written(
     # Payment frozen or not, the event-driven API takes every order.
     assert scenarios["outage_event_driven"]["during"]["accepted"] == 5
 
+    # A three-broker cluster of the scenario's own: one partition lost its leader for a while,
+    # and every event emitted, to it or to the others, arrived.
+    stall = scenarios["stall"]
+    assert stall["emitted"] >= 20 and stall["arrived"] == stall["emitted"]
+    assert all(stall["healthy_latency"][phase] for phase in ("before", "stalled", "after"))
+    assert stall["stalled_partition_latency"]["count"] > 0
+
     assert _positive(*doc["ratios"].values())
     assert doc["machine"]["cores"] > 0 and doc["versions"]["postgresql"]
     assert doc["platform_settings"]["constants"]["shared.publishing.producer"]["LINGER_MS"] >= 0
     shown = render(doc)
-    assert "closed loop" in shown and "transport limit" in shown
+    assert "closed loop" in shown and "transport limit" in shown and "without a leader" in shown
     assert "latency per hop at 10/s" in shown and "CPU per saga" in shown
 
     data, picture = write_results(doc, tmp_path / "results")

@@ -164,7 +164,7 @@ async def test_a_receiver_that_is_down_is_retried_then_dead_lettered(
         _, attempts, error = (await statuses(saga))[key]
 
     assert attempts == 2
-    assert error is not None and error.startswith("ConnectError")
+    assert error is not None and error.startswith("ClientConnectorError")
 
 
 async def test_a_dead_notification_is_delivered_again_once_the_receiver_is_fixed(

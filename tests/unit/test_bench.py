@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from pydantic import ValidationError
 
 from bench.config import BenchSettings
@@ -13,6 +14,7 @@ from bench.open_loop import KEEP_UP_GRACE_S, OpenLoopStep, keep_up_misses
 from bench.report import render
 from bench.reset import refuse_unless_ours
 from bench.sagas import SagaRow, outcome
+from bench.stall import STALLED_BROKER, STALLED_PARTITION, keys_by_partition, replica_placement
 from bench.stats import percentile, rate, summarize
 from bench.target import Target
 from deploy.localstack.declared import service_names
@@ -87,6 +89,23 @@ def test_lists_are_comma_separated_and_scenarios_must_exist() -> None:
     assert settings.scenarios == ("closed", "open") and settings.open_rates == (5.0, 50.0)
     with pytest.raises(ValidationError, match="unknown scenarios"):
         BenchSettings(scenarios="closed,fast")
+
+
+def test_the_partition_stall_runs_only_when_named() -> None:
+    # It starts a cluster of its own and runs for minutes: not part of the default run.
+    assert "stall" not in BenchSettings().scenarios
+    assert BenchSettings(scenarios="stall").scenarios == ("stall",)
+
+
+def test_the_stalled_partition_alone_sits_on_the_broker_that_is_killed() -> None:
+    placement = replica_placement(6)
+    assert placement[STALLED_PARTITION] == [STALLED_BROKER]
+    others = [brokers for p, brokers in placement.items() if p != STALLED_PARTITION]
+    assert all(len(b) == 1 and STALLED_BROKER not in b for b in others)
+    assert {b[0] for b in others} == {1, 2}
+    keys = keys_by_partition(6)
+    every = list(range(6))
+    assert [DefaultPartitioner()(k.encode(), every, every) for k in keys] == every
 
 
 def test_a_run_without_scenarios_still_renders() -> None:
