@@ -3,7 +3,8 @@
 Processes from ``/proc`` (resident memory and CPU seconds of every service instance, Kafka,
 Redis, and PostgreSQL's processes summed by their proportional share, since its shared
 buffers are mapped by every backend), Redis from ``INFO``, tables from PostgreSQL's own
-statistics (live rows and bytes on disk, indexes included), the outbox's backlog and the
+statistics (live rows and bytes on disk, indexes included; the rows of the tables retention
+bounds counted exactly), the outbox's backlog and the
 sagas' latency with one query each, and lag, dead letters and the relay's publish latency
 from the instances' ``/metrics``.
 """
@@ -115,14 +116,31 @@ _TABLES = (
 )
 
 
-async def table_sizes(connections: Mapping[str, asyncpg.Connection]) -> dict[str, dict[str, float]]:
-    """``service.table``: live rows (PostgreSQL's estimate, kept current by its statistics)
-    and megabytes on disk."""
+async def table_sizes(
+    connections: Mapping[str, asyncpg.Connection], counted: Iterable[str] = ()
+) -> dict[str, dict[str, float]]:
+    """``service.table``: live rows and megabytes on disk.
+
+    The rows of the tables named in ``counted`` are counted (``count(*)``), the others'
+    are PostgreSQL's estimate. The verdict judges the counted ones flat, and the estimate
+    is not fit for that: autovacuum replaces it with an extrapolation from the pages it
+    scanned, so a table that retention keeps at a steady size could read 10-20% more or
+    less from one vacuum to the next. They are the small tables (a retention window's
+    rows), so counting them costs little; the business tables grow without bound and
+    keep the estimate.
+    """
+    wanted = set(counted)
     sizes: dict[str, dict[str, float]] = {}
     for service, connection in connections.items():
         for name, rows, size in await connection.fetch(_TABLES):
+            if name in wanted:
+                rows = await connection.fetchval(f"SELECT count(*) FROM {_quoted(name)}")
             sizes[f"{service}.{name}"] = {"rows": int(rows), "mb": round(size / MB, 2)}
     return sizes
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 _BACKLOG = (

@@ -33,7 +33,7 @@ from deploy.soak.config import SoakConfig
 from deploy.soak.load import Load, offer_orders
 from deploy.soak.poison import PoisonReplays
 from deploy.soak.sampler import Sampler
-from deploy.soak.verdict import growth_per_saga, verdict
+from deploy.soak.verdict import bounded_tables, growth_per_saga, verdict
 from shared.storage.migrations import PLATFORM_VERSION_TABLE
 
 __all__ = ["run_soak", "soak"]
@@ -50,6 +50,8 @@ _P99 = (
 
 
 SOAK_PROFILES = ("soak", "soak-test")
+TIMELINE_BOUNDED = True
+"""The soak gives the timeline a retention window (``SoakConfig``), so it is judged flat."""
 _USER_TABLES = (
     "SELECT quote_ident(tablename) FROM pg_tables "
     "WHERE schemaname = 'public' "
@@ -101,6 +103,7 @@ async def run_soak(config: SoakConfig, endpoints: Endpoints) -> dict[str, Any]:
         profile=config.profile,
         load=load,
         every_s=config.sample_s,
+        counted=bounded_tables(timeline_bounded=TIMELINE_BOUNDED),
     )
     poison = PoisonReplays(
         {"bootstrap_servers": endpoints.env["SAGAKIT_KAFKA_BOOTSTRAP"]},
@@ -148,7 +151,7 @@ async def run_soak(config: SoakConfig, endpoints: Endpoints) -> dict[str, Any]:
         p99_first_ms=p99_first,
         p99_last_ms=p99_last,
         p99_limit=config.p99_drift_limit,
-        timeline_bounded=True,
+        timeline_bounded=TIMELINE_BOUNDED,
         violations=report.violations,
         dead_letters_beyond_copies=poison.excess(),
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
-__all__ = ["BOUNDED_TABLES", "Check", "series", "thirds", "verdict"]
+__all__ = ["BOUNDED_TABLES", "Check", "bounded_tables", "series", "thirds", "verdict"]
 
 BOUNDED_TABLES = ("sagakit_inbox", "sagakit_outbox")
 """The platform's own tables: retention bounds them (the timeline too, when it has one)."""
@@ -26,6 +26,11 @@ ROWS_SLACK = 2000
 MB_SLACK = 2.0
 
 Sample = Mapping[str, Any]
+
+
+def bounded_tables(*, timeline_bounded: bool) -> tuple[str, ...]:
+    """The tables judged flat: the platform's, and the timeline when it has a retention."""
+    return (*BOUNDED_TABLES, *(("timeline",) if timeline_bounded else ()))
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,7 @@ def verdict(
     dead_letters_beyond_copies: int,
 ) -> list[Check]:
     """Every check of the run, in the order the table shows them."""
-    bounded = (*BOUNDED_TABLES, *(("timeline",) if timeline_bounded else ()))
+    bounded = bounded_tables(timeline_bounded=timeline_bounded)
     checks = [
         Check("verify", violations == 0, f"{violations} violation(s)"),
         Check(
