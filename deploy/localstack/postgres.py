@@ -267,7 +267,12 @@ def _find_cluster(name: str) -> Cluster | None:
 # dedicated connections of its relay, purger and leader loops: about 20. The reference system
 # runs seven processes, and the test suite several systems on one cluster: PostgreSQL's
 # default of 100 was reached (a read then failed for want of a connection).
-SETTINGS: Final = {"max_connections": "400"}
+# max_wal_size: at 100 sagas/s the system writes about 4.5 MB of WAL a second, and with the
+# default 1GB a checkpoint started every 2 minutes (the soak of 2026-12-07: 540 MB between
+# checkpoints). Right after a checkpoint the first change to each page writes the whole page
+# to the WAL, so frequent checkpoints multiply the WAL and the disk writes; with 4GB they come
+# every checkpoint_timeout (5 minutes), and recovery after a crash stays bounded by it.
+SETTINGS: Final = {"max_connections": "400", "max_wal_size": "4GB"}
 
 
 def _configure(version: str, name: str) -> None:

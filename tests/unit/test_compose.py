@@ -24,6 +24,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from deploy.localstack.declared import companion_slots, service_names
+from deploy.localstack.postgres import SETTINGS as POSTGRES_SETTINGS
 from services import declarations
 from shared.envfile import read_env_file
 
@@ -385,3 +386,13 @@ def test_the_companions_services_declare_run_beside_them_and_their_settings_reac
         owner = environment(app_services()[slot.service])
         for key, value in slot.companion.settings.items():
             assert owner[key] == value.format(url=f"http://{slot.companion.name}:{port}")
+
+
+def test_postgres_runs_with_the_local_stacks_settings() -> None:
+    """Both stacks configure PostgreSQL alike (connections, checkpoint spacing)."""
+    command = all_services()["postgres"]["command"]
+    assert command[0] == "postgres"
+    flags = command[1:]
+    assert flags[::2] == ["-c"] * (len(flags) // 2)
+    given = dict(flag.split("=", 1) for flag in flags[1::2])
+    assert given == POSTGRES_SETTINGS
