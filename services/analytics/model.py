@@ -2,8 +2,8 @@
 
 The read model is a function of the *set* of events, whatever order they arrive in and however
 often: each order's facts (``OrderFacts``) only ever move towards one value (the earliest
-creation, the earliest end), so applying an event twice or late changes nothing more than
-applying it once in time. An order adds to the aggregate tables what its facts say
+creation, the earliest end, or a completion after a timeout: ``ended``), so applying an event
+twice or late changes nothing more than applying it once in time. An order adds to the aggregate tables what its facts say
 (``contributions``); when an event changes its facts, the handler applies the difference
 between what the order added before and what it adds now, so the tables stay the sum over the
 orders' current facts, and a rebuild from the same events gives the same tables.
@@ -22,11 +22,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Final
 
 from shared.contracts.money import ZERO
 
 __all__ = [
     "BUCKET_GROWTH",
+    "TIMED_OUT",
     "Contributions",
     "Ending",
     "OrderFacts",
@@ -56,7 +58,8 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, order=True)
 class Ending:
-    """An order's end as one event told it. Ordered by time first: the earliest end wins."""
+    """An order's end as one event told it. Ordered by time first: the earliest end wins
+    (``ended``: but a completion after a timeout)."""
 
     at: datetime
     outcome: Outcome
@@ -81,12 +84,35 @@ def created(facts: OrderFacts, at: datetime) -> OrderFacts:
     return replace(facts, created_at=at)
 
 
+TIMED_OUT: Final = "timed_out"
+"""The reason of the one cancellation a completion can follow (the order service's deadline
+sweeper; its ``CancelReason.timed_out``)."""
+
+
 def ended(facts: OrderFacts, ending: Ending) -> OrderFacts:
-    """``facts`` once an end is known: the earliest one counts (a saga ends once; should two
-    ends ever be told, every replay keeps the same one)."""
-    if facts.ending is not None and facts.ending <= ending:
+    """``facts`` once an end is known: the earliest one counts, but a completion beats a
+    cancellation for a timeout, whenever either arrives.
+
+    A saga ends once, with one exception: the order service cancels a saga that waited past
+    its deadline (``OrderCancelled``, reason ``timed_out``), and if its parcel shipped all the
+    same it is ``COMPLETED`` after all (``OrderCompleted`` later). Either way every replay, in
+    any order, keeps the same end.
+    """
+    current = facts.ending
+    if current is None or _overrules(ending, current):
+        return replace(facts, ending=ending)
+    if _overrules(current, ending) or current <= ending:
         return facts
     return replace(facts, ending=ending)
+
+
+def _overrules(ending: Ending, other: Ending) -> bool:
+    """Whether ``ending`` is the order's end rather than ``other``, whatever their times."""
+    return (
+        ending.outcome is Outcome.completed
+        and other.outcome is Outcome.cancelled
+        and other.reason == TIMED_OUT
+    )
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,23 @@ def test_the_earliest_creation_and_the_earliest_end_count_whatever_the_order() -
     assert seen == {OrderFacts(T0, completed)}
 
 
+def test_a_completion_after_a_timeout_is_the_end_whatever_the_order() -> None:
+    # The order service's one move between terminal statuses (services/order/model.py): a
+    # saga cancelled as timed out whose parcel then shipped is COMPLETED after all, and says
+    # so with an OrderCompleted after its OrderCancelled. Seen in make chaos: analytics kept
+    # the earlier cancellation, and 35 completed orders counted as timed out.
+    timed_out = Ending(T0 + timedelta(seconds=30), Outcome.cancelled, "timed_out")
+    completed = Ending(T0 + timedelta(seconds=31), Outcome.completed, total=Decimal("3.00"))
+    for told in permutations([timed_out, completed, timed_out]):
+        facts = OrderFacts(T0)
+        for ending in told:
+            facts = ended(facts, ending)
+        assert facts == OrderFacts(T0, completed)
+    # Any other cancellation is a saga that did not ship: the earliest end stays the rule.
+    declined = Ending(T0 + timedelta(seconds=1), Outcome.cancelled, "payment_declined")
+    assert ended(ended(OrderFacts(T0), declined), completed).ending == declined
+
+
 def test_a_completed_order_adds_its_creation_outcome_revenue_and_duration() -> None:
     end = Ending(T0 + timedelta(seconds=3), Outcome.completed, total=Decimal("20.00"))
     added = contributions(OrderFacts(T0, end))
