@@ -3,6 +3,7 @@ deploy.chaos.service_checks): their verdicts on books built by hand, and how ver
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -81,6 +82,26 @@ def test_a_notification_twice_missing_for_another_customer_or_of_no_end_is_a_vio
     assert notified(*TOLD, row("a", "OrderCancelled")) == [
         "order a: notified of OrderCancelled, not its end"
     ]
+
+
+def test_a_saga_timed_out_then_completed_after_all_told_both_ends_holds() -> None:
+    # The order service announced a timeout (OrderCancelled) and then, the parcel having
+    # shipped, the completion: its customer is told of both. Seen in make chaos: 35 such
+    # orders, each counted as "notified of OrderCancelled, not its end".
+    run = replace(
+        snapshot(order("t", "COMPLETED")),
+        timeline={("t", "OrderCreated"): 1, ("t", "OrderCancelled"): 1, ("t", "OrderCompleted"): 1},
+    )
+    assert notification.expected(run) == {
+        ("t", "OrderCompleted"): "c-t",
+        ("t", "OrderCancelled"): "c-t",
+    }
+    both = notification.Books(
+        rows=(row("t", "OrderCompleted"), row("t", "OrderCancelled")), webhook=True
+    )
+    assert notification.judge(run, both).violations == []
+    one = notification.Books(rows=(row("t", "OrderCompleted"),), webhook=True)
+    assert notification.judge(run, one).violations == ["order t: no notification of OrderCancelled"]
 
 
 def test_a_notification_not_delivered_or_never_taken_by_the_receiver_is_a_violation() -> None:
