@@ -13,7 +13,7 @@ import pytest
 from services.analytics import store
 from services.analytics.api import Summary, summarize
 from services.analytics.app import service
-from services.events import OrderCompleted, OrderEvent
+from services.events import OrderCancelled, OrderCompleted, OrderEvent
 from shared.testing.harness import Harness
 from tests.analytics_support import saga
 from tests.infra import Infrastructure
@@ -70,6 +70,31 @@ async def test_orders_revenue_outcomes_and_durations_are_summed(infra: Infrastru
         "PaymentFailed": 1,
         "PaymentProcessed": 2,
     }
+    assert harness.dead_letters == []
+
+
+async def test_a_saga_timed_out_then_completed_after_all_counts_as_completed(
+    infra: Infrastructure,
+) -> None:
+    # The order service cancels a saga past its deadline, then completes it after all when
+    # its parcel had shipped (docs/contract.md): the completion is the order's end.
+    placed, paid, done = saga("o-1", START, timedelta(seconds=40), total="3.00")
+    timed_out = OrderCancelled.caused_by(
+        placed, producer="test", occurred_at=START + timedelta(seconds=30), reason="timed_out"
+    )
+    harness = await fed(infra, [placed, paid, timed_out])
+    try:
+        before = await summary(harness)
+        await harness.publish(done)
+        await harness.settle()
+        after = await summary(harness)
+    finally:
+        await harness.close()
+
+    assert (before.completed, before.cancelled_by_reason) == (0, {"timed_out": 1})
+    assert (after.completed, after.revenue) == (1, Decimal("3.00"))
+    assert (after.cancelled, after.cancelled_by_reason) == (0, {})
+    assert sum(hour.sagas for hour in after.saga_duration_per_hour) == 1
     assert harness.dead_letters == []
 
 
