@@ -3,10 +3,11 @@
 The read model is a function of the *set* of events, whatever order they arrive in and however
 often: each order's facts (``OrderFacts``) only ever move towards one value (the earliest
 creation, the earliest end, or a completion after a timeout: ``ended``), so applying an event
-twice or late changes nothing more than applying it once in time. An order adds to the aggregate tables what its facts say
-(``contributions``); when an event changes its facts, the handler applies the difference
-between what the order added before and what it adds now, so the tables stay the sum over the
-orders' current facts, and a rebuild from the same events gives the same tables.
+twice or late changes nothing more than applying it once in time. An order adds to the
+aggregate tables what its facts say (``contributions``); when an event changes its facts, the
+handler applies the difference between what the order added before and what it adds now, so
+the tables stay the sum over the orders' current facts, and a rebuild from the same events
+gives the same tables.
 
 Saga durations are kept per hour as a histogram of log-scale buckets (``duration_bucket``):
 p50 and p95 are read from it (``percentile``), exact to within ``BUCKET_GROWTH``, from a few
