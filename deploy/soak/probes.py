@@ -4,9 +4,8 @@ Processes from ``/proc`` (resident memory and CPU seconds of every service insta
 Redis, and PostgreSQL's processes summed by their proportional share, since its shared
 buffers are mapped by every backend), Redis from ``INFO``, tables from PostgreSQL's own
 statistics (live rows and bytes on disk, indexes included; the rows of the tables retention
-bounds counted exactly), the outbox's backlog and the
-sagas' latency with one query each, and lag, dead letters and the relay's publish latency
-from the instances' ``/metrics``.
+bounds counted exactly), the outbox's backlog and the sagas' latency with one query each,
+and lag, dead letters and the relay's publish latency from the instances' ``/metrics``.
 """
 
 from __future__ import annotations
@@ -110,7 +109,8 @@ async def redis_reading(client: redis.asyncio.Redis) -> dict[str, float]:
 
 
 _TABLES = (
-    "SELECT relname, n_live_tup, pg_total_relation_size(relid) FROM pg_stat_user_tables "
+    "SELECT relname, quote_ident(relname), n_live_tup, pg_total_relation_size(relid) "
+    "FROM pg_stat_user_tables "
     "WHERE schemaname = 'public' "
     f"AND relname NOT IN ('alembic_version', '{PLATFORM_VERSION_TABLE}')"
 )
@@ -132,15 +132,11 @@ async def table_sizes(
     wanted = set(counted)
     sizes: dict[str, dict[str, float]] = {}
     for service, connection in connections.items():
-        for name, rows, size in await connection.fetch(_TABLES):
+        for name, quoted, rows, size in await connection.fetch(_TABLES):
             if name in wanted:
-                rows = await connection.fetchval(f"SELECT count(*) FROM {_quoted(name)}")
+                rows = await connection.fetchval(f"SELECT count(*) FROM {quoted}")
             sizes[f"{service}.{name}"] = {"rows": int(rows), "mb": round(size / MB, 2)}
     return sizes
-
-
-def _quoted(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 _BACKLOG = (

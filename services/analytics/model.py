@@ -100,11 +100,12 @@ def ended(facts: OrderFacts, ending: Ending) -> OrderFacts:
     any order, keeps the same end.
     """
     current = facts.ending
-    if current is None or _overrules(ending, current):
-        return replace(facts, ending=ending)
-    if _overrules(current, ending) or current <= ending:
-        return facts
-    return replace(facts, ending=ending)
+    kept = (
+        current is not None
+        and not _overrules(ending, current)
+        and (_overrules(current, ending) or current <= ending)
+    )
+    return facts if kept else replace(facts, ending=ending)
 
 
 def _overrules(ending: Ending, other: Ending) -> bool:
