@@ -19,10 +19,21 @@ class DeadLetterRows:
     def __init__(self, units: UnitOfWorkFactory) -> None:
         self._units = units
 
-    async def next_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    async def last_rows(self, topics: Sequence[str]) -> dict[TopicPartition, IndexedDeadLetter]:
         async with self._units() as uow:
-            found = await store.next_dead_letter_offsets(uow.session, topics)
-        return {TopicPartition(topic, partition): n for (topic, partition), n in found.items()}
+            found = await store.last_dead_letters(uow.session, topics)
+        return {
+            TopicPartition(row["topic"], row["kafka_partition"]): IndexedDeadLetter(
+                topic=row["topic"],
+                partition=row["kafka_partition"],
+                offset=row["kafka_offset"],
+                entity_key=row["order_id"],
+                dead_lettered_at=row["dead_lettered_at"],
+                consumer_group=row["consumer_group"],
+                error_type=row["error_type"],
+            )
+            for row in found
+        }
 
     async def add(self, letters: Sequence[IndexedDeadLetter]) -> None:
         rows = [
@@ -43,9 +54,9 @@ class DeadLetterRows:
             await store.add_dead_letters(uow.session, rows)
             await uow.commit()
 
-    async def forget_before(self, partition: TopicPartition, offset: int) -> None:
+    async def forget(self, partition: TopicPartition, *, before: int | None = None) -> None:
         async with self._units() as uow:
-            await store.forget_dead_letters_before(
-                uow.session, partition.topic, partition.partition, offset
+            await store.forget_dead_letters(
+                uow.session, partition.topic, partition.partition, before=before
             )
             await uow.commit()

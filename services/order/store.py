@@ -577,33 +577,31 @@ async def add_dead_letters(session: AsyncConnection, rows: Sequence[Mapping[str,
         await session.execute(_ADD_DEAD_LETTERS, list(rows))
 
 
-async def next_dead_letter_offsets(
+async def last_dead_letters(
     session: AsyncConnection, topics: Sequence[str]
-) -> dict[tuple[str, int], int]:
-    """For each indexed dead-letter partition of ``topics``, the offset after its last row."""
+) -> list[Mapping[str, Any]]:
+    """For each indexed dead-letter partition of ``topics``, its row of the highest offset."""
+    index = dead_letter_index.c
     query = (
-        select(
-            dead_letter_index.c.topic,
-            dead_letter_index.c.kafka_partition,
-            func.max(dead_letter_index.c.kafka_offset) + 1,
-        )
-        .where(dead_letter_index.c.topic.in_(list(topics)))
-        .group_by(dead_letter_index.c.topic, dead_letter_index.c.kafka_partition)
+        select(dead_letter_index)
+        .where(index.topic.in_(list(topics)))
+        .order_by(index.topic, index.kafka_partition, index.kafka_offset.desc())
+        .distinct(index.topic, index.kafka_partition)
     )
-    return {(t, p): int(n) for t, p, n in (await session.execute(query)).all()}
+    return list((await session.execute(query)).mappings().all())
 
 
-async def forget_dead_letters_before(
-    session: AsyncConnection, topic: str, partition: int, offset: int
+async def forget_dead_letters(
+    session: AsyncConnection, topic: str, partition: int, *, before: int | None = None
 ) -> None:
-    """Drop the rows of records the topic no longer holds (its retention removed them)."""
-    await session.execute(
-        delete(dead_letter_index).where(
-            dead_letter_index.c.topic == topic,
-            dead_letter_index.c.kafka_partition == partition,
-            dead_letter_index.c.kafka_offset < offset,
-        )
+    """Drop the rows of records the topic no longer holds: those below ``before`` (its
+    retention removed them), or all of the partition (the topic was created again)."""
+    query = delete(dead_letter_index).where(
+        dead_letter_index.c.topic == topic, dead_letter_index.c.kafka_partition == partition
     )
+    if before is not None:
+        query = query.where(dead_letter_index.c.kafka_offset < before)
+    await session.execute(query)
 
 
 async def dead_letter_topics(

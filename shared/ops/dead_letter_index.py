@@ -21,6 +21,7 @@ store keeps once. One record is read by seeking to it (``read_at``), not by scan
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,8 @@ from shared.contracts.topics import existing_partitions
 from shared.publishing.dlq import DLQ_HEADER_PREFIX
 
 __all__ = ["DeadLetter", "DeadLetterIndex", "DeadLetterStore", "IndexedDeadLetter", "read_at"]
+
+log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 10.0
 POLL_TIMEOUT_MS = 200
@@ -117,16 +120,17 @@ class IndexedDeadLetter:
 class DeadLetterStore(Protocol):
     """Where the index writes its rows (the order service's ``dead_letter_index`` table)."""
 
-    async def next_offsets(self, topics: Sequence[str]) -> dict[TopicPartition, int]:
-        """For each partition with rows, the offset after its last row."""
+    async def last_rows(self, topics: Sequence[str]) -> dict[TopicPartition, IndexedDeadLetter]:
+        """For each partition with rows, its row of the highest offset."""
         ...
 
     async def add(self, letters: Sequence[IndexedDeadLetter]) -> None:
         """Keep these rows; one already kept is left as it is."""
         ...
 
-    async def forget_before(self, partition: TopicPartition, offset: int) -> None:
-        """Drop the rows of records below ``offset``, which the topic no longer holds."""
+    async def forget(self, partition: TopicPartition, *, before: int | None = None) -> None:
+        """Drop the rows of ``partition`` (those of records below ``before`` when given),
+        records the topic no longer holds."""
         ...
 
 
@@ -221,11 +225,12 @@ class DeadLetterIndex:
             for tp in partitions:
                 self._counts[tp.topic] += ends[tp] - starts[tp]
             if self._next is None:
-                # Resumed from the store, the newest records read again for display.
-                stored = await self._store.next_offsets(self._topics)
-                self._next = {tp: max(0, n - self._keep) for tp, n in stored.items()}
+                self._next = await self._resume(starts, ends)
             behind = []
             for tp in partitions:
+                if self._next.get(tp, 0) > ends[tp]:
+                    # It ends before where the index stood: deleted and created again.
+                    await self._start_afresh(tp)
                 start = max(starts[tp], self._next.get(tp, 0))  # retention may have moved it
                 if start < ends[tp]:
                     consumer.seek(tp, start)
@@ -251,8 +256,52 @@ class DeadLetterIndex:
     async def _forget_what_retention_removed(self, starts: Mapping[TopicPartition, int]) -> None:
         for tp, start in starts.items():
             if start > self._starts.get(tp, 0):
-                await self._store.forget_before(tp, start)
+                await self._store.forget(tp, before=start)
             self._starts[tp] = start
+
+    async def _resume(
+        self, starts: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """Where to read each partition on resuming from the store: after its last row, less
+        the newest records read again for display.
+
+        A row's position is only its record's while the topic is the one indexed: a topic
+        deleted and created again (or a new Kafka cluster beside the same database) reuses
+        its offsets. So the last row of each partition is checked against the record now at
+        its offset (key and timestamp); a partition whose record differs or is gone, above
+        what retention removed, is indexed afresh from its start.
+        """
+        last = await self._store.last_rows(self._topics)
+        held = [
+            (tp.topic, tp.partition, row.offset)
+            for tp, row in last.items()
+            if starts.get(tp, 0) <= row.offset < ends.get(tp, 0)
+        ]
+        found = {(r.topic, r.partition, r.offset): r for r in await read_at(self._options, held)}
+        for tp, row in list(last.items()):
+            if tp in starts and row.offset < starts[tp]:
+                continue  # retention removed it, and its rows were forgotten with it
+            record = found.get((tp.topic, tp.partition, row.offset))
+            if record is None or not _is_indexed_as(record, row):
+                await self._start_afresh(tp)
+                del last[tp]
+        return {tp: max(0, row.offset + 1 - self._keep) for tp, row in last.items()}
+
+    async def _start_afresh(self, tp: TopicPartition) -> None:
+        """Forget what was indexed of ``tp``: it no longer holds those records."""
+        log.warning(
+            "dead-letter index: %s[%d] is not the partition indexed (deleted and created "
+            "again?): its rows are dropped and it is read again from its start",
+            tp.topic,
+            tp.partition,
+        )
+        await self._store.forget(tp)
+        if self._next is not None:
+            self._next.pop(tp, None)
+        kept = self._kept.get(tp.topic)
+        if kept is not None:
+            others = [letter for letter in kept if letter.partition != tp.partition]
+            self._kept[tp.topic] = deque(others, maxlen=self._keep)
 
 
 async def read_at(
@@ -294,6 +343,14 @@ async def read_at(
     finally:
         await consumer.stop()
     return found
+
+
+def _is_indexed_as(record: ConsumerRecord[bytes, bytes], row: IndexedDeadLetter) -> bool:
+    """Whether ``row`` was indexed from ``record``: same key, same timestamp (milliseconds)."""
+    key = None if record.key is None else record.key.decode(errors="replace")
+    return key == row.entity_key and round(row.dead_lettered_at.timestamp() * 1000) == int(
+        record.timestamp
+    )
 
 
 def _letter(record: Any, catalogue: Catalogue[Any]) -> DeadLetter:

@@ -1,7 +1,8 @@
 """``make demo``'s scenarios that services declare in their folders (services/<name>/demo.py),
 run as the demo runs them against every service and the companions beside them (the
 notification receiver), on a system of their own: the analytics scenario holds and rebuilds
-its service, and wants no other test's events landing while it compares.
+its service, and wants no other test's events landing while it compares. And the core
+demo's last step, the saga it leaves stuck for the explorer.
 
 A scenario waits for what it shows and fails when it does not come; what it printed and what
 the receiver saw are checked besides.
@@ -22,7 +23,7 @@ from deploy.chaos.endpoints import Endpoints
 from deploy.chaos.manifest import Manifest
 from deploy.chaos.service_checks import run_service_checks
 from deploy.chaos.snapshot import read_databases
-from deploy.demo.__main__ import services_scenarios
+from deploy.demo.__main__ import left_stuck, services_scenarios
 from deploy.localstack.supervisor import STATE_DIR_VAR, read_status
 from services.notification.companions import COMPANIONS
 from tests.e2e.conftest import RunningSystem, running_system
@@ -86,6 +87,19 @@ async def test_the_analytics_demo_rebuilds_the_same_summary_from_kafka(
     assert "the same numbers" in shown, shown
     assert demo_system.restarts().get("analytics", 0) == 0  # held, not crashed
     assert "analytics" not in held(demo_system.state_dir)  # let go again
+
+
+async def test_the_demo_leaves_a_saga_stuck_for_the_explorer(
+    demo_system: RunningSystem, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make demo``'s last step: inventory dead-letters a PaymentProcessed for good, and the
+    order service lists the saga as stuck (the step says so, or that it was not listed)."""
+    env = demo_system.env | {STATE_DIR_VAR: str(demo_system.state_dir)}
+    await left_stuck(demo_system.client, env)
+    shown = capsys.readouterr().out
+
+    assert "not listed as stuck" not in shown, shown
+    assert "is dead-lettered, so GET /orders?stuck=true lists it" in shown, shown
 
 
 async def test_the_checks_services_declare_for_verify_hold_on_the_running_system(

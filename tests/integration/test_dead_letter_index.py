@@ -27,7 +27,7 @@ from services.order.deadlines import Deadlines
 from services.order.explorer import routes as explorer
 from services.order.explorer.peers import Peers
 from services.order.stuck import StuckFinder
-from shared.contracts.topics import Topics, ensure_topics
+from shared.contracts.topics import Topics, ensure_topics, existing_partitions
 from shared.ops.dead_letter_index import DeadLetterIndex
 from shared.ops.replay import replay_dead_letters
 from shared.storage.db import UnitOfWorkFactory, make_engine
@@ -147,6 +147,68 @@ async def test_rows_of_records_the_topic_no_longer_holds_are_dropped(
     async with units() as uow:
         positions = await store.dead_letter_positions(uow.session, order_id, limit=10)
     assert [offset for _, _, offset in positions] == [3, 4]
+
+
+async def recreate(infra: Infrastructure, topic: str) -> None:
+    """Delete ``topic`` and create it again, empty: its offsets start at 0 once more."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic], timeout_ms=10_000)
+    finally:
+        await admin.close()
+    for _ in range(300):  # the broker deletes in the background: wait until it is gone
+        if topic not in await existing_partitions(options(infra)):
+            break
+        await asyncio.sleep(0.1)
+    await ensure_topics(options(infra), [topic], partitions=1)
+
+
+async def test_an_index_resumed_over_a_recreated_topic_drops_the_old_rows_and_reads_it_afresh(
+    infra: Infrastructure, units: UnitOfWorkFactory
+) -> None:
+    """A dead-letter topic deleted and created again (or a new Kafka cluster beside the same
+    order database: ``make demo`` in a fresh clone) starts at offset 0 again. The index's
+    rows of the old topic name offsets the new one reuses: a restarted order service must
+    not take them for the new records, nor skip those as already indexed."""
+    topic = Topics.dlq(infra.topic("index-recreated"))
+    await ensure_topics(options(infra), [topic], partitions=1)
+    old, new = (f"order-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    rows = DeadLetterRows(units)
+    await write(infra, topic, [(old.encode(), b"x")])
+    await DeadLetterIndex(options(infra), [topic], rows, CATALOGUE, min_interval_s=0).refresh()
+
+    await recreate(infra, topic)
+    await write(infra, topic, [(new.encode(), b"y")])
+    restarted = DeadLetterIndex(options(infra), [topic], rows, CATALOGUE, min_interval_s=0)
+    await restarted.refresh()
+
+    async with units() as uow:
+        assert await store.dead_letter_topics(uow.session, [old, new]) == {new: {topic}}
+    assert [letter.entity_key for letter in restarted.newest(topic)] == [new]
+
+
+async def test_a_running_index_reads_a_topic_recreated_under_it_afresh(
+    infra: Infrastructure, units: UnitOfWorkFactory
+) -> None:
+    topic = Topics.dlq(infra.topic("index-recreated-live"))
+    await ensure_topics(options(infra), [topic], partitions=1)
+    old, new = (f"order-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    index = DeadLetterIndex(
+        options(infra), [topic], DeadLetterRows(units), CATALOGUE, min_interval_s=0
+    )
+    await write(infra, topic, [(old.encode(), b"x")] * 2)
+    await index.refresh()
+
+    await recreate(infra, topic)
+    await index.refresh()  # the topic now ends before where the index stood
+    await write(infra, topic, [(new.encode(), b"y")])
+    await index.refresh()
+
+    assert index.counts() == {topic: 1}
+    async with units() as uow:
+        assert await store.dead_letter_topics(uow.session, [old, new]) == {new: {topic}}
+    assert [letter.entity_key for letter in index.newest(topic)] == [new]
 
 
 async def test_replaying_one_record_seeks_to_it_instead_of_reading_the_whole_dlq(
