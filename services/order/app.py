@@ -21,6 +21,7 @@ from services.order.stuck import StuckFinder
 from services.order.sweeper import DeadlineSweeper
 from shared.app.declaration import Consumers, ServiceDeclaration
 from shared.app.platform import Platform
+from shared.consuming.horizon import ReadHorizon
 from shared.consuming.subscriptions import Subscription
 from shared.contracts.topics import Topics
 from shared.ops.dead_letter_index import DeadLetterIndex
@@ -29,6 +30,9 @@ from shared.publishing.purger import Purge
 from shared.settings import PlatformSettings, database_url_field, kafka_client_options
 
 __all__ = ["OrderSettings", "service"]
+
+GROUP = "order"
+"""The order service's one consumer group (every topic): the sweeper decides as of what it read."""
 
 
 class OrderSettings(PlatformSettings):
@@ -94,7 +98,7 @@ def consumers(platform: Platform[OrderSettings]) -> Consumers:
     timeline = [
         Subscription.batched(event_type, handlers.record_in_timeline) for event_type in CATALOGUE
     ]
-    return {"order": [*saga, *timeline]}
+    return {GROUP: [*saga, *timeline]}
 
 
 def purges(platform: Platform[OrderSettings]) -> list[Purge]:
@@ -107,11 +111,17 @@ def purges(platform: Platform[OrderSettings]) -> list[Purge]:
 
 def sweeper(platform: Platform[OrderSettings]) -> DeadlineSweeper:
     settings = platform.settings
+    horizon = ReadHorizon(
+        kafka_client_options(settings),
+        f"{settings.topic_prefix}{GROUP}",  # as the platform names the group
+        platform.topics.all(include_dlq=False),
+    )
     return DeadlineSweeper(
         platform.units,
         settings.database_url,
         settings.deadlines(),
         interval_s=settings.deadline_sweep_interval_seconds,
+        horizon=horizon,
     )
 
 

@@ -279,20 +279,27 @@ async def lock_orders(session: AsyncConnection, order_ids: Iterable[str]) -> dic
     return {row["order_id"]: _order(row) for row in found}
 
 
-def overdue(deadlines: Deadlines, *, watched_since: datetime | None = None) -> ColumnElement[bool]:
+def overdue(
+    deadlines: Deadlines,
+    *,
+    watched_since: datetime | None = None,
+    as_of: datetime | None = None,
+) -> ColumnElement[bool]:
     """The orders whose saga waited past its status's deadline (``orders_waiting`` serves it).
 
-    Measured on the database's clock, the one that wrote ``updated_at``; with
-    ``watched_since``, a wait counts only from that moment on (see the sweeper).
+    Measured on the database's clock, the one that wrote ``updated_at``, at its now or at
+    ``as_of``; with ``watched_since``, a wait counts only from that moment on (see the
+    sweeper).
     """
+    now = func.now() if as_of is None else literal(as_of, DateTime(timezone=True))
     waiting = []
     for status in OrderStatus:
         allowed = deadlines.allowed(status)
         if allowed is None:
             continue
-        late = (orders.c.status == status.value) & (orders.c.updated_at < func.now() - allowed)
+        late = (orders.c.status == status.value) & (orders.c.updated_at < now - allowed)
         if watched_since is not None:
-            late &= literal(watched_since, DateTime(timezone=True)) < func.now() - allowed
+            late &= literal(watched_since, DateTime(timezone=True)) < now - allowed
         waiting.append(late)
     return or_(*waiting)
 
@@ -303,6 +310,7 @@ async def lock_overdue(
     *,
     limit: int,
     watched_since: datetime | None = None,
+    as_of: datetime | None = None,
 ) -> list[Order]:
     """Up to ``limit`` ``overdue`` sagas, oldest first, locked until commit.
 
@@ -313,7 +321,7 @@ async def lock_overdue(
     """
     query = (
         select(orders)
-        .where(overdue(deadlines, watched_since=watched_since))
+        .where(overdue(deadlines, watched_since=watched_since, as_of=as_of))
         .order_by(orders.c.updated_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -588,7 +596,7 @@ async def last_dead_letters(
         .order_by(index.topic, index.kafka_partition, index.kafka_offset.desc())
         .distinct(index.topic, index.kafka_partition)
     )
-    return list((await session.execute(query)).mappings().all())
+    return [dict(row) for row in (await session.execute(query)).mappings()]
 
 
 async def forget_dead_letters(

@@ -32,6 +32,22 @@ Keeping the clock through errors
     every timeout for as long as they recur; a long database outage still counts for
     nothing, as the backlog it leaves behind is not yet heard of.
 
+Deciding as of what the service has read
+    A deadline is about the other services: no outcome came. But the order service only knows
+    what its own consumer group has read, and under load or after an outage of its own (a
+    broker, the database) its backlog may hold the very outcomes a sweep would count as
+    missing: ``make chaos`` and its smoke test, on a loaded machine, cancelled sagas whose
+    parcel left a moment later (each then ``COMPLETED`` after all, its customer told of both
+    ends) and dozens more whose outcomes were queued. So with a ``ReadHorizon`` (the order
+    service always has one), each sweep is measured as of the group's read horizon: the latest
+    moment by which the group had read everything its topics held
+    (``shared.consuming.horizon``). A saga waited past its deadline only if it did so before
+    that moment, with every event written before it read. While the group has read past no
+    moment yet (a leader's first sweep, a long backlog) or Kafka cannot be asked, the sweep
+    is held (counted in ``sagakit_deadline_sweeps_held_total``); how far the horizon trails
+    the database's clock is ``sagakit_deadline_sweeper_horizon_lag_seconds``. A group that
+    keeps up trails by about a sweep interval.
+
 A saga that completed, or was cancelled for a reason of its own, is never touched: only the
 non-terminal statuses have deadlines, and ``Saga.time_out`` refuses a terminal saga.
 """
@@ -46,12 +62,14 @@ from datetime import datetime, timedelta
 from typing import Final
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
 from services.events import OrderCancelled
 from services.order import store
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga
+from shared.consuming.horizon import ReadHorizon
 from shared.observability.metrics import Metric, counter, gauge
 from shared.storage.db import UnitOfWork, UnitOfWorkFactory
 from shared.storage.leadership import DATABASE_ERRORS, LeaderLoop, lock_key
@@ -82,11 +100,13 @@ class DeadlineSweeper:
         interval_s: float = 5.0,
         batch_size: int = 200,
         lock_key: int = LOCK_KEY,
+        horizon: ReadHorizon | None = None,
     ) -> None:
         if interval_s <= 0 or batch_size < 1:
             raise ValueError("the sweep interval must be positive and the batch at least 1")
         self._units = units
         self._deadlines = deadlines
+        self._horizon = horizon
         self._interval = interval_s
         self._batch_size = batch_size
         self._leadership = LeaderLoop(
@@ -103,6 +123,11 @@ class DeadlineSweeper:
         self._interrupted: tuple[datetime, float] | None = None
         self.timed_out: Counter[OrderStatus] = Counter()
         """The sagas this instance cancelled, by the status they were stuck in."""
+        self.held = 0
+        """Sweeps this instance held: its group had read past no moment yet, or Kafka could
+        not say how far it had read."""
+        self.horizon_lag_s: float | None = None
+        """How far the read horizon trailed the database's clock at the last sweep."""
 
     @property
     def is_leader(self) -> bool:
@@ -116,27 +141,31 @@ class DeadlineSweeper:
     async def stop(self) -> None:
         """Finish the sweep in hand and give up the lead."""
         await self._leadership.stop(30)
+        if self._horizon is not None:
+            await self._horizon.close()
 
-    async def sweep(self) -> int:
-        """Cancel every overdue saga now, batch by batch; returns how many were cancelled.
+    async def sweep(self, *, as_of: datetime | None = None) -> int:
+        """Cancel every saga overdue as of ``as_of`` (the database's now by default), batch by
+        batch; returns how many were cancelled.
 
         Called by hand (not leading), it counts every wait from its start.
         """
         total = 0
         while not self._stopping.is_set():
-            cancelled = await self._sweep_batch()
+            cancelled = await self._sweep_batch(as_of)
             total += cancelled
             if cancelled < self._batch_size:
                 break
         return total
 
-    async def _sweep_batch(self) -> int:
+    async def _sweep_batch(self, as_of: datetime | None) -> int:
         async with self._units() as uow:
             overdue = await store.lock_overdue(
                 uow.session,
                 self._deadlines,
                 limit=self._batch_size,
                 watched_since=self._watching_since,
+                as_of=as_of,
             )
             sagas = time_out(uow, overdue)
             stuck_in = [order.status for order in overdue if order.order_id in sagas]
@@ -163,6 +192,22 @@ class DeadlineSweeper:
                 (),
                 {(): int(self.is_leader)},
             ),
+            counter(
+                "sagakit_deadline_sweeps_held",
+                "sweeps held because the order group had read past no moment yet, or Kafka "
+                "could not say how far it had read",
+                (),
+                {(): self.held},
+            ),
+            gauge(
+                "sagakit_deadline_sweeper_horizon_lag_seconds",
+                "how far the order group's read horizon, as of which the leader sweeps, "
+                "trailed the database's clock at its last sweep",
+                (),
+                {(): self.horizon_lag_s}
+                if self.is_leader and self.horizon_lag_s is not None
+                else {},
+            ),
         ]
 
     async def _lead(self, connection: asyncpg.Connection) -> None:
@@ -172,8 +217,8 @@ class DeadlineSweeper:
         try:
             while not self._stopping.is_set():
                 # Still holding the lock means still having its connection.
-                await connection.fetchval("SELECT 1")
-                await self._sweep_on_schedule()
+                now = await connection.fetchval("SELECT now()")
+                await self._sweep_on_schedule(now)
                 await self._leadership.sleep(self._interval)
         except BaseException:
             self._interrupted = (self._watching_since, time.monotonic())
@@ -190,10 +235,21 @@ class DeadlineSweeper:
         since, lost_at = interrupted
         return min(now, since + timedelta(seconds=time.monotonic() - lost_at))
 
-    async def _sweep_on_schedule(self) -> None:
-        """A sweep whose database work fails is logged, and the next comes on schedule."""
+    async def _sweep_on_schedule(self, now: datetime) -> None:
+        """A sweep as of the read horizon (module docstring). One whose database work fails
+        is logged, and the next comes on schedule."""
+        as_of = None
+        if self._horizon is not None:
+            try:
+                as_of = await self._horizon.advance(now)
+            except (KafkaError, OSError, TimeoutError) as error:
+                log.warning("deadline sweeper: cannot read the order group's offsets (%r)", error)
+            if as_of is None:
+                self.held += 1
+                return
+            self.horizon_lag_s = max(0.0, (now - as_of).total_seconds())
         try:
-            await self.sweep()
+            await self.sweep(as_of=as_of)
         except _DATABASE_ERRORS as error:
             log.warning(
                 "deadline sweeper: a sweep failed (%r), next in %.1f s", error, self._interval

@@ -1,4 +1,5 @@
-"""The deadline sweeper against a real PostgreSQL database: what it cancels, and who leads."""
+"""The deadline sweeper against a real PostgreSQL database: what it cancels, and who leads; and
+as of when it decides, the order group's read horizon, against a real Kafka broker."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,8 +27,9 @@ from services.order import handlers, store
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from services.order.sweeper import DeadlineSweeper
+from shared.consuming.horizon import ReadHorizon
 from shared.contracts.events import Event
-from shared.contracts.topics import Topics
+from shared.contracts.topics import Topics, ensure_topics, existing_partitions
 from shared.storage.db import UnitOfWorkFactory, make_engine, outbox_table, platform_metadata
 from tests.infra import Infrastructure
 
@@ -325,3 +328,87 @@ async def _cut_sweeper_connections(engine: AsyncEngine) -> int:
     )
     async with engine.connect() as connection:
         return int((await connection.execute(query)).scalar_one())
+
+
+async def _write(infra: Infrastructure, topic: str, count: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n in range(count):
+            await producer.send_and_wait(topic, b"x", key=f"order-{n}".encode())
+    finally:
+        await producer.stop()
+
+
+async def _read_everything(infra: Infrastructure, group: str, topic: str) -> None:
+    """Commit ``group``'s offsets at the end of every partition of ``topic``: as the order
+    service's consumer does once it has processed its backlog."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = (await existing_partitions({"bootstrap_servers": infra.kafka_bootstrap}))[
+            topic
+        ]
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def test_the_read_horizon_is_the_latest_moment_the_group_has_read_past(
+    infra: Infrastructure,
+) -> None:
+    topic = infra.topic("horizon-marks")
+    await ensure_topics({"bootstrap_servers": infra.kafka_bootstrap}, [topic], partitions=3)
+    group = f"horizon-{uuid.uuid4().hex[:8]}"
+    horizon = ReadHorizon({"bootstrap_servers": infra.kafka_bootstrap}, group, [topic])
+    moments = [datetime(2026, 12, 7, 12, 0, s, tzinfo=UTC) for s in range(4)]
+    try:
+        # Nothing written, nothing committed: an empty partition needs no reading.
+        assert await horizon.advance(moments[0]) == moments[0]
+        await _write(infra, topic, 5)
+        assert await horizon.advance(moments[1]) == moments[0]  # the group has not read them
+        await _read_everything(infra, group, topic)
+        assert await horizon.advance(moments[2]) == moments[2]
+        await _write(infra, topic, 1)
+        assert await horizon.advance(moments[3]) == moments[2]
+    finally:
+        await horizon.close()
+
+
+async def test_a_sweep_waits_for_what_the_order_group_has_not_read_yet(
+    units: UnitOfWorkFactory, database: str, infra: Infrastructure
+) -> None:
+    # As under load, or after an outage of the order service's own: the outcomes sit in its
+    # group's backlog. A saga overdue by the clock is not cancelled until the group has read
+    # everything written before the sweep (its read horizon, shared.consuming.horizon).
+    topic = infra.topic("horizon-sweep")
+    await ensure_topics({"bootstrap_servers": infra.kafka_bootstrap}, [topic], partitions=2)
+    group = f"horizon-{uuid.uuid4().hex[:8]}"
+    await _write(infra, topic, 3)
+    horizon = ReadHorizon({"bootstrap_servers": infra.kafka_bootstrap}, group, [topic])
+    deadline = Deadlines(*(timedelta(seconds=1),) * 3)
+    sweeper = DeadlineSweeper(
+        units, database, deadline, interval_s=0.1, lock_key=_new_lock_key(), horizon=horizon
+    )
+    order_id = await add_saga(units, Saga(), waited_s=3600)
+    await sweeper.start()
+    try:
+        await _until(lambda: sweeper.is_leader, "the sweeper leads")
+        # 30 sweeps 0.1 s apart: three deadlines' worth of watching, every one held.
+        await _until(lambda: sweeper.held >= 30, "30 sweeps held")
+        assert (await order_of(units, order_id)).status is OrderStatus.PENDING
+
+        await _read_everything(infra, group, topic)
+        give_up = time.monotonic() + 30
+        while (await order_of(units, order_id)).status is not OrderStatus.CANCELLED:
+            assert time.monotonic() < give_up, "not cancelled within 30 s of the group catching up"
+            await asyncio.sleep(0.1)
+    finally:
+        await sweeper.stop()
+
+    assert (await order_of(units, order_id)).cancel_reason is CancelReason.timed_out
+    samples = {s.name: s.value for f in sweeper.metrics() for s in f.samples}
+    assert samples["sagakit_deadline_sweeps_held_total"] >= 30
