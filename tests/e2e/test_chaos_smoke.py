@@ -61,8 +61,10 @@ def _profile_on_free_ports() -> Profile:
 
 
 @pytest.fixture
-async def chaos_stack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Path]:
-    """The chaos-test profile's stack, up for this test only; its stack.env."""
+async def chaos_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[Path]:
+    """The chaos-test profile's stack, up for this test only; its stack.env. Its logs are
+    copied to the test's ``tmp_path`` (``stack-logs``) at the end: pytest keeps the last
+    runs' folders, and a failure in CI can be read there when the clone is gone."""
     if os.geteuid() != 0:
         pytest.skip("the chaos smoke test starts its own PostgreSQL cluster, which needs root")
     if problem := prereqs.java_problem():
@@ -82,6 +84,13 @@ async def chaos_stack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Path]:
     finally:
         await asyncio.to_thread(localstack.down, PROFILE, lease=os.getpid())
         kafka_log.setLevel(level)
+        kept = tmp_path / "stack-logs"
+        shutil.copytree(profile.state_dir / "services", kept, ignore=_not_logs, dirs_exist_ok=True)
+        print(f"the stack's logs: {kept}")
+
+
+def _not_logs(folder: str, names: list[str]) -> list[str]:
+    return [n for n in names if not n.endswith(".log") and not os.path.isdir(Path(folder, n))]
 
 
 async def test_two_hundred_sagas_survive_one_fault_of_each_kind_and_verify_finds_nothing(
