@@ -11,13 +11,14 @@ that is away.
 ``ReadHorizon.advance(now)`` marks ``now`` with the topics' end offsets, asks the group's
 committed offsets, and returns the latest marked moment the group has read past (None until it
 has read past one). Marks are taken at the caller's pace (a sweep every few seconds), so the
-horizon trails a group that keeps up by about one interval and its commit period. A few requests
-a call (the topics' partitions, their starts and ends, the group's offsets) on clients kept
-open.
+horizon trails a group that keeps up by about one interval and its commit period. Three requests
+a call (the partitions' starts and ends, the group's offsets) on clients kept open, and the
+topics' partitions once a minute.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -27,7 +28,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-__all__ = ["ReadHorizon"]
+__all__ = ["PARTITIONS_TTL_S", "ReadHorizon"]
+
+PARTITIONS_TTL_S = 60.0
+"""How long the topics' partitions, once asked, are taken as known."""
 
 
 class ReadHorizon:
@@ -52,6 +56,7 @@ class ReadHorizon:
         self._reached: datetime | None = None
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._known: tuple[float, list[TopicPartition]] | None = None
 
     @property
     def reached(self) -> datetime | None:
@@ -66,13 +71,7 @@ class ReadHorizon:
         """
         try:
             admin, consumer = await self._clients()
-            described = await admin.describe_topics()
-            partitions = [
-                TopicPartition(topic["topic"], p["partition"])
-                for topic in described
-                if topic["topic"] in self._topics
-                for p in topic["partitions"]
-            ]
+            partitions = await self._partitions(admin)
             ends: dict[TopicPartition, int] = {}
             starts: dict[TopicPartition, int] = {}
             if partitions:
@@ -90,6 +89,21 @@ class ReadHorizon:
         while self._marks and _read_past(read, self._marks[0][1]):
             self._reached = self._marks.popleft()[0]
         return self._reached
+
+    async def _partitions(self, admin: AIOKafkaAdminClient) -> list[TopicPartition]:
+        """The topics' partitions, asked again every ``PARTITIONS_TTL_S``: the metadata of
+        every topic of the cluster, a large answer on a shared cluster, for a list that
+        rarely changes (and not by name: a broker may create a topic it is asked about)."""
+        if self._known is None or time.monotonic() - self._known[0] > PARTITIONS_TTL_S:
+            described = await admin.describe_topics()
+            partitions = [
+                TopicPartition(topic["topic"], p["partition"])
+                for topic in described
+                if topic["topic"] in self._topics
+                for p in topic["partitions"]
+            ]
+            self._known = (time.monotonic(), partitions)
+        return self._known[1]
 
     async def close(self) -> None:
         """Close the clients (``advance`` opens them again)."""
