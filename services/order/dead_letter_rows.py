@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from aiokafka.structs import TopicPartition
 
@@ -11,6 +12,18 @@ from shared.ops.dead_letter_index import IndexedDeadLetter
 from shared.storage.db import UnitOfWorkFactory
 
 __all__ = ["DeadLetterRows"]
+
+
+# The column of ``store.dead_letter_index`` that keeps each field of an ``IndexedDeadLetter``.
+_COLUMNS: Final = {
+    "topic": "topic",
+    "partition": "kafka_partition",
+    "offset": "kafka_offset",
+    "entity_key": "order_id",
+    "dead_lettered_at": "dead_lettered_at",
+    "consumer_group": "consumer_group",
+    "error_type": "error_type",
+}
 
 
 class DeadLetterRows:
@@ -22,30 +35,15 @@ class DeadLetterRows:
     async def last_rows(self, topics: Sequence[str]) -> dict[TopicPartition, IndexedDeadLetter]:
         async with self._units() as uow:
             found = await store.last_dead_letters(uow.session, topics)
-        return {
-            TopicPartition(row["topic"], row["kafka_partition"]): IndexedDeadLetter(
-                topic=row["topic"],
-                partition=row["kafka_partition"],
-                offset=row["kafka_offset"],
-                entity_key=row["order_id"],
-                dead_lettered_at=row["dead_lettered_at"],
-                consumer_group=row["consumer_group"],
-                error_type=row["error_type"],
-            )
+        letters = [
+            IndexedDeadLetter(**{field: row[column] for field, column in _COLUMNS.items()})
             for row in found
-        }
+        ]
+        return {TopicPartition(letter.topic, letter.partition): letter for letter in letters}
 
     async def add(self, letters: Sequence[IndexedDeadLetter]) -> None:
         rows = [
-            {
-                "topic": letter.topic,
-                "kafka_partition": letter.partition,
-                "kafka_offset": letter.offset,
-                "order_id": letter.entity_key,
-                "dead_lettered_at": letter.dead_lettered_at,
-                "consumer_group": letter.consumer_group,
-                "error_type": letter.error_type,
-            }
+            {column: getattr(letter, field) for field, column in _COLUMNS.items()}
             for letter in letters
         ]
         if not rows:

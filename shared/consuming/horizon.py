@@ -58,11 +58,6 @@ class ReadHorizon:
         self._consumer: AIOKafkaConsumer | None = None
         self._known: tuple[float, list[TopicPartition]] | None = None
 
-    @property
-    def reached(self) -> datetime | None:
-        """The horizon as of the last ``advance``; None before the group read past a mark."""
-        return self._reached
-
     async def advance(self, now: datetime) -> datetime | None:
         """Mark ``now``, then return the latest marked moment the group has read past.
 
@@ -83,7 +78,7 @@ class ReadHorizon:
             raise
         self._marks.append((now, ends))
         # What retention removed needs no reading: the group resumes at the log's start.
-        read = {tp: start for tp, start in starts.items()}
+        read = dict(starts)
         for tp, meta in committed.items():
             read[tp] = max(read.get(tp, 0), meta.offset)
         while self._marks and _read_past(read, self._marks[0][1]):

@@ -225,7 +225,8 @@ class DeadLetterIndex:
             for tp in partitions:
                 self._counts[tp.topic] += ends[tp] - starts[tp]
             if self._next is None:
-                self._next = await self._resume(starts, ends)
+                self._next = await self._resume(consumer, starts, ends)
+                consumer.assign(partitions)  # checking it read one partition at a time
             behind = []
             for tp in partitions:
                 if self._next.get(tp, 0) > ends[tp]:
@@ -260,7 +261,10 @@ class DeadLetterIndex:
             self._starts[tp] = start
 
     async def _resume(
-        self, starts: Mapping[TopicPartition, int], ends: Mapping[TopicPartition, int]
+        self,
+        consumer: AIOKafkaConsumer,
+        starts: Mapping[TopicPartition, int],
+        ends: Mapping[TopicPartition, int],
     ) -> dict[TopicPartition, int]:
         """Where to read each partition on resuming from the store: after its last row, less
         the newest records read again for display.
@@ -272,12 +276,11 @@ class DeadLetterIndex:
         what retention removed, is indexed afresh from its start.
         """
         last = await self._store.last_rows(self._topics)
-        held = [
-            (tp.topic, tp.partition, row.offset)
-            for tp, row in last.items()
-            if starts.get(tp, 0) <= row.offset < ends.get(tp, 0)
-        ]
-        found = {(r.topic, r.partition, r.offset): r for r in await read_at(self._options, held)}
+        held = [(tp.topic, tp.partition, row.offset) for tp, row in last.items()]
+        found = {
+            (r.topic, r.partition, r.offset): r
+            for r in await _records_at(consumer, held, starts, ends)
+        }
         for tp, row in list(last.items()):
             if tp in starts and row.offset < starts[tp]:
                 continue  # retention removed it, and its rows were forgotten with it
@@ -323,7 +326,6 @@ async def read_at(
         **client_options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
-    found = []
     try:
         # What each partition holds, asked once for all of them (a bulk replay reads a
         # batch of positions over a few partitions).
@@ -331,17 +333,30 @@ async def read_at(
         consumer.assign(partitions)
         starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
-        for topic, partition, offset in wanted:
-            tp = TopicPartition(topic, partition)
-            if not starts[tp] <= offset < ends[tp]:
-                continue
-            consumer.assign([tp])
-            consumer.seek(tp, offset)
-            while await consumer.position(tp) <= offset:
-                batch = await consumer.getmany(tp, timeout_ms=POLL_TIMEOUT_MS, max_records=1)
-                found += [record for record in batch.get(tp, []) if record.offset == offset]
+        return await _records_at(consumer, wanted, starts, ends)
     finally:
         await consumer.stop()
+
+
+async def _records_at(
+    consumer: AIOKafkaConsumer,
+    positions: Sequence[tuple[str, int, int]],
+    starts: Mapping[TopicPartition, int],
+    ends: Mapping[TopicPartition, int],
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """The records at ``positions`` that their partitions hold (between ``starts`` and
+    ``ends``), in that order, read with ``consumer`` by assigning each partition alone and
+    seeking to the offset (its assignment is left to the last one)."""
+    found = []
+    for topic, partition, offset in positions:
+        tp = TopicPartition(topic, partition)
+        if not starts.get(tp, 0) <= offset < ends.get(tp, 0):
+            continue
+        consumer.assign([tp])
+        consumer.seek(tp, offset)
+        while await consumer.position(tp) <= offset:
+            batch = await consumer.getmany(tp, timeout_ms=POLL_TIMEOUT_MS, max_records=1)
+            found += [record for record in batch.get(tp, []) if record.offset == offset]
     return found
 
 

@@ -33,6 +33,7 @@ from shared.ops.replay import replay_dead_letters
 from shared.storage.db import UnitOfWorkFactory, make_engine
 from shared.storage.migrations import upgrade_to_head
 from tests.infra import Infrastructure
+from tests.integration.test_consumer_support import wait_until
 
 MIGRATIONS = Path(__file__).parents[2] / "services" / "order" / "migrations"
 BULK = 100_000
@@ -157,10 +158,11 @@ async def recreate(infra: Infrastructure, topic: str) -> None:
         await admin.delete_topics([topic], timeout_ms=10_000)
     finally:
         await admin.close()
-    for _ in range(300):  # the broker deletes in the background: wait until it is gone
-        if topic not in await existing_partitions(options(infra)):
-            break
-        await asyncio.sleep(0.1)
+
+    async def gone() -> bool:  # the broker deletes in the background
+        return topic not in await existing_partitions(options(infra))
+
+    await wait_until(gone, timeout_s=30, what=f"{topic} deleted")
     await ensure_topics(options(infra), [topic], partitions=1)
 
 
