@@ -128,7 +128,7 @@ class Platform(Generic[SettingsT]):
             routers=routers,
             admin_routers=admin_routers,
             middleware=middleware,
-            probes={"kafka": runtime.ping_kafka, "consumer groups": runtime.check_joined},
+            probes={"kafka": runtime.ping_kafka, "consumer groups": runtime.check_consuming},
             description=description,
         )
 
@@ -207,12 +207,15 @@ class Runtime:
             raise RuntimeError("not started yet")
         await self.producer.client.fetch_all_metadata()
 
-    async def check_joined(self) -> None:
+    async def check_consuming(self) -> None:
         # Until its first assignment an instance consumes nothing: "ready" before that would
-        # let a caller (make up, a test) count on an instance that is not working yet.
+        # let a caller (make up, a test) count on an instance that is not working yet. After
+        # it, a group whose polls stopped coming back consumes nothing either.
         waiting = [runner.group_id for runner in self.runners if not runner.joined]
         if waiting or not self.runners:
             raise RuntimeError(f"not yet assigned in {', '.join(waiting) or 'any group'}")
+        for runner in self.runners:
+            runner.check_polling()
 
     def partitions(self) -> dict[str, dict[str, list[int]]]:
         """Per consumer group, the partitions of each topic this process owns right now."""

@@ -215,7 +215,14 @@ def _health_router(service: Service) -> APIRouter:
             "partitions": partitions,
         }
 
-    @router.get("/readyz", responses={503: {"description": "Kafka or the database is down"}})
+    @router.get(
+        "/readyz",
+        responses={
+            503: {
+                "description": "Kafka or the database is down, or a consumer group is not consuming"
+            }
+        },
+    )
     async def readyz() -> JSONResponse:
         """Readiness: Kafka and the database answer; without Redis the service is degraded."""
         checks = await _run_probes(service.all_probes())

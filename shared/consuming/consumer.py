@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 # How long one poll waits for records. It bounds how quickly ``stop`` is noticed, not
 # latency: a poll returns as soon as any partition has records.
 POLL_TIMEOUT_MS = 500
+# A poll that has not come back for this long means a consumer that consumes nothing while
+# its process answers: ``check_polling`` (``/readyz``) fails. Longer than a rebalance can
+# hold a poll (its timeout and the revocation's grace).
+POLL_STALL_S = 60.0
 REVOKE_GRACE_S = 10.0
 REBALANCE_TIMEOUT_MS = 30_000
 # Dead-letter topics' sizes cost two ListOffsets requests: asked at most this often.
@@ -98,6 +102,7 @@ class ConsumerRunner:
         faults: FaultRegistry | None = None,
         revoke_grace_s: float = REVOKE_GRACE_S,
         consumer_options: Mapping[str, Any] | None = None,
+        poll_stall_s: float = POLL_STALL_S,
     ) -> None:
         self.group_id = group_id
         self.stats = ConsumerStats()
@@ -118,6 +123,8 @@ class ConsumerRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._workers: PartitionWorkers | None = None
         self._poll_task: asyncio.Task[None] | None = None
+        self._poll_stall_s = poll_stall_s
+        self._polled_at = time.monotonic()
         self._assigned: frozenset[TopicPartition] = frozenset()
 
     @property
@@ -134,6 +141,20 @@ class ConsumerRunner:
     def assigned_partitions(self) -> frozenset[TopicPartition]:
         """The partitions this process owns in the group right now (empty while rebalancing)."""
         return self._assigned
+
+    def seconds_since_poll(self) -> float:
+        """How long ago the last poll came back (since the start, before the first)."""
+        return time.monotonic() - self._polled_at
+
+    def check_polling(self) -> None:
+        """Raise ``RuntimeError`` when this runner has stopped consuming: its poll loop has
+        ended, or no poll has come back for ``poll_stall_s``."""
+        task = self._poll_task
+        if task is None or task.done():
+            raise RuntimeError(f"{self.group_id}: the poll loop is not running")
+        since = self.seconds_since_poll()
+        if since > self._poll_stall_s:
+            raise RuntimeError(f"{self.group_id}: no poll has come back for {since:.0f} s")
 
     async def start(self) -> None:
         """Join the group and start consuming; returns before the first assignment."""
@@ -162,6 +183,7 @@ class ConsumerRunner:
             stages=self._stages,
         )
         consumer.subscribe(self.topics, listener=_Rebalances(self))
+        self._polled_at = time.monotonic()
         self._poll_task = asyncio.create_task(self._poll(), name=f"poll {self.group_id}")
 
     async def stop(self) -> None:
@@ -228,6 +250,15 @@ class ConsumerRunner:
                 "Partitions this instance owns in its group",
                 ("group",),
                 {(group,): len(self._assigned)},
+            )
+        )
+        families.append(
+            gauge(
+                "sagakit_consumer_seconds_since_poll",
+                "How long ago this instance's last poll of its group came back (one comes "
+                f"back at least every {POLL_TIMEOUT_MS} ms while it consumes)",
+                ("group",),
+                {(group,): round(self.seconds_since_poll(), 3)},
             )
         )
         lag = await self.lag()
@@ -348,22 +379,36 @@ class ConsumerRunner:
         assert self._consumer is not None and self._workers is not None
         consumer, workers = self._consumer, self._workers
         while True:
+            batches: dict[TopicPartition, list[Any]] = {}
             try:
                 batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+                self._polled_at = time.monotonic()
+                # No await from getmany's return to here: the batches belong to the current
+                # assignment. A partition revoked meanwhile is skipped (its records are read
+                # again from the committed offset by whoever owns it next).
+                for tp, records in batches.items():
+                    if records and tp in self._assigned:
+                        workers.dispatch(tp, records)
+                await workers.commit_due()
             except Exception as error:
-                # Authorization or offset errors surface here; the consumer itself recovers
-                # from connection problems. Keep polling: a dead poll loop would consume
-                # nothing while looking alive.
-                log.error("polling %s failed: %r", self.group_id, error)
+                # Authorization or offset errors surface in getmany (the consumer itself
+                # recovers from connection problems); anything else in a round is a bug to
+                # log. Either way keep polling: a dead poll loop would consume nothing while
+                # its process looks alive.
+                log.error("polling %s failed: %r", self.group_id, error, exc_info=error)
+                self._read_again(consumer, batches)
                 await asyncio.sleep(1.0)
-                continue
-            # No await from getmany's return to here: the batches belong to the current
-            # assignment. A partition revoked meanwhile is skipped (its records are read
-            # again from the committed offset by whoever owns it next).
-            for tp, records in batches.items():
-                if records and tp in self._assigned:
-                    workers.dispatch(tp, records)
-            await workers.commit_due()
+
+    def _read_again(
+        self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, Sequence[Any]]
+    ) -> None:
+        """Fetch the records of a failed round again: some may never have reached their
+        partition's queue, and a later commit would pass them. Those that did are skipped
+        the second time (the inbox)."""
+        for tp, records in batches.items():
+            if records and tp in self._assigned:
+                with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                    consumer.seek(tp, records[0].offset)
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._assigned = frozenset()
