@@ -379,7 +379,7 @@ class ConsumerRunner:
         assert self._consumer is not None and self._workers is not None
         consumer, workers = self._consumer, self._workers
         while True:
-            batches: dict[TopicPartition, list[Any]] = {}
+            batches: dict[TopicPartition, list[Any]] | None = None
             try:
                 batches = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
                 self._polled_at = time.monotonic()
@@ -392,11 +392,17 @@ class ConsumerRunner:
                 await workers.commit_due()
             except Exception as error:
                 # Authorization or offset errors surface in getmany (the consumer itself
-                # recovers from connection problems); anything else in a round is a bug to
-                # log. Either way keep polling: a dead poll loop would consume nothing while
-                # its process looks alive.
-                log.error("polling %s failed: %r", self.group_id, error, exc_info=error)
-                self._read_again(consumer, batches)
+                # recovers from connection problems); a failure after it came back is a bug:
+                # its traceback, and the round's records read again. Either way keep polling:
+                # a dead poll loop would consume nothing while its process looks alive.
+                log.error(
+                    "polling %s failed: %r",
+                    self.group_id,
+                    error,
+                    exc_info=error if batches is not None else None,
+                )
+                if batches is not None:
+                    self._read_again(consumer, batches)
                 await asyncio.sleep(1.0)
 
     def _read_again(
