@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     ColumnElement,
     DateTime,
@@ -34,9 +35,11 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.events import OrderEvent
@@ -148,6 +151,17 @@ Index(
     dead_letter_index.c.consumer_group,
     dead_letter_index.c.error_type,
     dead_letter_index.c.dead_lettered_at,
+)
+
+# The moment as of which sagas are judged stuck: the deadline sweeper's last read horizon
+# (services.order.sweeper), one row. Past it the order group may not have read the outcomes
+# yet, so a saga overdue by the clock alone is not shown as stuck, nor cancelled in bulk.
+deadline_clock = Table(
+    "deadline_clock",
+    metadata,
+    Column("id", Boolean, primary_key=True, server_default=text("true")),
+    Column("as_of", DateTime(timezone=True), nullable=False),
+    CheckConstraint("id", name="deadline_clock_one_row"),
 )
 
 # A bulk replay or bulk cancel an operator started (services.order.bulk), and the items it
@@ -354,19 +368,35 @@ def _has_dead_letters() -> ColumnElement[bool]:
     return exists().where(dead_letter_index.c.order_id == orders.c.order_id)
 
 
+async def set_deadline_clock(session: AsyncConnection, as_of: datetime) -> None:
+    """Judge sagas stuck as of ``as_of`` from now on (the sweeper's, at each sweep)."""
+    statement = pg_insert(deadline_clock).values(id=True, as_of=as_of)
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=[deadline_clock.c.id], set_={"as_of": as_of})
+    )
+
+
+def _clock() -> ColumnElement[datetime]:
+    """The moment deadlines are judged at: the sweeper's last (``deadline_clock``), or now
+    while no sweeper has written one."""
+    return func.coalesce(select(deadline_clock.c.as_of).scalar_subquery(), func.now())
+
+
 def _stuck(criteria: StuckCriteria) -> ColumnElement[bool]:
     """Not terminal, and past its status's deadline or with a dead-lettered event; or timed
-    out with a compensation outstanding for longer than the compensation deadline."""
+    out with a compensation outstanding for longer than the compensation deadline. Deadlines
+    are judged as of the ``deadline_clock``."""
+    now = _clock()
     because: list[ColumnElement[bool]] = [_has_dead_letters()]
     for status in _WAITING:
         allowed = criteria.deadlines.allowed(status)
         if allowed is not None:
-            late = orders.c.updated_at <= func.now() - allowed
+            late = orders.c.updated_at <= now - allowed
             because.append(and_(orders.c.status == status.value, late))
     waiting = and_(orders.c.status.in_([status.value for status in _WAITING]), or_(*because))
     uncompensated = and_(
         orders.c.awaiting_compensation,
-        orders.c.updated_at <= func.now() - criteria.deadlines.compensation,
+        orders.c.updated_at <= now - criteria.deadlines.compensation,
     )
     return or_(waiting, uncompensated)
 

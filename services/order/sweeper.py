@@ -46,7 +46,10 @@ Deciding as of what the service has read
     moment yet (a leader's first sweep, a long backlog) or Kafka cannot be asked, the sweep
     is held (counted in ``sagakit_deadline_sweeps_held_total``); how far the horizon trails
     the database's clock is ``sagakit_deadline_sweeper_horizon_lag_seconds``. A group that
-    keeps up trails by about a sweep interval.
+    keeps up trails by about a sweep interval. Each sweep also writes the moment it sweeps as
+    of to ``deadline_clock``: the stuck listing, its gauge and the bulk cancel judge
+    deadlines as of it too, so that what an operator sees and cancels as stuck is what the
+    sweeper would cancel.
 
 A saga that completed, or was cancelled for a reason of its own, is never touched: only the
 non-terminal statuses have deadlines, and ``Saga.time_out`` refuses a terminal saga.
@@ -249,6 +252,10 @@ class DeadlineSweeper:
                 return
             self.horizon_lag_s = max(0.0, (now - as_of).total_seconds())
         try:
+            # The stuck listing and the bulk cancel judge deadlines as of the same moment.
+            async with self._units() as uow:
+                await store.set_deadline_clock(uow.session, now if as_of is None else as_of)
+                await uow.commit()
             await self.sweep(as_of=as_of)
         except _DATABASE_ERRORS as error:
             log.warning(

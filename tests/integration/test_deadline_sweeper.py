@@ -26,6 +26,7 @@ from services.events import (
 from services.order import handlers, store
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
+from services.order.stuck import StuckCriteria
 from services.order.sweeper import DeadlineSweeper
 from shared.consuming.horizon import ReadHorizon
 from shared.contracts.events import Event
@@ -414,3 +415,48 @@ async def test_a_sweep_waits_for_what_the_order_group_has_not_read_yet(
     assert (await order_of(units, order_id)).cancel_reason is CancelReason.timed_out
     samples = {s.name: s.value for f in sweeper.metrics() for s in f.samples}
     assert samples["sagakit_deadline_sweeps_held_total"] >= 30
+
+
+async def test_the_stuck_listing_and_the_bulk_cancel_judge_deadlines_as_of_the_sweeps(
+    units: UnitOfWorkFactory, database: str, engine: AsyncEngine, infra: Infrastructure
+) -> None:
+    # What an operator sees as stuck (GET /orders?stuck=true, the gauge, the explorer) and may
+    # cancel in bulk must be what the sweeper would cancel: while the order group is behind,
+    # a saga overdue by the clock alone may have its outcome in the backlog.
+    topic = infra.topic("horizon-listing")
+    await ensure_topics({"bootstrap_servers": infra.kafka_bootstrap}, [topic], partitions=2)
+    group = f"horizon-{uuid.uuid4().hex[:8]}"
+    horizon = ReadHorizon({"bootstrap_servers": infra.kafka_bootstrap}, group, [topic])
+    deadline = Deadlines(*(timedelta(seconds=1),) * 3)
+    sweeper = DeadlineSweeper(
+        units, database, deadline, interval_s=0.1, lock_key=_new_lock_key(), horizon=horizon
+    )
+    await sweeper.start()
+    try:
+        # Nothing to read yet: the sweeps go as of a horizon that keeps up.
+        await _until(lambda: sweeper.horizon_lag_s is not None, "a sweep as of the horizon")
+        await _write(infra, topic, 3)  # the group falls behind: its horizon stays before this
+        await _until(lambda: (sweeper.horizon_lag_s or 0) > 0.5, "the horizon left behind")
+    finally:
+        await sweeper.stop()
+    overdue_before_it = await add_saga(units, Saga(), waited_s=3600)
+    overdue_by_the_clock = await add_saga(units, Saga(), waited_s=0)
+
+    async def past_its_deadline_by_the_clock() -> bool:
+        async with engine.connect() as connection:
+            late = text(
+                "SELECT now() > updated_at + interval '1.5 s' FROM orders WHERE order_id = :id"
+            )
+            return bool(await connection.scalar(late, {"id": overdue_by_the_clock}))
+
+    await wait_until(past_its_deadline_by_the_clock, what="the saga overdue by the clock")
+    criteria = StuckCriteria(deadline)
+    async with units() as uow:
+        listed = await store.find_orders(uow.session, store.OrderQuery(stuck=criteria), limit=500)
+        locked = await store.lock_stuck(
+            uow.session, [overdue_before_it, overdue_by_the_clock], criteria
+        )
+    listed_ids = {order.order_id for order in listed}
+    assert overdue_before_it in listed_ids
+    assert overdue_by_the_clock not in listed_ids
+    assert set(locked) == {overdue_before_it}

@@ -268,7 +268,7 @@ def test_no_service_history_touches_the_platforms_tables() -> None:
 
 
 @pytest.mark.parametrize(
-    ("service", "old_head", "adopted_as"), [("payment", "0004", "0001"), ("order", "0009", "0009")]
+    ("service", "old_head", "adopted_as"), [("payment", "0004", "0001"), ("order", "0010", "0010")]
 )
 async def test_a_database_whose_service_history_made_the_platforms_tables_is_adopted(
     infra: Infrastructure,
@@ -280,8 +280,8 @@ async def test_a_database_whose_service_history_made_the_platforms_tables_is_ado
     # What the histories before the platform's own left: the same tables, the platform's
     # version table missing, and the service at a head that may no longer exist (payment's
     # 0002-0004 only changed the platform's tables, and are gone). Order's is its head now
-    # (0009 adds columns: stamping an older head under tables that have them would run it
-    # again).
+    # (0009 adds columns and 0010 a table: stamping an older head under tables that have them
+    # would run it again).
     url = await infra.create_database(f"migrate_adopt_{service}")
     await upgrade_to_head(url, migrations(service))
     await execute(
