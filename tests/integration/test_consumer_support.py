@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.events import CATALOGUE, OrderCreated
 from services.faults import FaultSpec
-from shared.consuming.consumer import ConsumerRunner, Subscription
+from shared.consuming.consumer import POLL_STALL_S, ConsumerRunner, Subscription
 from shared.consuming.faults import INFRASTRUCTURE_KINDS, FaultKind, FaultRegistry
 from shared.consuming.inbox import Deduplicator
 from shared.consuming.subscriptions import Delivery, Handler
@@ -232,6 +232,7 @@ async def running(
     topics: Topics,
     dedup: Deduplicator | None = None,
     faults: FaultRegistry | None = None,
+    poll_stall_s: float = POLL_STALL_S,
 ) -> AsyncIterator[ConsumerRunner]:
     """A started runner for ``group``; stopped (drained, committed) on exit."""
     runner = ConsumerRunner(
@@ -243,6 +244,7 @@ async def running(
         dedup=dedup,
         faults=faults,
         consumer_options=CONSUMER_OPTIONS,
+        poll_stall_s=poll_stall_s,
     )
     await runner.start()
     try:
