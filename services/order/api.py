@@ -150,27 +150,25 @@ def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
         lines = [OrderLine(item.sku, item.quantity, item.unit_price) for item in body.items]
         items = [item.model_dump(mode="json") for item in body.items]
         total = order_total(lines)
-        async with units() as uow:
-            order = await store.add_order(
-                uow.session,
-                order_id=store.new_order_id(),
-                customer_id=body.customer_id,
-                items=items,
-                total=total,
-                idempotency_key=idempotency_key,
-            )
-            if order is not None:
-                uow.emit(
-                    OrderCreated.first(
-                        order_id=order.order_id,
-                        producer=PRODUCER,
-                        customer_id=order.customer_id,
-                        items=items,
-                        total=total,
-                    )
-                )
-                await uow.commit()
-                return OrderPublic.of(order)
+        order_id = store.new_order_id()
+        created = OrderCreated.first(
+            order_id=order_id,
+            producer=PRODUCER,
+            customer_id=body.customer_id,
+            items=items,
+            total=total,
+        )
+        order = await store.place_order(
+            units,
+            created,
+            order_id=order_id,
+            customer_id=body.customer_id,
+            items=items,
+            total=total,
+            idempotency_key=idempotency_key,
+        )
+        if order is not None:
+            return OrderPublic.of(order)
         # The key was used before: answer with that order, start nothing.
         async with units() as uow:
             existing = await store.find_by_idempotency_key(uow.session, idempotency_key or "")

@@ -46,8 +46,9 @@ from services.events import OrderEvent
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from services.order.stuck import StuckCriteria
+from shared.contracts.events import Event
 from shared.publishing.retention import PurgeStatement
-from shared.storage.db import ReadFrom
+from shared.storage.db import ReadFrom, UnitOfWorkFactory
 from shared.storage.sql import insert_unless_present
 
 __all__ = [
@@ -263,7 +264,37 @@ async def add_order(
     idempotency_key: str | None,
 ) -> Order | None:
     """Insert a new order; None when an order with this idempotency key already exists."""
-    values = {
+    values = _new_order(order_id, customer_id, items, total, idempotency_key)
+    row = (await session.execute(_ADD_ORDER, values)).mappings().one_or_none()
+    return _order(row) if row else None
+
+
+async def place_order(
+    units: UnitOfWorkFactory,
+    created: Event,
+    *,
+    order_id: str,
+    customer_id: str,
+    items: list[dict[str, Any]],
+    total: Decimal,
+    idempotency_key: str | None,
+) -> Order | None:
+    """``add_order`` and the emission of ``created`` in one statement, committed on its own
+    (``UnitOfWorkFactory.one_statement``): the path of ``POST /orders``. None, and nothing
+    emitted, when an order with this idempotency key already exists."""
+    values = _new_order(order_id, customer_id, items, total, idempotency_key)
+    rows = await units.one_statement(_ADD_ORDER, values, emit=[created])
+    return _order(rows[0]) if rows else None
+
+
+def _new_order(
+    order_id: str,
+    customer_id: str,
+    items: list[dict[str, Any]],
+    total: Decimal,
+    idempotency_key: str | None,
+) -> dict[str, Any]:
+    return {
         "order_id": order_id,
         "customer_id": customer_id,
         "items": items,
@@ -271,8 +302,6 @@ async def add_order(
         "status": OrderStatus.PENDING.value,
         "idempotency_key": idempotency_key,
     }
-    row = (await session.execute(_ADD_ORDER, values)).mappings().one_or_none()
-    return _order(row) if row else None
 
 
 async def get_order(session: AsyncConnection, order_id: str) -> Order | None:

@@ -14,8 +14,9 @@ migrations) next to its own tables.
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, Protocol, Self
 
@@ -29,14 +30,19 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    TextClause,
     Uuid,
+    bindparam,
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.selectable import TextualSelect
 
 from shared.contracts.events import Event, Record
 from shared.contracts.topics import Topics, encode
@@ -61,6 +67,7 @@ __all__ = [
 # The channel the unit of work notifies and the relay listens on. PostgreSQL scopes
 # notifications to one database, so one fixed name serves every service.
 OUTBOX_CHANNEL = "sagakit_outbox"
+_DIALECT = PGDialect()  # type: ignore[no-untyped-call]  # only to name column types
 
 platform_metadata = MetaData()
 
@@ -298,3 +305,76 @@ class UnitOfWorkFactory:
 
     def __call__(self) -> UnitOfWork:
         return UnitOfWork(self.engine.connect(), self.topics, self.relay)
+
+    async def one_statement(
+        self,
+        statement: TextClause | TextualSelect,
+        values: Mapping[str, Any],
+        emit: Sequence[Event],
+    ) -> list[RowMapping]:
+        """A unit of work of one statement, in one round trip: ``statement`` runs, and the
+        events of ``emit`` are written to the outbox if and only if it returned a row.
+
+        ``statement`` is a ``text()`` statement with ``RETURNING`` (``insert_unless_present``
+        with ``returning``); its rows are returned. What ``async with factory() as uow``
+        takes four round trips for (BEGIN, the statement, the outbox rows, COMMIT) is one
+        statement here, committed on its own: on the path of a request that is most of its
+        database time, and each round trip waits for a busy event loop's turn.
+        """
+        if not isinstance(statement, TextualSelect):
+            raise TypeError(
+                "one_statement needs a statement with RETURNING: it emits if a row comes back"
+            )
+        local = self.relay is not None and self.relay.is_leader
+        combined = _with_outbox(statement, len(emit), notify=not local)
+        params = dict(values)
+        for index, event in enumerate(emit):
+            row = _outbox_row(encode(event, self.topics, traceparent_for(event)))
+            params.update({f"_outbox{index}_{name}": value for name, value in row.items()})
+        async with self.engine.connect() as connection:
+            # No BEGIN and no COMMIT: one statement is its own transaction.
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            rows = (await autocommit.execute(combined, params)).mappings().all()
+        if rows and emit and local and self.relay is not None:
+            self.relay.wake()
+        return list(rows)
+
+
+_OUTBOX_COLUMNS = ("topic", "key", "value", "headers", "traceparent")
+
+
+@functools.cache
+def _with_outbox(statement: TextualSelect, events: int, *, notify: bool) -> TextualSelect:
+    """``statement`` in a ``WITH``, followed by the insert of ``events`` outbox rows that
+    happens only if it returned a row (and a notification to a relay elsewhere, delivered at
+    commit like ``UnitOfWork.commit``'s). Cached: one compiled statement per shape."""
+    inner = statement.element
+    columns = ", ".join(_OUTBOX_COLUMNS)
+    parameters = [
+        bindparam(f"_outbox{index}_{name}", type_=outbox_table.c[name].type)
+        for index in range(events)
+        for name in _OUTBOX_COLUMNS
+    ]
+    rows = " UNION ALL ".join(
+        "SELECT "
+        + ", ".join(
+            f"CAST(:_outbox{index}_{name} AS {outbox_table.c[name].type.compile(_DIALECT)})"
+            for name in _OUTBOX_COLUMNS
+        )
+        + ", clock_timestamp()"
+        for index in range(events)
+    )
+    parts = [f"written AS ({inner.text})"]
+    if events:
+        # Rows inserted in emission order: UNION ALL keeps its branches' order.
+        parts.append(
+            f"emitted AS (INSERT INTO {outbox_table.name} ({columns}, created_at) "
+            f"SELECT * FROM ({rows}) AS emitted WHERE EXISTS (SELECT FROM written))"
+        )
+    tail = "SELECT written.* FROM written"
+    if events and notify:
+        parts.append(f"notified AS (SELECT pg_notify('{OUTBOX_CHANNEL}', '') FROM written)")
+        tail += " CROSS JOIN notified"
+    sql = f"WITH {', '.join(parts)} {tail}"
+    combined = text(sql).bindparams(*inner._bindparams.values(), *parameters)
+    return combined.columns(*statement.selected_columns)

@@ -46,7 +46,7 @@ def _dsn(system: RunningSystem) -> str:
 async def _inserts_waiting_on_a_lock(database: asyncpg.Connection) -> int:
     count = await database.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO orders%'"
+        "AND wait_event_type = 'Lock' AND query ILIKE '%INSERT INTO orders%'"
     )
     return int(count)
 

@@ -28,6 +28,7 @@ from shared.storage.db import (
     make_engine,
     outbox_table,
 )
+from shared.storage.sql import insert_unless_present
 from tests.infra import Infrastructure
 
 # A service's own table, to show that its rows and its events commit together.
@@ -218,6 +219,84 @@ async def test_events_of_one_unit_of_work_keep_their_emission_order(stack: Stack
         values = (await connection.execute(select(outbox_table.c.value).order_by("id"))).scalars()
         tracking = [OrderShipped.model_validate_json(value).tracking_id for value in values]
     assert tracking == ["0", "1", "2", "3", "4"]
+
+
+_ADD_ORDER = insert_unless_present(
+    orders, ("order_id", "status"), conflict=["order_id"], returning=["order_id", "status"]
+)
+
+
+async def test_one_statement_writes_its_row_and_its_events_in_emission_order(
+    stack: Stack,
+) -> None:
+    events = [shipped("o-1", sequence) for sequence in range(3)]
+
+    rows = await stack.units.one_statement(
+        _ADD_ORDER, {"order_id": "o-1", "status": "SHIPPED"}, emit=events
+    )
+
+    assert [dict(row) for row in rows] == [{"order_id": "o-1", "status": "SHIPPED"}]
+    # Committed: another connection sees the row and the events, as emit would write them.
+    async with stack.engine.connect() as connection:
+        assert (await connection.execute(select(orders.c.status))).scalars().all() == ["SHIPPED"]
+        written = (await connection.execute(select(outbox_table).order_by("id"))).all()
+    assert len(written) == 3
+    for row, event in zip(written, events, strict=True):
+        expected = encode(event, stack.topics)
+        assert (row.topic, row.key, row.value) == (expected.topic, expected.key, expected.value)
+        assert row.headers == encode_headers(expected.headers)
+        assert TraceParent.parse(row.traceparent) is not None
+        assert row.sent_at is None
+    assert written[0].created_at <= written[1].created_at <= written[2].created_at
+
+
+async def test_one_statement_that_returns_no_row_emits_nothing(stack: Stack) -> None:
+    await stack.units.one_statement(
+        _ADD_ORDER, {"order_id": "o-1", "status": "PENDING"}, emit=[shipped("o-1", 1)]
+    )
+
+    # The same key again: the insert does nothing, so neither does the emission.
+    rows = await stack.units.one_statement(
+        _ADD_ORDER, {"order_id": "o-1", "status": "CHANGED"}, emit=[shipped("o-1", 2)]
+    )
+
+    assert rows == []
+    async with stack.engine.connect() as connection:
+        assert (await connection.execute(select(orders.c.status))).scalars().all() == ["PENDING"]
+        values = (await connection.execute(select(outbox_table.c.value))).scalars().all()
+    assert [OrderShipped.model_validate_json(value).tracking_id for value in values] == ["1"]
+
+
+async def test_one_statement_needs_returning(stack: Stack) -> None:
+    without_returning = insert_unless_present(orders, ("order_id", "status"), conflict=["order_id"])
+
+    with pytest.raises(TypeError, match="RETURNING"):
+        await stack.units.one_statement(
+            without_returning, {"order_id": "o-1", "status": "PENDING"}, emit=[]
+        )
+
+
+@pytest.mark.parametrize("relay_here", [False, True], ids=["relay elsewhere", "relay here"])
+async def test_one_statement_wakes_the_relay_long_before_its_poll_interval(
+    stack: Stack, relay_here: bool
+) -> None:
+    relay = stack.relay("relay", poll_interval_s=FAR_AWAY_S)
+    await relay.start()
+    if relay_here:
+        stack.units.relay = relay  # woken directly; elsewhere, by the statement's notification
+    try:
+        await leader_of([relay])
+        # As in the notification test above: the first round may find a row unprompted,
+        # the second is only published that soon if the statement woke the relay.
+        for order_id in ("o-1", "o-2"):
+            await stack.units.one_statement(
+                _ADD_ORDER, {"order_id": order_id, "status": "SHIPPED"}, emit=[shipped(order_id, 1)]
+            )
+            await eventually(lambda: _is_zero(stack.unsent()), timeout_s=FAR_AWAY_S / 2)
+    finally:
+        await relay.stop()
+
+    assert len(await stack.read(2)) == 2
 
 
 async def test_the_relay_publishes_rows_in_order_and_marks_them_sent(stack: Stack) -> None:
