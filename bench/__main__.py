@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -45,15 +43,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _uvloop() -> Any | None:
-    """uvloop when it is installed: uvicorn runs the services on it, so the load generator
-    and the transport relays run on the loop the services have."""
-    try:
-        return importlib.import_module("uvloop")
-    except ImportError:
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.show:
@@ -75,9 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     placement = SyncPlacement(SYNC_DATABASE_PREFIX, settings.env_file.parent / "syncchain")
-    uvloop = _uvloop()
-    benchmark = run(settings, target, placement, "uvloop" if uvloop else "asyncio")
-    doc = uvloop.run(benchmark) if uvloop else asyncio.run(benchmark)
+    # asyncio's loop, the one the services run on (shared.app.serve).
+    doc = asyncio.run(run(settings, target, placement, "asyncio"))
     data, picture = write_results(doc, settings.results_dir)
     print()
     print(render(doc))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -12,7 +13,19 @@ from shared.observability.logs import configure_logging
 from shared.observability.tracing import configure_tracing
 from shared.settings import PlatformSettings
 
-__all__ = ["serve"]
+__all__ = ["UVICORN_OPTIONS", "serve"]
+
+UVICORN_OPTIONS: dict[str, Any] = {
+    # asyncio's own loop, not uvloop: libuv accepts one new connection per turn of the loop,
+    # so on a busy service a burst of new connections waited one turn each (200 at once
+    # took a second to be read at 600 orders/s); asyncio's loop accepts them all in one
+    # turn. It cost no CPU: 9.79 ms per saga in make bench's closed loop, 9.89 on uvloop.
+    "loop": "asyncio",
+    "log_config": None,  # keep the one format configure_logging set
+    "access_log": False,
+    "timeout_graceful_shutdown": 20,
+}
+"""How the services' HTTP server runs (``uvicorn.run``'s options besides the app's address)."""
 
 
 def serve(
@@ -42,11 +55,4 @@ def serve(
         instance_id=settings.instance_id,
         exporter=settings.otel_exporter,
     )
-    uvicorn.run(
-        bootstrap(),
-        host=args.host,
-        port=args.port,
-        log_config=None,  # keep the one format configure_logging set
-        access_log=False,
-        timeout_graceful_shutdown=20,
-    )
+    uvicorn.run(bootstrap(), host=args.host, port=args.port, **UVICORN_OPTIONS)
