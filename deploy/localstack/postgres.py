@@ -263,7 +263,7 @@ def _find_cluster(name: str) -> Cluster | None:
     return None
 
 
-# Each service process may hold its pool (SAGAKIT_DATABASE_POOL_SIZE 10 + 5 overflow) and the
+# Each service process may hold its pool (SAGAKIT_DATABASE_POOL_SIZE 15, no overflow) and the
 # dedicated connections of its relay, purger and leader loops: about 20. The reference system
 # runs seven processes, and the test suite several systems on one cluster: PostgreSQL's
 # default of 100 was reached (a read then failed for want of a connection).
