@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -55,4 +56,10 @@ def serve(
         instance_id=settings.instance_id,
         exporter=settings.otel_exporter,
     )
-    uvicorn.run(bootstrap(), host=args.host, port=args.port, **UVICORN_OPTIONS)
+    app = bootstrap()
+    # What the imports and the app built lives as long as the process: frozen, it is left
+    # out of every later collection. The cyclic collector's full collections scanned it all
+    # and stalled the loop 100-170 ms every 2-3 s at 600 orders/s offered.
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=args.host, port=args.port, **UVICORN_OPTIONS)
