@@ -17,7 +17,7 @@ from deploy.localstack.profiles import REPO_ROOT
 
 __all__ = ["commit", "host", "load_average", "server_versions"]
 
-# The libraries whose speed the numbers depend on; httptools when installed.
+# The libraries whose speed the numbers depend on; uvloop and httptools when installed.
 LIBRARIES = (
     "aiokafka",
     "sqlalchemy",
@@ -27,6 +27,7 @@ LIBRARIES = (
     "uvicorn",
     "httpx",
     "pydantic",
+    "uvloop",
     "httptools",
 )
 

@@ -60,7 +60,8 @@ def _header(doc: Doc) -> list[str]:
         f"sagakit bench, {doc['started_at']}, commit {str(commit.get('sha'))[:10]}{dirty}",
         f"  machine   {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']} GiB, "
         f"load {machine['load_average_at_start'][0]} at start",
-        f"  software  Python {machine['python']} ({doc['bench_settings'].get('event_loop')}), "
+        f"  software  Python {machine['python']} (the load on "
+        f"{doc['bench_settings'].get('event_loop')}), "
         f"Kafka {versions['kafka'].split()[0]}, PostgreSQL {versions['postgresql']}, "
         f"Redis {versions['redis']}",
         f"  platform  {platform.get('topic_partitions')} partitions; instances {instances}; "
