@@ -210,7 +210,7 @@ class AdmissionGate:
 
     Refused here, a request costs what reading its method and path costs: its body is never
     read, parsed or validated, and no route or dependency is resolved. Past the bound most
-    requests are refused (at 600 orders/s offered on two cores, three in four), and refusals
+    requests are refused (at 600 orders/s offered on two cores, two in three), and refusals
     that took the framework's whole path took the CPU the accepted ones needed. The answer is
     the framework's own for an ``HTTPException``: ``{"detail": ...}`` and ``Retry-After``.
     """

@@ -150,23 +150,14 @@ def router(units: UnitOfWorkFactory, finder: StuckFinder) -> APIRouter:
         lines = [OrderLine(item.sku, item.quantity, item.unit_price) for item in body.items]
         items = [item.model_dump(mode="json") for item in body.items]
         total = order_total(lines)
-        order_id = store.new_order_id()
         created = OrderCreated.first(
-            order_id=order_id,
+            order_id=store.new_order_id(),
             producer=PRODUCER,
             customer_id=body.customer_id,
             items=items,
             total=total,
         )
-        order = await store.place_order(
-            units,
-            created,
-            order_id=order_id,
-            customer_id=body.customer_id,
-            items=items,
-            total=total,
-            idempotency_key=idempotency_key,
-        )
+        order = await store.place_order(units, created, idempotency_key)
         if order is not None:
             return OrderPublic.of(order)
         # The key was used before: answer with that order, start nothing.

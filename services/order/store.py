@@ -42,11 +42,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.events import OrderEvent
+from services.events import OrderCreated, OrderEvent
 from services.order.deadlines import Deadlines
 from services.order.model import CancelReason, OrderStatus, Saga, SagaFact
 from services.order.stuck import StuckCriteria
-from shared.contracts.events import Event
 from shared.publishing.retention import PurgeStatement
 from shared.storage.db import ReadFrom, UnitOfWorkFactory
 from shared.storage.sql import insert_unless_present
@@ -264,37 +263,7 @@ async def add_order(
     idempotency_key: str | None,
 ) -> Order | None:
     """Insert a new order; None when an order with this idempotency key already exists."""
-    values = _new_order(order_id, customer_id, items, total, idempotency_key)
-    row = (await session.execute(_ADD_ORDER, values)).mappings().one_or_none()
-    return _order(row) if row else None
-
-
-async def place_order(
-    units: UnitOfWorkFactory,
-    created: Event,
-    *,
-    order_id: str,
-    customer_id: str,
-    items: list[dict[str, Any]],
-    total: Decimal,
-    idempotency_key: str | None,
-) -> Order | None:
-    """``add_order`` and the emission of ``created`` in one statement, committed on its own
-    (``UnitOfWorkFactory.one_statement``): the path of ``POST /orders``. None, and nothing
-    emitted, when an order with this idempotency key already exists."""
-    values = _new_order(order_id, customer_id, items, total, idempotency_key)
-    rows = await units.one_statement(_ADD_ORDER, values, emit=[created])
-    return _order(rows[0]) if rows else None
-
-
-def _new_order(
-    order_id: str,
-    customer_id: str,
-    items: list[dict[str, Any]],
-    total: Decimal,
-    idempotency_key: str | None,
-) -> dict[str, Any]:
-    return {
+    values = {
         "order_id": order_id,
         "customer_id": customer_id,
         "items": items,
@@ -302,6 +271,26 @@ def _new_order(
         "status": OrderStatus.PENDING.value,
         "idempotency_key": idempotency_key,
     }
+    row = (await session.execute(_ADD_ORDER, values)).mappings().one_or_none()
+    return _order(row) if row else None
+
+
+async def place_order(
+    units: UnitOfWorkFactory, created: OrderCreated, idempotency_key: str | None
+) -> Order | None:
+    """The order ``created`` announces, inserted, and ``created`` emitted, in one statement
+    committed on its own (``UnitOfWorkFactory.one_statement``): the path of ``POST /orders``.
+    None, and nothing emitted, when an order with this idempotency key already exists."""
+    values = {
+        "order_id": created.order_id,
+        "customer_id": created.customer_id,
+        "items": [item.model_dump(mode="json") for item in created.items],
+        "total": created.total,
+        "status": OrderStatus.PENDING.value,
+        "idempotency_key": idempotency_key,
+    }
+    rows = await units.one_statement(_ADD_ORDER, values, emit=[created])
+    return _order(rows[0]) if rows else None
 
 
 async def get_order(session: AsyncConnection, order_id: str) -> Order | None:

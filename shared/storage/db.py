@@ -39,7 +39,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import URL, RowMapping, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.selectable import TextualSelect
@@ -47,6 +46,7 @@ from sqlalchemy.sql.selectable import TextualSelect
 from shared.contracts.events import Event, Record
 from shared.contracts.topics import Topics, encode
 from shared.observability.tracing import TRACEPARENT, traceparent_for
+from shared.storage.sql import type_name
 
 __all__ = [
     "OUTBOX_CHANNEL",
@@ -67,7 +67,6 @@ __all__ = [
 # The channel the unit of work notifies and the relay listens on. PostgreSQL scopes
 # notifications to one database, so one fixed name serves every service.
 OUTBOX_CHANNEL = "sagakit_outbox"
-_DIALECT = PGDialect()  # type: ignore[no-untyped-call]  # only to name column types
 
 platform_metadata = MetaData()
 
@@ -358,7 +357,7 @@ def _with_outbox(statement: TextualSelect, events: int, *, notify: bool) -> Text
     rows = " UNION ALL ".join(
         "SELECT "
         + ", ".join(
-            f"CAST(:_outbox{index}_{name} AS {outbox_table.c[name].type.compile(_DIALECT)})"
+            f"CAST(:_outbox{index}_{name} AS {type_name(outbox_table.c[name])})"
             for name in _OUTBOX_COLUMNS
         )
         + ", clock_timestamp()"

@@ -21,9 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import ARRAY, TypeDecorator, TypeEngine
 
-__all__ = ["InsertManyUnlessPresent", "insert_unless_present"]
+__all__ = ["InsertManyUnlessPresent", "insert_unless_present", "type_name"]
 
 _DIALECT = PGDialect()  # type: ignore[no-untyped-call]  # only to name column types
+
+
+def type_name(column: Column[Any]) -> str:
+    """The column's type as PostgreSQL spells it, for a ``CAST`` in a ``text()`` statement."""
+    return str(column.type.compile(dialect=_DIALECT))
 
 
 class _JsonText(TypeDecorator[Any]):
@@ -82,9 +87,7 @@ class InsertManyUnlessPresent:
     def __init__(self, table: Table, columns: Sequence[str], *, conflict: str) -> None:
         for name in (*columns, conflict):
             table.c[name]  # raises KeyError for a column the table does not have
-        arrays = ", ".join(
-            f"CAST(:{name} AS {table.c[name].type.compile(dialect=_DIALECT)}[])" for name in columns
-        )
+        arrays = ", ".join(f"CAST(:{name} AS {type_name(table.c[name])}[])" for name in columns)
         sql = (
             f"INSERT INTO {table.name} ({', '.join(columns)}) "
             f"SELECT * FROM unnest({arrays}) "
