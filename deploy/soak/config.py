@@ -55,7 +55,8 @@ class SoakConfig(BaseSettings):
     flat_tolerance: float = Field(default=0.10, ge=0)
     """How much a bounded series may grow from the middle third to the last third."""
     p99_drift_limit: float = Field(default=1.5, gt=0)
-    """Saga p99 of the last window may be at most this many times the first window's."""
+    """The p99 of the sagas accepted in the last third may be at most this many times the
+    middle third's (and the relay's publish latency per row likewise, + 1 ms)."""
     plot: bool = True
     """Write a PNG of the series beside the JSON (needs matplotlib: make soak installs it)."""
     results_dir: Path = REPO_ROOT / "soak" / "results"

@@ -15,10 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from statistics import fmean
 from typing import Any
 
-__all__ = ["BOUNDED_TABLES", "Check", "bounded_tables", "series", "thirds", "verdict"]
+__all__ = [
+    "BOUNDED_TABLES",
+    "Check",
+    "bounded_tables",
+    "latency_windows",
+    "series",
+    "thirds",
+    "verdict",
+]
 
 BOUNDED_TABLES = ("sagakit_inbox", "sagakit_outbox")
 """The platform's own tables: retention bounds them (the timeline too, when it has one)."""
@@ -66,6 +75,20 @@ def thirds(samples: Sequence[Sample], warmup_fraction: float) -> tuple[list[Samp
     middle = [s for s in samples if start <= s["t_s"] < start + step]
     last = [s for s in samples if s["t_s"] >= start + step]
     return middle, last
+
+
+def latency_windows(
+    began: datetime, ended: datetime, warmup_fraction: float
+) -> tuple[tuple[datetime, datetime], tuple[datetime, datetime]]:
+    """The middle and the last third of the run by the clock, as ``thirds`` splits samples.
+
+    The saga p99 drift is judged on the sagas accepted in each (tens of thousands at 100/s):
+    a five-minute window's p99 moved between 1.1 and 2.9 s from one window to the next on
+    the 2-core machine with no trend, and the first minutes (a cold stack) are warm-up.
+    """
+    start = began + (ended - began) * warmup_fraction
+    step = (ended - start) / 2
+    return (start, start + step), (start + step, ended)
 
 
 def _flat(
@@ -170,7 +193,7 @@ def verdict(
     *,
     warmup_fraction: float,
     tolerance: float,
-    p99_first_ms: float | None,
+    p99_middle_ms: float | None,
     p99_last_ms: float | None,
     p99_limit: float,
     timeline_bounded: bool,
@@ -187,15 +210,15 @@ def verdict(
             f"{dead_letters_beyond_copies} dead letter(s) beyond the copies replayed",
         ),
     ]
-    if p99_first_ms is None or p99_last_ms is None:
-        checks.append(Check("saga p99 drift", False, "no completed sagas in a window"))
+    if p99_middle_ms is None or p99_last_ms is None:
+        checks.append(Check("saga p99 drift", False, "no completed sagas in a third"))
     else:
-        ratio = p99_last_ms / p99_first_ms
+        ratio = p99_last_ms / p99_middle_ms
         checks.append(
             Check(
                 "saga p99 drift",
                 ratio <= p99_limit,
-                f"first window {p99_first_ms:.0f} ms, last {p99_last_ms:.0f} ms: "
+                f"middle third {p99_middle_ms:.0f} ms, last {p99_last_ms:.0f} ms: "
                 f"x{ratio:.2f} (limit x{p99_limit:g})",
             )
         )

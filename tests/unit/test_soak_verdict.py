@@ -3,10 +3,18 @@ drifts."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from deploy.soak.load import Answer, Load
-from deploy.soak.verdict import flat_checks, growth_per_saga, publish_ms, thirds, verdict
+from deploy.soak.verdict import (
+    flat_checks,
+    growth_per_saga,
+    latency_windows,
+    publish_ms,
+    thirds,
+    verdict,
+)
 
 
 def sample(
@@ -81,7 +89,7 @@ def test_the_verdict_fails_on_violations_dead_letters_beyond_the_copies_and_p99_
             steady(30),
             warmup_fraction=1 / 3,
             tolerance=0.10,
-            p99_first_ms=100.0,
+            p99_middle_ms=100.0,
             p99_last_ms=200.0,
             p99_limit=1.5,
             timeline_bounded=False,
@@ -99,3 +107,12 @@ def test_a_load_window_holds_the_answers_that_came_in_it() -> None:
     load = Load(answers=[Answer(at_s=t / 2, latency_s=0.01, status=202) for t in range(20)])
     assert [a.at_s for a in load.window(2.0, 4.0)] == [2.0, 2.5, 3.0, 3.5]
     assert load.window(50.0, 60.0) == []
+
+
+def test_the_saga_p99_is_compared_between_the_thirds_after_the_warm_up() -> None:
+    # A cold start (the first minutes' sagas slow) must neither fail the drift check nor
+    # hide a drift after it: the windows are the ones every other series is judged on.
+    began = datetime(2026, 12, 7, 21, 0, tzinfo=UTC)
+    middle, last = latency_windows(began, began + timedelta(minutes=30), warmup_fraction=1 / 3)
+    assert middle == (began + timedelta(minutes=10), began + timedelta(minutes=20))
+    assert last == (began + timedelta(minutes=20), began + timedelta(minutes=30))
