@@ -57,6 +57,9 @@ class SoakConfig(BaseSettings):
     p99_drift_limit: float = Field(default=1.5, gt=0)
     """The p99 of the sagas accepted in the last third may be at most this many times the
     middle third's (and the relay's publish latency per row likewise, + 1 ms)."""
+    behind_limit_s: float = Field(default=10.0, gt=0)
+    """How far behind its schedule the load may fall (a system that cannot take the rate
+    makes it fall behind): past it, or with any order given up, the run fails."""
     plot: bool = True
     """Write a PNG of the series beside the JSON (needs matplotlib: make soak installs it)."""
     results_dir: Path = REPO_ROOT / "soak" / "results"

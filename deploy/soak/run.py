@@ -153,6 +153,9 @@ async def run_soak(config: SoakConfig, endpoints: Endpoints) -> dict[str, Any]:
         timeline_bounded=TIMELINE_BOUNDED,
         violations=report.violations,
         dead_letters_beyond_copies=poison.excess(),
+        behind_s=load.backlog_max / config.rate,
+        given_up=sum(load.given_up.values()),
+        behind_limit_s=config.behind_limit_s,
     )
     codes: dict[str, int] = {}
     for answer in load.answers:

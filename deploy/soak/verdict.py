@@ -199,10 +199,24 @@ def verdict(
     timeline_bounded: bool,
     violations: int,
     dead_letters_beyond_copies: int,
+    behind_s: float,
+    given_up: int,
+    behind_limit_s: float,
 ) -> list[Check]:
-    """Every check of the run, in the order the table shows them."""
+    """Every check of the run, in the order the table shows them.
+
+    ``behind_s``: how far behind its schedule the load fell at most; ``given_up``: orders
+    never accepted. A run past either bound did not hold its rate, so what it measured was
+    a lighter load than asked for (and an overloaded system besides).
+    """
     bounded = bounded_tables(timeline_bounded=timeline_bounded)
     checks = [
+        Check(
+            "load kept its rate",
+            behind_s <= behind_limit_s and given_up == 0,
+            f"at most {behind_s:.0f} s behind schedule (bound {behind_limit_s:g} s), "
+            f"{given_up} order(s) given up",
+        ),
         Check("verify", violations == 0, f"{violations} violation(s)"),
         Check(
             "replays add one dead letter per copy at most",

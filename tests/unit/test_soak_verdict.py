@@ -83,24 +83,48 @@ def test_publish_latency_is_the_mean_per_row_over_the_window() -> None:
     assert publish_ms(steady(30)) == 2.0
 
 
+HEALTHY: dict[str, Any] = {
+    "warmup_fraction": 1 / 3,
+    "tolerance": 0.10,
+    "p99_middle_ms": 100.0,
+    "p99_last_ms": 110.0,
+    "p99_limit": 1.5,
+    "timeline_bounded": False,
+    "violations": 0,
+    "dead_letters_beyond_copies": 0,
+    "behind_s": 0.5,
+    "given_up": 0,
+    "behind_limit_s": 10.0,
+}
+
+
+def judged(**changes: Any) -> dict[str, Any]:
+    return by_name(verdict(steady(30), **(HEALTHY | changes)))
+
+
+def test_a_healthy_run_passes_every_check() -> None:
+    failed = [check for check in judged().values() if not check.ok]
+    assert failed == []
+
+
 def test_the_verdict_fails_on_violations_dead_letters_beyond_the_copies_and_p99_drift() -> None:
-    checks = by_name(
-        verdict(
-            steady(30),
-            warmup_fraction=1 / 3,
-            tolerance=0.10,
-            p99_middle_ms=100.0,
-            p99_last_ms=200.0,
-            p99_limit=1.5,
-            timeline_bounded=False,
-            violations=1,
-            dead_letters_beyond_copies=3,
-        )
-    )
+    checks = judged(violations=1, dead_letters_beyond_copies=3, p99_last_ms=200.0)
     assert not checks["verify"].ok
     assert not checks["replays add one dead letter per copy at most"].ok
     assert not checks["saga p99 drift"].ok
     assert "x2.00" in checks["saga p99 drift"].detail
+
+
+def test_a_run_that_could_not_offer_its_rate_fails() -> None:
+    # A system that cannot take the rate sheds it (503, sent again) and the load falls
+    # behind its schedule: every series is then measured at a lower rate than the one asked
+    # for, and a flat verdict on them says nothing about the rate. (The run of 2026-12-07T22:48
+    # on a machine half as fast: 1,095 s behind, 316,370 answers 503, and every other check
+    # passed.)
+    behind = judged(behind_s=1095.0)["load kept its rate"]
+    assert not behind.ok
+    assert "1095 s behind" in behind.detail
+    assert not judged(given_up=3)["load kept its rate"].ok
 
 
 def test_a_load_window_holds_the_answers_that_came_in_it() -> None:
