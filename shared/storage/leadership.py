@@ -164,6 +164,11 @@ class LeaderLoop:
                 self._is_leader, self._failures = True, 0
                 self.leaderships += 1
                 await self._lead(connection)
+                if connection.is_closed() and not self.stopping.is_set():
+                    # The job saw its connection go and returned: the lock went with it.
+                    # Backing off like any lost connection gives the standbys the first go
+                    # at it, instead of racing them for it at once.
+                    raise ConnectionError("the lock connection was lost while leading")
         finally:
             self._is_leader = False
             await _close(connection)

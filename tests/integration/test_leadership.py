@@ -8,6 +8,7 @@ the lead over, and a failing job is run again rather than dying silently.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -99,5 +100,32 @@ async def test_a_job_that_fails_is_led_again_after_a_backoff(database: str) -> N
     try:
         await until(lambda: job.leads == 3 and loop.is_leader)
         assert loop.leaderships == 3
+    finally:
+        await loop.stop(10)
+
+
+async def test_a_lead_ended_by_its_lost_connection_is_logged_and_backs_off(
+    database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A job may notice its connection is gone and return (as Job does) rather than raise:
+    # that is a lost connection all the same. Led again at once, it raced the standbys for
+    # the lock it had just lost (and could keep it: the fresh-clone run of 2026-12-07 saw
+    # the other loop of the test above never take over), and nothing was logged.
+    caplog.set_level(logging.WARNING, logger="shared.storage.leadership")
+    job = Job()
+    loop = loop_for(database, job, lock_key(f"test.leadership.{next(_KEYS)}"), "cut")
+    loop.start()
+    try:
+        await until(lambda: loop.is_leader and job.connection is not None)
+        assert job.connection is not None
+        pid = job.connection.get_server_pid()
+        admin = await asyncpg.connect(asyncpg_dsn(database))
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+        await until(lambda: job.leads == 2 and loop.is_leader)
+        lost = [r for r in caplog.records if "connection lost" in r.getMessage()]
+        assert len(lost) == 1, [r.getMessage() for r in caplog.records]
     finally:
         await loop.stop(10)
