@@ -36,6 +36,15 @@ async def until(condition: Callable[[], bool]) -> None:
     await wait_until(check)
 
 
+async def cut(database: str, connection: asyncpg.Connection) -> None:
+    """End ``connection``'s server process, as an operator or a network fault would."""
+    admin = await asyncpg.connect(asyncpg_dsn(database))
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", connection.get_server_pid())
+    finally:
+        await admin.close()
+
+
 class Job:
     """A job that records each lead and holds it until told to stop, or fails when asked."""
 
@@ -80,12 +89,7 @@ async def test_one_of_two_leads_and_the_other_takes_over_when_its_connection_is_
         assert standing_job.leads == 0
 
         assert leading_job.connection is not None
-        pid = leading_job.connection.get_server_pid()
-        admin = await asyncpg.connect(asyncpg_dsn(database))
-        try:
-            await admin.execute("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await admin.close()
+        await cut(database, leading_job.connection)
 
         await until(lambda: standby.is_leader)
         assert standing_job.leads == 1
@@ -120,12 +124,7 @@ async def test_a_lead_ended_by_its_lost_connection_is_logged_and_backs_off(
     try:
         await until(lambda: loop.is_leader and job.connection is not None)
         assert job.connection is not None
-        pid = job.connection.get_server_pid()
-        admin = await asyncpg.connect(asyncpg_dsn(database))
-        try:
-            await admin.execute("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await admin.close()
+        await cut(database, job.connection)
         await until(lambda: job.leads == 2 and loop.is_leader)
         backed_off = [r for r in caplog.records if "retrying in" in r.getMessage()]
         assert len(backed_off) == 1, [r.getMessage() for r in caplog.records]
