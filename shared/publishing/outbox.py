@@ -48,7 +48,11 @@ Waking up
     commit; the leader LISTENs on its connection and publishes at once. When the leader runs
     in the same process, the unit of work calls ``wake`` after its commit instead. It also
     polls every ``poll_interval_s`` in case a notification was lost (a reconnect, a row
-    written by hand).
+    written by hand). Kafka's answers wake it too, to mark rows sent; such a round reads the
+    outbox only when the last read left rows behind (their partition had a batch in flight,
+    or its batch was full) or a batch failed: an answer alone says nothing about rows
+    committed since, and at a few rows a second that read was a round trip for nothing per
+    row.
 
 Trace context
     A row's ``traceparent`` (its own column) goes out as the record's header. When spans are
@@ -146,6 +150,7 @@ class RelayStats:
     published: int = 0
     dead_lettered: int = 0
     rounds: int = 0
+    reads: int = 0  # SELECTs of unsent rows (pages), each a round trip to the database
     failed_rounds: int = 0
     leaderships: int = 0
 
@@ -175,6 +180,10 @@ class OutboxRelay:
         self._ack_timeout = ack_timeout_s
         self._name = name
         self._wake = asyncio.Event()
+        # Why the next round reads the outbox: rows were committed since the last read (a
+        # notification, a wake, the poll), or that read left some unsent for later.
+        self._committed = True
+        self._left_behind = False
         self._leadership = LeaderLoop(
             database_url,
             self._lead,
@@ -265,6 +274,7 @@ class OutboxRelay:
         """While leading: a round whenever a commit or an answer from Kafka wakes it."""
         self.stats.leaderships += 1
         log.info("%s: leading the outbox relay", self._name)
+        self._committed = True  # whatever the last leader left
         connection.add_termination_listener(lambda _: self._wake.set())
         await connection.add_listener(OUTBOX_CHANNEL, self._on_notify)
         try:
@@ -331,22 +341,37 @@ class OutboxRelay:
         failed = self._sender.overdue(self._ack_timeout) > 0 or failed
         if failed:
             self.stats.failed_rounds += 1
+        if failed or settled.refused:
+            self._left_behind = True  # those partitions' rows are to be read again
+        if not (self._committed or self._left_behind or upto != _LAST_ID):
+            return _Round(again=False, failed=failed, unsent=0)  # an answer alone: no read
+        return await self._hand_out(connection, upto, failed)
+
+    async def _hand_out(self, connection: asyncpg.Connection, upto: int, failed: bool) -> _Round:
+        """Read the oldest unsent rows (up to ``upto``) and hand them to the free partitions."""
+        # Cleared before reading: a commit that lands during the read wakes the next one.
+        self._committed = False
         # Page on past the rows of partitions that wait, once one of them is stalled (a batch
         # long unanswered, a backoff): its backlog must not hide the other partitions' rows.
         # While every partition answers within milliseconds one page is enough, as the next
         # answer starts the next round.
-        handed = unsent = 0
+        handed = unsent = waiting = 0
         after = 0
         for _ in range(_PAGES_PER_ROUND):
             rows = await connection.fetch(_SELECT_UNSENT, after, upto, self._batch_size)
+            self.stats.reads += 1
             unsent += len(rows)
             if rows:
-                handed += await self._sender.send(rows)
-            if len(rows) < self._batch_size or handed >= self._batch_size:
+                handout = await self._sender.send(rows)
+                handed += handout.handed
+                waiting += handout.waiting
+            full = len(rows) == self._batch_size  # more may lie beyond this page
+            if not full or handed >= self._batch_size:
                 break
             if not self._sender.stalled():
                 break
             after = rows[-1]["id"]
+        self._left_behind = waiting > 0 or full
         if handed:
             self.stats.rounds += 1
         # Round again at once only when this round stopped handing out rows for want of room
@@ -356,17 +381,20 @@ class OutboxRelay:
 
     def wake(self) -> None:
         """Publish now: rows were committed (what a notification on the channel says)."""
+        self._committed = True
         self._wake.set()
 
     def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+        self.wake()
 
     async def _wait_for_work(self) -> None:
         # Until a commit, an answer from Kafka, a partition's backoff ending, or the poll.
         retry = self._sender.next_retry_in()
         timeout = self._poll_interval if retry is None else min(retry, self._poll_interval)
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            self._committed = True  # the poll: a notification may have been lost
 
 
 async def backlog_metrics(engine: AsyncEngine) -> list[Metric]:

@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
@@ -70,6 +70,7 @@ __all__ = [
     "TOO_LARGE",
     "DeadLetterOutcome",
     "Flight",
+    "Handout",
     "PartitionSender",
     "Settled",
 ]
@@ -81,6 +82,16 @@ STALLED_AFTER_S = 1.0
 
 TOO_LARGE: tuple[type[Exception], ...] = (MessageSizeTooLargeError, RecordListTooLargeError)
 """What the broker answers, on every try, to a record or batch larger than it takes."""
+
+
+class Handout(NamedTuple):
+    """What ``send`` did with the rows it was given."""
+
+    handed: int
+    """Rows handed to the producer in new batches."""
+    waiting: int
+    """Rows neither handed nor already in flight: their partition waits for an answer or a
+    backoff, or their batch was full. The relay must read them again later."""
 
 
 @dataclass(slots=True)
@@ -186,20 +197,25 @@ class PartitionSender:
         running = [at for at in self._retry_at.values() if at > now]
         return min(running) - now if running else None
 
-    async def send(self, rows: Sequence[asyncpg.Record]) -> int:
-        """Hand each free partition its oldest of ``rows`` (oldest first) as one batch; return
-        how many rows were handed. Rows of a partition with a batch in flight, or in backoff
-        after a failure, are left for later; so are rows that did not fit their batch."""
+    async def send(self, rows: Sequence[asyncpg.Record]) -> Handout:
+        """Hand each free partition its oldest of ``rows`` (oldest first) as one batch; say
+        how many rows were handed, and how many wait. Rows of a partition with a batch in
+        flight, or in backoff after a failure, are left for later; so are rows that did not
+        fit their batch."""
         now = time.monotonic()
-        handed = 0
+        handed = waiting = 0
         for partition, partition_rows in (await self._by_partition(rows)).items():
-            if partition in self._in_flight or self._retry_at.get(partition, 0.0) > now:
+            flight = self._in_flight.get(partition)
+            if flight is not None or self._retry_at.get(partition, 0.0) > now:
+                flying = set(flight.row_ids) if flight is not None else set()
+                waiting += sum(row["id"] not in flying for row in partition_rows)
                 continue
             self._retry_at.pop(partition, None)
             flight = await self._fly(partition, partition_rows)
-            if flight is not None:
-                handed += len(flight.rows)
-        return handed
+            taken = len(flight.rows) if flight is not None else 0
+            handed += taken
+            waiting += len(partition_rows) - taken
+        return Handout(handed, waiting)
 
     def settle(self) -> Settled:
         """Collect the batches Kafka has answered; the pending ones stay in flight."""

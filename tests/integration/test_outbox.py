@@ -341,6 +341,28 @@ async def test_the_relay_wakes_on_notify_long_before_its_poll_interval(stack: St
     assert len(await stack.read(2)) == 2
 
 
+async def test_an_acknowledgement_alone_does_not_read_the_outbox_again(stack: Stack) -> None:
+    # One row at a time, as at a low rate: each commit's notification reads the outbox once
+    # and hands the row over; Kafka's answer marks it sent. That answer says nothing about
+    # other rows (none was left behind), so it costs no read (it used to cost one: a round
+    # trip for nothing, per row, in every service).
+    relay = stack.relay("relay", poll_interval_s=FAR_AWAY_S)
+    await relay.start()
+    try:
+        await leader_of([relay])
+        reads_before = relay.stats.reads
+        for sequence in range(10):
+            await stack.emit_shipped("o-1", sequence)
+            await eventually(lambda: _is_zero(stack.unsent()), timeout_s=FAR_AWAY_S / 2)
+        reads = relay.stats.reads - reads_before
+    finally:
+        await relay.stop()
+
+    assert relay.stats.published == 10
+    # One read per commit; one more where the leader's first round came after this count.
+    assert reads <= 11, f"{reads} reads of the outbox for 10 rows"
+
+
 async def test_the_poll_publishes_rows_whose_notification_was_missed(stack: Stack) -> None:
     relay = stack.relay("relay", poll_interval_s=0.3)
     await relay.start()
