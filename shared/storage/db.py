@@ -152,6 +152,10 @@ def asyncpg_dsn(url: str | URL) -> str:
     """
     parsed = make_url(url) if isinstance(url, str) else url
     plain = _plain_on_loopback(parsed, "sslmode").set(drivername="postgresql")
+    if "host" in plain.query and not plain.host and plain.port is not None:
+        # A Unix socket's directory in the query and its port in the authority: SQLAlchemy
+        # joins the two, asyncpg would look up the empty host. Both in the query, it does not.
+        plain = plain.update_query_dict({"port": str(plain.port)})._replace(port=None)
     return plain.render_as_string(hide_password=False)
 
 

@@ -22,6 +22,15 @@ def test_the_relay_connects_with_the_services_url_minus_the_driver() -> None:
     assert asyncpg_dsn(url) == "postgresql://user:p%40ss@db.example:5433/orders?ssl=require"
 
 
+def test_a_socket_url_keeps_its_port_when_the_relay_connects() -> None:
+    # SQLAlchemy reads this URL as the socket directory's .s.PGSQL.25432; asyncpg read the
+    # same DSN as host "" port 25432 (a DNS lookup of nothing: the leader loops retried for
+    # ever while the consumers worked). asyncpg takes the socket when both are in the query.
+    url = "postgresql+asyncpg://u:p@:25432/orders?host=/var/run/postgresql"
+
+    assert asyncpg_dsn(url) == "postgresql://u:p@/orders?host=%2Fvar%2Frun%2Fpostgresql&port=25432"
+
+
 def test_no_compression_is_no_codec_and_gzip_needs_nothing_extra() -> None:
     assert check_compression("none") is None
     assert check_compression("gzip") == "gzip"
